@@ -1,0 +1,200 @@
+"""The HTTP plumbing every API client shares: one aiohttp session, timeouts,
+error mapping and retries. Knows nothing of Motia.
+
+`JsonHttpClient.request()` turns every failure into a typed error from
+`services.exceptions`: connection trouble and timeouts become `ApiConnectionError`,
+error statuses become `ApiError` (subclass by status) with the server's reason
+(`X-Status-Reason`, or the body's `error`/`message`) and `Retry-After`.
+Retryable ones are retried by the client's `RetryPolicy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+
+from services.exceptions import ApiConnectionError, ApiError, api_error_for
+from services.retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after, retry_async
+
+REASON_HEADER = "X-Status-Reason"
+
+
+def _reason_from(body_text: str, headers: Mapping[str, str]) -> str:
+    reason = headers.get(REASON_HEADER, "")
+    if reason:
+        return reason
+    try:
+        body = json.loads(body_text)
+    except (ValueError, TypeError):
+        return body_text[:300]
+    if isinstance(body, dict):
+        for key in ("error", "message", "reason", "Message"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if value:
+                return str(value)[:300]
+    return body_text[:300]
+
+
+async def error_from_response(service: str, resp: aiohttp.ClientResponse) -> ApiError:
+    """Build the typed error for a non-2xx response (reads at most 64 KiB of body)."""
+    try:
+        raw = await resp.content.read(65536)
+        text = raw.decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - body is best effort
+        text = ""
+    return api_error_for(
+        service,
+        resp.status,
+        _reason_from(text, resp.headers),
+        method=resp.method,
+        url=str(resp.url.with_query(None)),
+        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+        body=text[:2000],
+    )
+
+
+class JsonHttpClient:
+    """A small async JSON client around one lazily created aiohttp session."""
+
+    service = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.retry_policy = retry_policy
+        self._session = session
+        self._owns_session = session is None
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._owns_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session and not self._session.closed:
+            await self._session.close()
+
+    async def __aenter__(self) -> "JsonHttpClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path.lstrip("/")
+
+    async def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a request; clients override."""
+        return {}
+
+    async def on_auth_failure(self) -> bool:
+        """Called once on a 401; return True to retry the request once (token refresh)."""
+        return False
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        expect_json: bool = True,
+    ) -> Any:
+        session = await self._get_session()
+        refreshed = False
+        while True:
+            all_headers = {**(await self.auth_headers()), **(headers or {})}
+            try:
+                async with session.request(
+                    method,
+                    self.url(path),
+                    params=params,
+                    json=json_body,
+                    data=data,
+                    headers=all_headers,
+                ) as resp:
+                    if resp.status == 401 and not refreshed and await self.on_auth_failure():
+                        refreshed = True
+                        continue
+                    if resp.status >= 400:
+                        raise await error_from_response(self.service, resp)
+                    if not expect_json:
+                        return await resp.read()
+                    text = await resp.text()
+                    if not text:
+                        return None
+                    try:
+                        return json.loads(text)
+                    except ValueError:
+                        return text
+            except ApiError:
+                raise
+            except asyncio.TimeoutError as exc:
+                raise ApiConnectionError(self.service, f"{method} {path} timed out", timeout=True) from exc
+            except aiohttp.ClientError as exc:
+                raise ApiConnectionError(self.service, f"{method} {path}: {exc}") from exc
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        expect_json: bool = True,
+        retry_policy: RetryPolicy | None = None,
+    ) -> Any:
+        """Send a request, retrying what is retryable; return parsed JSON (or bytes)."""
+        return await retry_async(
+            lambda: self._send_once(
+                method,
+                path,
+                params=params,
+                json_body=json_body,
+                data=data,
+                headers=headers,
+                expect_json=expect_json,
+            ),
+            retry_policy or self.retry_policy,
+        )
+
+    async def stream(
+        self,
+        path: str,
+        *,
+        params: Any = None,
+        headers: Mapping[str, str] | None = None,
+        chunk_size: int = 65536,
+    ) -> AsyncIterator[bytes]:
+        """GET `path` and yield the body in chunks (no retry once bytes have flowed)."""
+        session = await self._get_session()
+        all_headers = {**(await self.auth_headers()), **(headers or {})}
+        try:
+            async with session.get(self.url(path), params=params, headers=all_headers) as resp:
+                if resp.status >= 400:
+                    raise await error_from_response(self.service, resp)
+                async for chunk in resp.content.iter_chunked(chunk_size):
+                    yield chunk
+        except ApiError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise ApiConnectionError(self.service, f"GET {path} timed out", timeout=True) from exc
+        except aiohttp.ClientError as exc:
+            raise ApiConnectionError(self.service, f"GET {path}: {exc}") from exc
