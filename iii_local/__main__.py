@@ -1,0 +1,5 @@
+import sys
+
+from iii_local.cli import main
+
+sys.exit(main())

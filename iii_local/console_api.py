@@ -1,0 +1,209 @@
+"""The operator API under `/_console/` on the REST port (what `iii-cli` and the console use).
+
+JSON endpoints: functions/triggers/workers, cron list and manual trigger, state browse and
+edit, logs (by trace, level, step; `after` for follow-mode polling), traces, queue stats,
+dead letters and replay, enqueue, and an idle check for tests. When
+`local_engine.console_token` is set, every call needs `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from iii_local.server import LocalEngine
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+
+def _bad(message: str, status: int = 400) -> web.Response:
+    return _json({"error": message}, status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"invalid JSON: {exc}"}), content_type="application/json")
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "expected a JSON object"}), content_type="application/json")
+    return data
+
+
+def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
+    engine = le.engine
+
+    def guarded(fn: Handler) -> Handler:
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            token = le.config.local.console_token
+            if token:
+                given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+                if not hmac.compare_digest(given.encode(), token.encode()):
+                    return _bad("console token required", 401)
+            return await fn(request)
+
+        return wrapper
+
+    async def functions(request: web.Request) -> web.Response:
+        return _json({
+            "functions": [
+                {"function_id": f.id, "description": f.description, "metadata": f.metadata, "worker_id": f.worker.id}
+                for f in sorted(engine.functions.values(), key=lambda f: f.id)
+            ],
+            "triggers": [t.public() for t in sorted(engine.triggers.values(), key=lambda t: (t.trigger_type, t.function_id))],
+            "workers": [w.public() for w in engine.workers.values() if not w.telemetry_only],
+        })
+
+    async def cron_list(request: web.Request) -> web.Response:
+        return _json({"jobs": [j.public() for j in le.cron.jobs.values()]} if le.cron else {"jobs": []})
+
+    async def cron_trigger(request: web.Request) -> web.Response:
+        data = await _body(request)
+        fid = data.get("function_id")
+        if not isinstance(fid, str) or not fid:
+            return _bad("function_id is required")
+        if le.cron is None:
+            return _bad("no cron module configured", 404)
+        job = le.cron.jobs.get(fid)
+        if job is None:
+            # Accept the guide's "...::trigger::0" style: match by step name prefix.
+            matches = [j for k, j in le.cron.jobs.items() if k.split("::trigger::")[0] == fid.split("::trigger::")[0]]
+            job = matches[0] if len(matches) == 1 else None
+        if job is None:
+            return _bad(f"no cron trigger for function {fid!r}", 404)
+        result = await le.cron.fire(job, manual=True)
+        return _json(result)
+
+    async def state_groups(request: web.Request) -> web.Response:
+        return _json(await le.state.list_groups())
+
+    async def state_scope(request: web.Request) -> web.Response:
+        items = await le.state.list_items(request.match_info["scope"])
+        return _json({"scope": request.match_info["scope"], "items": [{"key": k, "value": v} for k, v in items]})
+
+    async def state_get(request: web.Request) -> web.Response:
+        value = await le.state.get({"scope": request.match_info["scope"], "key": request.match_info["key"]})
+        return _json({"value": value})
+
+    async def state_set(request: web.Request) -> web.Response:
+        data = await _body(request)
+        if "value" not in data:
+            return _bad("body needs 'value'")
+        return _json(await le.state.set({"scope": request.match_info["scope"], "key": request.match_info["key"], "value": data["value"]}))
+
+    async def state_delete(request: web.Request) -> web.Response:
+        old = await le.state.delete({"scope": request.match_info["scope"], "key": request.match_info["key"]})
+        return _json({"old_value": old})
+
+    async def logs(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            after = int(q.get("after", "0"))
+            limit = min(int(q.get("limit", "500")), 10_000)
+        except ValueError:
+            return _bad("after and limit must be integers")
+        recs = engine.telemetry.query_logs(trace_id=q.get("trace") or None, level=q.get("level"), after_seq=after, limit=limit, step=q.get("step") or None)
+        return _json({"logs": [r.to_dict() for r in recs], "last_seq": recs[-1].seq if recs else after})
+
+    async def traces(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            limit = min(int(q.get("limit", "100")), 1000)
+            since = float(q["since"]) if "since" in q else None
+        except ValueError:
+            return _bad("limit and since must be numbers")
+        return _json({"traces": engine.telemetry.list_traces(limit=limit, step=q.get("step") or None, outcome=q.get("outcome") or None, since=since)})
+
+    async def trace(request: web.Request) -> web.Response:
+        tr = engine.telemetry.get_trace(request.match_info["trace_id"])
+        if tr is None:
+            return _bad("trace not found", 404)
+        return _json(tr)
+
+    async def queues(request: web.Request) -> web.Response:
+        return _json({"queues": le.queue.stats() if le.queue else [], "delivered": le.queue.delivered if le.queue else 0})
+
+    async def dlq(request: web.Request) -> web.Response:
+        if le.queue is None:
+            return _json({"dead_letters": []})
+        jobs = le.queue.dead_letters(request.query.get("topic") or None, request.query.get("subscriber") or None)
+        return _json({"dead_letters": [j.dlq_entry() for j in jobs]})
+
+    async def dlq_replay(request: web.Request) -> web.Response:
+        data = await _body(request)
+        ids = data.get("ids")
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            return _bad("ids must be a list of job ids, or omitted for all")
+        if le.queue is None:
+            return _bad("no queue module configured", 404)
+        n = await le.queue.replay(ids, topic=data.get("topic"))
+        return _json({"replayed": n})
+
+    async def dlq_discard(request: web.Request) -> web.Response:
+        data = await _body(request)
+        ids = data.get("ids")
+        if not isinstance(ids, list) or le.queue is None:
+            return _bad("ids must be a list of job ids")
+        return _json({"discarded": await le.queue.discard([str(i) for i in ids])})
+
+    async def enqueue(request: web.Request) -> web.Response:
+        data = await _body(request)
+        topic = data.get("topic")
+        if not isinstance(topic, str) or not topic or le.queue is None:
+            return _bad("topic is required")
+        try:
+            ids = await le.queue.enqueue(topic, data.get("data"), group_id=data.get("messageGroupId"))
+        except ValueError as exc:
+            return _bad(str(exc))
+        return _json({"job_ids": ids})
+
+    async def status(request: web.Request) -> web.Response:
+        queue_idle = le.queue.idle() if le.queue else True
+        in_flight_http = le.rest.in_flight if le.rest else 0
+        return _json({
+            "idle": queue_idle and in_flight_http == 0,
+            "queue_idle": queue_idle,
+            "http_in_flight": in_flight_http,
+            "workers": len([w for w in engine.workers.values() if not w.telemetry_only]),
+            "functions": len(engine.functions),
+            "uptime_s": round(time.time() - engine.started_at, 3),
+            "worker_restarts": sum(s.restarts for s in le.supervisors),
+        })
+
+    async def restart_worker(request: web.Request) -> web.Response:
+        for s in le.supervisors:
+            s.restart()
+        return _json({"restarting": len(le.supervisors)})
+
+    routes = [
+        web.get("/_console/functions", functions),
+        web.get("/_console/cron", cron_list),
+        web.post("/_console/cron/trigger", cron_trigger),
+        web.get("/_console/state", state_groups),
+        web.get("/_console/state/{scope}", state_scope),
+        web.get("/_console/state/{scope}/{key}", state_get),
+        web.put("/_console/state/{scope}/{key}", state_set),
+        web.delete("/_console/state/{scope}/{key}", state_delete),
+        web.get("/_console/logs", logs),
+        web.get("/_console/traces", traces),
+        web.get("/_console/traces/{trace_id}", trace),
+        web.get("/_console/queues", queues),
+        web.get("/_console/dlq", dlq),
+        web.post("/_console/dlq/replay", dlq_replay),
+        web.post("/_console/dlq/discard", dlq_discard),
+        web.post("/_console/enqueue", enqueue),
+        web.get("/_console/status", status),
+        web.post("/_console/worker/restart", restart_worker),
+    ]
+    return [web.route(r.method, r.path, guarded(r.handler)) for r in routes]  # type: ignore[attr-defined]

@@ -1,0 +1,321 @@
+"""The engine core: workers, the function and trigger registry, and invocation both ways.
+
+Modules (REST, queue, cron) subscribe to trigger registrations through `TriggerSink`s.
+Engine-provided functions (`enqueue`, `state::*`, `engine::*`) are plain coroutines in
+`builtins`; everything else is invoked on the worker that registered it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+from aiohttp import web
+
+from iii_local.channels import ChannelManager
+from iii_local.telemetry import TelemetryStore
+
+log = logging.getLogger("iii_local.engine")
+
+Builtin = Callable[[Any, "CallContext"], Awaitable[Any]]
+
+
+class InvocationError(Exception):
+    """A function answered with an error, timed out, or its worker went away."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class CallContext:
+    """Who is calling an engine function, and in which trace."""
+
+    worker: "WorkerConnection | None" = None
+    traceparent: str | None = None
+    baggage: str | None = None
+
+
+@dataclass
+class FunctionEntry:
+    id: str
+    worker: "WorkerConnection"
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass
+class TriggerEntry:
+    id: str
+    trigger_type: str
+    function_id: str
+    config: dict[str, Any]
+    worker: "WorkerConnection"
+
+    def public(self) -> dict[str, Any]:
+        cfg = dict(self.config)
+        return {"id": self.id, "trigger_type": self.trigger_type, "function_id": self.function_id, "config": cfg}
+
+
+class TriggerSink(Protocol):
+    trigger_types: tuple[str, ...]
+
+    def trigger_added(self, trigger: TriggerEntry) -> None: ...
+    def trigger_removed(self, trigger: TriggerEntry) -> None: ...
+
+
+@dataclass
+class WorkerConnection:
+    id: str
+    ws: web.WebSocketResponse
+    remote: str = ""
+    connected_at: float = field(default_factory=time.time)
+    functions: set[str] = field(default_factory=set)
+    triggers: set[str] = field(default_factory=set)
+    pending: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    telemetry_only: bool = True  # until it sends a protocol message
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        if self.ws.closed:
+            raise InvocationError("worker_disconnected", f"worker {self.id} is disconnected")
+        async with self.send_lock:
+            await self.ws.send_str(json.dumps(msg, separators=(",", ":"), default=str))
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "remote": self.remote,
+            "connected_at": self.connected_at,
+            "functions": sorted(self.functions),
+            "pending_invocations": len(self.pending),
+            **{k: v for k, v in self.metadata.items() if k in ("runtime", "version", "name", "pid", "os")},
+        }
+
+
+def new_traceparent(trace_id: str | None = None) -> str:
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+class Engine:
+    def __init__(self, telemetry: TelemetryStore, *, default_timeout: float = 30.0) -> None:
+        self.telemetry = telemetry
+        self.channels = ChannelManager()
+        self.functions: dict[str, FunctionEntry] = {}
+        self.triggers: dict[str, TriggerEntry] = {}
+        self.workers: dict[str, WorkerConnection] = {}
+        self.builtins: dict[str, Builtin] = {}
+        self.sinks: list[TriggerSink] = []
+        self.default_timeout = default_timeout
+        self.function_waiters: list[asyncio.Future[None]] = []
+        self.started_at = time.time()
+        self._register_engine_builtins()
+
+    # ------------------------------------------------------------------ registry
+
+    def add_sink(self, sink: TriggerSink) -> None:
+        self.sinks.append(sink)
+
+    def register_builtin(self, function_id: str, fn: Builtin) -> None:
+        self.builtins[function_id] = fn
+
+    def register_function(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
+        fid = str(msg.get("id") or "")
+        if not fid:
+            return
+        old = self.functions.get(fid)
+        if old is not None and old.worker is not worker:
+            old.worker.functions.discard(fid)
+        self.functions[fid] = FunctionEntry(fid, worker, msg.get("description"), msg.get("metadata"))
+        worker.functions.add(fid)
+        for w in self.function_waiters:
+            if not w.done():
+                w.set_result(None)
+        self.function_waiters.clear()
+
+    def unregister_function(self, worker: WorkerConnection, fid: str) -> None:
+        entry = self.functions.get(fid)
+        if entry is not None and entry.worker is worker:
+            del self.functions[fid]
+        worker.functions.discard(fid)
+
+    def register_trigger(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
+        tid = str(msg.get("id") or "")
+        ttype = str(msg.get("trigger_type") or "")
+        fid = str(msg.get("function_id") or "")
+        if not tid or not ttype or not fid:
+            self.telemetry.engine_log("warn", "ignored malformed registertrigger", message_fields=msg)
+            return
+        old = self.triggers.get(tid)
+        if old is not None:
+            self._remove_trigger(old)
+        config = msg.get("config") if isinstance(msg.get("config"), dict) else {}
+        entry = TriggerEntry(tid, ttype, fid, config, worker)
+        self.triggers[tid] = entry
+        worker.triggers.add(tid)
+        handled = False
+        for sink in self.sinks:
+            if ttype in sink.trigger_types:
+                sink.trigger_added(entry)
+                handled = True
+        if not handled:
+            self.telemetry.engine_log("debug", f"trigger type {ttype!r} has no module here; kept for listing", step=fid)
+
+    def _remove_trigger(self, entry: TriggerEntry) -> None:
+        self.triggers.pop(entry.id, None)
+        entry.worker.triggers.discard(entry.id)
+        for sink in self.sinks:
+            if entry.trigger_type in sink.trigger_types:
+                sink.trigger_removed(entry)
+
+    def unregister_trigger(self, worker: WorkerConnection, tid: str) -> None:
+        entry = self.triggers.get(tid)
+        if entry is not None and entry.worker is worker:
+            self._remove_trigger(entry)
+
+    # ------------------------------------------------------------------ workers
+
+    def worker_connected(self, ws: web.WebSocketResponse, remote: str) -> WorkerConnection:
+        worker = WorkerConnection(id=str(uuid.uuid4()), ws=ws, remote=remote)
+        self.workers[worker.id] = worker
+        return worker
+
+    def worker_disconnected(self, worker: WorkerConnection) -> None:
+        self.workers.pop(worker.id, None)
+        for tid in list(worker.triggers):
+            entry = self.triggers.get(tid)
+            if entry is not None and entry.worker is worker:
+                self._remove_trigger(entry)
+        for fid in list(worker.functions):
+            self.unregister_function(worker, fid)
+        for inv_id, fut in list(worker.pending.items()):
+            if not fut.done():
+                fut.set_exception(InvocationError("worker_disconnected", "worker disconnected before answering"))
+        worker.pending.clear()
+        if not worker.telemetry_only:
+            self.telemetry.engine_log("warn", "worker disconnected", worker_id=worker.id, pid=worker.metadata.get("pid"))
+
+    async def wait_for_function(self, function_id: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while function_id not in self.functions and function_id not in self.builtins:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.function_waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ invocation
+
+    async def invoke(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        timeout: float | None = None,
+        caller: WorkerConnection | None = None,
+    ) -> Any:
+        """Invoke a function (builtin or on its worker) and return its result."""
+        builtin = self.builtins.get(function_id)
+        if builtin is not None:
+            return await builtin(data, CallContext(worker=caller, traceparent=traceparent, baggage=baggage))
+        entry = self.functions.get(function_id)
+        if entry is None:
+            raise InvocationError("function_not_found", f"Function '{function_id}' not found")
+        worker = entry.worker
+        inv_id = str(uuid.uuid4())
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        worker.pending[inv_id] = fut
+        msg: dict[str, Any] = {"type": "invokefunction", "invocation_id": inv_id, "function_id": function_id, "data": data}
+        if traceparent:
+            msg["traceparent"] = traceparent
+        if baggage:
+            msg["baggage"] = baggage
+        try:
+            await worker.send(msg)
+            return await asyncio.wait_for(fut, timeout if timeout is not None else self.default_timeout)
+        except asyncio.TimeoutError as exc:
+            raise InvocationError("timeout", f"Invocation of '{function_id}' timed out") from exc
+        except (ConnectionResetError, RuntimeError) as exc:
+            raise InvocationError("worker_disconnected", str(exc)) from exc
+        finally:
+            worker.pending.pop(inv_id, None)
+
+    def invocation_result(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
+        fut = worker.pending.pop(str(msg.get("invocation_id")), None)
+        if fut is None or fut.done():
+            return
+        err = msg.get("error")
+        if err:
+            if isinstance(err, dict):
+                fut.set_exception(InvocationError(str(err.get("code", "invocation_failed")), str(err.get("message", err))))
+            else:
+                fut.set_exception(InvocationError("invocation_failed", str(err)))
+        else:
+            fut.set_result(msg.get("result"))
+
+    async def handle_worker_call(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
+        """A worker invokes a function (engine builtin or another worker's)."""
+        inv_id = msg.get("invocation_id")
+        fid = str(msg.get("function_id") or "")
+        try:
+            result = await self.invoke(
+                fid,
+                msg.get("data"),
+                traceparent=msg.get("traceparent"),
+                baggage=msg.get("baggage"),
+                caller=worker,
+            )
+            if inv_id:
+                answer: dict[str, Any] = {"type": "invocationresult", "invocation_id": inv_id, "function_id": fid}
+                if result is not None:
+                    answer["result"] = result
+                await worker.send(answer)
+        except InvocationError as exc:
+            if inv_id:
+                await self._answer_error(worker, inv_id, fid, exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes an error answer
+            log.exception("engine function %s failed", fid)
+            if inv_id:
+                await self._answer_error(worker, inv_id, fid, "invocation_failed", f"{type(exc).__name__}: {exc}")
+
+    async def _answer_error(self, worker: WorkerConnection, inv_id: str, fid: str, code: str, message: str) -> None:
+        try:
+            await worker.send(
+                {"type": "invocationresult", "invocation_id": inv_id, "function_id": fid, "error": {"code": code, "message": message}}
+            )
+        except InvocationError:
+            pass
+
+    # ------------------------------------------------------------------ engine builtins
+
+    def _register_engine_builtins(self) -> None:
+        async def workers_register(data: Any, ctx: CallContext) -> None:
+            if ctx.worker is not None and isinstance(data, dict):
+                ctx.worker.metadata.update(data)
+            return None
+
+        async def functions_list(data: Any, ctx: CallContext) -> dict[str, Any]:
+            return {"functions": [{"function_id": f.id, "description": f.description, "metadata": f.metadata} for f in self.functions.values()]}
+
+        async def workers_list(data: Any, ctx: CallContext) -> dict[str, Any]:
+            return {"workers": [w.public() for w in self.workers.values() if not w.telemetry_only]}
+
+        self.register_builtin("engine::workers::register", workers_register)
+        self.register_builtin("engine::functions::list", functions_list)
+        self.register_builtin("engine::workers::list", workers_list)

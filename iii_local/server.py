@@ -1,0 +1,132 @@
+"""Assemble and run the stand-in engine from an EngineConfig."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from iii_local.config import CRON_REDIS, QUEUE_REDIS, STATE_REDIS, EngineConfig
+from iii_local.console_api import console_routes
+from iii_local.cron import CronModule
+from iii_local.engine import Engine
+from iii_local.queue import QueueModule
+from iii_local.rest import RestModule
+from iii_local.state import StateModule
+from iii_local.store import Store, make_store
+from iii_local.supervisor import ExecSupervisor
+from iii_local.telemetry import TelemetryStore, format_log_line
+from iii_local.worker_server import make_worker_app
+
+log = logging.getLogger("iii_local")
+
+
+class LocalEngine:
+    def __init__(self, config: EngineConfig, *, watch: bool = False, run_exec: bool = True, echo_logs: bool = False) -> None:
+        self.config = config
+        self.watch = watch
+        self.run_exec = run_exec
+        self.echo_logs = echo_logs
+        log_file = str(config.path(config.local.log_file)) if config.local.log_file else None
+        if log_file:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        self.telemetry = TelemetryStore(config.local.logs_max, config.local.traces_max, log_file)
+        timeout = (config.rest.default_timeout_ms / 1000) if config.rest else 30.0
+        self.engine = Engine(self.telemetry, default_timeout=timeout)
+        self.stores: list[Store] = []
+        self.queue: QueueModule | None = None
+        self.cron: CronModule | None = None
+        self.rest: RestModule | None = None
+        self.state: StateModule
+        self.supervisors: list[ExecSupervisor] = []
+        self.runners: list[web.AppRunner] = []
+        self._echo_task: asyncio.Task[None] | None = None
+
+    def _store(self, store_method: str, file_path: str, is_redis: bool, redis_url: str) -> Store:
+        store = make_store(store_method, self.config.path(file_path), is_redis, redis_url)
+        self.stores.append(store)
+        return store
+
+    async def start(self) -> None:
+        cfg = self.config
+        sc = cfg.state
+        state_store = self._store(sc.store_method, sc.file_path, sc.adapter == STATE_REDIS, sc.redis_url) if sc else self._store("file_based", "./data/state_store", False, "")
+        qstore = None
+        if cfg.queue:
+            qstore = self._store(cfg.queue.store_method, cfg.queue.file_path, cfg.queue.adapter == QUEUE_REDIS, cfg.queue.redis_url)
+        cstore = None
+        if cfg.cron:
+            cstore = self._store(cfg.cron.store_method, cfg.cron.file_path, False, "")
+        for s in self.stores:
+            await s.open()
+        self.state = StateModule(self.engine, state_store)
+        if cfg.queue and qstore is not None:
+            self.queue = QueueModule(self.engine, qstore, cfg.queue)
+            await self.queue.start()
+        if cfg.cron and cstore is not None:
+            self.cron = CronModule(self.engine, cstore, redis_url=cfg.cron.redis_url if cfg.cron.adapter == CRON_REDIS else None)
+            await self.cron.start()
+        routes = console_routes(self)
+        if cfg.rest:
+            self.rest = RestModule(self.engine, cfg.rest, max_request_bytes=cfg.local.max_request_bytes, console_routes=routes)
+            await self._serve(self.rest.make_app(), cfg.rest.host, cfg.rest.port)
+        await self._serve(make_worker_app(self.engine), cfg.host, cfg.port)
+        if self.echo_logs:
+            self._echo_task = asyncio.create_task(self._echo())
+        if self.run_exec and cfg.exec:
+            env = dict(os.environ)
+            url = f"ws://127.0.0.1:{cfg.port}"
+            env.setdefault("III_URL", url)
+            env.setdefault("III_BRIDGE_URL", env["III_URL"])
+            for ec in cfg.exec:
+                sup = ExecSupervisor(ec, base_dir=cfg.base_dir, env=env, watch=self.watch, log=self._sup_log)
+                self.supervisors.append(sup)
+                await sup.start()
+
+    def _sup_log(self, level: str, message: str) -> None:
+        self.telemetry.engine_log(level, message, step="exec")
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        self.runners.append(runner)
+
+    async def _echo(self) -> None:
+        q = self.telemetry.subscribe()
+        while True:
+            rec = await q.get()
+            print(format_log_line(rec), flush=True)
+
+    async def stop(self) -> None:
+        for sup in self.supervisors:
+            await sup.stop()
+        if self._echo_task:
+            self._echo_task.cancel()
+        if self.queue:
+            await self.queue.stop()
+        if self.cron:
+            await self.cron.stop()
+        for r in self.runners:
+            await r.cleanup()
+        for s in self.stores:
+            await s.close()
+
+
+async def serve(config: EngineConfig, *, watch: bool = False, echo_logs: bool = True) -> None:
+    le = LocalEngine(config, watch=watch, echo_logs=echo_logs)
+    await le.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    rest = f"http://{config.rest.host}:{config.rest.port}" if config.rest else "(no REST module)"
+    le.telemetry.engine_log("info", f"iii local engine up: REST {rest}, workers ws://{config.host}:{config.port}")
+    await stop.wait()
+    le.telemetry.engine_log("info", "shutting down")
+    await le.stop()

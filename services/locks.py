@@ -1,0 +1,223 @@
+"""Per-entity Redis locks (developer guide, "Lock Strategy: Step + Input Values").
+
+Key format, exactly as the guide has it and WITHOUT any prefix:
+
+    {step}:{entity_type}:{entity_id}      e.g. document_sync:CDokumente:abc123
+
+so `redis-cli --scan --pattern 'document_sync:*'` lists a step's locks. The value is a
+random owner token; acquire is `SET key token NX PX ttl`; release and extend are Lua
+compare-and-delete / compare-and-pexpire, so only the owner can release or extend.
+The TTL (default 30 min) frees the lock of a worker that died while holding it.
+
+Handlers use `entity_lock(...)`: busy → `LockBusyError` (retryable: the queue tries again
+later); the lock is released in `finally`, also when the body raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from typing import Any, AsyncIterator
+
+from redis.exceptions import RedisError
+
+from services.exceptions import LockBusyError, RetryableError, ValidationError
+
+DEFAULT_LOCK_TTL_SECONDS = 1800  # 30 minutes; services.config.LOCK_TTL_DEFAULT
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# ARGV[2] = milliseconds; ARGV[3] = '1' to set the TTL to ARGV[2], '0' to add ARGV[2] to what is left.
+_EXTEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+local ttl = tonumber(ARGV[2])
+if ARGV[3] == '0' then
+    local left = redis.call('PTTL', KEYS[1])
+    if left > 0 then ttl = ttl + left end
+end
+return redis.call('PEXPIRE', KEYS[1], ttl)
+"""
+
+
+class LockBackendError(RetryableError):
+    """Redis could not be reached while taking or releasing a lock."""
+
+
+def _check_part(name: str, value: Any) -> str:
+    text = str(value) if value is not None else ""
+    if not text:
+        raise ValidationError(f"Lock key part {name} is empty")
+    if ":" in text:
+        raise ValidationError(f"Lock key part {name}={text!r} must not contain ':'")
+    if any(c.isspace() or ord(c) < 32 for c in text) or len(text) > 200:
+        raise ValidationError(f"Lock key part {name}={text!r} has whitespace/control characters or is too long")
+    return text
+
+
+def lock_key(step: str, entity_type: Any, entity_id: str) -> str:
+    """`{step}:{entity_type}:{entity_id}`; each part non-empty, without ':' or whitespace,
+    so a key always splits back into the same three parts."""
+    return ":".join(
+        (_check_part("step", step), _check_part("entity_type", entity_type), _check_part("entity_id", entity_id))
+    )
+
+
+def new_owner_token() -> str:
+    """`host:pid:random` - unique, and tells an operator who holds a lock."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
+def _ms(seconds: float) -> int:
+    if seconds <= 0:
+        raise ValueError(f"lock TTL must be positive, got {seconds}")
+    return max(1, int(round(seconds * 1000)))
+
+
+class RedisLock:
+    """One lock on `key`, held under a random owner token. TTL in seconds (fractions allowed)."""
+
+    def __init__(self, redis: Any, key: str, ttl_seconds: float = DEFAULT_LOCK_TTL_SECONDS, owner: str | None = None):
+        self.redis = redis
+        self.key = key
+        self.ttl_seconds = float(ttl_seconds)
+        self._ttl_ms = _ms(self.ttl_seconds)
+        self.owner = owner or new_owner_token()
+        self.acquired = False
+        """Whether this object believes it holds the lock (see `held()` for the truth in Redis)."""
+        self.lost = False
+        """Set when an extension found the lock gone or taken over."""
+
+    def __repr__(self) -> str:
+        return f"RedisLock(key={self.key!r}, ttl={self.ttl_seconds:g}s, acquired={self.acquired})"
+
+    async def acquire(self, *, timeout: float = 0.0, retry_interval: float = 0.05) -> bool:
+        """Try to take the lock (`SET NX PX`); with `timeout` > 0 keep trying that long.
+
+        Re-acquiring a lock this owner already holds succeeds and refreshes its TTL.
+        Raises LockBackendError when Redis is unreachable.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        while True:
+            try:
+                ok = await self.redis.set(self.key, self.owner, nx=True, px=self._ttl_ms)
+                if not ok:
+                    ok = bool(await self.redis.eval(_EXTEND, 1, self.key, self.owner, self._ttl_ms, "1"))
+            except RedisError as exc:
+                raise LockBackendError(f"Redis unavailable while locking {self.key}: {exc}") from exc
+            if ok:
+                self.acquired = True
+                self.lost = False
+                return True
+            if loop.time() + retry_interval > deadline:
+                return False
+            await asyncio.sleep(retry_interval)
+
+    async def release(self) -> bool:
+        """Delete the key if this owner still holds it; False if it expired or another owner has it."""
+        self.acquired = False
+        try:
+            return bool(await self.redis.eval(_RELEASE, 1, self.key, self.owner))
+        except RedisError as exc:
+            raise LockBackendError(f"Redis unavailable while unlocking {self.key}: {exc}") from exc
+
+    async def extend(self, extra_ttl: float | None = None, *, replace_ttl: bool = False) -> bool:
+        """Add `extra_ttl` seconds (default: the lock's TTL) to the remaining TTL, or with
+        `replace_ttl=True` make the lock expire `extra_ttl` seconds from now.
+
+        Only the owner can extend; False (and `lost`) when the lock is no longer ours.
+        """
+        ms = _ms(self.ttl_seconds if extra_ttl is None else extra_ttl)
+        try:
+            ok = bool(await self.redis.eval(_EXTEND, 1, self.key, self.owner, ms, "1" if replace_ttl else "0"))
+        except RedisError as exc:
+            raise LockBackendError(f"Redis unavailable while extending {self.key}: {exc}") from exc
+        if not ok:
+            self.acquired = False
+            self.lost = True
+        return ok
+
+    async def held(self) -> bool:
+        """Whether Redis still has this owner's token under the key."""
+        try:
+            value = await self.redis.get(self.key)
+        except RedisError as exc:
+            raise LockBackendError(f"Redis unavailable while checking {self.key}: {exc}") from exc
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        return value == self.owner
+
+    async def ttl_ms(self) -> int:
+        """Milliseconds left (-2: no key, -1: no expiry) - for checks and diagnostics."""
+        return int(await self.redis.pttl(self.key))
+
+
+async def _keep_extending(lock: RedisLock, interval: float, logger: Any) -> None:
+    """Every `interval` seconds push the lock's expiry to a full TTL from now; stop if lost."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if not await lock.extend(replace_ttl=True):
+                if logger is not None:
+                    logger.error(f"Lock {lock.key} was lost while its work was still running", lock_key=lock.key)
+                return
+        except LockBackendError as exc:
+            if logger is not None:
+                logger.warn(f"Could not extend lock {lock.key}: {exc}", lock_key=lock.key)
+
+
+@contextlib.asynccontextmanager
+async def entity_lock(
+    redis: Any,
+    step: str,
+    entity_type: Any,
+    entity_id: str,
+    ttl: float = DEFAULT_LOCK_TTL_SECONDS,
+    *,
+    auto_extend: bool = False,
+    wait: float = 0.0,
+    owner: str | None = None,
+    logger: Any = None,
+) -> AsyncIterator[RedisLock]:
+    """Hold `{step}:{entity_type}:{entity_id}` for the body of an `async with`.
+
+    Raises LockBusyError when another owner holds it (after waiting up to `wait` s).
+    With `auto_extend`, a background task extends the lock every ttl/3 while the body
+    runs. The lock is released in `finally`; a failing release is logged (the TTL frees
+    the key anyway) and never hides the body's own exception. `logger` is optional
+    (a ServiceLogger or anything with warn/error(message, **fields)).
+    """
+    key = lock_key(step, entity_type, entity_id)
+    lock = RedisLock(redis, key, ttl, owner=owner)
+    if not await lock.acquire(timeout=wait):
+        raise LockBusyError(key)
+    extender: asyncio.Task[None] | None = None
+    if auto_extend:
+        extender = asyncio.create_task(_keep_extending(lock, max(lock.ttl_seconds / 3, 0.001), logger))
+    try:
+        yield lock
+    finally:
+        if extender is not None:
+            # Order does not matter for safety: a late extension after the release finds
+            # another token (or none) and does nothing.
+            extender.cancel()
+        try:
+            released = await lock.release()
+            if not released and logger is not None:
+                logger.warn(f"Lock {key} had already expired or changed owner at release", lock_key=key)
+        except LockBackendError as exc:
+            if logger is not None:
+                logger.warn(f"Could not release lock {key} (its TTL will free it): {exc}", lock_key=key)
+        finally:
+            if extender is not None:
+                await asyncio.gather(extender, return_exceptions=True)

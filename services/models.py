@@ -1,0 +1,488 @@
+"""Enums for every status value, and pydantic models for webhook items, EspoCRM
+records and queue events.
+
+Record models use the EspoCRM attribute names (`fileStatus`, `xaiSyncStatus`, ...) as
+field names, so one name is used everywhere: in code, in payloads, in EspoCRM. They are
+read models of external data, so they tolerate `None`, unknown extra attributes (kept in
+`model_extra`) and status values they do not know (read as `None`). Datetimes are
+EspoCRM's `YYYY-MM-DD HH:mm:ss` in UTC (see `espo_datetime`/`parse_espo_datetime`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Iterable, TypeVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from services.exceptions import ValidationError
+
+# --------------------------------------------------------------------------- enums
+
+
+class FileStatus(str, Enum):
+    """Valid values for CDokumente.fileStatus."""
+
+    NEW = "new"
+    CHANGED = "changed"
+    SYNCED = "synced"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class XAISyncStatus(str, Enum):
+    """Valid values for CDokumente.xaiSyncStatus."""
+
+    NO_SYNC = "no_sync"  # entity has no xAI collections
+    PENDING_SYNC = "pending_sync"  # sync in progress (locked)
+    CLEAN = "clean"  # synced successfully
+    UNCLEAN = "unclean"  # needs re-sync (file changed)
+    FAILED = "failed"  # sync failed (see xaiSyncError)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class EntityAction(str, Enum):
+    """Webhook / queue actions."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    LINK = "link"
+    UNLINK = "unlink"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class EntityType(str, Enum):
+    """Supported EspoCRM entity types."""
+
+    DOKUMENTE = "CDokumente"
+    BETEILIGTE = "CBeteiligte"
+    RAEUMUNGSKLAGE = "Raeumungsklage"
+    ACCOUNT = "Account"
+    BANKVERBINDUNGEN = "CBankverbindungen"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+LINKABLE_ENTITY_TYPES: frozenset[EntityType] = frozenset(
+    {EntityType.RAEUMUNGSKLAGE, EntityType.ACCOUNT, EntityType.BETEILIGTE}
+)
+"""Entity types a document can be linked to (those that can own an xAI collection)."""
+
+
+class SyncStatus(str, Enum):
+    """Valid values for syncStatus of CBeteiligte / CBankverbindungen (EspoCRM ↔ Advoware)."""
+
+    PENDING_SYNC = "pending_sync"
+    CLEAN = "clean"
+    FAILED = "failed"
+    CONFLICT = "conflict"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SyncSource(str, Enum):
+    """Who put an event on the queue."""
+
+    WEBHOOK = "webhook"  # an EspoCRM webhook
+    CRON = "cron"  # a scheduled sweep
+    COLLECTION_MANAGER = "collection_manager"  # the collection manager fanning out to documents
+    SYNC = "sync"  # a follow-up raised by another sync step
+    MANUAL = "manual"  # an operator (API call, script)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+E = TypeVar("E", bound=Enum)
+
+# Spellings seen in the firm's EspoCRM (German labels of older layouts) → enum values.
+_FILE_STATUS_ALIASES = {
+    "neu": FileStatus.NEW,
+    "geändert": FileStatus.CHANGED,
+    "geaendert": FileStatus.CHANGED,
+    "synchronisiert": FileStatus.SYNCED,
+}
+
+
+def coerce_enum(enum: type[E], value: Any, aliases: dict[str, E] | None = None) -> E | None:
+    """`value` as a member of `enum` (exact, then case-insensitive, then aliases); None when unknown."""
+    if value is None or isinstance(value, enum):
+        return value
+    if isinstance(value, Enum):
+        value = value.value
+    if not isinstance(value, str):
+        return None
+    try:
+        return enum(value)
+    except ValueError:
+        pass
+    lowered = value.strip().lower()
+    for member in enum:
+        if str(member.value).lower() == lowered:
+            return member
+    if aliases and lowered in aliases:
+        return aliases[lowered]
+    return None
+
+
+# --------------------------------------------------------------------------- datetimes
+
+
+def espo_datetime(dt: datetime) -> str:
+    """EspoCRM datetime text `YYYY-MM-DD HH:mm:ss` in UTC (naive datetimes are taken as UTC)."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def espo_date(d: date) -> str:
+    """EspoCRM date text `YYYY-MM-DD`."""
+    return d.strftime("%Y-%m-%d")
+
+
+def utc_now() -> datetime:
+    """Now, timezone-aware UTC, without microseconds (EspoCRM stores seconds)."""
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+_ESPO_DT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?$")
+
+
+def parse_espo_datetime(value: str | datetime) -> datetime:
+    """Parse EspoCRM's `YYYY-MM-DD HH:mm[:ss]` (UTC) or ISO 8601; returns an aware UTC datetime.
+
+    Raises ValueError on anything else.
+    """
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        if not isinstance(value, str):
+            raise ValueError(f"not a datetime: {value!r}")
+        text = value.strip()
+        if _ESPO_DT.match(text):
+            dt = datetime.fromisoformat(text.replace(" ", "T"))
+        else:
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            try:
+                dt = datetime.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"not an EspoCRM datetime: {value!r}") from None
+            if len(text) <= 10:  # a bare date is not a datetime
+                raise ValueError(f"not an EspoCRM datetime: {value!r}")
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def parse_espo_date(value: str | date) -> date:
+    """Parse `YYYY-MM-DD` (a datetime's date part is accepted too)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    try:
+        return date.fromisoformat(text[:10]) if len(text) >= 10 else date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an EspoCRM date: {value!r}") from None
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    value = _blank_to_none(value)
+    return None if value is None else parse_espo_datetime(value)
+
+
+def _to_date(value: Any) -> date | None:
+    value = _blank_to_none(value)
+    return None if value is None else parse_espo_date(value)
+
+
+def _to_str_list(value: Any) -> list[str]:
+    """EspoCRM array fields: a list, None, or (older layouts) JSON text."""
+    value = _blank_to_none(value)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if value is None:
+            return []
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list, got {type(value).__name__}")
+    return [str(v) for v in value if v is not None and str(v) != ""]
+
+
+def _enum_field(enum: type[E], aliases: dict[str, E] | None = None) -> Any:
+    return BeforeValidator(lambda v: coerce_enum(enum, _blank_to_none(v), aliases))
+
+
+EspoDateTime = Annotated[
+    datetime | None,
+    BeforeValidator(_to_datetime),
+    PlainSerializer(lambda v: espo_datetime(v) if v is not None else None, return_type=str | None),
+]
+"""A datetime read from / written as EspoCRM text (UTC)."""
+
+EspoDate = Annotated[
+    date | None,
+    BeforeValidator(_to_date),
+    PlainSerializer(lambda v: espo_date(v) if v is not None else None, return_type=str | None),
+]
+
+StrList = Annotated[list[str], BeforeValidator(_to_str_list)]
+
+# --------------------------------------------------------------------------- webhook input
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_ID_RE = re.compile(ID_PATTERN)
+MAX_WEBHOOK_ITEMS = 1000
+"""Upper bound of items per webhook request (EspoCRM batches up to 50); guards against abuse."""
+
+EntityId = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
+"""An EspoCRM record id: 1-64 characters of [A-Za-z0-9_-]."""
+
+
+def is_valid_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ID_RE.match(value))
+
+
+class WebhookItem(BaseModel):
+    """One item of an EspoCRM webhook body (create: all attributes; update: changed ones + id;
+    delete: only id). Other attributes are kept in `model_extra`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: EntityId
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """The attributes besides `id` that the webhook carried."""
+        return dict(self.model_extra or {})
+
+
+class LinkWebhookItem(BaseModel):
+    """A document linked to / unlinked from an entity (camelCase or snake_case keys)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    entityType: EntityType = Field(validation_alias=AliasChoices("entityType", "entity_type"))
+    entityId: EntityId = Field(validation_alias=AliasChoices("entityId", "entity_id"))
+    documentId: EntityId = Field(validation_alias=AliasChoices("documentId", "document_id"))
+
+    @field_validator("entityType")
+    @classmethod
+    def _linkable(cls, value: EntityType) -> EntityType:
+        if value not in LINKABLE_ENTITY_TYPES:
+            allowed = ", ".join(sorted(t.value for t in LINKABLE_ENTITY_TYPES))
+            raise ValueError(f"documents cannot be linked to {value.value} (allowed: {allowed})")
+        return value
+
+
+def _describe(error: PydanticValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in item.get("loc", ())) or "item"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def validate_model(model: type[BaseModel], data: Any, *, what: str | None = None) -> Any:
+    """`model.model_validate(data)`, raising services.exceptions.ValidationError on bad input."""
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ValidationError(f"Invalid {what or model.__name__}: {_describe(exc)}") from None
+
+
+def parse_webhook_items(
+    payload: Any,
+    model: type[BaseModel] = WebhookItem,
+    *,
+    max_items: int = MAX_WEBHOOK_ITEMS,
+) -> list[Any]:
+    """A webhook body (a JSON array, or a single object) as validated items.
+
+    Raises ValidationError (→ answer 400) when the body is not a list/object, is empty,
+    is too long, or any item is invalid.
+    """
+    if isinstance(payload, dict):
+        items: list[Any] = [payload]
+    elif isinstance(payload, list):
+        items = payload
+    else:
+        raise ValidationError(f"Webhook body must be a JSON array of objects, got {type(payload).__name__}")
+    if not items:
+        raise ValidationError("Webhook body is an empty array")
+    if len(items) > max_items:
+        raise ValidationError(f"Webhook body has {len(items)} items, more than {max_items}")
+    result = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValidationError(f"Webhook item {index} must be an object, got {type(item).__name__}")
+        try:
+            result.append(model.model_validate(item))
+        except PydanticValidationError as exc:
+            raise ValidationError(f"Invalid webhook item {index}: {_describe(exc)}") from None
+    return result
+
+
+def unique_ids(items: Iterable[WebhookItem]) -> list[str]:
+    """The items' ids, first occurrence order, duplicates dropped."""
+    return list(dict.fromkeys(item.id for item in items))
+
+
+# --------------------------------------------------------------------------- EspoCRM records
+
+
+class EspoRecord(BaseModel):
+    """Base of EspoCRM read models: extra attributes kept, assignment validated."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, validate_assignment=True)
+
+    id: str
+    name: str | None = None
+
+    def get(self, field: str, default: Any = None) -> Any:
+        """A declared field or an extra attribute, by EspoCRM name."""
+        if field in type(self).model_fields:
+            value = getattr(self, field)
+            return default if value is None else value
+        return (self.model_extra or {}).get(field, default)
+
+    def to_espo(self, *, include: Iterable[str] | None = None, exclude_none: bool = False) -> dict[str, Any]:
+        """JSON-ready dict in EspoCRM's shapes (datetimes as `YYYY-MM-DD HH:mm:ss`)."""
+        data = self.model_dump(mode="json", exclude_none=exclude_none)
+        if include is not None:
+            wanted = set(include)
+            data = {k: v for k, v in data.items() if k in wanted}
+        return data
+
+
+class DocumentRecord(EspoRecord):
+    """CDokumente."""
+
+    fileId: str | None = None
+    fileName: str | None = None
+    md5sum: str | None = None
+    sha256: str | None = None
+    fileStatus: Annotated[FileStatus | None, _enum_field(FileStatus, _FILE_STATUS_ALIASES)] = None
+    xaiSyncStatus: Annotated[XAISyncStatus | None, _enum_field(XAISyncStatus)] = None
+    xaiId: str | None = None
+    xaiCollections: StrList = Field(default_factory=list)
+    xaiSyncedHash: str | None = None
+    xaiSyncError: str | None = None
+    xaiLastSync: EspoDateTime = None
+
+    @property
+    def current_hash(self) -> str | None:
+        """The hash sync compares with `xaiSyncedHash`: md5sum (EspoCRM's), else sha256."""
+        return self.md5sum or self.sha256
+
+
+class EntityRecord(EspoRecord):
+    """An entity that may own an xAI collection (Account, Raeumungsklage, CBeteiligte...)."""
+
+    xaiCollectionId: str | None = None
+
+
+class BeteiligteRecord(EspoRecord):
+    """CBeteiligte (party), synced with Advoware's Beteiligte."""
+
+    firstName: str | None = None
+    lastName: str | None = None
+    rechtsform: str | None = None
+    geburtsdatum: EspoDate = None
+    emailAddress: str | None = None
+    phoneNumber: str | None = None
+    addressStreet: str | None = None
+    addressCity: str | None = None
+    addressPostalCode: str | None = None
+    addressCountry: str | None = None
+    advowareId: int | str | None = None
+    syncStatus: Annotated[SyncStatus | None, _enum_field(SyncStatus)] = None
+    advowareLastSync: EspoDateTime = None
+    syncError: str | None = None
+    modifiedAt: EspoDateTime = None
+
+
+class BankverbindungRecord(EspoRecord):
+    """CBankverbindungen (bank account of a party)."""
+
+    iban: str | None = None
+    bic: str | None = None
+    bankName: str | None = None
+    kontoinhaber: str | None = None
+    beteiligteId: str | None = None
+    advowareId: int | str | None = None
+    syncStatus: Annotated[SyncStatus | None, _enum_field(SyncStatus)] = None
+    advowareLastSync: EspoDateTime = None
+    syncError: str | None = None
+    modifiedAt: EspoDateTime = None
+
+
+# --------------------------------------------------------------------------- queue payload
+
+
+class SyncEvent(BaseModel):
+    """The payload sync steps put on / take from the queue.
+
+    `to_queue()` gives plain JSON; `SyncEvent.from_queue(data)` validates it back
+    (raising services.exceptions.ValidationError). Unknown keys are kept.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    entity_type: EntityType
+    entity_id: EntityId
+    action: EntityAction
+    source: SyncSource = SyncSource.WEBHOOK
+    received_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    related_entity_type: EntityType | None = None
+    """link/unlink: the entity the document was linked to / unlinked from."""
+    related_entity_id: EntityId | None = None
+    changed_fields: list[str] = Field(default_factory=list)
+    """update webhooks: the attributes EspoCRM reported as changed."""
+    webhook_id: str | None = None
+    reason: str | None = None
+    """Free text for logs, e.g. why a cron sweep picked the entity."""
+
+    @field_validator("received_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    def to_queue(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_queue(cls, data: Any) -> "SyncEvent":
+        return validate_model(cls, data, what="sync event")  # type: ignore[no-any-return]

@@ -1,0 +1,653 @@
+"""Simulator of xAI's Files API (api.x.ai) and Collections management API
+(management-api.x.ai), served by one aiohttp app (see external-apis.md §2).
+
+Auth: Files API paths and `/v1/documents/search` need `Authorization: Bearer <api_key>`,
+`/v1/collections...` needs `Bearer <management_key>`; anything else answers 401
+`{"code": "Unauthenticated", "error": ...}`.
+
+Behaviour choices where the real API is not documented ([I] in the spec):
+- Uploads are read from the multipart stream in chunks of at most 64 KiB into a spooled
+  temporary file (memory up to 1 MiB, disk beyond); more than `max_file_bytes` → 413.
+  The first 256 Ki characters of a file (decoded as UTF-8, undecodable bytes dropped) are
+  kept for search.
+- Lists page with an opaque `pagination_token` (null on the last page); `limit` default 100.
+- Adding a file that is already in the collection answers **409** `{"code": "AlreadyExists"}`.
+- Removing a document that is not in the collection answers 404.
+- A document is `PROCESSING` for `processing_delay` seconds after it was added, then
+  `PROCESSED`; search only sees processed documents.
+- Search is naive: documents are cut into paragraph chunks; a chunk's score is the share of
+  query words it contains (1.0 when it contains the whole query as a substring).
+
+Seed document (`seed=` or `POST /_sim/seed`):
+`{"files": [{"id"?, "filename", "content" | "content_b64", "content_type"?, "purpose"?}],
+  "collections": [{"collection_id"?, "collection_name", "collection_description"?, "metadata"?,
+                   "documents": [{"file_id", "fields"?}]}]}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import enum
+import hashlib
+import json
+import re
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+from aiohttp import web
+
+from simulators.base import SimulatorState, make_app
+
+CHUNK = 64 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024
+MAX_INDEXED_CHARS = 256 * 1024
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+class DocumentStatus(str, enum.Enum):
+    PROCESSING = "PROCESSING"
+    PROCESSED = "PROCESSED"
+    FAILED = "FAILED"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class StoredFile:
+    id: str
+    filename: str
+    content_type: str
+    purpose: str
+    size: int
+    sha256: str
+    md5: str
+    created_at: int
+    data: IO[bytes]
+    text: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "file",
+            "filename": self.filename,
+            "bytes": self.size,
+            "created_at": self.created_at,
+            "expires_at": None,
+            "purpose": self.purpose,
+        }
+
+    def read_all(self) -> bytes:
+        self.data.seek(0)
+        return self.data.read()
+
+
+@dataclass
+class Document:
+    file_id: str
+    fields: dict[str, str]
+    added_at: float
+    ready_at: float
+
+
+@dataclass
+class Collection:
+    collection_id: str
+    collection_name: str
+    collection_description: str
+    metadata: dict[str, str]
+    created_at: float
+    documents: dict[str, Document] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "collection_id": self.collection_id,
+            "collection_name": self.collection_name,
+            "collection_description": self.collection_description,
+            "created_at": _iso(self.created_at),
+            "documents_count": len(self.documents),
+            "metadata": dict(self.metadata),
+        }
+
+
+class XaiState(SimulatorState):
+    """Files and collections in memory (file bodies in spooled temp files)."""
+
+    def __init__(self, processing_delay: float) -> None:
+        super().__init__()
+        self.files: dict[str, StoredFile] = {}
+        self.collections: dict[str, Collection] = {}
+        self.processing_delay = processing_delay
+
+    def drop_data(self) -> None:
+        for f in self.files.values():
+            f.data.close()
+        self.files.clear()
+        self.collections.clear()
+
+    def reset(self) -> None:
+        super().reset()
+        self.drop_data()
+
+    # -- files -------------------------------------------------------------------------
+
+    def add_file(
+        self,
+        *,
+        filename: str,
+        content_type: str,
+        purpose: str,
+        data: IO[bytes],
+        size: int,
+        sha256: str,
+        md5: str,
+        text: str,
+        file_id: str | None = None,
+    ) -> StoredFile:
+        stored = StoredFile(
+            id=file_id or f"file-{uuid.uuid4()}",
+            filename=filename,
+            content_type=content_type,
+            purpose=purpose,
+            size=size,
+            sha256=sha256,
+            md5=md5,
+            created_at=int(time.time()),
+            data=data,
+            text=text,
+        )
+        self.files[stored.id] = stored
+        return stored
+
+    def delete_file(self, file_id: str) -> bool:
+        stored = self.files.pop(file_id, None)
+        if stored is None:
+            return False
+        stored.data.close()
+        for col in self.collections.values():
+            col.documents.pop(file_id, None)
+        return True
+
+    # -- documents -----------------------------------------------------------------------
+
+    def status_of(self, doc: Document) -> DocumentStatus:
+        return DocumentStatus.PROCESSED if time.time() >= doc.ready_at else DocumentStatus.PROCESSING
+
+    def document_public(self, col: Collection, doc: Document) -> dict[str, Any]:
+        f = self.files.get(doc.file_id)
+        status = self.status_of(doc)
+        return {
+            "file_metadata": {
+                "file_id": doc.file_id,
+                "name": f.filename if f else "",
+                "size_bytes": f.size if f else 0,
+                "content_type": f.content_type if f else "",
+                "hash": f.sha256 if f else "",
+                "created_at": _iso(f.created_at) if f else None,
+            },
+            "collection_id": col.collection_id,
+            "fields": dict(doc.fields),
+            "status": status.value,
+            "added_at": _iso(doc.added_at),
+            "error_message": "",
+        }
+
+    def add_document(self, col: Collection, file_id: str, fields: dict[str, str]) -> Document:
+        now = time.time()
+        doc = Document(file_id=file_id, fields=fields, added_at=now, ready_at=now + self.processing_delay)
+        col.documents[file_id] = doc
+        return doc
+
+    # -- seed --------------------------------------------------------------------------
+
+    def load(self, doc: dict[str, Any]) -> None:
+        for spec in doc.get("files", []):
+            if "content_b64" in spec:
+                content = base64.b64decode(spec["content_b64"])
+            else:
+                content = str(spec.get("content", "")).encode("utf-8")
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+            spool.write(content)
+            self.add_file(
+                filename=spec["filename"],
+                content_type=spec.get("content_type", "application/octet-stream"),
+                purpose=spec.get("purpose", ""),
+                data=spool,  # type: ignore[arg-type]
+                size=len(content),
+                sha256=hashlib.sha256(content).hexdigest(),
+                md5=hashlib.md5(content).hexdigest(),
+                text=content[:MAX_INDEXED_CHARS].decode("utf-8", "ignore"),
+                file_id=spec.get("id"),
+            )
+        for spec in doc.get("collections", []):
+            col = Collection(
+                collection_id=spec.get("collection_id") or f"collection_{uuid.uuid4()}",
+                collection_name=spec["collection_name"],
+                collection_description=spec.get("collection_description", ""),
+                metadata={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
+                created_at=time.time(),
+            )
+            self.collections[col.collection_id] = col
+            for d in spec.get("documents", []):
+                if d["file_id"] not in self.files:
+                    raise KeyError(f"seed document refers to unknown file {d['file_id']}")
+                document = self.add_document(col, d["file_id"], {str(k): str(v) for k, v in (d.get("fields") or {}).items()})
+                document.ready_at = document.added_at  # seeded documents are already indexed
+
+
+STATE = web.AppKey("xai_state", XaiState)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"code": code, "error": message}, status=status)
+
+
+def _not_found(what: str) -> web.Response:
+    return _error(404, "NotFound", f"{what} not found")
+
+
+def _bad_request(message: str) -> web.Response:
+    return _error(400, "InvalidArgument", message)
+
+
+def _page(items: list[Any], request: web.Request) -> tuple[list[Any], str | None] | web.Response:
+    """Slice `items` by `limit`/`pagination_token`; the token is an opaque offset."""
+    try:
+        limit = int(request.query.get("limit", DEFAULT_PAGE))
+    except ValueError:
+        return _bad_request("limit must be an integer")
+    if limit <= 0:
+        limit = DEFAULT_PAGE
+    limit = min(limit, MAX_PAGE)
+    token = request.query.get("pagination_token") or ""
+    offset = 0
+    if token:
+        try:
+            offset = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("o:"))
+        except (ValueError, UnicodeDecodeError):
+            return _bad_request("invalid pagination_token")
+    chunk = items[offset : offset + limit]
+    nxt = offset + limit
+    next_token = base64.urlsafe_b64encode(f"o:{nxt}".encode()).decode() if nxt < len(items) else None
+    return chunk, next_token
+
+
+def _string_map(value: Any, name: str) -> dict[str, str] | web.Response:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return _bad_request(f"{name} must be an object with string values")
+    return dict(value)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return _bad_request("request body is not valid JSON")
+    if not isinstance(body, dict):
+        return _bad_request("request body must be a JSON object")
+    return body
+
+
+def _chunks(text: str) -> Iterable[str]:
+    """Paragraph chunks of at most ~1000 characters."""
+    for para in re.split(r"\n\s*\n", text):
+        para = para.strip()
+        while para:
+            yield para[:1000]
+            para = para[1000:]
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _score(query: str, chunk: str) -> float:
+    q = query.strip().lower()
+    low = chunk.lower()
+    if q and q in low:
+        return 1.0
+    words = set(_WORD.findall(q))
+    if not words:
+        return 0.0
+    present = set(_WORD.findall(low))
+    return round(len(words & present) / len(words), 4)
+
+
+def create_app(
+    api_key: str,
+    management_key: str,
+    *,
+    max_file_bytes: int = 50 * 1024 * 1024,
+    seed: dict[str, Any] | str | Path | None = None,
+    processing_delay: float = 0.5,
+) -> web.Application:
+    """The xAI simulator app. `seed` is a seed document or the path of a JSON file."""
+    state = XaiState(processing_delay)
+    seed_doc: dict[str, Any] | None
+    if isinstance(seed, (str, Path)):
+        seed_doc = json.loads(Path(seed).read_text(encoding="utf-8"))
+    else:
+        seed_doc = seed
+
+    def on_reset(reseed: bool) -> None:
+        state.drop_data()
+        if reseed and seed_doc:
+            state.load(seed_doc)
+
+    app = make_app(state, on_reset=on_reset, on_seed=state.load)
+    app[STATE] = state
+
+    def authorized(request: web.Request, key: str) -> bool:
+        header = request.headers.get("Authorization", "")
+        return header == f"Bearer {key}"
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/_sim/"):
+            return await handler(request)
+        if path.startswith("/v1/collections"):
+            if not authorized(request, management_key):
+                return _error(401, "Unauthenticated", "Invalid or missing management API key")
+        elif not authorized(request, api_key):
+            return _error(401, "Unauthenticated", "Incorrect API key provided")
+        return await handler(request)
+
+    app.middlewares.append(auth_middleware)
+
+    # -- Files API ---------------------------------------------------------------------
+
+    async def upload_file(request: web.Request) -> web.Response:
+        if not request.content_type.startswith("multipart/"):
+            return _bad_request("expected multipart/form-data")
+        reader = await request.multipart()
+        purpose = ""
+        stored_args: dict[str, Any] | None = None
+        too_big = False
+        async for part in reader:
+            if part is None:
+                break
+            name = getattr(part, "name", None)
+            if name == "purpose":
+                purpose = (await part.text())[:200]  # type: ignore[union-attr]
+                continue
+            if name != "file" or stored_args is not None:
+                while await part.read_chunk(CHUNK):  # type: ignore[union-attr]
+                    pass
+                continue
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+            sha = hashlib.sha256()
+            md5 = hashlib.md5()
+            decoder = codecs.getincrementaldecoder("utf-8")("ignore")
+            text_parts: list[str] = []
+            text_len = 0
+            size = 0
+            while True:
+                chunk = await part.read_chunk(CHUNK)  # type: ignore[union-attr]
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_file_bytes:
+                    too_big = True
+                    spool.close()
+                    # Drain the rest so the client gets a clean answer instead of a reset.
+                    while await part.read_chunk(CHUNK):  # type: ignore[union-attr]
+                        pass
+                    break
+                spool.write(chunk)
+                sha.update(chunk)
+                md5.update(chunk)
+                if text_len < MAX_INDEXED_CHARS:
+                    piece = decoder.decode(chunk)
+                    text_parts.append(piece)
+                    text_len += len(piece)
+            if too_big:
+                continue
+            stored_args = {
+                "filename": part.filename or "upload",  # type: ignore[union-attr]
+                "content_type": part.headers.get("Content-Type", "application/octet-stream"),
+                "data": spool,
+                "size": size,
+                "sha256": sha.hexdigest(),
+                "md5": md5.hexdigest(),
+                "text": "".join(text_parts)[:MAX_INDEXED_CHARS],
+            }
+        if too_big:
+            if stored_args is not None:
+                stored_args["data"].close()
+            return _error(413, "PayloadTooLarge", f"File exceeds the maximum size of {max_file_bytes} bytes")
+        if stored_args is None:
+            return _bad_request("multipart field 'file' is required")
+        stored = state.add_file(purpose=purpose, **stored_args)
+        return web.json_response(stored.public())
+
+    async def list_files(request: web.Request) -> web.Response:
+        items = sorted(state.files.values(), key=lambda f: (f.created_at, f.id))
+        paged = _page(items, request)
+        if isinstance(paged, web.Response):
+            return paged
+        page, token = paged
+        return web.json_response({"data": [f.public() for f in page], "pagination_token": token})
+
+    async def get_file(request: web.Request) -> web.Response:
+        stored = state.files.get(request.match_info["file_id"])
+        if stored is None:
+            return _not_found("File")
+        return web.json_response(stored.public())
+
+    async def file_content(request: web.Request) -> web.StreamResponse:
+        stored = state.files.get(request.match_info["file_id"])
+        if stored is None:
+            return _not_found("File")
+        resp = web.StreamResponse(headers={"Content-Type": stored.content_type})
+        resp.content_length = stored.size
+        await resp.prepare(request)
+        stored.data.seek(0)
+        while True:
+            chunk = stored.data.read(CHUNK)
+            if not chunk:
+                break
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    async def delete_file(request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        if not state.delete_file(file_id):
+            return _not_found("File")
+        return web.json_response({"id": file_id, "object": "file", "deleted": True})
+
+    # -- Collections -------------------------------------------------------------------
+
+    async def create_collection(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if isinstance(body, web.Response):
+            return body
+        name = body.get("collection_name")
+        if not isinstance(name, str) or not name.strip():
+            return _bad_request("collection_name is required")
+        metadata = _string_map(body.get("metadata", body.get("fields")), "metadata")
+        if isinstance(metadata, web.Response):
+            return metadata
+        col = Collection(
+            collection_id=f"collection_{uuid.uuid4()}",
+            collection_name=name,
+            collection_description=str(body.get("collection_description") or ""),
+            metadata=metadata,
+            created_at=time.time(),
+        )
+        state.collections[col.collection_id] = col
+        return web.json_response(col.public())
+
+    async def list_collections(request: web.Request) -> web.Response:
+        items = sorted(state.collections.values(), key=lambda c: (c.created_at, c.collection_id))
+        paged = _page(items, request)
+        if isinstance(paged, web.Response):
+            return paged
+        page, token = paged
+        return web.json_response({"collections": [c.public() for c in page], "pagination_token": token})
+
+    def find_collection(request: web.Request) -> Collection | None:
+        return state.collections.get(request.match_info["collection_id"])
+
+    async def get_collection(request: web.Request) -> web.Response:
+        col = find_collection(request)
+        if col is None:
+            return _not_found("Collection")
+        return web.json_response(col.public())
+
+    async def update_collection(request: web.Request) -> web.Response:
+        col = find_collection(request)
+        if col is None:
+            return _not_found("Collection")
+        body = await _json_body(request)
+        if isinstance(body, web.Response):
+            return body
+        if "collection_name" in body:
+            name = body["collection_name"]
+            if not isinstance(name, str) or not name.strip():
+                return _bad_request("collection_name must be a non-empty string")
+            col.collection_name = name
+        if "collection_description" in body:
+            col.collection_description = str(body["collection_description"] or "")
+        if "metadata" in body or "fields" in body:
+            metadata = _string_map(body.get("metadata", body.get("fields")), "metadata")
+            if isinstance(metadata, web.Response):
+                return metadata
+            col.metadata = metadata
+        return web.json_response(col.public())
+
+    async def delete_collection(request: web.Request) -> web.Response:
+        col = state.collections.pop(request.match_info["collection_id"], None)
+        if col is None:
+            return _not_found("Collection")
+        return web.json_response({})
+
+    async def add_document(request: web.Request) -> web.Response:
+        col = find_collection(request)
+        if col is None:
+            return _not_found("Collection")
+        file_id = request.match_info["file_id"]
+        if file_id not in state.files:
+            return _not_found("File")
+        body = await _json_body(request)
+        if isinstance(body, web.Response):
+            return body
+        fields = _string_map(body.get("fields"), "fields")
+        if isinstance(fields, web.Response):
+            return fields
+        if file_id in col.documents:
+            return _error(409, "AlreadyExists", f"Document {file_id} already exists in collection {col.collection_id}")
+        state.add_document(col, file_id, fields)
+        return web.json_response({})
+
+    async def list_documents(request: web.Request) -> web.Response:
+        col = find_collection(request)
+        if col is None:
+            return _not_found("Collection")
+        items = sorted(col.documents.values(), key=lambda d: (d.added_at, d.file_id))
+        paged = _page(items, request)
+        if isinstance(paged, web.Response):
+            return paged
+        page, token = paged
+        return web.json_response(
+            {"documents": [state.document_public(col, d) for d in page], "pagination_token": token}
+        )
+
+    async def get_document(request: web.Request) -> web.Response:
+        col = find_collection(request)
+        if col is None:
+            return _not_found("Collection")
+        doc = col.documents.get(request.match_info["file_id"])
+        if doc is None:
+            return _not_found("Document")
+        return web.json_response(state.document_public(col, doc))
+
+    async def delete_document(request: web.Request) -> web.Response:
+        col = find_collection(request)
+        if col is None:
+            return _not_found("Collection")
+        if col.documents.pop(request.match_info["file_id"], None) is None:
+            return _not_found("Document")
+        return web.json_response({})
+
+    # -- Search ------------------------------------------------------------------------
+
+    async def search(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if isinstance(body, web.Response):
+            return body
+        query = body.get("query")
+        if not isinstance(query, str) or not query.strip():
+            return _bad_request("query is required")
+        source = body.get("source") or {}
+        cids = source.get("collection_ids") if isinstance(source, dict) else None
+        if not isinstance(cids, list) or not cids or not all(isinstance(c, str) for c in cids):
+            return _bad_request("source.collection_ids must be a non-empty list of strings")
+        try:
+            limit = int(body.get("limit") or 10)
+        except (TypeError, ValueError):
+            return _bad_request("limit must be an integer")
+        matches: list[dict[str, Any]] = []
+        for cid in cids:
+            col = state.collections.get(cid)
+            if col is None:
+                return _not_found(f"Collection {cid}")
+            for doc in col.documents.values():
+                f = state.files.get(doc.file_id)
+                if f is None or state.status_of(doc) is not DocumentStatus.PROCESSED:
+                    continue
+                for i, chunk in enumerate(_chunks(f.text)):
+                    score = _score(query, chunk)
+                    if score > 0:
+                        matches.append(
+                            {
+                                "file_id": f.id,
+                                "collection_id": cid,
+                                "chunk_id": f"{f.id}:{i}",
+                                "chunk_content": chunk,
+                                "score": score,
+                                "fields": dict(doc.fields),
+                            }
+                        )
+        matches.sort(key=lambda m: (-m["score"], m["file_id"], m["chunk_id"]))
+        return web.json_response({"matches": matches[: max(limit, 0)]})
+
+    app.add_routes(
+        [
+            web.post("/v1/files", upload_file),
+            web.get("/v1/files", list_files),
+            web.get("/v1/files/{file_id}", get_file),
+            web.get("/v1/files/{file_id}/content", file_content),
+            web.delete("/v1/files/{file_id}", delete_file),
+            web.post("/v1/collections", create_collection),
+            web.get("/v1/collections", list_collections),
+            web.get("/v1/collections/{collection_id}", get_collection),
+            web.put("/v1/collections/{collection_id}", update_collection),
+            web.delete("/v1/collections/{collection_id}", delete_collection),
+            web.post("/v1/collections/{collection_id}/documents/{file_id}", add_document),
+            web.get("/v1/collections/{collection_id}/documents", list_documents),
+            web.get("/v1/collections/{collection_id}/documents/{file_id}", get_document),
+            web.delete("/v1/collections/{collection_id}/documents/{file_id}", delete_document),
+            web.post("/v1/documents/search", search),
+        ]
+    )
+
+    async def close_files(app: web.Application) -> None:
+        state.drop_data()
+
+    app.on_cleanup.append(close_files)
+    if seed_doc:
+        state.load(seed_doc)
+    return app
