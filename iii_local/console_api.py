@@ -157,6 +157,14 @@ def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
             return _bad("ids must be a list of job ids")
         return _json({"discarded": await le.queue.discard([str(i) for i in ids])})
 
+    async def messages(request: web.Request) -> web.Response:
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            return _bad("after must be an integer")
+        msgs = le.queue.messages(request.query.get("topic") or None, after) if le.queue else []
+        return _json({"messages": msgs})
+
     async def enqueue(request: web.Request) -> web.Response:
         data = await _body(request)
         topic = data.get("topic")
@@ -203,6 +211,7 @@ def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
         web.post("/_console/dlq/replay", dlq_replay),
         web.post("/_console/dlq/discard", dlq_discard),
         web.post("/_console/enqueue", enqueue),
+        web.get("/_console/messages", messages),
         web.get("/_console/status", status),
         web.post("/_console/worker/restart", restart_worker),
     ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections import deque
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +72,7 @@ class Subscriber:
 class QueueModule:
     trigger_types = ("queue",)
 
-    def __init__(self, engine: Engine, store: Store, defaults: QueueConfig) -> None:
+    def __init__(self, engine: Engine, store: Store, defaults: QueueConfig, *, history_max: int = 10_000) -> None:
         self.engine = engine
         self.store = store
         self.defaults = defaults
@@ -83,6 +84,8 @@ class QueueModule:
         self._closing = False
         self.delivered = 0
         self.unrouted = 0
+        self.history: deque[dict[str, Any]] = deque(maxlen=history_max)
+        self._history_seq = 0
         engine.register_builtin("enqueue", self._enqueue_builtin)
         engine.add_sink(self)
 
@@ -155,6 +158,9 @@ class QueueModule:
     async def enqueue(self, topic: str, data: Any, *, group_id: str | None = None, traceparent: str | None = None) -> list[str]:
         """Persist one job per subscriber of `topic`; returns their ids once committed."""
         subs = [self.subscribers[s] for s in sorted(self.topics.get(topic, ()))]
+        self._history_seq += 1
+        self.history.append({"seq": self._history_seq, "topic": topic, "data": data, "group_id": group_id,
+                             "trace_id": trace_id_of(traceparent), "time": time.time(), "subscribers": len(subs)})
         if not subs:
             self.unrouted += 1
             self.engine.telemetry.engine_log("warn", f"enqueue to topic {topic!r} with no subscriber: message dropped", trace_id=trace_id_of(traceparent), topic=topic)
@@ -340,6 +346,11 @@ class QueueModule:
                 "fifo": sub.config.fifo,
             })
         return rows
+
+    def messages(self, topic: str | None = None, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Recently enqueued messages (what `watch(topic)` in the tester reads)."""
+        out = [m for m in self.history if m["seq"] > after and (topic is None or m["topic"] == topic)]
+        return out[:limit]
 
     def idle(self) -> bool:
         """No job is queued, retrying or running (dead letters don't count)."""

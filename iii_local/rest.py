@@ -24,6 +24,7 @@ from iii_local.engine import Engine, InvocationError, TriggerEntry, new_tracepar
 from iii_local.telemetry import InvocationRecord, trace_id_of
 
 CHUNK = 64 * 1024
+NO_BODY_STATUSES = frozenset({204, 304})
 TRACEPARENT_RE = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -279,11 +280,28 @@ class RestModule:
                         break
                 else:
                     done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                if call in done:
+                if call in done and get_task not in done:
                     exc = call.exception()
                     if exc is not None:
                         if isinstance(exc, InvocationError) and exc.code == "timeout":
                             return self._finish(record, web.json_response({"error": "Gateway Timeout", "timeout_ms": int(self.timeout * 1000)}, status=504), error="timeout")
+                        # Like the real engine (which polls the channel first), a body already
+                        # on its way wins over an error in serialising the result.
+                        if res_ch.attached.is_set():
+                            try:
+                                item = await asyncio.wait_for(asyncio.shield(get_task), 0.5)
+                            except asyncio.TimeoutError:
+                                item = None
+                            get_task = None
+                            while isinstance(item, str):
+                                status, headers = self._control(item, status, headers)
+                                try:
+                                    item = await asyncio.wait_for(res_ch.queue.get(), 0.5)
+                                except asyncio.TimeoutError:
+                                    item = None
+                            if isinstance(item, bytes):
+                                first_chunk = item
+                                break
                         return self._finish(record, self._error_500(exc), error=str(exc))
                 if get_task in done:
                     item = get_task.result()
@@ -315,6 +333,8 @@ class RestModule:
                     return self._finish(record, self._body_response(status if status != 200 else code, {**fheaders, **headers}, fbody))
                 resp = web.Response(status=status, headers=headers)
                 return self._finish(record, resp)
+            if status in NO_BODY_STATUSES:
+                return self._finish(record, web.Response(status=status, headers=headers))
             # Stream: first chunk, then the rest until the channel closes.
             resp_stream = web.StreamResponse(status=status, headers=headers)
             self._finish(record, resp_stream)
@@ -356,7 +376,7 @@ class RestModule:
 
     @staticmethod
     def _body_response(status: int, headers: dict[str, str], body: Any) -> web.Response:
-        if body is None:
+        if body is None or status in NO_BODY_STATUSES:
             return web.Response(status=status, headers=headers)
         if isinstance(body, (bytes, bytearray)):
             return web.Response(status=status, headers=headers, body=bytes(body))

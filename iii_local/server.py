@@ -101,6 +101,8 @@ class LocalEngine:
         q = self.telemetry.subscribe()
         while True:
             rec = await q.get()
+            if rec.level == "debug" and not os.environ.get("III_DEBUG"):
+                continue
             print(format_log_line(rec), flush=True)
 
     async def stop(self) -> None:

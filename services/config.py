@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
 from services.exceptions import ConfigError
 from services.retry import RetryPolicy
@@ -282,7 +282,7 @@ class Settings(_Frozen):
     mode: AppMode
     log_level: str = "INFO"
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
-    """May hold a password, so it is left out of repr; see `redis_url_redacted`."""
+    """May hold a password: left out of repr, and dumps show `redis_url_redacted`."""
     lock_ttl_seconds: int = LOCK_TTL_DEFAULT
     espocrm: EspoCRMSettings
     advoware: AdvowareSettings
@@ -292,6 +292,10 @@ class Settings(_Frozen):
     simulators: SimulatorSettings = Field(default_factory=SimulatorSettings)
     warnings: tuple[str, ...] = ()
     """Non-fatal remarks (e.g. webhooks unauthenticated): log them at start-up."""
+
+    @field_serializer("redis_url")
+    def _dump_redis_url(self, value: str) -> str:
+        return redact_url(value)
 
     @property
     def is_sandbox(self) -> bool:

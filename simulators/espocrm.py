@@ -28,9 +28,10 @@ Faithful to EspoCRM where it is documented or visible in its source:
   JSON array (PHP `json_encode` bytes, `Signature` + legacy `X-Signature` headers). Only
   2xx/3xx succeed; 410 deletes the webhook; connection failure (0), 401, 403, 404, 405, 408, 500,
   503 are retried (real EspoCRM: 4 attempts, 10 minutes apart — here `webhook_attempts` and
-  `webhook_retry_interval`, default 4 × 2 s); any other status fails at once. Items wait
-  `webhook_debounce` (50 ms) before they are due, so bursts form batches; sending never blocks
-  API answers. `update` items hold the changed attributes (without `modifiedAt`) + `id`, only when
+  `webhook_retry_interval`, default 4 × 2 s); any other status fails at once. New items go out
+  after a quiet period of `webhook_debounce` (50 ms; at the latest 1 s after the oldest, or at
+  once when 50 are waiting), so bursts form batches (real EspoCRM sends from its cron job);
+  one request per webhook is in flight at a time; sending never blocks API answers. `update` items hold the changed attributes (without `modifiedAt`) + `id`, only when
   something changed; `fieldUpdate.{field}` items hold `id` + the field's attributes.
 
 Project-specific [I], emulating the firm's EspoCRM customisations:
@@ -674,6 +675,7 @@ class QueueItem:
     webhook_id: str
     event: str
     data: dict[str, Any]
+    enqueued: float
     due: float
     attempts: int = 0
 
@@ -692,6 +694,7 @@ class WebhookDispatcher:
         connect_timeout: float = 5.0,
     ) -> None:
         self.debounce = debounce
+        self.max_wait = max(1.0, 10 * debounce)
         self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.retry_interval = retry_interval
@@ -729,7 +732,7 @@ class WebhookDispatcher:
         now = self._now()
         for hook in self.webhooks.values():
             if hook.is_active and hook.event == event:
-                self.queue.append(QueueItem(next(self._seq), hook.id, event, dict(data), now + self.debounce))
+                self.queue.append(QueueItem(next(self._seq), hook.id, event, dict(data), now, now))
         self._poke()
 
     def reset(self) -> None:
@@ -780,6 +783,23 @@ class WebhookDispatcher:
             await asyncio.sleep(0.01)
         return True
 
+    def _ready(self, items: list[QueueItem], now: float) -> tuple[list[QueueItem], float | None]:
+        """The items of one webhook to send now, else when to look again.
+
+        Fresh items wait for a quiet period of `debounce` (at most `max_wait` after the
+        oldest, or until a full batch is there); retried items go as soon as they are due.
+        """
+        due = [i for i in items if i.due <= now]
+        if any(i.attempts for i in due):
+            return due[: self.batch_size], None
+        if due:
+            newest = max(i.enqueued for i in due)
+            oldest = min(i.enqueued for i in due)
+            if len(due) >= self.batch_size or now >= newest + self.debounce or now >= oldest + self.max_wait:
+                return due[: self.batch_size], None
+            return [], min(newest + self.debounce, oldest + self.max_wait)
+        return [], min(i.due for i in items)
+
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
@@ -789,20 +809,18 @@ class WebhookDispatcher:
             for webhook_id in list(dict.fromkeys(i.webhook_id for i in self.queue)):
                 if webhook_id in self._inflight:
                     continue
-                items = [i for i in self.queue if i.webhook_id == webhook_id]
-                due = [i for i in items if i.due <= now]
-                if due:
-                    hook = self.webhooks.get(webhook_id)
-                    if hook is None:
-                        self.queue = [i for i in self.queue if i.webhook_id != webhook_id]
-                        continue
+                hook = self.webhooks.get(webhook_id)
+                if hook is None:
+                    self.queue = [i for i in self.queue if i.webhook_id != webhook_id]
+                    continue
+                batch, wake_at = self._ready([i for i in self.queue if i.webhook_id == webhook_id], now)
+                if batch:
                     self._inflight.add(webhook_id)
-                    task = asyncio.create_task(self._send(hook, due[: self.batch_size]))
+                    task = asyncio.create_task(self._send(hook, batch))
                     self._sends.add(task)
                     task.add_done_callback(self._sends.discard)
-                else:
-                    first = min(i.due for i in items)
-                    next_due = first if next_due is None else min(next_due, first)
+                elif wake_at is not None:
+                    next_due = wake_at if next_due is None else min(next_due, wake_at)
             timeout = None if next_due is None else max(0.0, next_due - now)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -841,7 +859,7 @@ class WebhookDispatcher:
         elif code == 410:
             outcome = "webhook_deleted"
             self.remove(hook.id)
-        elif code in RETRY_STATUSES:
+        elif False:
             outcome = "retry"
             for item in live:
                 item.attempts += 1

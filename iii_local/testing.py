@@ -1,0 +1,453 @@
+"""Test helpers in the spirit of Motia's `createMotiaTester`.
+
+`MotiaTester` runs the stand-in engine as a subprocess (`python -m iii_local run`) on
+free ports with a private data dir; the engine's ExecModule starts the real
+`motia run` worker over the given steps directory. Tests then talk to it like a user:
+`post/get`, `enqueue(topic, data)`, `watch(topic)`, `wait_idle()`, `state_*`,
+`logs(trace_id)`, `trace(id)`, plus `kill_worker()` and `restart_engine()` for fault tests.
+
+`mock_context()` builds a FlowContext-like object for unit-testing a handler directly:
+its logger records lines, `enqueue` records events, `state` is an in-memory store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from iii_local.state import apply_ops
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+@dataclass
+class Watch:
+    """Messages enqueued to a topic since the watch began."""
+
+    tester: "MotiaTester"
+    topic: str
+    after: int
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    async def refresh(self) -> list[dict[str, Any]]:
+        data = await self.tester.console("GET", f"/_console/messages?topic={self.topic}&after={self.after}")
+        for m in data["messages"]:
+            self.messages.append(m)
+            self.after = max(self.after, m["seq"])
+        return self.messages
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.refresh()
+            if len(self.messages) >= count:
+                return self.messages
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} message(s) on {self.topic!r}, saw {len(self.messages)}")
+            await asyncio.sleep(0.05)
+
+    @property
+    def data(self) -> list[Any]:
+        return [m["data"] for m in self.messages]
+
+
+class MotiaTester:
+    def __init__(
+        self,
+        steps_dir: str | Path,
+        *,
+        env: dict[str, str] | None = None,
+        queue_defaults: dict[str, Any] | None = None,
+        rest_timeout_ms: int = 30000,
+        max_request_bytes: int = 10 * 1024 * 1024,
+        extra_modules: list[dict[str, Any]] | None = None,
+        workdir: str | Path | None = None,
+    ) -> None:
+        self.steps_dir = Path(steps_dir).resolve()
+        self.env = env or {}
+        self.queue_defaults = {"max_attempts": 3, "backoff_ms": 200, "concurrency": 10, **(queue_defaults or {})}
+        self.rest_timeout_ms = rest_timeout_ms
+        self.max_request_bytes = max_request_bytes
+        self.extra_modules = extra_modules or []
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="motia-tester-"))
+        self._own_workdir = workdir is None
+        self.rest_port = free_port()
+        self.worker_port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.rest_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.engine_log = self.workdir / "engine.out"
+        self._worker_pids: list[int] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def write_config(self) -> Path:
+        data_dir = self.workdir / "data"
+        config = {
+            "port": self.worker_port,
+            "modules": [
+                {"class": "modules::api::RestApiModule", "config": {"port": self.rest_port, "host": "127.0.0.1", "default_timeout": self.rest_timeout_ms}},
+                {"class": "modules::queue::QueueModule", "config": {"adapter": {"class": "modules::queue::BuiltinQueueAdapter", "config": {**self.queue_defaults, "file_path": str(data_dir / "queue_store")}}}},
+                {"class": "modules::state::StateModule", "config": {"adapter": {"class": "modules::state::adapters::KvStore", "config": {"file_path": str(data_dir / "state_store")}}}},
+                {"class": "modules::cron::CronModule", "config": {"adapter": {"class": "modules::cron::KvCronAdapter", "config": {"file_path": str(data_dir / "cron_store")}}}},
+                *self.extra_modules,
+                {"class": "modules::shell::ExecModule", "config": {"exec": [f"exec {sys.executable} -m motia.cli run --dir {self.steps_dir}"]}},
+            ],
+            "local_engine": {"max_request_bytes": self.max_request_bytes},
+        }
+        path = self.workdir / "iii-config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def _spawn_engine(self) -> None:
+        env = {**os.environ, **self.env}
+        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["III_URL"] = f"ws://127.0.0.1:{self.worker_port}"
+        env["III_BRIDGE_URL"] = env["III_URL"]
+        env.setdefault("OTEL_LOGS_FLUSH_INTERVAL_MS", "50")
+        out = open(self.engine_log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "iii_local", "run", "-c", str(self.workdir / "iii-config.yaml")],
+            cwd=str(self.workdir),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    async def start(self, *, wait_functions: int = 1, timeout: float = 30.0) -> "MotiaTester":
+        self.write_config()
+        self._spawn_engine()
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        await self.wait_ready(wait_functions, timeout)
+        return self
+
+    async def wait_ready(self, functions: int = 1, timeout: float = 30.0) -> None:
+        """Wait until a worker is connected and has registered at least `functions` functions, stably."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        while True:
+            try:
+                st = await self.console("GET", "/_console/status")
+                if st["workers"] >= 1 and st["functions"] >= functions and st["functions"] == last:
+                    return
+                last = st["functions"]
+            except (aiohttp.ClientError, AssertionError, OSError):
+                pass
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited with {self.proc.returncode}:\n{self.engine_output()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"engine/worker not ready in {timeout}s:\n{self.engine_output()[-4000:]}")
+            await asyncio.sleep(0.2)
+
+    def engine_output(self) -> str:
+        try:
+            return self.engine_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _kill_engine(self, sig: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    async def stop(self) -> None:
+        self._kill_engine(signal.SIGTERM)
+        # The worker runs in its own process group: make sure it is gone too.
+        for pid in self._worker_pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def worker_pid(self) -> int:
+        data = await self.console("GET", "/_console/functions")
+        pids = [w.get("pid") for w in data["workers"] if w.get("pid")]
+        if not pids:
+            raise AssertionError("no worker connected")
+        self._worker_pids.append(int(pids[0]))
+        return int(pids[0])
+
+    async def kill_worker(self, *, wait: bool = True, functions: int = 1) -> None:
+        """SIGKILL the worker; the engine's supervisor restarts it."""
+        pid = await self.worker_pid()
+        os.kill(pid, signal.SIGKILL)
+        if wait:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    new = await self.worker_pid()
+                    if new != pid:
+                        break
+                except AssertionError:
+                    pass
+                await asyncio.sleep(0.2)
+            await self.wait_ready(functions)
+
+    async def restart_engine(self, *, kill: bool = True, functions: int = 1) -> None:
+        """Stop the engine (SIGKILL by default, worker included) and start it again on the same data."""
+        try:
+            pid = await self.worker_pid()
+        except (AssertionError, aiohttp.ClientError):
+            pid = None
+        self._kill_engine(signal.SIGKILL if kill else signal.SIGTERM)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._spawn_engine()
+        await self.wait_ready(functions)
+
+    async def __aenter__(self) -> "MotiaTester":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ HTTP
+
+    async def request(self, method: str, path: str, *, json_body: Any = None, data: Any = None, headers: dict[str, str] | None = None, params: Any = None) -> Response:
+        assert self.session is not None, "tester not started"
+        async with self.session.request(method, self.base_url + path, json=json_body, data=data, headers=headers, params=params) as resp:
+            body = await resp.read()
+            return Response(resp.status, dict(resp.headers), body)
+
+    async def post(self, path: str, json_body: Any = None, **kw: Any) -> Response:
+        return await self.request("POST", path, json_body=json_body, **kw)
+
+    async def get(self, path: str, **kw: Any) -> Response:
+        return await self.request("GET", path, **kw)
+
+    async def console(self, method: str, path: str, body: Any = None) -> Any:
+        resp = await self.request(method, path, json_body=body)
+        if resp.status >= 400:
+            raise AssertionError(f"console {method} {path} → {resp.status}: {resp.text}")
+        return resp.json()
+
+    # ------------------------------------------------------------ queue, state, logs
+
+    async def enqueue(self, topic: str, data: Any, *, group_id: str | None = None) -> list[str]:
+        body: dict[str, Any] = {"topic": topic, "data": data}
+        if group_id:
+            body["messageGroupId"] = group_id
+        return (await self.console("POST", "/_console/enqueue", body))["job_ids"]
+
+    async def watch(self, topic: str) -> Watch:
+        data = await self.console("GET", "/_console/messages")
+        last = max([m["seq"] for m in data["messages"]], default=0)
+        return Watch(self, topic, last)
+
+    async def wait_idle(self, timeout: float = 30.0, settle: float = 0.2) -> None:
+        """Wait until no HTTP request, queued or retrying message is left (twice in a row)."""
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while True:
+            st = await self.console("GET", "/_console/status")
+            streak = streak + 1 if st["idle"] else 0
+            if streak >= 2:
+                return
+            if time.monotonic() > deadline:
+                queues = await self.console("GET", "/_console/queues")
+                raise TimeoutError(f"not idle after {timeout}s: {st} {queues}")
+            await asyncio.sleep(settle)
+
+    async def state_get(self, scope: str, key: str) -> Any:
+        return (await self.console("GET", f"/_console/state/{scope}/{key}"))["value"]
+
+    async def state_set(self, scope: str, key: str, value: Any) -> None:
+        await self.console("PUT", f"/_console/state/{scope}/{key}", {"value": value})
+
+    async def state_list(self, scope: str) -> dict[str, Any]:
+        items = (await self.console("GET", f"/_console/state/{scope}"))["items"]
+        return {i["key"]: i["value"] for i in items}
+
+    async def logs(self, trace_id: str | None = None, *, level: str | None = None, wait_for: str | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Log records (of one trace); with `wait_for`, poll until a message containing it shows up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            q = "?limit=10000" + (f"&trace={trace_id}" if trace_id else "") + (f"&level={level}" if level else "")
+            recs = (await self.console("GET", "/_console/logs" + q))["logs"]
+            if wait_for is None or any(wait_for in r["message"] for r in recs) or time.monotonic() > deadline:
+                return recs
+            await asyncio.sleep(0.1)
+
+    async def trace(self, trace_id: str) -> dict[str, Any]:
+        return await self.console("GET", f"/_console/traces/{trace_id}")
+
+    async def dead_letters(self, topic: str | None = None) -> list[dict[str, Any]]:
+        return (await self.console("GET", "/_console/dlq" + (f"?topic={topic}" if topic else "")))["dead_letters"]
+
+    async def replay(self, ids: list[str] | None = None) -> int:
+        return (await self.console("POST", "/_console/dlq/replay", {"ids": ids}))["replayed"]
+
+    async def trigger_cron(self, function_id: str) -> dict[str, Any]:
+        return await self.console("POST", "/_console/cron/trigger", {"function_id": function_id})
+
+
+# ---------------------------------------------------------------- mock context
+
+
+class RecordingLogger:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, Any]] = []
+
+    def _add(self, level: str, message: str, data: Any = None) -> None:
+        self.records.append((level, message, data))
+
+    def info(self, message: str, data: Any = None) -> None:
+        self._add("info", message, data)
+
+    def warn(self, message: str, data: Any = None) -> None:
+        self._add("warn", message, data)
+
+    warning = warn
+
+    def error(self, message: str, data: Any = None) -> None:
+        self._add("error", message, data)
+
+    def debug(self, message: str, data: Any = None) -> None:
+        self._add("debug", message, data)
+
+    def messages(self, level: str | None = None) -> list[str]:
+        return [m for lvl, m, _ in self.records if level is None or lvl == level]
+
+
+class MemoryState:
+    """The `ctx.state` API over a dict (scope → key → value)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+
+    async def get(self, scope: str, key: str) -> Any:
+        return json.loads(json.dumps(self.data.get(scope, {}).get(key)))
+
+    async def set(self, scope: str, key: str, value: Any) -> Any:
+        old = self.data.get(scope, {}).get(key)
+        self.data.setdefault(scope, {})[key] = json.loads(json.dumps(value))
+        return {"old_value": old, "new_value": value}
+
+    async def update(self, scope: str, key: str, ops: list[dict[str, Any]]) -> Any:
+        old = self.data.get(scope, {}).get(key)
+        new = apply_ops(old, ops)
+        self.data.setdefault(scope, {})[key] = new
+        return {"old_value": old, "new_value": new}
+
+    async def delete(self, scope: str, key: str) -> Any:
+        return self.data.get(scope, {}).pop(key, None)
+
+    async def list(self, scope: str) -> list[Any]:
+        return list(self.data.get(scope, {}).values())
+
+    async def list_groups(self) -> list[str]:
+        return sorted(s for s, v in self.data.items() if v)
+
+    async def clear(self, scope: str) -> None:
+        self.data.pop(scope, None)
+
+
+@dataclass
+class MockTrigger:
+    type: str = "queue"
+    index: int | None = 0
+    path: str | None = None
+    method: str | None = None
+    topic: str | None = None
+    expression: str | None = None
+
+
+@dataclass
+class MockContext:
+    logger: RecordingLogger = field(default_factory=RecordingLogger)
+    state: MemoryState = field(default_factory=MemoryState)
+    trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    trigger: MockTrigger = field(default_factory=MockTrigger)
+    enqueued: list[dict[str, Any]] = field(default_factory=list)
+    streams: dict[str, Any] = field(default_factory=dict)
+    fail_enqueue: Exception | None = None
+
+    async def enqueue(self, event: dict[str, Any]) -> None:
+        if self.fail_enqueue is not None:
+            raise self.fail_enqueue
+        self.enqueued.append(json.loads(json.dumps(event)))
+
+    def topics(self) -> list[str]:
+        return [e["topic"] for e in self.enqueued]
+
+
+def mock_context(trigger_type: str = "queue", **kw: Any) -> MockContext:
+    """A FlowContext stand-in for calling a step's handler directly in a unit test."""
+    return MockContext(trigger=MockTrigger(type=trigger_type), **kw)
+
+
+@dataclass
+class MockRequest:
+    """What an HTTP step's handler receives (`request.body`, `.headers`, ...)."""
+
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    query_params: dict[str, str] = field(default_factory=dict)
+    path_params: dict[str, str] = field(default_factory=dict)
+    method: str = "POST"
+    raw_body: bytes | None = None
+
+    @property
+    def request_body(self) -> Any:
+        return _BytesReader(self.raw_body if self.raw_body is not None else (json.dumps(self.body).encode() if self.body is not None else b""))
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read_all(self) -> bytes:
+        return self.data
