@@ -27,6 +27,7 @@ from aiohttp.abc import AbstractStreamWriter
 from services.exceptions import (
     ApiConnectionError,
     ApiError,
+    ConfigError,
     ConflictError,
     NotFoundError,
     ValidationError,
@@ -194,7 +195,7 @@ class XAIService:
         page_size: int = 100,
     ) -> None:
         if not api_key or not management_key:
-            raise ValidationError("XAIService needs both the API key and the management key")
+            raise ConfigError("XAIService needs both the API key and the management key")
         common: dict[str, Any] = {"timeout": timeout, "retry_policy": retry_policy, "session": session}
         self.files = _BearerClient("xai", api_base_url, api_key, **common)
         self.management = _BearerClient("xai-management", management_base_url, management_key, **common)

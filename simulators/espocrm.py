@@ -859,7 +859,7 @@ class WebhookDispatcher:
         elif code == 410:
             outcome = "webhook_deleted"
             self.remove(hook.id)
-        elif False:
+        elif code in RETRY_STATUSES:
             outcome = "retry"
             for item in live:
                 item.attempts += 1

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from services.exceptions import ApiError, AuthError, ValidationError
+from services.exceptions import ApiError, AuthError, ConfigError, ValidationError
 from services.retry import RetryPolicy
 from services.xai_service import XAIDocumentStatus, XAIService, document_status
 from simulators.runner import RunningApp, start_app
@@ -133,7 +133,7 @@ async def test_wrong_keys_raise_auth_error(sim: RunningApp) -> None:
             await bad.search("x", ["collection_x"])
     finally:
         await bad.close()
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError):
         XAIService(sim.url, sim.url, "", MGMT_KEY)
 
 
