@@ -38,9 +38,11 @@ SAFE_KEYS: frozenset[str] = frozenset(
 )
 """Keys that contain a sensitive word but hold nothing secret (e.g. a Redis lock key)."""
 
-# "Bearer <credential>": a credential is 8+ token characters with at least one non-letter,
-# so prose such as "Basic authentication failed" is left alone.
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}")
+# "Bearer <credential>" / "Basic <credential>": 8+ token characters that look machine-made
+# (a digit or symbol, or an upper-case letter after the first), so prose such as
+# "Basic authentication failed" is left alone.
+_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=-]{8,})")
+_MACHINE_MADE = re.compile(r"[0-9._~+/=-]|^.+[A-Z]")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
 _MAX_DEPTH = 20
 
@@ -57,7 +59,9 @@ def is_sensitive_key(key: Any) -> bool:
 
 def redact_text(text: str) -> str:
     """Mask bearer/basic credentials and URL passwords inside free text."""
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _BEARER.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}{MASK}" if _MACHINE_MADE.search(m.group(3)) else m.group(0), text
+    )
     return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
 
 

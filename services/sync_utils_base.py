@@ -21,7 +21,8 @@ class BaseSyncUtils:
 
     Attributes: `espocrm` (EspoCRM client), `redis` (redis.asyncio client or None),
     `context` (Motia FlowContext or None), `settings` (services.config.Settings or None),
-    `logger` (ServiceLogger), `lock_ttl` (seconds).
+    `logger` (ServiceLogger), `lock_ttl` (seconds: the argument, else settings.lock_ttl_seconds,
+    else 1800).
 
     Without Redis (`redis=None`) locking is disabled: acquiring always succeeds and a
     warning is logged each time (the guide: "works without Redis, with warnings").
@@ -37,13 +38,15 @@ class BaseSyncUtils:
         context: Any = None,
         *,
         settings: Any = None,
-        lock_ttl: float = LOCK_TTL_DEFAULT,
+        lock_ttl: float | None = None,
     ) -> None:
         self.espocrm = espocrm
         self.redis = redis
         self.context = context
         self.settings = settings
-        self.lock_ttl = lock_ttl
+        if lock_ttl is None:
+            lock_ttl = getattr(settings, "lock_ttl_seconds", None) or LOCK_TTL_DEFAULT
+        self.lock_ttl: float = lock_ttl
         self.logger: ServiceLogger = get_service_logger(self.logger_name or type(self).__name__, context)
         self._locks: dict[str, RedisLock] = {}
         """Locks this instance holds, by key (their owner tokens decide who may release)."""

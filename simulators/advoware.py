@@ -54,7 +54,6 @@ from aiohttp import web
 
 from services.advoware_paths import (
     ALL_KUERZEL,
-    BANKVERBINDUNG_READ_ONLY,
     BETEILIGTER_READ_ONLY,
     DEFAULT_PAGE_SIZE,
     DEFAULT_PRODUCT,
@@ -63,7 +62,6 @@ from services.advoware_paths import (
     GENERAL_KUERZEL,
     MAX_PAGE_SIZE,
     TERMIN_FLAGS,
-    TERMIN_READ_ONLY,
     TIMESTAMP_WINDOW_SECONDS,
     AkteBeteiligterField,
     AkteField,

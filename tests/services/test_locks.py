@@ -334,6 +334,15 @@ class DocSync(BaseSyncUtils):
         return lock_key("document_sync", EntityType.DOKUMENTE, entity_id)
 
 
+def test_base_lock_ttl_from_settings() -> None:
+    from services.config import load_settings
+
+    settings = load_settings({"LOCK_TTL_SECONDS": "600"})
+    assert DocSync(None, None, settings=settings).lock_ttl == 600
+    assert DocSync(None, None, settings=settings, lock_ttl=5).lock_ttl == 5
+    assert DocSync(None, None).lock_ttl == 1800
+
+
 def test_base_requires_lock_key_definition() -> None:
     base = BaseSyncUtils(espocrm=None, redis=None)
     with pytest.raises(NotImplementedError):
