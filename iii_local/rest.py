@@ -282,6 +282,13 @@ class RestModule:
                     done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 if call in done and get_task not in done:
                     exc = call.exception()
+                    if exc is None:
+                        # As in the real engine, a returned response that arrives before the
+                        # body answers at once (keeping its status and headers).
+                        fallback = response_from_result(call.result())
+                        if fallback is not None and fallback[2] is not None:
+                            code, fheaders, fbody = fallback
+                            return self._finish(record, self._body_response(code, {**fheaders, **headers}, fbody))
                     if exc is not None:
                         if isinstance(exc, InvocationError) and exc.code == "timeout":
                             return self._finish(record, web.json_response({"error": "Gateway Timeout", "timeout_ms": int(self.timeout * 1000)}, status=504), error="timeout")

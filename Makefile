@@ -1,0 +1,42 @@
+# bitbylaw-motia: the two commands a new user needs are `make run` and `make test`.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: run dev test bench venv system-deps clean
+
+$(STAMP): requirements.txt
+	@test -n "$(PY)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# redis-server comes from Debian's packages; installed here when missing and we may (root + apt-get).
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing redis-server (Debian package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server is missing: sudo apt-get install redis-server"; exit 1; fi; }
+
+# Runs the service: Redis, the simulators in sandbox mode, the engine and the worker. Ctrl-C stops all.
+run: venv system-deps
+	$(PYTHON) scripts/run_service.py
+
+# Like run, with the worker reloaded when src/ or services/ change (iii-cli dev).
+dev: venv system-deps
+	$(PYTHON) scripts/run_service.py --watch
+
+# The whole test suite.
+test: venv system-deps
+	$(PYTHON) -m pytest
+
+bench: venv system-deps
+	$(PYTHON) bench/run_all.py
+
+clean:
+	rm -rf data .pytest_cache .hypothesis

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""`make run`: everything a new user needs, started in order and stopped together.
+
+1. Settings from `.env`/environment (fails fast, naming every problem).
+2. Redis: use REDIS_URL if something answers there; otherwise start a private
+   `redis-server` (Debian package) on that port with its data under data/redis.
+3. Sandbox mode (no real credentials): start the four simulators with demo data.
+4. The stand-in iii engine with iii-config.yaml; its ExecModule starts the motia worker.
+5. A banner with the endpoints and a first thing to try. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dotenv import load_dotenv  # noqa: E402
+
+from services.config import load_settings  # noqa: E402
+from services.exceptions import ConfigError  # noqa: E402
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_port(host: str, port: int, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.time() + timeout
+    while not port_open(host, port):
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode}")
+        if time.time() > deadline:
+            raise SystemExit(f"{what} did not come up on {host}:{port}")
+        time.sleep(0.1)
+
+
+def ensure_redis(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    u = urlparse(url)
+    host, port = u.hostname or "127.0.0.1", u.port or 6379
+    if port_open(host, port):
+        print(f"  redis      {url} (already running)")
+        return
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit(f"REDIS_URL points at {host}:{port} and nothing answers there")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed: sudo apt-get install redis-server")
+    data = ROOT / "data" / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--appendonly", "yes", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    procs.append(proc)
+    wait_port("127.0.0.1", port, 10, "redis-server", proc)
+    print(f"  redis      {url} (private redis-server, data in data/redis)")
+
+
+def banner(settings: object, rest: str) -> None:
+    s = settings  # type: ignore[assignment]
+    mode = "SANDBOX (simulators with demo data)" if s.is_sandbox else "PRODUCTION (real systems)"  # type: ignore[attr-defined]
+    lines = [
+        "=" * 78,
+        f" bitbylaw-motia is up — mode: {mode}",
+        "=" * 78,
+        f" Engine REST API     {rest}",
+        f" Registered steps    {rest}/_console/functions   (python -m iii_local flow list)",
+        f" Logs                .venv/bin/python -m iii_local logs -f",
+        f" Queues / DLQ        .venv/bin/python -m iii_local queue ls | dlq ls",
+        " Webhooks            POST /vmh/webhook/document/create|update|delete, /vmh/webhook/entity/link|unlink",
+        "                     POST /vmh/webhook/beteiligte/..., /vmh/webhook/bankverbindungen/...",
+        " Advoware proxy      GET|POST|PUT|DELETE /advoware/proxy?endpoint=...",
+        " Calendar sync       POST /advoware/calendar/sync",
+    ]
+    if s.is_sandbox:  # type: ignore[attr-defined]
+        sim = s.simulators  # type: ignore[attr-defined]
+        lines += [
+            "",
+            " Simulators (admin API under /_sim/: faults, request log, reset):",
+            f"   EspoCRM  http://127.0.0.1:{sim.espocrm_port}/api/v1   key: sandbox-espocrm-key",
+            f"   Advoware http://127.0.0.1:{sim.advoware_port}/",
+            f"   xAI      http://127.0.0.1:{sim.xai_port}/v1",
+            f"   Google   http://127.0.0.1:{sim.google_port}/calendar/v3",
+            "",
+            " Try it: create a document in the EspoCRM simulator and watch it sync to xAI:",
+            f"   curl -s -X POST http://127.0.0.1:{sim.espocrm_port}/api/v1/CDokumente \\",
+            "        -H 'X-Api-Key: sandbox-espocrm-key' -H 'Content-Type: application/json' \\",
+            "        -d '{\"name\": \"Mietvertrag\", \"fileStatus\": \"new\"}'",
+            "   .venv/bin/python -m iii_local logs -f",
+        ]
+    lines.append("=" * 78 + "\n Ctrl-C stops everything.\n")
+    print("\n".join(lines), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--watch", action="store_true", help="reload the worker on code changes")
+    parser.add_argument("--config", default=str(ROOT / "iii-config.yaml"))
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    load_dotenv(ROOT / ".env")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"Configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    for w in settings.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    procs: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ)
+    env["APP_MODE"] = settings.mode.value
+    env["PYTHONPATH"] = str(ROOT)
+
+    def stop_all(*_: object) -> None:
+        for p in reversed(procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in reversed(procs):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        print("Starting bitbylaw-motia")
+        ensure_redis(settings.redis_url, procs)
+        if settings.is_sandbox:
+            sims = subprocess.Popen([sys.executable, "-m", "simulators"], env=env, start_new_session=True)
+            procs.append(sims)
+            wait_port("127.0.0.1", settings.simulators.google_port, 20, "simulators", sims)
+            print("  simulators EspoCRM, Advoware, xAI, Google Calendar (demo data)")
+        cmd = [sys.executable, "-m", "iii_local", "run", "-c", args.config] + (["--watch"] if args.watch else [])
+        engine = subprocess.Popen(cmd, env=env, start_new_session=True)
+        procs.append(engine)
+        rest_port = int(env.get("III_REST_PORT", "3111"))
+        wait_port("127.0.0.1", rest_port, 30, "engine", engine)
+        banner(settings, f"http://127.0.0.1:{rest_port}")
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        dead = [p for p in procs if p.poll() is not None]
+        print(f"a process exited ({dead[0].args}); stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping…")
+        return 0
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
