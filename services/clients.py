@@ -1,0 +1,110 @@
+"""One client per external system per worker process, built from the validated settings.
+
+Steps call `get_espocrm()`, `get_xai()`, `get_advoware()`, `get_google_calendar()` and
+`get_redis_client()` instead of constructing clients, so a worker keeps one aiohttp
+session (and connection pool) per system. Clients are bound to the event loop they were
+created on; a new loop (tests) gets new clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Callable, TypeVar
+
+from services.config import Settings, get_settings
+
+T = TypeVar("T")
+_cache: dict[tuple[int, str], Any] = {}
+
+
+def _cached(name: str, factory: Callable[[Settings], T]) -> T:
+    loop = asyncio.get_running_loop()
+    key = (id(loop), name)
+    client = _cache.get(key)
+    if client is None:
+        client = factory(get_settings())
+        _cache[key] = client
+    return client  # type: ignore[no-any-return]
+
+
+def get_redis_client() -> Any:
+    from services.redis_client import get_redis
+
+    return get_redis(get_settings().redis_url)
+
+
+def get_espocrm() -> Any:
+    from services.espocrm import EspoCRMAPI
+
+    def make(s: Settings) -> EspoCRMAPI:
+        e = s.espocrm
+        return EspoCRMAPI(
+            e.api_base_url,
+            e.api_key.get_secret_value(),
+            api_secret=e.api_secret.get_secret_value() if e.api_secret else None,
+            timeout=e.timeout_seconds,
+        )
+
+    return _cached("espocrm", make)
+
+
+def get_xai() -> Any:
+    from services.xai_service import XAIService
+
+    def make(s: Settings) -> XAIService:
+        x = s.xai
+        return XAIService(x.api_base_url, x.management_base_url, x.api_key.get_secret_value(), x.management_key.get_secret_value())
+
+    return _cached("xai", make)
+
+
+def get_advoware() -> Any:
+    from services.advoware_service import AdvowareAPI
+
+    def make(s: Settings) -> AdvowareAPI:
+        a = s.advoware
+        return AdvowareAPI(
+            a.api_base_url,
+            a.token_url,
+            app_id=a.app_id,
+            api_key_b64=a.api_key.get_secret_value(),
+            kanzlei=a.kanzlei,
+            database=a.database,
+            user=a.user,
+            password=a.password.get_secret_value(),
+            role=a.role,
+            product=a.product,
+            redis=get_redis_client(),
+            refresh_margin_seconds=a.token_refresh_margin_seconds,
+            timeout=a.timeout_seconds,
+        )
+
+    return _cached("advoware", make)
+
+
+def get_google_calendar() -> Any:
+    from services.google_calendar import GoogleCalendarAPI, ServiceAccountTokenProvider, StaticTokenProvider
+
+    def make(s: Settings) -> GoogleCalendarAPI:
+        g = s.google
+        provider: Any
+        if g.uses_static_token and g.static_token is not None:
+            provider = StaticTokenProvider(g.static_token.get_secret_value())
+        else:
+            assert g.service_account_file is not None, "config validation guarantees a service account file"
+            info = json.loads(g.service_account_file.read_text())
+            provider = ServiceAccountTokenProvider(info, (g.scope,), subject=g.delegated_subject, token_url=g.token_url)
+        return GoogleCalendarAPI(g.calendar_base_url, token_provider=provider)
+
+    return _cached("google", make)
+
+
+async def close_all() -> None:
+    """Close every client created on the running loop."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _cache if k[0] == loop_id]:
+        client = _cache.pop(key)
+        close = getattr(client, "close", None)
+        if close is not None:
+            await close()

@@ -1,0 +1,203 @@
+"""Receiving EspoCRM webhooks: authenticate, validate, de-duplicate, then queue.
+
+Framework-free decisions (`authenticate`, `split_batch`) plus one glue coroutine
+(`accept_webhook`) that webhook steps call with the request and ctx:
+
+1. Authentication, by `ESPOCRM_WEBHOOK_SECRETS` (EspoCRM's `Signature`, or the legacy
+   `X-Signature`, over the raw body) or `ESPOCRM_WEBHOOK_TOKEN` (`X-Webhook-Token`);
+   with neither configured the endpoints are open (start-up warns). Failure → 401,
+   nothing queued.
+2. Validation: not JSON, not an array/object, more than 50 items, or no valid item →
+   400 with the reason. Valid items are queued one event each, duplicates in one batch
+   collapse; invalid items are reported as `rejected: [{index, error}]`.
+3. The answer (`200 {"accepted": n, "rejected": [...]}`) is given only after every
+   event is queued (ctx.enqueue returns once the engine has stored it).
+
+Raw body: the stand-in engine streams the exact request bytes to the handler's request
+channel for every content type. The real iii engine 0.8.3 does not for
+`application/json` (it hands over only the parsed, key-sorted value); then the
+signature is checked against EspoCRM's encoding of the parsed body, which only matches
+when key order survived. Behind the real engine prefer the shared token (see
+ARCHITECTURE.md, "Differences from the real engine").
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from services.config import Settings, WebhookAuthMode
+from services.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
+
+TOKEN_HEADER = "x-webhook-token"
+
+
+@dataclass
+class WebhookRejected(Exception):
+    """The whole request is refused (nothing queued)."""
+
+    status: int
+    reason: str
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.reason}
+
+
+@dataclass
+class Batch:
+    """What a webhook body yields: valid items (first occurrence per key) and rejects."""
+
+    items: list[Any] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def _lower(headers: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in headers.items():
+        out[str(k).lower()] = v if isinstance(v, str) else (v[0] if isinstance(v, list) and v else str(v))
+    return out
+
+
+def authenticate(headers: Mapping[str, Any], raw: bytes | None, body: Any, settings: Settings) -> str | None:
+    """Check the request's credentials; returns the webhook id (signature mode) or None.
+
+    Raises WebhookRejected(401) when credentials are configured and the request lacks valid ones.
+    """
+    h = _lower(headers)
+    mode = settings.webhook_auth_mode
+    espo = settings.espocrm
+    if mode == WebhookAuthMode.OPEN:
+        return None
+    if mode == WebhookAuthMode.TOKEN or (espo.webhook_token is not None and TOKEN_HEADER in h):
+        expected = espo.webhook_token.get_secret_value() if espo.webhook_token else ""
+        given = h.get(TOKEN_HEADER, "")
+        if expected and hmac.compare_digest(given.encode(), expected.encode()):
+            return None
+        if mode == WebhookAuthMode.TOKEN:
+            raise WebhookRejected(401, "missing or invalid X-Webhook-Token")
+    secrets = {k: v.get_secret_value() for k, v in espo.webhook_secrets.items()}
+    if "signature" not in h and "x-signature" not in h:
+        raise WebhookRejected(401, "missing webhook signature (Signature header)")
+    candidates: list[bytes] = []
+    if raw:
+        candidates.append(raw)
+    elif body is not None:
+        # Behind an engine that parsed the JSON for us: EspoCRM's own encoding of it.
+        candidates.append(php_json_encode(body))
+    for candidate in candidates:
+        webhook_id = verify_signature(h, candidate, secrets)
+        if webhook_id is not None:
+            return webhook_id
+    raise WebhookRejected(401, "invalid webhook signature")
+
+
+def parse_json_body(raw: bytes | None, parsed: Any) -> Any:
+    """The request's JSON value, from the raw bytes when we have them."""
+    if raw:
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebhookRejected(400, f"body is not valid JSON: {exc}") from None
+    if parsed is None:
+        raise WebhookRejected(400, "body must be JSON (Content-Type: application/json)")
+    return parsed
+
+
+def split_batch(
+    payload: Any,
+    model: type[BaseModel],
+    key: Callable[[Any], Any] = lambda item: item.id,
+    *,
+    max_items: int = MAX_BATCH_SIZE,
+) -> Batch:
+    """Validate each item on its own; raise WebhookRejected(400) when nothing is usable."""
+    if isinstance(payload, dict):
+        items = [payload]
+    elif isinstance(payload, list):
+        items = payload
+    else:
+        raise WebhookRejected(400, f"body must be a JSON array of objects (or one object), got {type(payload).__name__}")
+    if not items:
+        raise WebhookRejected(400, "body is an empty array")
+    if len(items) > max_items:
+        raise WebhookRejected(400, f"body has {len(items)} items; EspoCRM sends at most {max_items}")
+    batch = Batch()
+    seen: set[Any] = set()
+    for index, raw_item in enumerate(items):
+        if not isinstance(raw_item, dict):
+            batch.rejected.append({"index": index, "error": f"item must be an object, got {type(raw_item).__name__}"})
+            continue
+        try:
+            item = model.model_validate(raw_item)
+        except PydanticValidationError as exc:
+            msgs = "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ())) or 'item'}: {e.get('msg', 'invalid')}"
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+            batch.rejected.append({"index": index, "error": msgs})
+            continue
+        k = key(item)
+        if k in seen:
+            batch.duplicates += 1
+            continue
+        seen.add(k)
+        batch.items.append(item)
+    if not batch.items:
+        raise WebhookRejected(400, "no valid item in body: " + "; ".join(f"[{r['index']}] {r['error']}" for r in batch.rejected))
+    return batch
+
+
+async def read_raw_body(request: Any) -> bytes | None:
+    """The exact request bytes from the request channel (None when the engine sent none)."""
+    reader = getattr(request, "request_body", None)
+    if reader is None or not hasattr(reader, "read_all"):
+        return None
+    try:
+        raw = await reader.read_all()
+    except Exception:  # noqa: BLE001 - an engine without raw bodies: fall back to the parsed body
+        return None
+    return raw or None
+
+
+def json_response(status: int, body: Any) -> Any:
+    """An ApiResponse with a JSON content type (status survives the real engine's result path)."""
+    from motia import ApiResponse
+
+    return ApiResponse(status=status, body=body, headers={"Content-Type": "application/json"})
+
+
+async def accept_webhook(
+    request: Any,
+    ctx: Any,
+    *,
+    settings: Settings,
+    model: type[BaseModel],
+    to_events: Callable[[Any, str | None], list[dict[str, Any]]],
+    key: Callable[[Any], Any] = lambda item: item.id,
+) -> Any:
+    """The whole webhook step: authenticate, validate, queue each item's events, answer.
+
+    `to_events(item, webhook_id)` returns the `{"topic", "data"}` events for one item.
+    """
+    try:
+        raw = await read_raw_body(request)
+        webhook_id = authenticate(request.headers, raw, getattr(request, "body", None), settings)
+        payload = parse_json_body(raw, getattr(request, "body", None))
+        batch = split_batch(payload, model, key)
+    except WebhookRejected as exc:
+        ctx.logger.warn(f"webhook refused: {exc.reason}", {"status": exc.status})
+        return json_response(exc.status, exc.body())
+    events = [event for item in batch.items for event in to_events(item, webhook_id)]
+    for event in events:
+        await ctx.enqueue(event)
+    ctx.logger.info(
+        f"webhook accepted: {len(batch.items)} item(s), {len(events)} event(s) queued",
+        {"rejected": len(batch.rejected), "duplicates": batch.duplicates, "webhook_id": webhook_id},
+    )
+    return json_response(200, {"accepted": len(batch.items), "rejected": batch.rejected})
