@@ -1,0 +1,170 @@
+"""Unit tests of the stand-in's parts that need no worker."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from iii_local.config import EngineConfigError, expand_env, load_config, parse_config
+from iii_local.cron import CronExpressionError, CronSpec
+from iii_local.engine import TriggerEntry
+from iii_local.jobs import Job
+from iii_local.rest import Router, response_from_result
+from iii_local.state import StateError, apply_ops
+from iii_local.store import SqliteStore
+from iii_local.telemetry import TelemetryStore, decode_frame, format_log_line, trace_id_of
+
+
+def test_expand_env_defaults_and_missing() -> None:
+    env = {"A": "1"}
+    assert expand_env("x ${A} ${B:two} ${C:}", env) == "x 1 two "
+    with pytest.raises(EngineConfigError, match="MISSING"):
+        expand_env("${MISSING}", env)
+
+
+def test_project_config_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    monkeypatch.delenv("III_REST_PORT", raising=False)
+    cfg = load_config(Path(__file__).resolve().parents[2] / "iii-config.yaml")
+    assert cfg.port == 49134
+    assert cfg.rest is not None and cfg.rest.port == 3111
+    assert cfg.queue is not None and cfg.queue.max_attempts == 3
+    assert cfg.exec and "motia" in cfg.exec[0].exec[-1]
+    assert "src/**/*.py" in cfg.exec[0].watch
+
+
+def test_config_rejects_unknown_exec_fields_and_bad_adapters() -> None:
+    with pytest.raises(EngineConfigError):
+        parse_config({"modules": [{"class": "modules::shell::ExecModule", "config": {"exec": ["x"], "bogus": 1}}]})
+    with pytest.raises(EngineConfigError):
+        parse_config({"modules": [{"class": "modules::queue::QueueModule", "config": {"adapter": {"class": "modules::queue::RabbitMQAdapter"}}}]})
+
+
+def test_cron_six_and_seven_fields_and_weekday_numbering() -> None:
+    spec = CronSpec.parse("0 */15 * * * *")
+    start = datetime(2026, 11, 22, 10, 7, 3, tzinfo=timezone.utc).timestamp()
+    assert datetime.fromtimestamp(spec.next_after(start), timezone.utc) == datetime(2026, 11, 22, 10, 15, tzinfo=timezone.utc)
+    # Engine weekdays: Sunday = 1. 2026-11-22 is a Sunday, so "1" means today.
+    sunday = CronSpec.parse("0 30 9 * * 1")
+    nxt = datetime.fromtimestamp(sunday.next_after(datetime(2026, 11, 21, 12, tzinfo=timezone.utc).timestamp()), timezone.utc)
+    assert nxt == datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+    weekdays = CronSpec.parse("0 30 9 * * 2-6")  # Monday–Friday
+    nxt = datetime.fromtimestamp(weekdays.next_after(datetime(2026, 11, 21, 12, tzinfo=timezone.utc).timestamp()), timezone.utc)
+    assert nxt.weekday() == 0  # Monday
+    with_year = CronSpec.parse("0 0 0 1 1 * 2030")
+    nxt = datetime.fromtimestamp(with_year.next_after(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()), timezone.utc)
+    assert nxt.year == 2030
+    for bad in ("* * * * *", "0 0 0 * * 8", "nonsense"):
+        with pytest.raises(CronExpressionError):
+            CronSpec.parse(bad)
+
+
+def test_state_update_ops() -> None:
+    v = apply_ops(None, [{"type": "set", "path": "a.b", "value": 1}, {"type": "increment", "path": "n", "by": 2}])
+    assert v == {"a": {"b": 1}, "n": 2}
+    v = apply_ops(v, [{"type": "merge", "path": "a", "value": {"c": 3}}, {"type": "decrement", "path": "n"}, {"type": "remove", "path": "a.b"}])
+    assert v == {"a": {"c": 3}, "n": 1}
+    with pytest.raises(StateError):
+        apply_ops(v, [{"type": "explode"}])
+
+
+def _trigger(tid: str, method: str, path: str) -> TriggerEntry:
+    return TriggerEntry(tid, "http", f"f-{tid}", {"api_path": path, "http_method": method}, worker=None)  # type: ignore[arg-type]
+
+
+def test_router_params_and_static_preference() -> None:
+    r = Router()
+    r.add(_trigger("1", "GET", "items/:id"))
+    r.add(_trigger("2", "GET", "/items/special"))
+    route, params = r.match("GET", "/items/42")  # type: ignore[misc]
+    assert route.function_id == "f-1" and params == {"id": "42"}
+    route, params = r.match("GET", "/items/special")  # type: ignore[misc]
+    assert route.function_id == "f-2" and params == {}
+    assert r.match("POST", "/items/42") is None
+    assert r.match("GET", "/items/42/more") is None
+
+
+def test_response_from_result_accepts_status_or_status_code() -> None:
+    assert response_from_result({"status": 201, "body": {"a": 1}}) == (201, {}, {"a": 1})
+    assert response_from_result({"status_code": 404, "headers": {"X": "y"}, "body": None}) == (404, {"X": "y"}, None)
+    assert response_from_result(None) is None
+    assert response_from_result({"body": 1}) is None
+
+
+def test_otel_frames_decode_into_logs_and_spans() -> None:
+    logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+        "timeUnixNano": "1700000000000000000", "severityNumber": 17, "severityText": "ERROR",
+        "body": {"stringValue": "it broke"}, "traceId": "a" * 32, "spanId": "b" * 16,
+        "attributes": [{"key": "log.data", "value": {"kvlistValue": {"values": [{"key": "id", "value": {"intValue": "7"}}]}}}],
+    }]}]}]}
+    kind, recs = decode_frame(b"LOGS" + json.dumps(logs).encode())
+    assert kind == "logs" and recs[0].level == "error" and recs[0].fields == {"id": 7} and recs[0].trace_id == "a" * 32
+    spans = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [{
+        "traceId": "c" * 32, "spanId": "d" * 16, "name": "step", "startTimeUnixNano": "1", "endTimeUnixNano": "2000001",
+        "status": {"code": 2, "message": "x"}, "attributes": []}]}]}]}
+    kind, recs = decode_frame(b"OTLP" + json.dumps(spans).encode())
+    assert kind == "spans" and recs[0].status == "error" and recs[0].to_dict()["duration_ms"] == pytest.approx(2.0)
+    assert decode_frame(b"LOGS{not json") == ("", [])
+    line = format_log_line(recs_log := decode_frame(b"LOGS" + json.dumps(logs).encode())[1][0])
+    assert "ERROR" in line and "it broke" in line and '"id":7' in line and recs_log.trace_id in line
+
+
+def test_telemetry_store_bounds_and_queries() -> None:
+    t = TelemetryStore(max_logs=5, max_traces=2)
+    for i in range(8):
+        t.engine_log("info", f"m{i}", trace_id=f"{i % 3:032d}")
+    assert len(t.logs) == 5
+    assert len(t.traces) == 2
+    assert [r.message for r in t.query_logs(after_seq=6)] == ["m6", "m7"]
+    assert trace_id_of("00-" + "e" * 32 + "-" + "f" * 16 + "-01") == "e" * 32
+    assert trace_id_of("garbage") is None
+
+
+def test_job_backoff() -> None:
+    job = Job(topic="t", subscriber="s", data=None, max_attempts=4, backoff_ms=100)
+    job.attempts_made = 1
+    assert job.next_backoff_seconds() == pytest.approx(0.1)
+    job.attempts_made = 3
+    assert job.next_backoff_seconds() == pytest.approx(0.4)
+    job.backoff_type = "fixed"
+    assert job.next_backoff_seconds() == pytest.approx(0.1)
+    job.attempts_made = 4
+    assert job.exhausted
+
+
+async def test_sqlite_store_survives_reopen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "s.db"
+    s = SqliteStore(path)
+    await s.open()
+    job = Job(topic="t", subscriber="s", data={"x": 1}, max_attempts=3, backoff_ms=10)
+    await s.put_jobs([job])
+    await s.kv_set("scope", "k", {"v": 1})
+    await s.close()
+    s2 = SqliteStore(path)
+    await s2.open()
+    assert [j.id for j in await s2.load_jobs()] == [job.id]
+    assert await s2.kv_get("scope", "k") == {"v": 1}
+    assert await s2.kv_scopes() == ["scope"]
+    await s2.close()
+
+
+async def test_redis_store_round_trip(redis_url: str) -> None:
+    from iii_local.store import RedisStore
+
+    s = RedisStore(redis_url, prefix="iii-test:")
+    await s.open()
+    job = Job(topic="t", subscriber="s", data={"x": 1}, max_attempts=3, backoff_ms=10)
+    await s.put_jobs([job])
+    await s.add_subscription("t", "s", {"maxRetries": 2})
+    await s.kv_set("scope", "k", [1, 2])
+    assert [j.data for j in await s.load_jobs()] == [{"x": 1}]
+    assert await s.load_subscriptions() == [("t", "s", {"maxRetries": 2})]
+    assert await s.kv_list("scope") == [("k", [1, 2])]
+    await s.delete_job(job.id)
+    await s.kv_delete("scope", "k")
+    assert await s.load_jobs() == []
+    assert await s.kv_scopes() == []
+    await s.close()
