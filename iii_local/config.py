@@ -221,7 +221,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
         raise EngineConfigError("'local_engine' must be a mapping")
     lc = LocalEngineConfig()
     for key in lc.__dataclass_fields__:
-        if key in local:
+        if key in local and local[key] is not None:  # `key:` with an empty ${VAR:} is YAML null
             current = getattr(lc, key)
             setattr(lc, key, _int(local[key], key) if isinstance(current, int) else str(local[key]))
     cfg.local = lc

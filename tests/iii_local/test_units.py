@@ -168,3 +168,10 @@ async def test_redis_store_round_trip(redis_url: str) -> None:
     assert await s.load_jobs() == []
     assert await s.kv_scopes() == []
     await s.close()
+
+
+def test_empty_env_default_is_not_the_string_none() -> None:
+    import yaml
+
+    doc = yaml.safe_load(expand_env("local_engine:\n  console_token: ${III_TEST_EMPTY:}\n", {}))
+    assert parse_config(doc).local.console_token == ""
