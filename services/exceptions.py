@@ -100,10 +100,14 @@ class ConflictError(ApiError):
 
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+PERMANENT_SERVER_STATUSES = frozenset({501, 505})
+"""Server errors that say "this will never work" (not implemented, HTTP version)."""
 
 
 def is_retryable_status(status: int) -> bool:
-    """Statuses worth retrying: timeouts, rate limits and server errors."""
+    """Statuses worth retrying: timeouts, rate limits and server errors (but 501/505)."""
+    if status in PERMANENT_SERVER_STATUSES:
+        return False
     return status in RETRYABLE_STATUSES or status >= 500
 
 
@@ -133,4 +137,6 @@ def is_retryable(exc: BaseException) -> bool:
 
     import aiohttp
 
-    return isinstance(exc, (aiohttp.ClientConnectionError, asyncio.TimeoutError, ConnectionError))
+    return isinstance(
+        exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, ConnectionError)
+    )

@@ -1,4 +1,4 @@
-"""Retry with exponential backoff and full jitter, bounded in attempts and in time.
+"""Retry with exponential backoff and jitter, bounded in attempts and in time.
 
 Only retryable failures are retried (see `services.exceptions.is_retryable`); a
 `Retry-After` the server sent (429/503) is honoured instead of the computed delay,
@@ -36,7 +36,8 @@ class RetryPolicy:
         ceiling = min(self.base_delay * (2 ** (attempt - 1)), self.max_delay)
         if not self.jitter:
             return ceiling
-        # "Full jitter" keeps retries of many clients from marching in step.
+        # "Equal jitter" (half fixed, half random) keeps retries of many clients from
+        # marching in step while still growing the wait.
         return random.uniform(ceiling / 2, ceiling)
 
 

@@ -99,3 +99,19 @@ def test_connection_error() -> None:
 )
 def test_is_retryable_for_foreign_errors(error: BaseException, expected: bool) -> None:
     assert is_retryable(error) is expected
+
+
+def test_not_implemented_and_http_version_are_permanent() -> None:
+    from services.exceptions import ApiError, is_retryable, is_retryable_status
+
+    assert not is_retryable_status(501) and not is_retryable_status(505)
+    assert is_retryable_status(500) and is_retryable_status(502) and is_retryable_status(599)
+    assert not is_retryable(ApiError("x", 501))
+
+
+def test_payload_error_mid_body_is_retryable() -> None:
+    import aiohttp
+
+    from services.exceptions import is_retryable
+
+    assert is_retryable(aiohttp.ClientPayloadError("connection dropped mid-body"))
