@@ -51,3 +51,6 @@ def redis_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+from tests.e2e import sims, sims_reset, stack, stack_and_sims  # noqa: E402,F401  (end-to-end fixtures)

@@ -1,0 +1,69 @@
+"""End-to-end fixtures: the simulators, Redis, the stand-in engine and the real worker over src/steps (used via tests/conftest.py).
+
+`stack` is one session-wide MotiaTester running the project's steps, configured in
+sandbox mode against `sims` (the four simulators on free ports, empty data) and the
+session's private Redis. EspoCRM's outgoing webhooks point at the engine and are signed
+with WEBHOOK_ID/WEBHOOK_SECRET, so the signature path is exercised end to end.
+Tests create their own records (unique ids) and may reset faults with `sims_reset`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator
+
+import aiohttp
+import pytest
+
+from iii_local.testing import MotiaTester
+from services.config import load_settings
+from simulators.sandbox import Simulators, start_simulators
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_ID = "e2e-hook"
+WEBHOOK_SECRET = "e2e-webhook-secret"
+PROXY_TOKEN = "e2e-proxy-token"
+
+
+def stack_env(redis_url: str) -> dict[str, str]:
+    return {
+        "APP_MODE": "sandbox",
+        "APP_ENV_FILE": "/nonexistent/.env",
+        "REDIS_URL": redis_url,
+        "ESPOCRM_WEBHOOK_SECRETS": f"{WEBHOOK_ID}:{WEBHOOK_SECRET}",
+        "ADVOWARE_PROXY_TOKEN": PROXY_TOKEN,
+        "OTEL_LOGS_FLUSH_INTERVAL_MS": "50",
+    }
+
+
+@pytest.fixture(scope="session")
+async def stack_and_sims(redis_url: str) -> AsyncIterator[tuple[MotiaTester, Simulators]]:
+    env = stack_env(redis_url)
+    tester = MotiaTester(ROOT / "src" / "steps", queue_defaults={"backoff_ms": 200}, rest_timeout_ms=30000)
+    settings = load_settings({**env})
+    sims = await start_simulators(settings, demo=False, engine_url=tester.base_url, use_configured_ports=False, webhook_retry_interval=0.2)
+    tester.env = {**env, **sims.env()}
+    await tester.start(wait_functions=1, timeout=60)
+    yield tester, sims
+    await tester.stop()
+    await sims.stop()
+
+
+@pytest.fixture(scope="session")
+async def stack(stack_and_sims: tuple[MotiaTester, Simulators]) -> MotiaTester:
+    return stack_and_sims[0]
+
+
+@pytest.fixture(scope="session")
+async def sims(stack_and_sims: tuple[MotiaTester, Simulators]) -> Simulators:
+    return stack_and_sims[1]
+
+
+@pytest.fixture
+async def sims_reset(sims: Simulators) -> AsyncIterator[Simulators]:
+    """Clear injected faults and request logs of every simulator after the test."""
+    yield sims
+    async with aiohttp.ClientSession() as s:
+        for r in (sims.espocrm, sims.advoware, sims.xai, sims.google):
+            async with s.delete(r.url + "/_sim/faults") as resp:
+                await resp.read()
