@@ -19,7 +19,7 @@ from iii_local.testing import MotiaTester
 from services.config import load_settings
 from simulators.sandbox import Simulators, start_simulators
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_ID = "e2e-hook"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 PROXY_TOKEN = "e2e-proxy-token"
