@@ -1,0 +1,20 @@
+"""`DELETE /advoware/proxy?endpoint=<path>`: forwards a DELETE to the Advoware API (see README.md).
+
+Thin: authentication, endpoint validation and forwarding live in services.advoware_proxy.
+"""
+
+from motia import http
+
+from services.advoware_proxy import PROXY_PATH, ProxyMethod, handle_proxy_request
+
+config = {
+    "name": "Advoware Proxy DELETE",
+    "description": "Forwards DELETE requests to the Advoware API with the cached bearer token (caller needs the proxy token)",
+    "flows": ["advoware-proxy"],
+    "triggers": [http(ProxyMethod.DELETE.value, PROXY_PATH)],
+    "enqueues": [],
+}
+
+
+async def handler(request, ctx):
+    return await handle_proxy_request(ProxyMethod.DELETE, request, ctx)

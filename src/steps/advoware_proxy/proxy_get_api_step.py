@@ -1,0 +1,20 @@
+"""`GET /advoware/proxy?endpoint=<path>`: forwards a GET to the Advoware API (see README.md).
+
+Thin: authentication, endpoint validation and forwarding live in services.advoware_proxy.
+"""
+
+from motia import http
+
+from services.advoware_proxy import PROXY_PATH, ProxyMethod, handle_proxy_request
+
+config = {
+    "name": "Advoware Proxy GET",
+    "description": "Forwards GET requests to the Advoware API with the cached bearer token (caller needs the proxy token)",
+    "flows": ["advoware-proxy"],
+    "triggers": [http(ProxyMethod.GET.value, PROXY_PATH)],
+    "enqueues": [],
+}
+
+
+async def handler(request, ctx):
+    return await handle_proxy_request(ProxyMethod.GET, request, ctx)

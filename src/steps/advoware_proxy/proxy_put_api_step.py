@@ -1,0 +1,20 @@
+"""`PUT /advoware/proxy?endpoint=<path>`: forwards a PUT to the Advoware API (see README.md).
+
+Thin: authentication, endpoint validation and forwarding live in services.advoware_proxy.
+"""
+
+from motia import http
+
+from services.advoware_proxy import PROXY_PATH, ProxyMethod, handle_proxy_request
+
+config = {
+    "name": "Advoware Proxy PUT",
+    "description": "Forwards PUT requests to the Advoware API with the cached bearer token (caller needs the proxy token)",
+    "flows": ["advoware-proxy"],
+    "triggers": [http(ProxyMethod.PUT.value, PROXY_PATH)],
+    "enqueues": [],
+}
+
+
+async def handler(request, ctx):
+    return await handle_proxy_request(ProxyMethod.PUT, request, ctx)

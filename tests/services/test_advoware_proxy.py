@@ -1,0 +1,522 @@
+"""services.advoware_proxy: endpoint validation (attack corpus), header filtering, caller
+authentication, and forwarding against the Advoware simulator and a fake upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+
+from iii_local.testing import MockRequest, mock_context
+from services.advoware_proxy import (
+    MAX_ENDPOINT_LENGTH,
+    EndpointRejected,
+    ProxyError,
+    ProxyMethod,
+    check_caller,
+    filter_request_headers,
+    filter_response_headers,
+    forward,
+    forward_params,
+    proxy_request,
+    proxy_timeout,
+    validate_endpoint,
+)
+from services.advoware_service import AdvowareAPI
+from services.config import Settings, load_settings
+from services.retry import RetryPolicy
+from simulators.advoware import create_app
+from simulators.runner import RunningApp, start_app
+
+API_KEY = base64.b64encode(b"proxy-test-secret").decode()
+APP_ID, KANZLEI, DATABASE, USER, PASSWORD = "proxy-app", "Kanzlei", "DB", "MM", "geheim"
+PROXY_TOKEN = "unit-proxy-token-0123456789"
+TERMINE = "api/v1/advonet/TermineActiveSync"
+BETEILIGTE = "api/v1/advonet/Beteiligte"
+FAST = RetryPolicy(max_attempts=1)
+
+
+# --- validate_endpoint ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("api/v1/advonet/Beteiligte", "api/v1/advonet/Beteiligte"),
+        ("/api/v1/advonet/Beteiligte", "api/v1/advonet/Beteiligte"),
+        ("api/v1/advonet/Beteiligte/", "api/v1/advonet/Beteiligte"),
+        ("api/v1/Akten/4711", "api/v1/Akten/4711"),
+        ("api/v1/advonet/Beteiligte/12/Bankverbindungen/3", "api/v1/advonet/Beteiligte/12/Bankverbindungen/3"),
+        ("api%2Fv1%2FAkten", "api/v1/Akten"),  # an encoded slash is just a slash
+        ("api/v1/Dokumente/3f2a-9b_x~1.pdf", "api/v1/Dokumente/3f2a-9b_x~1.pdf"),
+        ("employees", "employees"),
+    ],
+)
+def test_valid_endpoints_are_normalized(raw: str, expected: str) -> None:
+    assert validate_endpoint(raw, ()) == expected
+
+
+ATTACKS = [
+    # absolute URLs and schemes
+    "http://evil.example/api/v1/Akten",
+    "https://127.0.0.1:1/x",
+    "HTTP://EVIL",
+    "http:evil.example",
+    "javascript:alert(1)",
+    "file:///etc/passwd",
+    "http%3A%2F%2Fevil.example%2F",
+    "http%253A%252F%252Fevil.example",
+    # scheme-relative
+    "//evil.example/x",
+    "///evil.example",
+    "/%2F%2Fevil.example",
+    "%2f%2fevil.example/x",
+    "%252f%252fevil.example",
+    # backslashes
+    "\\\\evil.example\\x",
+    "/\\evil.example",
+    "..\\..\\windows\\win.ini",
+    "api\\..\\x",
+    "api%5c..%5cx",
+    "api%255c..%255cx",
+    # dot segments, plain and encoded
+    "../x",
+    "api/../../x",
+    "api/v1/..",
+    "api/v1/./Akten",
+    "./api",
+    "..",
+    "...",
+    "%2e%2e/x",
+    "%2E%2E/x",
+    ".%2e/x",
+    "%2e./x",
+    "api/%2e%2e/%2e%2e/x",
+    "api%2f..%2f..%2fx",
+    "%252e%252e/x",
+    "%252E%252E%252Fx",
+    "%25252e%25252e/x",
+    "..;/x",
+    "api/v1/Akten./x",
+    # user info / host switch
+    "a@evil.example",
+    "user:pass@evil.example/x",
+    "%40evil.example",
+    "api%2540evil",
+    # control characters / header injection
+    "x\r\nHost: evil",
+    "x%0d%0aHost:%20evil",
+    "x%0aSet-Cookie:a=b",
+    "x%250d%250aHost:evil",
+    "x%00y",
+    "x\x00y",
+    "x%7fy",
+    "x\u2028y",
+    "x%E2%80%A8y",
+    "x\ty",
+    # whitespace, query, fragment, odd characters
+    "a b",
+    "a%20b",
+    "api/v1/Akten?x=1",
+    "api/v1/Akten%3Fx=1",
+    "api/v1/Akten#frag",
+    "api/v1/Akten;jsessionid=1",
+    "api/v1/Akten:8080",
+    "api/v1/%ff",
+    "api/v1/%E2%80%AE",
+    "ａｐｉ/v1",
+    "api/v1/Akten%",
+    "api/v1/Akten%25",
+    # empty segments, empty, too long
+    "a//b",
+    "a%2f%2fb",
+    "",
+    "/",
+    "a" * (MAX_ENDPOINT_LENGTH + 1),
+    "api/" + "x/" * 3000,
+    # the token endpoint is never proxied
+    "api/v1/Token",
+    "/API/V1/token",
+    "%61pi/v1/Token",
+]
+
+
+@pytest.mark.parametrize("raw", ATTACKS)
+def test_attack_corpus_is_refused(raw: str) -> None:
+    with pytest.raises(EndpointRejected) as info:
+        validate_endpoint(raw, ())
+    assert info.value.reason  # a clear reason for the 400
+
+
+def test_missing_endpoint_is_refused() -> None:
+    for raw in (None, 42, ""):
+        with pytest.raises(EndpointRejected, match="required"):
+            validate_endpoint(raw, ())
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("http://evil", "absolute URL"),
+        ("//evil", "scheme-relative"),
+        ("a\\b", "backslash"),
+        ("%2e%2e/x", "'..'"),
+        ("%252e%252e/x", "'..'"),
+        ("x%0d%0ay", "control characters"),
+        ("a@b", "'@'"),
+        ("a" * 2000, "longer than"),
+        ("%2525252e", "percent-encoded more than"),
+    ],
+)
+def test_rejection_reasons_are_specific(raw: str, reason: str) -> None:
+    with pytest.raises(EndpointRejected, match=reason):
+        validate_endpoint(raw, ())
+
+
+def test_allowed_prefixes_are_segment_wise_and_case_insensitive() -> None:
+    allowed = ("api/v1/advonet/", "/api/v1/Akten")
+    assert validate_endpoint("api/v1/advonet/Beteiligte/1", allowed) == "api/v1/advonet/Beteiligte/1"
+    assert validate_endpoint("API/V1/ADVONET/TermineActiveSync", allowed) == "API/V1/ADVONET/TermineActiveSync"
+    assert validate_endpoint("api/v1/Akten", allowed) == "api/v1/Akten"
+    for outside in ("api/v1/Akten2", "api/v1/advonetX/y", "api/v1/Mitarbeiter", "api", "api/v1"):
+        with pytest.raises(EndpointRejected, match="allowed prefix"):
+            validate_endpoint(outside, allowed)
+    # dot segments cannot climb out of an allowed prefix
+    with pytest.raises(EndpointRejected):
+        validate_endpoint("api/v1/advonet/%2e%2e/Token", allowed)
+    # an empty allow-list (or only empty entries) allows every safe path
+    assert validate_endpoint("api/v1/Mitarbeiter", ("", "/")) == "api/v1/Mitarbeiter"
+
+
+# --- headers, caller auth, params ------------------------------------------------------
+
+
+def test_request_headers_only_safe_ones_are_forwarded() -> None:
+    headers = {
+        "authorization": "Bearer caller-secret",
+        "Proxy-Authorization": "Basic abc",
+        "cookie": "session=1",
+        "x-api-key": "k",
+        "connection": "keep-alive, If-Match",
+        "keep-alive": "timeout=5",
+        "te": "trailers",
+        "trailer": "x",
+        "transfer-encoding": "chunked",
+        "upgrade": "websocket",
+        "host": "engine:3111",
+        "content-length": "12",
+        "x-forwarded-for": "1.2.3.4",
+        "traceparent": "00-abc",
+        "accept": "application/pdf",
+        "Content-Type": "application/json",
+        "if-none-match": '"v1"',
+        "if-match": '"v2"',  # named in Connection → hop-by-hop
+        "accept-language": "de\r\nX-Injected: 1",
+    }
+    assert filter_request_headers(headers) == {
+        "accept": "application/pdf",
+        "content-type": "application/json",
+        "if-none-match": '"v1"',
+    }
+    assert filter_request_headers(None) == {}
+
+
+def test_response_headers_are_filtered() -> None:
+    upstream = {
+        "Content-Type": "application/pdf",
+        "Content-Disposition": 'attachment; filename="Vollmacht.pdf"',
+        "ETag": '"abc"',
+        "Retry-After": "3",
+        "Set-Cookie": "ASP.NET_SessionId=1",
+        "WWW-Authenticate": "Bearer",
+        "Location": "http://advoware.internal:9000/api/v1/x",
+        "Transfer-Encoding": "chunked",
+        "Connection": "close",
+        "Content-Length": "10",
+        "Content-Encoding": "gzip",
+        "Server": "Microsoft-IIS/10.0",
+        "X-Powered-By": "ASP.NET",
+    }
+    assert filter_response_headers(upstream) == {
+        "Content-Type": "application/pdf",
+        "Content-Disposition": 'attachment; filename="Vollmacht.pdf"',
+        "Etag": '"abc"',
+        "Retry-After": "3",
+    }
+
+
+def test_caller_must_present_the_proxy_token() -> None:
+    good = {"authorization": f"Bearer {PROXY_TOKEN}"}
+    check_caller(good, SecretStr(PROXY_TOKEN))
+    check_caller({"Authorization": f"bearer   {PROXY_TOKEN} "}, PROXY_TOKEN)
+    for unset in (None, "", SecretStr("")):
+        with pytest.raises(ProxyError) as info:
+            check_caller(good, unset)
+        assert info.value.status == 503
+    for headers in ({}, {"authorization": ""}, {"authorization": "Bearer"}, {"authorization": f"Basic {PROXY_TOKEN}"},
+                    {"authorization": "Bearer wrong"}, {"authorization": f"Bearer {PROXY_TOKEN}x"},
+                    {"x-proxy-token": PROXY_TOKEN}):
+        with pytest.raises(ProxyError) as info:
+            check_caller(headers, SecretStr(PROXY_TOKEN))
+        assert info.value.status == 401
+        assert PROXY_TOKEN not in info.value.reason
+        assert info.value.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_forward_params_drop_endpoint_and_keep_order() -> None:
+    assert forward_params({"endpoint": "x", "from": "2026-01-01", "to": "2026-01-31"}) == [
+        ("from", "2026-01-01"),
+        ("to", "2026-01-31"),
+    ]
+    assert forward_params({"kuerzel": ["MM", "AB"], "n": None}) == [("kuerzel", "MM"), ("kuerzel", "AB"), ("n", "")]
+    with pytest.raises(ProxyError) as info:
+        forward_params({f"p{i}": "1" for i in range(101)})
+    assert info.value.status == 400
+
+
+# --- against the simulator / a fake upstream --------------------------------------------
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[RunningApp]:
+    running = await start_app(create_app(API_KEY, APP_ID, KANZLEI, DATABASE, USER, PASSWORD))
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def client_for(url: str, *, timeout: float = 10.0) -> AdvowareAPI:
+    return AdvowareAPI(
+        url + "/", url + "/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI, database=DATABASE,
+        user=USER, password=PASSWORD, timeout=timeout, retry_policy=FAST,
+    )
+
+
+def settings_for(url: str, **advoware: Any) -> Settings:
+    base = load_settings({"APP_MODE": "sandbox", "ADVOWARE_PROXY_TOKEN": PROXY_TOKEN})
+    adv = base.advoware.model_copy(update={"api_base_url": url + "/", "token_url": url + "/api/v1/Token", **advoware})
+    return base.model_copy(update={"advoware": adv})
+
+
+async def sim_admin(sim: RunningApp, method: str, path: str, body: Any = None) -> Any:
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, sim.url + path, json=body) as r:
+            return await r.json()
+
+
+async def api_requests(sim: RunningApp) -> list[dict[str, Any]]:
+    return [r for r in await sim_admin(sim, "GET", "/_sim/requests") if not r["path"].lower().endswith("/token")]
+
+
+async def test_forward_passes_answers_and_errors_through(sim: RunningApp) -> None:
+    client = client_for(sim.url)
+    try:
+        ok = await forward(client, ProxyMethod.GET, TERMINE, params=[("from", "2026-01-01"), ("to", "2026-01-31")])
+        assert ok.status == 200 and ok.upstream and json.loads(ok.body) == []
+        assert ok.headers["Content-Type"].startswith("application/json")
+        bad = await forward(client, "get", TERMINE)  # Advoware's own 400 (from/to missing)
+        assert bad.status == 400 and bad.upstream
+        assert "erforderlich" in json.loads(bad.body)["Message"]
+        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", "status": 503, "times": 1})
+        down = await forward(client, ProxyMethod.GET, TERMINE, params=[("frnr", "1")])
+        assert down.status == 503 and down.upstream  # passed through, not retried
+    finally:
+        await client.close()
+
+
+async def test_timeout_is_504(sim: RunningApp) -> None:
+    client = client_for(sim.url)
+    try:
+        await client.get_token()
+        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", "status": 0, "latency_ms": 2000})
+        started = asyncio.get_running_loop().time()
+        result = await forward(client, ProxyMethod.GET, TERMINE, params=[("frnr", "1")], timeout_seconds=0.3)
+        assert asyncio.get_running_loop().time() - started < 1.5
+        assert result.status == 504 and not result.upstream
+        assert "did not answer" in result.body["error"]
+    finally:
+        await client.close()
+
+
+async def test_client_timeout_is_504_too(sim: RunningApp) -> None:
+    client = client_for(sim.url, timeout=0.3)
+    try:
+        await client.get_token()
+        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", "status": 0, "latency_ms": 2000})
+        result = await forward(client, ProxyMethod.POST, TERMINE, body=b"{}", timeout_seconds=5)
+        assert result.status == 504
+    finally:
+        await client.close()
+
+
+async def test_reset_is_502_and_unreachable_is_502(sim: RunningApp) -> None:
+    client = client_for(sim.url)
+    try:
+        await client.get_token()
+        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", "reset": True, "times": 3})
+        result = await forward(client, ProxyMethod.GET, TERMINE, params=[("frnr", "1")])
+        assert result.status == 502 and "unreachable" in result.body["error"]
+    finally:
+        await client.close()
+    from simulators.runner import free_port
+
+    dead = client_for(f"http://127.0.0.1:{free_port()}")
+    try:
+        result = await forward(dead, ProxyMethod.GET, TERMINE)
+        assert result.status == 502
+        assert result.body["source"] == "advoware-proxy"
+    finally:
+        await dead.close()
+
+
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 400 + b"\n%%EOF\n"
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[tuple[RunningApp, list[dict[str, Any]]]]:
+    """A minimal Advoware: a token endpoint and a few API answers (a PDF, cookies, a big body)."""
+    seen: list[dict[str, Any]] = []
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "upstream-secret-token-42", "expiration_utc": "2099-01-01T00:00:00Z"})
+
+    async def api(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append({"method": request.method, "path": request.path, "query": request.query_string,
+                     "headers": dict(request.headers), "body": body})
+        tail = request.match_info["tail"]
+        if tail == "Dokumente/7/Inhalt":
+            return web.Response(body=PDF, content_type="application/pdf",
+                                headers={"Content-Disposition": 'attachment; filename="a.pdf"', "Set-Cookie": "s=1",
+                                         "Location": "http://internal/x"})
+        if tail == "big":
+            return web.Response(body=b"x" * 5000, content_type="application/octet-stream")
+        if tail == "empty":
+            return web.Response(status=204)
+        return web.json_response({"echo": body.decode("utf-8", "replace"), "ct": request.headers.get("Content-Type")})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/Token", token)
+    app.router.add_route("*", "/api/v1/{tail:.*}", api)
+    running = await start_app(app)
+    try:
+        yield running, seen
+    finally:
+        await running.stop()
+
+
+async def test_binary_passes_through_intact(fake_upstream: tuple[RunningApp, list[dict[str, Any]]]) -> None:
+    upstream, _ = fake_upstream
+    client = client_for(upstream.url)
+    try:
+        result = await forward(client, ProxyMethod.GET, "api/v1/Dokumente/7/Inhalt", headers={"accept": "application/pdf"})
+        assert result.status == 200
+        assert isinstance(result.body, bytes) and result.body == PDF
+        assert result.headers["Content-Type"] == "application/pdf"
+        assert result.headers["Content-Disposition"] == 'attachment; filename="a.pdf"'
+        assert "Set-Cookie" not in result.headers and "Location" not in result.headers
+        empty = await forward(client, ProxyMethod.DELETE, "api/v1/empty")
+        assert empty.status == 204 and empty.body is None
+    finally:
+        await client.close()
+
+
+async def test_response_limit_is_502(fake_upstream: tuple[RunningApp, list[dict[str, Any]]]) -> None:
+    upstream, _ = fake_upstream
+    client = client_for(upstream.url)
+    try:
+        result = await forward(client, ProxyMethod.GET, "api/v1/big", max_response_bytes=1000)
+        assert result.status == 502 and "1000 bytes" in result.body["error"]
+        ok = await forward(client, ProxyMethod.GET, "api/v1/big", max_response_bytes=5000)
+        assert ok.status == 200 and len(ok.body) == 5000
+    finally:
+        await client.close()
+
+
+# --- the whole request path with a mock context ------------------------------------------
+
+
+def proxy_req(method: str, endpoint: str | None, *, token: str | None = PROXY_TOKEN, body: Any = None,
+              raw: bytes | None = None, headers: dict[str, str] | None = None, **query: str) -> MockRequest:
+    h = {"content-type": "application/json", **(headers or {})}
+    if token is not None:
+        h["authorization"] = f"Bearer {token}"
+    q = dict(query)
+    if endpoint is not None:
+        q["endpoint"] = endpoint
+    return MockRequest(body=body, headers=h, query_params=q, method=method, raw_body=raw)
+
+
+async def test_proxy_request_end_to_end_with_mock_context(
+    fake_upstream: tuple[RunningApp, list[dict[str, Any]]],
+) -> None:
+    upstream, seen = fake_upstream
+    settings = settings_for(upstream.url)
+    client = client_for(upstream.url)
+    ctx = mock_context("http")
+    try:
+        req = proxy_req("POST", "api/v1/advonet/Beteiligte", raw=b'{"Name": "M\xc3\xbcller"}', x="1",
+                        headers={"cookie": "c=1", "accept": "application/json", "connection": "close"})
+        result = await proxy_request(ProxyMethod.POST, req, ctx, settings=settings, client=client)
+        assert result.status == 200
+        assert json.loads(result.body) == {"echo": '{"Name": "Müller"}', "ct": "application/json"}
+        sent = seen[-1]
+        assert sent["method"] == "POST" and sent["path"] == "/api/v1/advonet/Beteiligte" and sent["query"] == "x=1"
+        assert sent["headers"]["Authorization"] == "Bearer upstream-secret-token-42"
+        assert "Cookie" not in sent["headers"]
+        assert sent["body"] == b'{"Name": "M\xc3\xbcller"}'
+
+        # refusals: nothing reaches the upstream
+        before = len(seen)
+        cases = [
+            (proxy_req("GET", "api/v1/x", token=None), 401),
+            (proxy_req("GET", "api/v1/x", token="nope"), 401),
+            (proxy_req("GET", "%2e%2e/x"), 400),
+            (proxy_req("GET", None), 400),
+            (proxy_req("PUT", "api/v1/x", raw=b"x" * 2000), 413),
+            (proxy_req("PUT", "api/v1/x", raw=b"{}", headers={"content-length": "999999"}), 413),
+        ]
+        small = settings_for(upstream.url, proxy_max_body_bytes=1000)
+        for req, status in cases:
+            r = await proxy_request(req.method, req, ctx, settings=small, client=client)
+            assert r.status == status, (req, r)
+            assert r.body["source"] == "advoware-proxy"
+        closed = settings_for(upstream.url, proxy_token=None)
+        r = await proxy_request("GET", proxy_req("GET", "api/v1/x"), ctx, settings=closed, client=client)
+        assert r.status == 503
+        assert len(seen) == before
+
+        # neither token shows up in any log line
+        logged = json.dumps([[lvl, msg, data] for lvl, msg, data in ctx.logger.records], default=str)
+        assert PROXY_TOKEN not in logged and "upstream-secret-token-42" not in logged
+        assert "%2e%2e/x" in logged  # the refused endpoint is logged (escaped) for the audit trail
+    finally:
+        await client.close()
+
+
+def test_proxy_timeout_defaults() -> None:
+    s = load_settings({"APP_MODE": "sandbox"})
+    assert proxy_timeout(s) == 25.0
+    fast = s.model_copy(update={"advoware": s.advoware.model_copy(update={"timeout_seconds": 5.0})})
+    assert proxy_timeout(fast) == 5.0
+
+
+async def test_token_failure_is_502_without_leaking(sim: RunningApp) -> None:
+    client = AdvowareAPI(
+        sim.url + "/", sim.url + "/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI,
+        database=DATABASE, user=USER, password="falsch", retry_policy=FAST,
+    )
+    try:
+        result = await forward(client, ProxyMethod.GET, TERMINE, params=[("frnr", "1")])
+        assert result.status == 502 and "token" in result.body["error"]
+        assert "falsch" not in json.dumps(result.body)
+        assert await api_requests(sim) == []  # no API call without a token
+    finally:
+        await client.close()
