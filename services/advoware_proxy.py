@@ -292,13 +292,11 @@ def endpoint_param(query_params: Mapping[str, Any] | None) -> Any:
 
 
 def proxy_timeout(settings: Any) -> float:
-    """Seconds the proxy waits for Advoware: `proxy_timeout_seconds` when the settings have
-    one, else min(ADVOWARE_API_TIMEOUT_SECONDS, PROXY_TIMEOUT_CAP_SECONDS)."""
+    """Seconds the proxy waits for Advoware: the smaller of ADVOWARE_PROXY_TIMEOUT_SECONDS
+    (default PROXY_TIMEOUT_CAP_SECONDS, below the engine's 30 s) and ADVOWARE_API_TIMEOUT_SECONDS."""
     advo = settings.advoware
-    explicit = getattr(advo, "proxy_timeout_seconds", None)
-    if explicit:
-        return float(explicit)
-    return min(float(advo.timeout_seconds), PROXY_TIMEOUT_CAP_SECONDS)
+    explicit = getattr(advo, "proxy_timeout_seconds", None) or PROXY_TIMEOUT_CAP_SECONDS
+    return min(float(explicit), float(advo.timeout_seconds))
 
 
 # --- results ----------------------------------------------------------------------------

@@ -220,6 +220,8 @@ class AdvowareSettings(_Frozen):
     proxy_allowed_prefixes: tuple[str, ...] = ()
     """Endpoint path prefixes (no leading slash) the proxy forwards; empty = all."""
     proxy_max_body_bytes: int = ADVOWARE_PROXY_DEFAULT_MAX_BODY_BYTES
+    proxy_timeout_seconds: float = 25.0
+    """How long the proxy waits for Advoware; below the engine's 30 s so the proxy answers 504 itself."""
 
     def api_key_bytes(self) -> bytes:
         """The decoded API key: the HMAC-SHA512 key of the token request."""
@@ -738,6 +740,7 @@ def _build(env: Mapping[str, str]) -> Settings:
     proxy_token = r.secret("ADVOWARE_PROXY_TOKEN", sandbox="sandbox-proxy-token")
     proxy_prefixes = r.parsed("ADVOWARE_PROXY_ALLOWED_PREFIXES", _prefixes) or ()
     proxy_max_body = r.integer("ADVOWARE_PROXY_MAX_BODY_BYTES", ADVOWARE_PROXY_DEFAULT_MAX_BODY_BYTES, minimum=1)
+    proxy_timeout = r.number("ADVOWARE_PROXY_TIMEOUT_SECONDS", 25.0)
 
     # xAI
     xai_url = r.url("XAI_API_BASE_URL", sandbox=xai_sim, default=XAI_PROD_API_BASE_URL)
@@ -822,6 +825,7 @@ def _build(env: Mapping[str, str]) -> Settings:
                 proxy_token=proxy_token,
                 proxy_allowed_prefixes=proxy_prefixes,
                 proxy_max_body_bytes=proxy_max_body,
+                proxy_timeout_seconds=proxy_timeout,
             ),
             xai=XAISettings(
                 api_base_url=xai_url,
