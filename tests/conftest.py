@@ -14,6 +14,11 @@ import pytest
 from simulators.runner import free_port
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `last` run after all others (they inspect what the session produced)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A private redis-server on a free port (Debian's redis-server must be installed)."""
