@@ -1,0 +1,50 @@
+"""`POST /advoware/calendar/sync` `{"kuerzel"?: "MM", "full"?: true}`: queue a calendar sync
+of one employee (`calendar.sync.employee`) or of all (`calendar.sync.all`); answers 202.
+
+Authenticated like the Advoware proxy: `Authorization: Bearer <ADVOWARE_PROXY_TOKEN>`
+(503 when no token is configured, 401 when missing/wrong; 404 unknown Kürzel; 400 bad body).
+"""
+
+from motia import http
+
+from services.calendar_sync_jobs import (
+    API_PATH,
+    TOPIC_SYNC_ALL,
+    TOPIC_SYNC_EMPLOYEE,
+    EmployeeSyncJob,
+    RequestRejected,
+    SyncAllJob,
+    check_bearer,
+    parse_request,
+)
+from services.config import get_settings
+from services.models import SyncSource
+from services.webhook_intake import json_response
+
+config = {
+    "name": "Calendar Sync API",
+    "description": "Queue a calendar sync (one employee or all, optionally a full resync)",
+    "flows": ["advoware-calendar-sync"],
+    "triggers": [http("POST", API_PATH)],
+    "enqueues": [TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE],
+}
+
+
+async def handler(request, ctx):
+    settings = get_settings()
+    token = settings.advoware.proxy_token
+    try:
+        check_bearer(request.headers or {}, token.get_secret_value() if token else None)
+        req = parse_request(request.body, request.query_params or {}, settings.calendar.mapping)
+    except RequestRejected as exc:
+        ctx.logger.warn(f"calendar sync request refused: {exc.message}", {"status": exc.status})
+        return json_response(exc.status, {"error": exc.message})
+    if req.kuerzel is not None:
+        job = EmployeeSyncJob(kuerzel=req.kuerzel, full=req.full, source=SyncSource.MANUAL)
+        await ctx.enqueue({"topic": TOPIC_SYNC_EMPLOYEE, "data": job.to_queue()})
+        queued = {"topic": TOPIC_SYNC_EMPLOYEE, "employees": [req.kuerzel], "full": req.full}
+    else:
+        await ctx.enqueue({"topic": TOPIC_SYNC_ALL, "data": SyncAllJob(full=req.full, source=SyncSource.MANUAL).to_queue()})
+        queued = {"topic": TOPIC_SYNC_ALL, "employees": sorted(settings.calendar.mapping), "full": req.full}
+    ctx.logger.info("calendar sync queued", queued)
+    return json_response(202, {"queued": queued, "trace_id": ctx.trace_id})
