@@ -65,14 +65,23 @@ class Simulators:
 
 
 def webhook_specs(engine_url: str, secrets: dict[str, str]) -> list[dict[str, Any]]:
-    """Seed entries registering our endpoints as EspoCRM outgoing webhooks."""
+    """Seed entries registering our endpoints as EspoCRM outgoing webhooks.
+
+    EspoCRM gives every webhook its own id and secret. With secrets configured, the i-th
+    route uses the i-th configured `id:secret`; when fewer are configured, the first one's
+    id gets a suffix `-i` with the first secret (so configure `id-1`, `id-2`, ... too).
+    Without secrets the webhooks are unsigned (token or open mode).
+    """
     specs = []
     items = list(secrets.items())
     for i, (event, path) in enumerate(WEBHOOK_ROUTES):
         spec: dict[str, Any] = {"event": event, "url": engine_url.rstrip("/") + path}
         if items:
-            hook_id, secret = items[i % len(items)]
-            spec["id"] = f"{hook_id}" if i == 0 else f"{hook_id}-{i}"
+            if i < len(items):
+                hook_id, secret = items[i]
+            else:
+                hook_id, secret = f"{items[0][0]}-{i}", items[0][1]
+            spec["id"] = hook_id
             spec["secretKey"] = secret
         specs.append(spec)
     return specs
@@ -94,8 +103,6 @@ async def start_simulators(
     espo_seed: dict[str, Any] = espocrm.load_seed_file() if demo else {}
     if engine_url:
         secrets = {k: v.get_secret_value() for k, v in e.webhook_secrets.items()}
-        if len(secrets) > 1:
-            secrets = dict(list(secrets.items())[:1])
         espo_seed = {**espo_seed, "webhooks": [*espo_seed.get("webhooks", []), *webhook_specs(engine_url, secrets)]}
     espo_app = espocrm.create_app(
         e.api_key.get_secret_value(),

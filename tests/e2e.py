@@ -17,7 +17,7 @@ import pytest
 
 from iii_local.testing import MotiaTester
 from services.config import load_settings
-from simulators.sandbox import Simulators, start_simulators
+from simulators.sandbox import WEBHOOK_ROUTES, Simulators, start_simulators
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_ID = "e2e-hook"
@@ -30,7 +30,11 @@ def stack_env(redis_url: str) -> dict[str, str]:
         "APP_MODE": "sandbox",
         "APP_ENV_FILE": "/nonexistent/.env",
         "REDIS_URL": redis_url,
-        "ESPOCRM_WEBHOOK_SECRETS": f"{WEBHOOK_ID}:{WEBHOOK_SECRET}",
+        # The simulator registers one webhook per event: ids WEBHOOK_ID, WEBHOOK_ID-1, ... (see
+        # simulators.sandbox.webhook_specs), each signed with the same secret here.
+        "ESPOCRM_WEBHOOK_SECRETS": ",".join(
+            [f"{WEBHOOK_ID}:{WEBHOOK_SECRET}"] + [f"{WEBHOOK_ID}-{i}:{WEBHOOK_SECRET}" for i in range(1, len(WEBHOOK_ROUTES))]
+        ),
         "ADVOWARE_PROXY_TOKEN": PROXY_TOKEN,
         "OTEL_LOGS_FLUSH_INTERVAL_MS": "50",
     }

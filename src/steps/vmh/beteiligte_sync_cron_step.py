@@ -1,0 +1,42 @@
+"""Cron (every 10 minutes): reconcile parties and bank accounts between EspoCRM and Advoware.
+
+Pulls the parties changed in Advoware since the bookmark (state
+`beteiligte_sync_meta/advoware_bookmark`, max GeaendertAm seen), imports parties created
+directly in Advoware, re-queues failed/pending and stale records and those missing on one
+side (services.beteiligte_sync.reconcile). One sweep at a time (lock
+`beteiligte_sync_cron:CBeteiligte:sweep`); a busy lock skips the tick.
+"""
+
+from typing import Any
+
+from motia import cron
+
+from services.beteiligte_sync import TOPIC_BANK, TOPIC_PARTY, reconcile
+from services.clients import get_advoware, get_espocrm, get_redis_client
+from services.exceptions import LockBusyError
+from services.locks import entity_lock
+from services.logging_utils import get_service_logger
+from services.models import EntityAction, EntityType
+
+SCHEDULE = "0 */10 * * * *"
+
+config = {
+    "name": "VMH Beteiligte Sync Cron",
+    "description": "Reconciles CBeteiligte/CBankverbindungen with Advoware (changes, failures, deletions)",
+    "flows": ["vmh-beteiligte"],
+    "triggers": [cron(SCHEDULE)],
+    "enqueues": [f"{TOPIC_PARTY}.{EntityAction.UPDATE.value}", f"{TOPIC_BANK}.{EntityAction.UPDATE.value}"],
+}
+
+
+async def handler(_input: Any, ctx: Any) -> None:
+    logger = get_service_logger("beteiligte_sync_cron", ctx)
+    try:
+        async with entity_lock(get_redis_client(), "beteiligte_sync_cron", EntityType.BETEILIGTE, "sweep", ttl=600, logger=logger):
+            report = await reconcile(get_espocrm(), get_advoware(), ctx.state, logger=logger)
+    except LockBusyError:
+        ctx.logger.warn("Beteiligte reconcile skipped: another sweep is running")
+        return
+    for event in report.events:
+        await ctx.enqueue(event)
+    ctx.logger.info("Beteiligte reconcile: events queued", report.summary())

@@ -1,0 +1,39 @@
+"""EspoCRM webhooks for bank accounts: `POST /vmh/webhook/bankverbindungen/{create,update,delete}`.
+
+Authenticates (signature/token), validates and de-duplicates the batch via
+services.webhook_intake.accept_webhook, then queues one `vmh.bankverbindungen.{action}` event
+(services.models.SyncEvent) per record; the sync handler reads both systems itself, so
+the attributes in the webhook body are not trusted for data.
+"""
+
+from typing import Any
+
+from motia import http
+
+from services.beteiligte_sync import TOPIC_BANK, sync_event
+from services.config import get_settings
+from services.models import EntityAction, SyncSource, WebhookItem
+from services.webhook_intake import accept_webhook
+
+ACTIONS = (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)
+PATHS = {f"/vmh/webhook/bankverbindungen/{a.value}": a for a in ACTIONS}
+
+config = {
+    "name": "VMH Bankverbindungen Webhook",
+    "description": "Receives EspoCRM CBankverbindungen create/update/delete webhooks and queues sync events",
+    "flows": ["vmh-beteiligte"],
+    "triggers": [http("POST", path) for path in PATHS],
+    "enqueues": [f"{TOPIC_BANK}.{a.value}" for a in ACTIONS],
+}
+
+
+async def handler(request: Any, ctx: Any) -> Any:
+    action = PATHS[ctx.trigger.path]
+
+    def to_events(item: WebhookItem, webhook_id: str | None) -> list[dict[str, Any]]:
+        event = sync_event(TOPIC_BANK, item.id, action, SyncSource.WEBHOOK)
+        event["data"]["webhook_id"] = webhook_id
+        event["data"]["changed_fields"] = sorted(item.attributes) if action is EntityAction.UPDATE else []
+        return [event]
+
+    return await accept_webhook(request, ctx, settings=get_settings(), model=WebhookItem, to_events=to_events)
