@@ -1,0 +1,785 @@
+"""Document sync EspoCRM → xAI Collections: decisions (pure) and the sync itself (I/O).
+
+Data model (EspoCRM): a `CDokumente` record has an attachment (`fileId`) and is linked to
+entities through `beteiligte` (CBeteiligte), `raeumungsklagen` (Raeumungsklage) and
+`accounts` (Account). An entity owns an xAI collection (`xaiCollectionId`) when
+`settings.xai.should_have_collection(type, record)` says so. A document belongs in the
+collections of its collection-bearing linked entities; the sync keeps the xAI file and
+its collection memberships in line with that and writes the result back (`xaiId`,
+`xaiCollections`, `xaiSyncedHash` = SHA-256 of the synced content, `xaiSyncStatus`, ...).
+
+Pure decisions (unit-tested without I/O): `is_own_write_echo`, `plan_document_sync`,
+`reusable_file_candidates`, `collections_to_clean`. `DocumentSyncService` does the I/O;
+it knows nothing of Motia: it takes the clients, an optional `SyncJournal` (Motia state in
+the step) and returns the follow-up events for the step to enqueue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import tempfile
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable, Protocol
+
+from services.exceptions import (
+    IntegrationError,
+    NotFoundError,
+    ValidationError,
+    is_retryable,
+)
+from services.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
+from services.logging_utils import ServiceLogger, get_service_logger
+from services.models import (
+    DocumentRecord,
+    EntityAction,
+    EntityRecord,
+    EntityType,
+    FileStatus,
+    SyncEvent,
+    SyncSource,
+    XAISyncStatus,
+    espo_datetime,
+    utc_now,
+)
+
+# --------------------------------------------------------------------------- constants
+
+TOPIC_DOCUMENT_CREATE = "vmh.document.create"
+TOPIC_DOCUMENT_UPDATE = "vmh.document.update"
+TOPIC_DOCUMENT_DELETE = "vmh.document.delete"
+TOPIC_COLLECTION_ENSURE = "vmh.collection.ensure"
+
+DOCUMENT_TOPICS: dict[EntityAction, str] = {
+    EntityAction.CREATE: TOPIC_DOCUMENT_CREATE,
+    EntityAction.UPDATE: TOPIC_DOCUMENT_UPDATE,
+    EntityAction.DELETE: TOPIC_DOCUMENT_DELETE,
+}
+
+DOCUMENT_SYNC_LOCK_STEP = "document_sync"
+"""Lock key `document_sync:CDokumente:{id}`."""
+
+DOCUMENT_LOCK_WAIT_SECONDS = 3.0
+"""How long a handler waits for a busy document lock before raising LockBusyError:
+long enough to absorb the echo of our own writes, short enough not to block workers."""
+
+JOURNAL_SCOPE = "document_sync.xai"
+"""Motia state scope: document id → {file_id, sha256, collections} (see SyncJournal)."""
+
+DOCUMENT_LINKS: tuple[tuple[str, EntityType], ...] = (
+    ("beteiligte", EntityType.BETEILIGTE),
+    ("raeumungsklagen", EntityType.RAEUMUNGSKLAGE),
+    ("accounts", EntityType.ACCOUNT),
+)
+"""CDokumente link name → entity type (the simulator's DEFAULT_LINKS)."""
+
+ENTITY_DOCUMENTS_LINK = "dokumente"
+"""The link from CBeteiligte / Raeumungsklage / Account back to CDokumente."""
+
+DOCUMENT_FIELD_ID = "espocrm_document_id"
+"""xAI document field naming the EspoCRM document (used to find files when a record is gone)."""
+
+OWN_WRITE_FIELDS: frozenset[str] = frozenset(
+    {
+        "xaiId",
+        "xaiCollections",
+        "xaiSyncedHash",
+        "xaiSyncStatus",
+        "xaiSyncError",
+        "xaiLastSync",
+        "fileStatus",
+        "md5sum",
+        "sha256",
+    }
+)
+"""The attributes the sync writes; an update webhook changing only these is our own echo."""
+
+BOOKKEEPING_FIELDS: frozenset[str] = frozenset(
+    {"modifiedAt", "modifiedById", "modifiedByName", "modifiedBy", "versionNumber", "isFollowed"}
+)
+"""Attributes EspoCRM changes on every save; they say nothing about who changed what."""
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+DOWNLOAD_CHUNK = 64 * 1024
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+class SyncDecision(str, Enum):
+    """What the document sync has to do."""
+
+    UP_TO_DATE = "up_to_date"  # clean, same hash, right collections: nothing to do
+    WAIT_FOR_COLLECTIONS = "wait_for_collections"  # a linked entity still lacks its collection
+    NO_SYNC = "no_sync"  # no collection-bearing entity (or no file): leave xAI, mark no_sync
+    SYNC = "sync"  # upload if needed and fix collection memberships
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class LinkedEntity:
+    """An entity a document is linked to, as the sync sees it."""
+
+    entity_type: EntityType
+    entity_id: str
+    should_have_collection: bool
+    collection_id: str | None = None
+
+
+@dataclass
+class SyncPlan:
+    decision: SyncDecision
+    required: list[str] = field(default_factory=list)
+    """Collections the document must be in (sorted)."""
+    missing: list[LinkedEntity] = field(default_factory=list)
+    """Entities that should have a collection but have none yet."""
+    remove_from: list[str] = field(default_factory=list)
+    """Collections the document is recorded in but no longer belongs to."""
+    needs_download: bool = True
+    """False when EspoCRM's hash fields prove the synced content is current."""
+    reason: str = ""
+
+
+def is_own_write_echo(event: SyncEvent) -> bool:
+    """An update webhook that only reports attributes the sync itself writes.
+
+    EspoCRM sends an `update` webhook for our own write-back (ping-pong); such an event
+    can be dropped without reading anything. Create/link/cron events never are echoes.
+    """
+    if event.action != EntityAction.UPDATE or event.source != SyncSource.WEBHOOK:
+        return False
+    changed = set(event.changed_fields) - BOOKKEEPING_FIELDS
+    return bool(changed) and changed <= OWN_WRITE_FIELDS
+
+
+def content_is_synced(doc: DocumentRecord) -> bool:
+    """EspoCRM's own fields say the synced xAI file holds the current content."""
+    return bool(
+        doc.fileStatus == FileStatus.SYNCED
+        and doc.xaiSyncStatus == XAISyncStatus.CLEAN
+        and doc.xaiId
+        and doc.sha256
+        and doc.xaiSyncedHash
+        and doc.sha256 == doc.xaiSyncedHash
+    )
+
+
+def plan_document_sync(doc: DocumentRecord, linked: Iterable[LinkedEntity]) -> SyncPlan:
+    """Decide what syncing `doc` means, given the entities it is linked to."""
+    linked = list(linked)
+    missing = [e for e in linked if e.should_have_collection and not e.collection_id]
+    required = sorted({e.collection_id for e in linked if e.should_have_collection and e.collection_id})  # type: ignore[type-var]
+    current = set(doc.xaiCollections)
+    if missing:
+        return SyncPlan(SyncDecision.WAIT_FOR_COLLECTIONS, required=required, missing=missing,
+                        reason="linked entity without collection: " + ", ".join(f"{e.entity_type}:{e.entity_id}" for e in missing))
+    if not required or not doc.fileId:
+        reason = "no file attached" if required else "no linked entity with an xAI collection"
+        if doc.xaiSyncStatus == XAISyncStatus.NO_SYNC and not current:
+            return SyncPlan(SyncDecision.UP_TO_DATE, reason=reason)
+        return SyncPlan(SyncDecision.NO_SYNC, remove_from=sorted(current), reason=reason)
+    if content_is_synced(doc) and current == set(required):
+        return SyncPlan(SyncDecision.UP_TO_DATE, required=required, needs_download=False, reason="clean")
+    return SyncPlan(
+        SyncDecision.SYNC,
+        required=required,
+        remove_from=sorted(current - set(required)),
+        needs_download=not content_is_synced(doc),
+        reason="collections differ" if content_is_synced(doc) else "content not synced",
+    )
+
+
+def reusable_file_candidates(doc: DocumentRecord, sha256: str, journal: dict[str, Any] | None) -> list[str]:
+    """xAI file ids that already hold content with this SHA-256 (to verify, then reuse)."""
+    out: list[str] = []
+    if doc.xaiId and doc.xaiSyncedHash and doc.xaiSyncedHash == sha256:
+        out.append(doc.xaiId)
+    if journal and journal.get("file_id") and journal.get("sha256") == sha256 and journal["file_id"] not in out:
+        out.append(str(journal["file_id"]))
+    return out
+
+
+def collections_to_clean(
+    doc: DocumentRecord, journal: dict[str, Any] | None, file_id: str, required: Iterable[str]
+) -> list[tuple[str, str]]:
+    """(collection, file) memberships to remove: the file from collections it no longer
+    belongs to, and older versions of the document from every collection they may be in."""
+    required = set(required)
+    known = set(doc.xaiCollections) | set((journal or {}).get("collections") or [])
+    pairs: set[tuple[str, str]] = {(cid, file_id) for cid in known - required}
+    j = journal or {}
+    old_ids = {doc.xaiId, j.get("file_id"), j.get("previous_file_id")} - {None, "", file_id}
+    for old in old_ids:
+        for cid in known | required:
+            pairs.add((cid, str(old)))
+    return sorted(pairs)
+
+
+def failure_message(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:1000]
+
+
+# --------------------------------------------------------------------------- events
+
+
+def document_event(
+    doc_id: str,
+    action: EntityAction = EntityAction.UPDATE,
+    *,
+    source: SyncSource = SyncSource.SYNC,
+    reason: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A `{"topic", "data"}` event asking the document sync to look at `doc_id`."""
+    topic = DOCUMENT_TOPICS.get(action, TOPIC_DOCUMENT_UPDATE)
+    data = SyncEvent(entity_type=EntityType.DOKUMENTE, entity_id=doc_id, action=action, source=source, reason=reason, **extra)
+    return {"topic": topic, "data": data.to_queue()}
+
+
+def collection_event(
+    entity_type: EntityType | str,
+    entity_id: str,
+    *,
+    action: EntityAction = EntityAction.UPDATE,
+    source: SyncSource = SyncSource.SYNC,
+    reason: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A `{"topic", "data"}` event asking the collection manager to check an entity."""
+    data = SyncEvent(entity_type=EntityType(str(entity_type)), entity_id=entity_id, action=action, source=source, reason=reason, **extra)
+    return {"topic": TOPIC_COLLECTION_ENSURE, "data": data.to_queue()}
+
+
+# --------------------------------------------------------------------------- journal
+
+
+class SyncJournal(Protocol):
+    """Where the sync remembers an upload before EspoCRM knows of it (crash safety)."""
+
+    async def get(self, doc_id: str) -> dict[str, Any] | None: ...
+
+    async def set(self, doc_id: str, value: dict[str, Any]) -> None: ...
+
+    async def delete(self, doc_id: str) -> None: ...
+
+
+class StateJournal:
+    """A SyncJournal over a Motia-style state object (`get/set/delete(scope, key)`)."""
+
+    def __init__(self, state: Any, scope: str = JOURNAL_SCOPE) -> None:
+        self.state = state
+        self.scope = scope
+
+    async def get(self, doc_id: str) -> dict[str, Any] | None:
+        value = await self.state.get(self.scope, doc_id)
+        return value if isinstance(value, dict) else None
+
+    async def set(self, doc_id: str, value: dict[str, Any]) -> None:
+        await self.state.set(self.scope, doc_id, value)
+
+    async def delete(self, doc_id: str) -> None:
+        await self.state.delete(self.scope, doc_id)
+
+
+class MemoryJournal:
+    """A SyncJournal in a dict (tests, scripts)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+
+    async def get(self, doc_id: str) -> dict[str, Any] | None:
+        value = self.data.get(doc_id)
+        return dict(value) if value is not None else None
+
+    async def set(self, doc_id: str, value: dict[str, Any]) -> None:
+        self.data[doc_id] = dict(value)
+
+    async def delete(self, doc_id: str) -> None:
+        self.data.pop(doc_id, None)
+
+
+# --------------------------------------------------------------------------- download
+
+
+@dataclass
+class DownloadedFile:
+    path: str
+    size: int
+    md5: str
+    sha256: str
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+async def download_to_tempfile(espocrm: Any, attachment_id: str, max_bytes: int = MAX_FILE_BYTES) -> DownloadedFile:
+    """Stream an attachment into a temporary file, hashing (MD5, SHA-256) on the way.
+
+    Never holds more than one chunk in memory. Raises ValidationError (permanent) when
+    the file is larger than xAI accepts. The caller removes the file (`remove()`).
+    """
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    size = 0
+    fd, path = tempfile.mkstemp(prefix="docsync-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in espocrm.download_attachment_stream(attachment_id, chunk_size=DOWNLOAD_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValidationError(f"attachment {attachment_id} exceeds {max_bytes} bytes (xAI limit)")
+                md5.update(chunk)
+                sha.update(chunk)
+                fh.write(chunk)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        raise
+    return DownloadedFile(path, size, md5.hexdigest(), sha.hexdigest())
+
+
+# --------------------------------------------------------------------------- the sync
+
+
+class SyncOutcome(str, Enum):
+    SKIPPED_ECHO = "skipped_echo"
+    UP_TO_DATE = "up_to_date"
+    WAITING = "waiting_for_collections"
+    NO_SYNC = "no_sync"
+    SYNCED = "synced"
+    DELETED = "deleted"
+    GONE = "gone"  # the document no longer exists in EspoCRM
+    FAILED = "failed"  # permanently: marked failed, not retried
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class SyncResult:
+    outcome: SyncOutcome
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """Follow-up events for the step to enqueue."""
+    uploaded: bool = False
+    file_id: str | None = None
+    collections: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+class DocumentSyncService:
+    """Syncs one CDokumente record to xAI (idempotent; see the module docstring)."""
+
+    def __init__(
+        self,
+        espocrm: Any,
+        xai: Any,
+        xai_settings: Any,
+        *,
+        redis: Any = None,
+        journal: SyncJournal | None = None,
+        ctx: Any = None,
+        lock_ttl: float = DEFAULT_LOCK_TTL_SECONDS,
+        lock_wait: float = DOCUMENT_LOCK_WAIT_SECONDS,
+    ) -> None:
+        self.espocrm = espocrm
+        self.xai = xai
+        self.xai_settings = xai_settings
+        self.redis = redis
+        self.journal: SyncJournal = journal if journal is not None else MemoryJournal()
+        self.lock_ttl = lock_ttl
+        self.lock_wait = lock_wait
+        self.log: ServiceLogger = get_service_logger("document_sync", ctx)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def load_document(self, doc_id: str) -> DocumentRecord | None:
+        try:
+            return DocumentRecord.model_validate(await self.espocrm.get_entity(EntityType.DOKUMENTE.value, doc_id))
+        except NotFoundError:
+            return None
+
+    async def load_linked_entities(self, doc_id: str) -> list[LinkedEntity]:
+        out: list[LinkedEntity] = []
+        for link, entity_type in DOCUMENT_LINKS:
+            async for raw in self.espocrm.iter_related(EntityType.DOKUMENTE.value, doc_id, link):
+                rec = EntityRecord.model_validate(raw)
+                out.append(
+                    LinkedEntity(
+                        entity_type=entity_type,
+                        entity_id=rec.id,
+                        should_have_collection=self.xai_settings.should_have_collection(entity_type.value, raw),
+                        collection_id=rec.xaiCollectionId or None,
+                    )
+                )
+        return out
+
+    async def _plan(self, doc_id: str) -> tuple[DocumentRecord | None, list[LinkedEntity], SyncPlan | None]:
+        doc = await self.load_document(doc_id)
+        if doc is None:
+            return None, [], None
+        linked = await self.load_linked_entities(doc_id)
+        return doc, linked, plan_document_sync(doc, linked)
+
+    # -- entry points -------------------------------------------------------------------
+
+    async def handle(self, event: SyncEvent) -> SyncResult:
+        """Process one queue event (create/update/link/unlink/cron → sync; delete → remove)."""
+        if event.action == EntityAction.DELETE:
+            return await self.remove_document(event.entity_id, extra_collections=_str_list(getattr(event, "xaiCollections", None)))
+        if is_own_write_echo(event):
+            return SyncResult(SyncOutcome.SKIPPED_ECHO, detail="update only touched sync fields")
+        return await self.sync_document(event.entity_id)
+
+    async def sync_document(self, doc_id: str) -> SyncResult:
+        # Cheap check without the lock: a clean document needs nothing (the common case
+        # for redundant events). Only real work takes the lock.
+        doc, linked, plan = await self._plan(doc_id)
+        if doc is None or plan is None:
+            return SyncResult(SyncOutcome.GONE, detail="document not found")
+        if plan.decision in (SyncDecision.UP_TO_DATE, SyncDecision.WAIT_FOR_COLLECTIONS):
+            return await self._execute(doc, plan)  # neither writes anything: no lock needed
+        async with entity_lock(
+            self.redis, DOCUMENT_SYNC_LOCK_STEP, EntityType.DOKUMENTE.value, doc_id,
+            self.lock_ttl, wait=self.lock_wait, auto_extend=True, logger=self.log,
+        ):
+            doc, linked, plan = await self._plan(doc_id)  # again: things may have changed while we waited
+            if doc is None or plan is None:
+                return SyncResult(SyncOutcome.GONE, detail="document not found")
+            try:
+                return await self._execute(doc, plan)
+            except IntegrationError as exc:
+                if isinstance(exc, NotFoundError) and await self.load_document(doc_id) is None:
+                    return SyncResult(SyncOutcome.GONE, detail="document deleted during sync")
+                await self._mark_failed(doc, exc, plan)
+                if is_retryable(exc):
+                    raise
+                return SyncResult(SyncOutcome.FAILED, detail=failure_message(exc))
+            except Exception as exc:  # a bug or an unknown library error: record it, let the queue retry
+                await self._mark_failed(doc, exc, plan)
+                raise
+
+    async def _execute(self, doc: DocumentRecord, plan: SyncPlan) -> SyncResult:
+        if plan.decision == SyncDecision.UP_TO_DATE:
+            return SyncResult(SyncOutcome.UP_TO_DATE, collections=plan.required, file_id=doc.xaiId, detail=plan.reason)
+        if plan.decision == SyncDecision.WAIT_FOR_COLLECTIONS:
+            self.log.info(f"Document {doc.id}: waiting for collections", document_id=doc.id, reason=plan.reason)
+            events = [
+                collection_event(e.entity_type, e.entity_id, reason=f"document {doc.id} needs its collection", related_entity_type=EntityType.DOKUMENTE, related_entity_id=doc.id)
+                for e in plan.missing
+            ]
+            return SyncResult(SyncOutcome.WAITING, events=events, detail=plan.reason)
+        journal = await self.journal.get(doc.id)
+        if plan.decision == SyncDecision.NO_SYNC:
+            file_ids = {doc.xaiId, (journal or {}).get("file_id")} - {None, ""}
+            known = set(plan.remove_from) | set((journal or {}).get("collections") or [])
+            for fid in sorted(file_ids):  # type: ignore[type-var]
+                for cid in sorted(known):
+                    await self.xai.remove_from_collection(cid, fid)
+            if journal is not None:
+                await self.journal.set(doc.id, {**journal, "collections": []})
+            await self.espocrm.update_entity(
+                EntityType.DOKUMENTE.value, doc.id,
+                {"xaiSyncStatus": XAISyncStatus.NO_SYNC, "xaiCollections": [], "xaiSyncError": None},
+            )
+            self.log.info(f"Document {doc.id}: no_sync ({plan.reason})", document_id=doc.id, removed_from=sorted(known))
+            return SyncResult(SyncOutcome.NO_SYNC, detail=plan.reason)
+        return await self._sync(doc, plan, journal)
+
+    async def _sync(self, doc: DocumentRecord, plan: SyncPlan, journal: dict[str, Any] | None) -> SyncResult:
+        assert doc.fileId, "plan_document_sync guarantees a file"
+        if doc.xaiSyncStatus != XAISyncStatus.PENDING_SYNC:
+            await self.espocrm.update_entity(EntityType.DOKUMENTE.value, doc.id, {"xaiSyncStatus": XAISyncStatus.PENDING_SYNC})
+        downloaded: DownloadedFile | None = None
+        try:
+            if plan.needs_download:
+                downloaded = await download_to_tempfile(self.espocrm, doc.fileId)
+                sha, md5 = downloaded.sha256, downloaded.md5
+            else:
+                sha, md5 = str(doc.sha256), doc.md5sum
+            file_id: str | None = None
+            for candidate in reusable_file_candidates(doc, sha, journal):
+                if await self.xai.get_file(candidate) is not None:
+                    file_id = candidate
+                    break
+            uploaded = False
+            if file_id is None:
+                if downloaded is None:
+                    downloaded = await download_to_tempfile(self.espocrm, doc.fileId)
+                    sha, md5 = downloaded.sha256, downloaded.md5
+                filename = doc.fileName or doc.name or f"{doc.id}.bin"
+                mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+                file_id = await self.xai.upload_file(filename, downloaded.path, mime)
+                uploaded = True
+                # Remember the upload BEFORE EspoCRM knows of it: a retry after a crash reuses it.
+                journal = {"file_id": file_id, "sha256": sha, "collections": list((journal or {}).get("collections") or []),
+                           "previous_file_id": (journal or {}).get("file_id") or doc.xaiId}
+                await self.journal.set(doc.id, journal)
+                self.log.info(f"Document {doc.id}: uploaded to xAI as {file_id}", document_id=doc.id, file_id=file_id, size=downloaded.size)
+        finally:
+            if downloaded is not None:
+                downloaded.remove()
+
+        fields = {DOCUMENT_FIELD_ID: doc.id, "espocrm_document_name": doc.name or "", "sha256": sha}
+        gone: list[str] = []
+        for cid in plan.required:
+            try:
+                await self.xai.add_to_collection(cid, file_id, fields)
+            except NotFoundError:
+                gone.append(cid)
+        for cid, fid in collections_to_clean(doc, journal, file_id, plan.required):
+            await self.xai.remove_from_collection(cid, fid)
+        in_collections = [c for c in plan.required if c not in gone]
+        await self.journal.set(doc.id, {"file_id": file_id, "sha256": sha, "collections": in_collections})
+
+        if gone:
+            # A stored collection id points at a deleted collection: let the manager recreate it.
+            linked = await self.load_linked_entities(doc.id)
+            events = [
+                collection_event(e.entity_type, e.entity_id, reason=f"collection {e.collection_id} is gone")
+                for e in linked
+                if e.collection_id in gone
+            ]
+            await self.espocrm.update_entity(
+                EntityType.DOKUMENTE.value, doc.id,
+                {"xaiId": file_id, "xaiCollections": in_collections, "xaiSyncedHash": sha, "md5sum": md5, "sha256": sha,
+                 "xaiSyncStatus": XAISyncStatus.UNCLEAN, "xaiSyncError": f"collections missing in xAI: {', '.join(gone)}"},
+            )
+            self.log.warn(f"Document {doc.id}: collections gone, asked the collection manager", document_id=doc.id, gone=gone)
+            return SyncResult(SyncOutcome.WAITING, events=events, uploaded=uploaded, file_id=file_id, collections=in_collections)
+
+        # The file may have been replaced while we worked: then do not claim this content is synced.
+        current = await self.load_document(doc.id)
+        if current is None:
+            return SyncResult(SyncOutcome.GONE, uploaded=uploaded, file_id=file_id, detail="document deleted during sync")
+        update: dict[str, Any] = {
+            "xaiId": file_id,
+            "xaiCollections": in_collections,
+            "xaiSyncedHash": sha,
+            "xaiSyncError": None,
+            "xaiLastSync": espo_datetime(utc_now()),
+        }
+        if current.fileId == doc.fileId:
+            update.update({"md5sum": md5, "sha256": sha, "fileStatus": FileStatus.SYNCED, "xaiSyncStatus": XAISyncStatus.CLEAN})
+        else:
+            update["xaiSyncStatus"] = XAISyncStatus.UNCLEAN
+        await self.espocrm.update_entity(EntityType.DOKUMENTE.value, doc.id, update)
+        self.log.info(
+            f"Document {doc.id}: synced to {len(in_collections)} collection(s)",
+            document_id=doc.id, file_id=file_id, uploaded=uploaded, collections=in_collections,
+        )
+        return SyncResult(SyncOutcome.SYNCED, uploaded=uploaded, file_id=file_id, collections=in_collections)
+
+    async def _mark_failed(self, doc: DocumentRecord, exc: BaseException, plan: SyncPlan | None) -> None:
+        message = failure_message(exc)
+        self.log.error(
+            f"Document {doc.id}: xAI sync failed: {message}",
+            document_id=doc.id, file_id=doc.fileId, xai_id=doc.xaiId, xai_collections=list(doc.xaiCollections),
+            required_collections=list(plan.required) if plan else None, retryable=is_retryable(exc),
+            error_type=type(exc).__name__,
+        )
+        try:
+            await self.espocrm.update_entity(
+                EntityType.DOKUMENTE.value, doc.id, {"xaiSyncStatus": XAISyncStatus.FAILED, "xaiSyncError": message}
+            )
+        except Exception as write_exc:  # noqa: BLE001 - already failing; the log line above has the context
+            self.log.error(f"Document {doc.id}: could not record the failure: {write_exc}", document_id=doc.id)
+
+    # -- delete -------------------------------------------------------------------------
+
+    async def remove_document(self, doc_id: str, extra_collections: Iterable[str] = ()) -> SyncResult:
+        """The document was deleted in EspoCRM: take its file out of every collection (keep the file)."""
+        async with entity_lock(
+            self.redis, DOCUMENT_SYNC_LOCK_STEP, EntityType.DOKUMENTE.value, doc_id,
+            self.lock_ttl, wait=self.lock_wait, auto_extend=True, logger=self.log,
+        ):
+            journal = await self.journal.get(doc_id)
+            pairs: set[tuple[str, str]] = set()
+            if journal and journal.get("file_id"):
+                for cid in set(journal.get("collections") or []) | set(extra_collections):
+                    pairs.add((cid, str(journal["file_id"])))
+            else:
+                # Nothing remembered: find the document's files by their xAI field.
+                async for col in self.xai.list_collections():
+                    cid = col.get("collection_id")
+                    if not cid:
+                        continue
+                    async for d in self.xai.list_documents(cid):
+                        if str((d.get("fields") or {}).get(DOCUMENT_FIELD_ID)) == doc_id:
+                            fid = (d.get("file_metadata") or {}).get("file_id")
+                            if fid:
+                                pairs.add((cid, fid))
+            for cid, fid in sorted(pairs):
+                await self.xai.remove_from_collection(cid, fid)
+            await self.journal.delete(doc_id)
+            self.log.info(f"Document {doc_id} deleted: removed from {len(pairs)} collection(s), file kept", document_id=doc_id)
+            return SyncResult(SyncOutcome.DELETED, collections=sorted({c for c, _ in pairs}))
+
+
+def _str_list(value: Any) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v]
+    return []
+
+
+__all__ = [
+    "DOCUMENT_LINKS",
+    "DOCUMENT_SYNC_LOCK_STEP",
+    "DocumentSyncService",
+    "LinkedEntity",
+    "MemoryJournal",
+    "OWN_WRITE_FIELDS",
+    "StateJournal",
+    "SyncDecision",
+    "SyncOutcome",
+    "SyncPlan",
+    "SyncResult",
+    "TOPIC_COLLECTION_ENSURE",
+    "TOPIC_DOCUMENT_CREATE",
+    "TOPIC_DOCUMENT_DELETE",
+    "TOPIC_DOCUMENT_UPDATE",
+    "collection_event",
+    "collections_to_clean",
+    "document_event",
+    "download_to_tempfile",
+    "is_own_write_echo",
+    "plan_document_sync",
+    "reusable_file_candidates",
+]
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def document_webhook_events(action: EntityAction) -> Any:
+    """`to_events` for services.webhook_intake.accept_webhook on a CDokumente webhook."""
+
+    def to_events(item: Any, webhook_id: str | None) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {}
+        if action == EntityAction.UPDATE:
+            extra["changed_fields"] = sorted(item.attributes)
+        return [document_event(item.id, action, source=SyncSource.WEBHOOK, webhook_id=webhook_id, **extra)]
+
+    return to_events
+
+
+def link_webhook_events(action: EntityAction) -> Any:
+    """`to_events` for the link/unlink webhook: the entity's collection check AND the
+    document's sync (event storm; whichever runs first, the other catches up)."""
+
+    def to_events(item: Any, webhook_id: str | None) -> list[dict[str, Any]]:
+        return [
+            collection_event(
+                item.entityType, item.entityId, action=action, source=SyncSource.WEBHOOK, webhook_id=webhook_id,
+                related_entity_type=EntityType.DOKUMENTE, related_entity_id=item.documentId,
+            ),
+            document_event(
+                item.documentId, EntityAction.UPDATE, source=SyncSource.WEBHOOK, webhook_id=webhook_id,
+                reason=f"{action} {item.entityType}:{item.entityId}",
+                related_entity_type=item.entityType, related_entity_id=item.entityId,
+            ),
+        ]
+
+    return to_events
+
+
+def link_item_key(item: Any) -> tuple[str, str, str]:
+    return (str(item.entityType), item.entityId, item.documentId)
+
+
+# --------------------------------------------------------------------------- reconciler
+
+RECONCILE_LIMIT = 500
+RECONCILE_PAGE_SIZE = 200
+
+
+def _rule_where(field_name: str, value: str, *, matches: bool) -> dict[str, Any]:
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        truthy = (lowered == "true") == matches
+        return {"type": "isTrue" if truthy else "isFalse", "attribute": field_name}
+    if matches:
+        return {"type": "equals", "attribute": field_name, "value": value}
+    return {"type": "or", "value": [
+        {"type": "notEquals", "attribute": field_name, "value": value},
+        {"type": "isNull", "attribute": field_name},
+    ]}
+
+
+def entity_missing_collection_where(field_name: str, value: str) -> list[dict[str, Any]]:
+    """Entities that should have a collection and have no id stored."""
+    return [_rule_where(field_name, value, matches=True), {"type": "isNull", "attribute": "xaiCollectionId"}]
+
+
+def entity_obsolete_collection_where(field_name: str, value: str) -> list[dict[str, Any]]:
+    """Entities with a collection id that should not have one any more."""
+    return [{"type": "isNotNull", "attribute": "xaiCollectionId"}, _rule_where(field_name, value, matches=False)]
+
+
+def unsynced_documents_where(pending_before: str) -> list[dict[str, Any]]:
+    """Documents not clean: file new/changed (unless no_sync), unclean/failed, or
+    pending_sync for longer than a lock can live (a worker died)."""
+    return [{"type": "or", "value": [
+        {"type": "and", "value": [
+            {"type": "in", "attribute": "fileStatus", "value": [FileStatus.NEW.value, FileStatus.CHANGED.value]},
+            {"type": "or", "value": [
+                {"type": "notEquals", "attribute": "xaiSyncStatus", "value": XAISyncStatus.NO_SYNC.value},
+                {"type": "isNull", "attribute": "xaiSyncStatus"},
+            ]},
+        ]},
+        {"type": "in", "attribute": "xaiSyncStatus", "value": [XAISyncStatus.UNCLEAN.value, XAISyncStatus.FAILED.value]},
+        {"type": "and", "value": [
+            {"type": "equals", "attribute": "xaiSyncStatus", "value": XAISyncStatus.PENDING_SYNC.value},
+            {"type": "lessThan", "attribute": "modifiedAt", "value": pending_before},
+        ]},
+    ]}]
+
+
+async def iter_reconcile_events(
+    espocrm: Any,
+    xai_settings: Any,
+    *,
+    lock_ttl: float = DEFAULT_LOCK_TTL_SECONDS,
+    limit: int = RECONCILE_LIMIT,
+    page_size: int = RECONCILE_PAGE_SIZE,
+    now: Any = None,
+) -> Any:
+    """Yield (at most `limit`) events for everything out of line: entities missing or
+    keeping a collection against their rule first, then documents not clean. Reads page by page."""
+    from datetime import timedelta
+
+    from services.models import LINKABLE_ENTITY_TYPES
+
+    count = 0
+    for type_name, rule in sorted(getattr(xai_settings, "collection_rules", {}).items()):
+        try:
+            etype = EntityType(type_name)
+        except ValueError:
+            continue
+        if etype not in LINKABLE_ENTITY_TYPES:
+            continue
+        for reason, where in (
+            ("missing collection", entity_missing_collection_where(rule.field, rule.value)),
+            ("collection no longer wanted", entity_obsolete_collection_where(rule.field, rule.value)),
+        ):
+            async for rec in espocrm.iter_entities(etype.value, where=where, select="id", page_size=page_size):
+                if count >= limit:
+                    return
+                count += 1
+                yield collection_event(etype, str(rec["id"]), source=SyncSource.CRON, reason=reason)
+    cutoff = espo_datetime((now or utc_now()) - timedelta(seconds=lock_ttl))
+    async for rec in espocrm.iter_entities(
+        EntityType.DOKUMENTE.value, where=unsynced_documents_where(cutoff), select="id", page_size=page_size
+    ):
+        if count >= limit:
+            return
+        count += 1
+        yield document_event(str(rec["id"]), source=SyncSource.CRON, reason="reconciler: not clean")
