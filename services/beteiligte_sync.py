@@ -13,7 +13,7 @@ sides and runs the three-way merge against it. When both sides equal the snapsho
 nothing is written - that is what stops our own writes (which come back as EspoCRM
 webhooks, and as Advoware changes seen by the cron) from ping-ponging.
 
-Rules (also in src/steps/vmh/README_beteiligte.md):
+Rules (also in src/steps/vmh/README.md):
 - Created in EspoCRM → created in Advoware (after validation) → `advowareId` stored;
   bank accounts follow once their party has an `advowareId`.
 - Updated on one side → copied to the other; on both sides → conflict rule of

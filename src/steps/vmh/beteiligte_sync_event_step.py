@@ -2,7 +2,7 @@
 `vmh.beteiligte.{create,update,delete}` under the lock `beteiligte_sync:CBeteiligte:{id}`.
 
 The decisions live in services.beteiligte_sync.BeteiligteSync (create / three-way merge /
-conflict / delete rules, see src/steps/vmh/README_beteiligte.md). Retryable failures and a busy lock
+conflict / delete rules, see src/steps/vmh/README.md). Retryable failures and a busy lock
 raise, so the queue retries; follow-ups (the party's bank accounts) are enqueued.
 """
 
