@@ -20,6 +20,7 @@ import hashlib
 import mimetypes
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable, Protocol
@@ -67,6 +68,9 @@ long enough to absorb the echo of our own writes, short enough not to block work
 
 JOURNAL_SCOPE = "document_sync.xai"
 """Motia state scope: document id → {file_id, sha256, collections} (see SyncJournal)."""
+UPLOAD_PENDING_KEY = "upload_pending"
+"""Journal field set just before an upload: {sha256, started_at}. A retry that finds it
+without a file id looks for the orphaned upload in xAI instead of uploading twice."""
 
 DOCUMENT_LINKS: tuple[tuple[str, EntityType], ...] = (
     ("beteiligte", EntityType.BETEILIGTE),
@@ -494,6 +498,22 @@ class DocumentSyncService:
             return SyncResult(SyncOutcome.NO_SYNC, detail=plan.reason)
         return await self._sync(doc, plan, journal)
 
+    async def _find_orphan_upload(self, filename: str, size: int, started_at: float) -> str | None:
+        """The file an interrupted run uploaded: same name and size, created after it started.
+
+        Only called after a crash inside the upload window (an `upload_pending` journal entry),
+        so walking the file list is rare. Same name, size and hash-checked intent make any
+        match the same content."""
+        async for f in self.xai.list_files():
+            created = f.get("created_at")
+            try:
+                created_ts = float(created) if created is not None else 0.0
+            except (TypeError, ValueError):
+                created_ts = 0.0
+            if f.get("filename") == filename and int(f.get("bytes") or -1) == size and created_ts >= started_at - 5:
+                return str(f["id"])
+        return None
+
     async def _sync(self, doc: DocumentRecord, plan: SyncPlan, journal: dict[str, Any] | None) -> SyncResult:
         assert doc.fileId, "plan_document_sync guarantees a file"
         if doc.xaiSyncStatus != XAISyncStatus.PENDING_SYNC:
@@ -516,6 +536,15 @@ class DocumentSyncService:
                     downloaded = await download_to_tempfile(self.espocrm, doc.fileId)
                     sha, md5 = downloaded.sha256, downloaded.md5
                 filename = doc.fileName or doc.name or f"{doc.id}.bin"
+                pending = (journal or {}).get(UPLOAD_PENDING_KEY)
+                if pending and pending.get("sha256") == sha:
+                    # A run died between xAI accepting an upload and the journal entry.
+                    file_id = await self._find_orphan_upload(filename, downloaded.size, float(pending.get("started_at") or 0))
+                    if file_id:
+                        self.log.warn(f"Document {doc.id}: adopted upload {file_id} of a run that died", document_id=doc.id, file_id=file_id)
+            if file_id is None:
+                assert downloaded is not None
+                await self.journal.set(doc.id, {**(journal or {}), UPLOAD_PENDING_KEY: {"sha256": sha, "started_at": time.time()}})
                 mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
                 file_id = await self.xai.upload_file(filename, downloaded.path, mime)
                 uploaded = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import tracemalloc
 import uuid
@@ -287,6 +289,31 @@ async def test_crash_between_upload_and_write_back_does_not_upload_twice(world: 
     d = await world.espo.get_entity("CDokumente", doc_id)
     assert d["xaiSyncStatus"] == "clean" and d["xaiId"] == res.file_id
     assert [x["file_metadata"]["file_id"] async for x in world.xai.list_documents(cid)] == [res.file_id]
+
+
+async def test_death_right_after_upload_adopts_the_orphan_instead_of_uploading_again(world: World) -> None:
+    """The worker dies after xAI accepted the upload but before the journal recorded it."""
+    rk, cid = await world.rk_with_collection()
+    doc_id = await world.new_doc(b"died mid-upload", raeumungsklagenIds=[rk])
+    original = world.journal.set
+    died = {"n": 0}
+
+    async def dying_set(key: str, value: Any) -> None:
+        if value.get("file_id") and not value.get("upload_pending") and died["n"] == 0:
+            died["n"] += 1
+            raise asyncio.CancelledError("worker killed")  # nothing after this line ran
+        await original(key, value)
+
+    world.journal.set = dying_set  # type: ignore[method-assign]
+    with pytest.raises(asyncio.CancelledError):
+        await world.service().sync_document(doc_id)
+    world.journal.set = original  # type: ignore[method-assign]
+    assert world.uploads() == 1
+    res = await world.service().sync_document(doc_id)  # the queue's redelivery
+    assert res.outcome == SyncOutcome.SYNCED and not res.uploaded
+    assert world.uploads() == 1
+    d = await world.espo.get_entity("CDokumente", doc_id)
+    assert d["xaiSyncStatus"] == "clean" and d["xaiId"] == res.file_id
 
 
 async def test_lock_busy_raises(world: World) -> None:
