@@ -1,8 +1,8 @@
-"""Shared fixtures: a private Redis server for the whole test session."""
+"""Shared fixtures: a private Redis server for the whole test session (restartable, for the
+reliability tests), and the end-to-end stack from tests/e2e.py."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -19,43 +19,75 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A private redis-server on a free port (Debian's redis-server must be installed)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed: run `make test` (it installs it) or apt-get install redis-server")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="redis-test-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
+class RedisServer:
+    """Debian's redis-server on a free loopback port, no persistence."""
 
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.time() + 10
-    while True:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run `make test` (it installs it) or apt-get install redis-server")
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="redis-test-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        deadline = time.time() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.time() > deadline:
+                    self.proc.kill()
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.05)
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
         try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.time() > deadline:
-                proc.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
-    url = f"redis://127.0.0.1:{port}/0"
-    os.environ.setdefault("TEST_REDIS_URL", url)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
+            self.proc.wait(5)
         except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self, *, down_for: float = 0.0) -> None:
+        """Kill the server (all data gone: locks, cached tokens) and start it again."""
+        self.stop(kill=True)
+        time.sleep(down_for)
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of the session's private redis-server."""
+    return redis_server.url
 
 
 from tests.e2e import sims, sims_reset, stack, stack_and_sims  # noqa: E402,F401  (end-to-end fixtures)
