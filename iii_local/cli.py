@@ -8,6 +8,7 @@
     python -m iii_local queue ls
     python -m iii_local dlq ls [--topic T] | replay [ID ...] [--all]
     python -m iii_local cron ls | trigger FUNCTION_ID
+    python -m iii_local console [--engine URL] [--host H] [--port P] [--token T]
 
 Operator verbs talk to the engine's `/_console` API at `--engine` (default from
 `III_ENGINE_URL`, else http://127.0.0.1:$III_REST_PORT or 3111).
@@ -74,6 +75,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(serve(config, watch=args.watch))
     except KeyboardInterrupt:
         pass
+    except EngineConfigError as exc:  # e.g. a console exposed without a token
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """Serve the console page on its own, proxying to a running engine's /_console API."""
+    import signal
+
+    from iii_local.console_server import ConsoleServer
+
+    engine = (args.console_engine or _engine_url(args)).rstrip("/")
+    token = args.token if args.token is not None else os.environ.get("III_CONSOLE_TOKEN", "")
+    server = ConsoleServer(host=args.host, port=args.port, token=token, engine_url=engine)
+
+    async def run() -> None:
+        await server.start()
+        print(f"iii console on {server.url} (engine {engine})", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(run())
+    except EngineConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -250,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("action", choices=["ls", "trigger"])
     cr.add_argument("function_id", nargs="?")
     cr.set_defaults(fn=cmd_cron)
+    co = sub.add_parser("console", help="serve the console web page for a running engine")
+    co.add_argument("--engine", dest="console_engine", help="engine REST URL (default as for the other verbs)")
+    co.add_argument("--host", default="127.0.0.1", help="address to bind (non-loopback needs a token)")
+    co.add_argument("--port", type=int, default=3113)
+    co.add_argument("--token", default=None, help="console token (default $III_CONSOLE_TOKEN); also sent to the engine")
+    co.set_defaults(fn=cmd_console)
     return p
 
 

@@ -1,4 +1,9 @@
-"""Assemble and run the stand-in engine from an EngineConfig."""
+"""Assemble and run the stand-in engine from an EngineConfig.
+
+Workers started by the ExecModule get `III_URL`/`III_BRIDGE_URL` (the worker port) and
+OTel bridge batch sizes (`OTEL_LOGS_BATCH_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: 64)
+unless the environment sets them already.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from aiohttp import web
 
 from iii_local.config import CRON_REDIS, QUEUE_REDIS, STATE_REDIS, EngineConfig
 from iii_local.console_api import console_routes
+from iii_local.console_server import ConsoleServer, check_exposure
 from iii_local.cron import CronModule
 from iii_local.engine import Engine
 from iii_local.queue import QueueModule
@@ -45,6 +51,7 @@ class LocalEngine:
         self.supervisors: list[ExecSupervisor] = []
         self.runners: list[web.AppRunner] = []
         self._echo_task: asyncio.Task[None] | None = None
+        self.console: ConsoleServer | None = None
 
     def _store(self, store_method: str, file_path: str, is_redis: bool, redis_url: str) -> Store:
         store = make_store(store_method, self.config.path(file_path), is_redis, redis_url)
@@ -53,6 +60,8 @@ class LocalEngine:
 
     async def start(self) -> None:
         cfg = self.config
+        if cfg.local.console_port > 0:
+            check_exposure(cfg.local.console_host, cfg.local.console_token)  # before anything binds
         sc = cfg.state
         state_store = self._store(sc.store_method, sc.file_path, sc.adapter == STATE_REDIS, sc.redis_url) if sc else self._store("file_based", "./data/state_store", False, "")
         qstore = None
@@ -75,6 +84,7 @@ class LocalEngine:
             self.rest = RestModule(self.engine, cfg.rest, max_request_bytes=cfg.local.max_request_bytes, console_routes=routes)
             await self._serve(self.rest.make_app(), cfg.rest.host, cfg.rest.port)
         await self._serve(make_worker_app(self.engine), cfg.host, cfg.port)
+        await self._start_console()
         if self.echo_logs:
             self._echo_task = asyncio.create_task(self._echo())
         if self.run_exec and cfg.exec:
@@ -82,10 +92,35 @@ class LocalEngine:
             url = f"ws://127.0.0.1:{cfg.port}"
             env.setdefault("III_URL", url)
             env.setdefault("III_BRIDGE_URL", env["III_URL"])
+            # OTel bridge batching (unless set): up to 64 log records or spans per frame instead of
+            # one frame per log record and 512-span frames (one large frame stalls both loops).
+            # A log record now waits at most OTEL_LOGS_FLUSH_INTERVAL_MS (SDK default 100 ms)
+            # before it is sent; nothing is dropped.
+            env.setdefault("OTEL_LOGS_BATCH_SIZE", "64")
+            env.setdefault("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
             for ec in cfg.exec:
                 sup = ExecSupervisor(ec, base_dir=cfg.base_dir, env=env, watch=self.watch, log=self._sup_log)
                 self.supervisors.append(sup)
                 await sup.start()
+
+    async def _start_console(self) -> None:
+        """The console page on local_engine.console_host:console_port (0 turns it off).
+
+        Exposed beyond loopback without console_token → ConsoleConfigError (the engine does not
+        start). A taken port only costs the page: it is logged and the engine runs on.
+        """
+        lc = self.config.local
+        if lc.console_port <= 0:
+            return
+        check_exposure(lc.console_host, lc.console_token)
+        console = ConsoleServer(host=lc.console_host, port=lc.console_port, token=lc.console_token, routes=console_routes(self))
+        try:
+            await console.start()
+        except OSError as exc:
+            self.telemetry.engine_log("warn", f"console not started on {lc.console_host}:{lc.console_port}: {exc}", step="console")
+            return
+        self.console = console
+        self.telemetry.engine_log("info", f"console on {console.url}", step="console")
 
     def _sup_log(self, level: str, message: str) -> None:
         self.telemetry.engine_log(level, message, step="exec")
@@ -114,6 +149,8 @@ class LocalEngine:
             await self.queue.stop()
         if self.cron:
             await self.cron.stop()
+        if self.console:
+            await self.console.stop()
         for r in self.runners:
             await r.cleanup()
         for s in self.stores:

@@ -1,0 +1,334 @@
+"""The console web page (`iii-cli console` on port 3113): static page + a guarded, read-mostly API.
+
+`ConsoleServer` serves `iii_local/console_web/` and a whitelist of the engine's
+`/_console/*` endpoints (reads, cron trigger, DLQ replay; no state writes). It runs either
+inside the engine (`routes=console_routes(le)`, started by `LocalEngine.start()`) or
+standalone (`engine_url=...`, `python -m iii_local console`), proxying to a running engine.
+Secrets are masked on the way out (values of keys whose name contains token, secret,
+password, key, authorization or signature). Bound to loopback by default; on any other
+address a console token is required, given as `Authorization: Bearer` or via the login
+form (an HttpOnly cookie). The token is passed on to the engine's API, which enforces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import ipaddress
+import json
+import logging
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from iii_local.config import EngineConfigError
+
+log = logging.getLogger("iii_local.console")
+
+WEB_DIR = Path(__file__).resolve().parent / "console_web"
+COOKIE = "iii_console"
+CSRF_HEADER = "X-Console-Request"
+MASK = "••••••••"
+SECRET_WORDS = ("token", "secret", "password", "key", "authorization", "signature")
+STATE_ITEMS_MAX = 500
+
+# The only engine endpoints the page may use: reads, a manual cron run and DLQ replay.
+ALLOWED: tuple[tuple[str, str], ...] = (
+    ("GET", "/_console/functions"),
+    ("GET", "/_console/status"),
+    ("GET", "/_console/cron"),
+    ("POST", "/_console/cron/trigger"),
+    ("GET", "/_console/state"),
+    ("GET", "/_console/state/{scope}"),
+    ("GET", "/_console/state/{scope}/{key}"),
+    ("GET", "/_console/logs"),
+    ("GET", "/_console/traces"),
+    ("GET", "/_console/traces/{trace_id}"),
+    ("GET", "/_console/queues"),
+    ("GET", "/_console/dlq"),
+    ("POST", "/_console/dlq/replay"),
+)
+
+STATIC = {
+    "/": ("index.html", "text/html"),
+    "/index.html": ("index.html", "text/html"),
+    "/app.js": ("app.js", "application/javascript"),
+    "/style.css": ("style.css", "text/css"),
+}
+
+CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+
+class ConsoleConfigError(EngineConfigError):
+    """The console would be reachable from other machines without a token."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, token: str) -> None:
+    """Refuse a console bound beyond loopback without a token."""
+    if not is_loopback(host) and not token:
+        raise ConsoleConfigError(
+            f"console_host {host!r} is not a loopback address: set local_engine.console_token "
+            "(or bind the console to 127.0.0.1)"
+        )
+
+
+def is_secret_name(name: Any) -> bool:
+    n = str(name).lower()
+    return any(w in n for w in SECRET_WORDS)
+
+
+def mask_secrets(value: Any, depth: int = 0) -> Any:
+    """A copy of `value` with the values of secret-named keys replaced by a mask, recursively."""
+    if depth > 64:
+        return MASK
+    if isinstance(value, dict):
+        return {k: (MASK if is_secret_name(k) else mask_secrets(v, depth + 1)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, depth + 1) for v in value]
+    return value
+
+
+def _mask_response(path: str, data: Any, query: dict[str, str]) -> Any:
+    """Mask payloads that may carry secrets: state values, log fields, DLQ data, span attributes."""
+    if not isinstance(data, dict):
+        return data
+    parts = path.split("/")  # ['', '_console', 'state', scope, key]
+    if parts[2:3] == ["state"] and len(parts) == 4 and isinstance(data.get("items"), list):
+        items = data["items"]
+        try:
+            limit = max(1, min(int(query.get("limit", STATE_ITEMS_MAX)), 10_000))
+        except ValueError:
+            limit = STATE_ITEMS_MAX
+        items = sorted(items, key=lambda i: str(i.get("key")))
+        data["total"] = len(items)
+        data["items"] = [
+            {"key": i.get("key"), "value": MASK if is_secret_name(i.get("key")) else mask_secrets(i.get("value"))}
+            for i in items[:limit]
+        ]
+    elif parts[2:3] == ["state"] and len(parts) == 5:
+        data["value"] = MASK if is_secret_name(parts[4]) else mask_secrets(data.get("value"))
+    for rec in data.get("logs") or []:
+        if isinstance(rec, dict):
+            rec["fields"] = mask_secrets(rec.get("fields"))
+    for span in data.get("spans") or []:
+        if isinstance(span, dict):
+            span["attributes"] = mask_secrets(span.get("attributes"))
+    for entry in data.get("dead_letters") or []:
+        job = entry.get("job") if isinstance(entry, dict) else None
+        if isinstance(job, dict):
+            job["data"] = mask_secrets(job.get("data"))
+    if isinstance(data.get("invocations"), list):
+        for inv in data["invocations"]:
+            if isinstance(inv, dict):
+                inv["detail"] = mask_secrets(inv.get("detail"))
+    return data
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ConsoleServer:
+    """The console page and its API, either over an engine's routes or proxying to its URL."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3113,
+        token: str = "",
+        engine_url: str | None = None,
+        routes: list[web.RouteDef] | None = None,
+        web_dir: Path = WEB_DIR,
+    ) -> None:
+        if (engine_url is None) == (routes is None):
+            raise ValueError("give either engine_url (proxy) or routes (in-process)")
+        self.host = host
+        self.port = port
+        self.token = token
+        self.engine_url = engine_url.rstrip("/") if engine_url else None
+        self.routes = routes
+        self.web_dir = web_dir
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._session_value = hmac.new(token.encode(), b"iii-console-session", hashlib.sha256).hexdigest() if token else ""
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind and serve; raises ConsoleConfigError when exposed without a token, OSError when the port is taken."""
+        check_exposure(self.host, self.token)
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        if self.port == 0 and runner.addresses:
+            self.port = int(runner.addresses[0][1])
+        self._runner = runner
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ app
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard, self._mask], client_max_size=1024 * 1024)
+        for path in STATIC:
+            app.router.add_get(path, self._static)
+        app.router.add_get("/login", self._login_page)
+        app.router.add_post("/login", self._login)
+        app.router.add_post("/logout", self._logout)
+        if self.routes is not None:
+            allowed = set(ALLOWED)
+            app.add_routes([r for r in self.routes if (r.method, r.path) in allowed])  # type: ignore[attr-defined]
+        else:
+            for method, path in ALLOWED:
+                app.router.add_route(method, path, self._proxy)
+        app.on_cleanup.append(self._close_session)
+        return app
+
+    async def _close_session(self, app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _authorized(self, request: web.Request) -> bool:
+        if not self.token:
+            return True
+        given = request.headers.get("Authorization", "")
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), self.token.encode()):
+            return True
+        cookie = request.cookies.get(COOKIE, "")
+        return bool(cookie) and hmac.compare_digest(cookie.encode(), self._session_value.encode())
+
+    def _host_ok(self, request: web.Request) -> bool:
+        """Without a token, only loopback Host names (no DNS-rebinding access from web pages)."""
+        if self.token:
+            return True
+        host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+        return is_loopback(host) or host == self.host
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self._host_ok(request):
+            return web.json_response({"error": "unexpected Host header"}, status=421)
+        path = request.path
+        api = path.startswith("/_console/")
+        if path not in ("/login", "/style.css") and not self._authorized(request):
+            if api:
+                return web.json_response({"error": "sign in to the console", "login": True}, status=401)
+            raise web.HTTPSeeOther("/login")
+        if api and request.method != "GET" and request.headers.get(CSRF_HEADER) != "1":
+            return web.json_response({"error": f"{CSRF_HEADER}: 1 header required"}, status=403)
+        if api and self.token and self.routes is not None:
+            # In-process: the engine's routes check the same token in the Authorization header.
+            request = request.clone(headers={**request.headers, "Authorization": f"Bearer {self.token}"})
+        resp = await handler(request)
+        resp.headers.setdefault("Cache-Control", "no-store")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        return resp
+
+    @web.middleware
+    async def _mask(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        if not request.path.startswith("/_console/") or not isinstance(resp, web.Response) or resp.body is None:
+            return resp
+        if not (resp.content_type or "").endswith("json"):
+            return resp
+        body = resp.body if isinstance(resp.body, (bytes, bytearray)) else resp.text.encode()
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return resp
+        data = _mask_response(request.path, data, dict(request.query))
+        return web.json_response(data, status=resp.status, dumps=lambda o: json.dumps(o, default=str))
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        name, ctype = STATIC[request.path]
+        body = (self.web_dir / name).read_bytes()
+        resp = web.Response(body=body, content_type=ctype, charset="utf-8")
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Frame-Options"] = "DENY"
+        return resp
+
+    # ------------------------------------------------------------------ login
+
+    def _login_html(self, error: str = "") -> str:
+        err = f'<p class="login-error" data-testid="login-error">{html.escape(error)}</p>' if error else ""
+        return (
+            "<!doctype html><html lang=en><head><meta charset=utf-8><title>iii console · sign in</title>"
+            '<link rel="stylesheet" href="/style.css"></head><body class="login">'
+            '<form method="post" action="/login" class="login-box"><h1>iii console</h1>'
+            f"{err}<label>Console token <input type=password name=token autocomplete=current-password autofocus></label>"
+            '<button type="submit">Sign in</button></form></body></html>'
+        )
+
+    async def _login_page(self, request: web.Request) -> web.Response:
+        if not self.token or self._authorized(request):
+            raise web.HTTPSeeOther("/")
+        return self._login_response("")
+
+    def _login_response(self, error: str, status: int = 200) -> web.Response:
+        resp = web.Response(text=self._login_html(error), content_type="text/html", status=status)
+        resp.headers["Content-Security-Policy"] = CSP
+        return resp
+
+    async def _login(self, request: web.Request) -> web.StreamResponse:
+        if not self.token:
+            raise web.HTTPSeeOther("/")
+        form = await request.post()
+        given = str(form.get("token", ""))
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return self._login_response("Wrong token.", status=401)
+        resp = web.HTTPSeeOther("/")
+        resp.set_cookie(COOKIE, self._session_value, httponly=True, samesite="Strict", path="/")
+        raise resp
+
+    async def _logout(self, request: web.Request) -> web.StreamResponse:
+        resp = web.HTTPSeeOther("/login")
+        resp.del_cookie(COOKIE, path="/")
+        raise resp
+
+    # ------------------------------------------------------------------ proxy
+
+    async def _proxy(self, request: web.Request) -> web.Response:
+        assert self.engine_url is not None
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        body = await request.read() if request.can_read_body else None
+        try:
+            async with self._session.request(request.method, self.engine_url + request.raw_path, data=body, headers=headers) as resp:
+                data = await resp.read()
+                ctype = resp.content_type or "application/json"
+                return web.Response(body=data, status=resp.status, content_type=ctype)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return web.json_response({"error": f"engine unreachable at {self.engine_url}: {exc}"}, status=502)
