@@ -11,6 +11,14 @@ The TTL (default 30 min) frees the lock of a worker that died while holding it.
 
 Handlers use `entity_lock(...)`: busy → `LockBusyError` (retryable: the queue tries again
 later); the lock is released in `finally`, also when the body raises.
+
+Lease (our reading of the guide's "TTL: 30 minutes, auto-release on timeout"): by default
+`entity_lock` does not park a 30-minute expiry in Redis. It takes the lock with a short
+lease (`DEFAULT_LOCK_LEASE_SECONDS`, 60 s) and renews it every lease/3 while the holder is
+alive, for at most the TTL (30 min) in all; then renewal stops and the lock expires. So a
+live holder keeps its lock for up to 30 minutes, and a holder that was killed (SIGKILL,
+OOM, a lost machine) frees it within one lease instead of blocking the entity — and
+exhausting the queue's retries — for half an hour. `lease=None` gives the plain TTL.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from redis.exceptions import RedisError
 from services.exceptions import LockBusyError, RetryableError, ValidationError
 
 DEFAULT_LOCK_TTL_SECONDS = 1800  # 30 minutes; services.config.LOCK_TTL_DEFAULT
+DEFAULT_LOCK_LEASE_SECONDS = 60.0  # how long a dead holder blocks an entity at most
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -162,12 +171,18 @@ class RedisLock:
         return int(await self.redis.pttl(self.key))
 
 
-async def _keep_extending(lock: RedisLock, interval: float, logger: Any) -> None:
-    """Every `interval` seconds push the lock's expiry to a full TTL from now; stop if lost."""
+async def _keep_extending(lock: RedisLock, interval: float, logger: Any, *, until: float | None = None, lease: float | None = None) -> None:
+    """Every `interval` seconds push the lock's expiry to a full TTL (or `lease`) from now;
+    stop if lost, or once the loop clock passes `until` (the maximum hold)."""
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
+        if until is not None and loop.time() >= until:
+            if logger is not None:
+                logger.warn(f"Lock {lock.key} reached its maximum hold; it will expire", lock_key=lock.key)
+            return
         try:
-            if not await lock.extend(replace_ttl=True):
+            if not await lock.extend(lease, replace_ttl=True):
                 if logger is not None:
                     logger.error(f"Lock {lock.key} was lost while its work was still running", lock_key=lock.key)
                 return
@@ -188,21 +203,28 @@ async def entity_lock(
     wait: float = 0.0,
     owner: str | None = None,
     logger: Any = None,
+    lease: float | None = DEFAULT_LOCK_LEASE_SECONDS,
 ) -> AsyncIterator[RedisLock]:
     """Hold `{step}:{entity_type}:{entity_id}` for the body of an `async with`.
 
     Raises LockBusyError when another owner holds it (after waiting up to `wait` s).
-    With `auto_extend`, a background task extends the lock every ttl/3 while the body
-    runs. The lock is released in `finally`; a failing release is logged (the TTL frees
-    the key anyway) and never hides the body's own exception. `logger` is optional
+    With a `lease` shorter than `ttl` (the default, see the module docstring) the lock
+    lives `lease` seconds in Redis and is renewed every lease/3 while the body runs, for
+    at most `ttl` seconds. Without a lease, `auto_extend` extends the full TTL every
+    ttl/3. The lock is released in `finally`; a failing release is logged (the expiry
+    frees the key anyway) and never hides the body's own exception. `logger` is optional
     (a ServiceLogger or anything with warn/error(message, **fields)).
     """
     key = lock_key(step, entity_type, entity_id)
-    lock = RedisLock(redis, key, ttl, owner=owner)
+    use_lease = lease is not None and 0 < lease < ttl
+    lock = RedisLock(redis, key, lease if use_lease else ttl, owner=owner)  # type: ignore[arg-type]
     if not await lock.acquire(timeout=wait):
         raise LockBusyError(key)
     extender: asyncio.Task[None] | None = None
-    if auto_extend:
+    if use_lease:
+        until = asyncio.get_running_loop().time() + ttl
+        extender = asyncio.create_task(_keep_extending(lock, max(float(lease) / 3, 0.001), logger, until=until, lease=lease))  # type: ignore[arg-type]
+    elif auto_extend:
         extender = asyncio.create_task(_keep_extending(lock, max(lock.ttl_seconds / 3, 0.001), logger))
     try:
         yield lock
