@@ -23,7 +23,7 @@ from iii_local.testing import MotiaTester
 from services.espocrm_webhooks import sign_body
 from tests.e2e import PROXY_TOKEN, WEBHOOK_ID, WEBHOOK_SECRET
 
-EXAMPLES = 300  # per endpoint group; thousands of requests in all
+EXAMPLES = {False: 1500, True: 1000}  # unsigned / signed: 2,500 requests per run
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40))
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=12), inner, max_size=5)), max_leaves=20)
@@ -76,7 +76,7 @@ async def http_routes(stack: MotiaTester) -> list[tuple[str, str]]:
 def run_fuzz(base: str, routes: list[tuple[str, str]], *, sign: bool) -> None:
     failures: list[str] = []
 
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False, database=None)
+    @settings(max_examples=EXAMPLES[sign], deadline=None, suppress_health_check=list(HealthCheck), derandomize=False, database=None)
     @given(route=st.sampled_from(routes), body=bodies, ctype=content_types, query=query_strings,
            extra=st.dictionaries(st.sampled_from(["X-Webhook-Token", "Signature", "X-Signature", "Authorization", "X-Forwarded-For", "traceparent"]), header_values, max_size=3),
            bearer=st.sampled_from(["none", "right", "wrong"]))
@@ -111,6 +111,8 @@ async def test_fuzz_every_endpoint_unsigned(stack: MotiaTester) -> None:
 
 async def test_fuzz_every_endpoint_signed(stack: MotiaTester) -> None:
     routes = [r for r in await http_routes(stack) if r[1].startswith("/vmh/webhook/")]
-    if not routes:
-        return
+    assert routes, "no webhook endpoint registered"
     await asyncio.to_thread(run_fuzz, stack.base_url, routes, sign=True)
+    # What the valid fuzzed items queued (random ids EspoCRM does not know) settles quickly:
+    # a missing record is a permanent outcome, not a retry storm.
+    await stack.wait_idle(timeout=120)
