@@ -160,10 +160,11 @@ def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
     async def messages(request: web.Request) -> web.Response:
         try:
             after = int(request.query.get("after", "0"))
+            limit = max(0, min(int(request.query.get("limit", "1000")), 10_000))
         except ValueError:
-            return _bad("after must be an integer")
-        msgs = le.queue.messages(request.query.get("topic") or None, after) if le.queue else []
-        return _json({"messages": msgs})
+            return _bad("after and limit must be integers")
+        msgs = le.queue.messages(request.query.get("topic") or None, after, limit, trace_id=request.query.get("trace") or None) if le.queue else []
+        return _json({"messages": msgs, "last_seq": le.queue.last_message_seq if le.queue else 0})
 
     async def enqueue(request: web.Request) -> web.Response:
         data = await _body(request)

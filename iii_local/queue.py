@@ -347,9 +347,17 @@ class QueueModule:
             })
         return rows
 
-    def messages(self, topic: str | None = None, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        """Recently enqueued messages (what `watch(topic)` in the tester reads)."""
-        out = [m for m in self.history if m["seq"] > after and (topic is None or m["topic"] == topic)]
+    @property
+    def last_message_seq(self) -> int:
+        return self._history_seq
+
+    def messages(self, topic: str | None = None, after: int = 0, limit: int = 1000, trace_id: str | None = None) -> list[dict[str, Any]]:
+        """Recently enqueued messages (what `watch(topic)` in the tester reads), oldest first:
+        the first `limit` after sequence number `after` (page on with the last `seq`)."""
+        out = [
+            m for m in self.history
+            if m["seq"] > after and (topic is None or m["topic"] == topic) and (trace_id is None or m["trace_id"] == trace_id)
+        ]
         return out[:limit]
 
     def idle(self) -> bool:

@@ -283,9 +283,13 @@ class MotiaTester:
         return (await self.console("POST", "/_console/enqueue", body))["job_ids"]
 
     async def watch(self, topic: str) -> Watch:
-        data = await self.console("GET", "/_console/messages")
-        last = max([m["seq"] for m in data["messages"]], default=0)
-        return Watch(self, topic, last)
+        """Start watching `topic`: messages enqueued from now on."""
+        data = await self.console("GET", "/_console/messages?limit=0")
+        return Watch(self, topic, int(data["last_seq"]))
+
+    async def messages(self, trace_id: str) -> list[dict[str, Any]]:
+        """Every recorded message enqueued within one trace (e.g. by one HTTP request)."""
+        return (await self.console("GET", f"/_console/messages?trace={trace_id}"))["messages"]
 
     async def wait_idle(self, timeout: float = 30.0, settle: float = 0.2) -> None:
         """Wait until no HTTP request, queued or retrying message is left (twice in a row)."""

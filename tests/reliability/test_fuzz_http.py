@@ -63,9 +63,8 @@ def send(base: str, method: str, path: str, body: bytes, headers: dict[str, str]
 
 
 def messages_for_trace(base: str, trace_id: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(base + "/_console/messages?after=0", timeout=30) as resp:  # noqa: S310
-        data = json.loads(resp.read())
-    return [m for m in data["messages"] if m.get("trace_id") == trace_id]
+    with urllib.request.urlopen(base + f"/_console/messages?trace={trace_id}", timeout=30) as resp:  # noqa: S310
+        return list(json.loads(resp.read())["messages"])
 
 
 async def http_routes(stack: MotiaTester) -> list[tuple[str, str]]:

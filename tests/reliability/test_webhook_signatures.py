@@ -19,7 +19,8 @@ ENDPOINT = "/vmh/webhook/document/update"
 async def _post(stack: MotiaTester, body: bytes, headers: dict[str, str]) -> tuple[int, list[dict]]:
     r = await stack.post(ENDPOINT, data=body, headers={"Content-Type": "application/json", **headers})
     trace = r.headers.get("x-iii-trace-id", "")
-    msgs = [m for m in (await stack.console("GET", "/_console/messages"))["messages"] if m.get("trace_id") == trace]
+    msgs = await stack.messages(trace) if trace else []
+    assert trace, "every answer carries its trace id"
     return r.status, msgs
 
 
