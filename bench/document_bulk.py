@@ -42,7 +42,7 @@ def _reset_peak(pid: int) -> bool:
         return False
 
 
-async def main(documents: int = 200, concurrency: int = 16) -> None:
+async def main(documents: int = 2000, concurrency: int = 16) -> None:
     h = await Harness().start()
     try:
         assert h.espo and h.tester and h.sims
