@@ -83,13 +83,13 @@ class WorkerConnection:
     pending: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     telemetry_only: bool = True  # until it sends a protocol message
-    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, msg: dict[str, Any]) -> None:
+        # aiohttp writes an uncompressed frame in one transport write (and locks around
+        # compressed ones), so concurrent senders never interleave frames.
         if self.ws.closed:
             raise InvocationError("worker_disconnected", f"worker {self.id} is disconnected")
-        async with self.send_lock:
-            await self.ws.send_str(json.dumps(msg, separators=(",", ":"), default=str))
+        await self.ws.send_str(_dumps(msg))
 
     def public(self) -> dict[str, Any]:
         return {
@@ -100,6 +100,14 @@ class WorkerConnection:
             "pending_invocations": len(self.pending),
             **{k: v for k, v in self.metadata.items() if k in ("runtime", "version", "name", "pid", "os")},
         }
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def _expire(fut: asyncio.Future[Any], function_id: str) -> None:
+    if not fut.done():
+        fut.set_exception(InvocationError("timeout", f"Invocation of '{function_id}' timed out"))
 
 
 def new_traceparent(trace_id: str | None = None) -> str:
@@ -234,6 +242,32 @@ class Engine:
         builtin = self.builtins.get(function_id)
         if builtin is not None:
             return await builtin(data, CallContext(worker=caller, traceparent=traceparent, baggage=baggage))
+        fut, discard = await self.start_call(function_id, data, traceparent=traceparent, baggage=baggage)
+        timer = asyncio.get_running_loop().call_later(
+            timeout if timeout is not None else self.default_timeout, _expire, fut, function_id
+        )
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            discard()
+
+    async def start_call(
+        self, function_id: str, data: Any, *, traceparent: str | None = None, baggage: str | None = None
+    ) -> tuple[asyncio.Future[Any], Callable[[], None]]:
+        """Send an invocation and return (future of its result, discard).
+
+        `discard()` forgets the invocation (a late answer is then ignored); call it when done.
+        A builtin runs as a task. There is no timeout here: the caller keeps its own.
+        """
+        builtin = self.builtins.get(function_id)
+        if builtin is not None:
+            task = asyncio.ensure_future(builtin(data, CallContext(traceparent=traceparent, baggage=baggage)))
+
+            def cancel() -> None:
+                task.cancel()
+
+            return task, cancel
         entry = self.functions.get(function_id)
         if entry is None:
             raise InvocationError("function_not_found", f"Function '{function_id}' not found")
@@ -246,15 +280,21 @@ class Engine:
             msg["traceparent"] = traceparent
         if baggage:
             msg["baggage"] = baggage
+
+        def discard() -> None:
+            worker.pending.pop(inv_id, None)
+            if not fut.done():
+                fut.cancel()
+
         try:
             await worker.send(msg)
-            return await asyncio.wait_for(fut, timeout if timeout is not None else self.default_timeout)
-        except asyncio.TimeoutError as exc:
-            raise InvocationError("timeout", f"Invocation of '{function_id}' timed out") from exc
         except (ConnectionResetError, RuntimeError) as exc:
+            discard()
             raise InvocationError("worker_disconnected", str(exc)) from exc
-        finally:
-            worker.pending.pop(inv_id, None)
+        except BaseException:
+            discard()
+            raise
+        return fut, discard
 
     def invocation_result(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
         fut = worker.pending.pop(str(msg.get("invocation_id")), None)

@@ -6,6 +6,9 @@ segments; the worker gets query/path params, lower-cased headers, the parsed JSO
 channel (`set_status`/`set_headers` text frames, then binary body chunks), falling back
 to the invocation's result. Handler error → 500 with an `error_id`; a false condition →
 422; no answer in `default_timeout` → 504; unknown route → 404.
+A response body whose channel ends promptly (no gap over `COALESCE_WAIT` between chunks, at
+most `COALESCE_BYTES`) is sent whole with a Content-Length; a longer or slower one is
+streamed (chunked) as it arrives.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from typing import Any
 
 from aiohttp import web
 
+from iii_local.channels import EMPTY, TIMEOUT, Channel
 from iii_local.config import RestConfig
 from iii_local.engine import Engine, InvocationError, TriggerEntry, new_traceparent
 from iii_local.telemetry import InvocationRecord, trace_id_of
 
 CHUNK = 64 * 1024
+COALESCE_BYTES = 1024 * 1024  # a response body up to this size that ends promptly is sent whole
+COALESCE_WAIT = 0.02  # seconds to wait for the next chunk or the end before streaming
 NO_BODY_STATUSES = frozenset({204, 304})
 TRACEPARENT_RE = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -125,7 +131,9 @@ class RestModule:
         self.router.remove(trigger)
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_request_bytes, middlewares=[self._cors_middleware])
+        # Without CORS origins the middleware would do nothing: leave it out of the hot path.
+        middlewares = [self._cors_middleware] if self.config.cors_origins else []
+        app = web.Application(client_max_size=self.max_request_bytes, middlewares=middlewares)
         app.add_routes(self.console_routes)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
@@ -169,7 +177,7 @@ class RestModule:
     async def _dispatch(self, request: web.Request, route: Route, path_params: dict[str, str]) -> web.StreamResponse:
         engine = self.engine
         incoming = request.headers.get("traceparent", "")
-        traceparent = incoming if TRACEPARENT_RE.match(incoming) else new_traceparent()
+        traceparent = incoming if incoming and TRACEPARENT_RE.match(incoming) else new_traceparent()
         trace_id = trace_id_of(traceparent) or ""
         record = engine.telemetry.start_invocation(
             InvocationRecord(trace_id=trace_id, function_id=route.function_id, kind="http", start=time.time(),
@@ -190,7 +198,10 @@ class RestModule:
                     body = json.loads(raw) if raw else None
                 except (ValueError, UnicodeDecodeError):
                     body = None
-                feeder = asyncio.create_task(self._feed_bytes(req_ch, raw))
+                # The body is in memory already: buffer it in the channel, no feeder task.
+                for i in range(0, len(raw), CHUNK):
+                    req_ch.put_nowait(raw[i : i + CHUNK])
+                req_ch.close_nowait()
             else:
                 feeder = asyncio.create_task(self._feed_stream(req_ch, request))
             data = {
@@ -213,29 +224,23 @@ class RestModule:
                     return self._finish(record, self._error_500(exc), error=exc.message)
                 if not ok:
                     return self._finish(record, web.json_response({"error": "Request condition not met", "skipped": True}, status=422))
-            resp = await self._call_and_respond(request, route, data, traceparent, res_ch, record)
-            return resp
+            return await self._call_and_respond(request, route, data, traceparent, res_ch, record)
         finally:
             if feeder is not None:
                 feeder.cancel()
             engine.channels.remove(req_ch.id)
             engine.channels.remove(res_ch.id)
 
-    async def _feed_bytes(self, ch: Any, raw: bytes) -> None:
-        for i in range(0, len(raw), CHUNK):
-            await ch.queue.put(raw[i : i + CHUNK])
-        await ch.close()
-
-    async def _feed_stream(self, ch: Any, request: web.Request) -> None:
+    async def _feed_stream(self, ch: Channel, request: web.Request) -> None:
         total = 0
         try:
             async for chunk in request.content.iter_chunked(CHUNK):
                 total += len(chunk)
                 if total > self.max_request_bytes:
                     break
-                await ch.queue.put(bytes(chunk))
+                await ch.put(bytes(chunk))
         finally:
-            await ch.close()
+            ch.close_nowait()
 
     def _error_500(self, exc: Exception) -> web.Response:
         eid = error_id()
@@ -253,117 +258,146 @@ class RestModule:
             resp.headers["x-iii-trace-id"] = record.trace_id
         return resp
 
+    def _timeout_504(self, record: InvocationRecord) -> web.StreamResponse:
+        return self._finish(record, web.json_response({"error": "Gateway Timeout", "timeout_ms": int(self.timeout * 1000)}, status=504), error="timeout")
+
     async def _call_and_respond(
-        self, request: web.Request, route: Route, data: dict[str, Any], traceparent: str, res_ch: Any, record: InvocationRecord
+        self, request: web.Request, route: Route, data: dict[str, Any], traceparent: str, res_ch: Channel, record: InvocationRecord
     ) -> web.StreamResponse:
+        """Invoke the handler and answer from its response channel, or from its result.
+
+        One future (`waiter`) is woken by whichever comes first: a channel item or end,
+        the invocation's answer, or a time limit; no task is created per request.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        call = asyncio.create_task(self.engine.invoke(route.function_id, data, traceparent=traceparent, timeout=self.timeout + 1))
+        try:
+            call, discard = await self.engine.start_call(route.function_id, data, traceparent=traceparent)
+        except InvocationError as exc:
+            return self._finish(record, self._error_500(exc), error=str(exc))
+        waiter: asyncio.Future[None] | None = None
+
+        def wake(*_: Any) -> None:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(False)
+
+        def expire() -> None:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)
+
+        async def wait_until(when: float) -> bool:
+            """Sleep until something happens; True if `when` came first."""
+            nonlocal waiter
+            waiter = loop.create_future()
+            timer = loop.call_at(when, expire)
+            try:
+                return await waiter
+            finally:
+                timer.cancel()
+                waiter = None
+
+        res_ch.listener = wake
+        call.add_done_callback(wake)
         status, headers = 200, {}
         first_chunk: bytes | None = None
         closed = False
-        get_task: asyncio.Task[Any] | None = None
         try:
             while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return self._finish(record, web.json_response({"error": "Gateway Timeout", "timeout_ms": int(self.timeout * 1000)}, status=504), error="timeout")
-                if get_task is None:
-                    get_task = asyncio.create_task(res_ch.queue.get())
-                waiting = {get_task} if call.done() else {get_task, call}
-                if call.done():
-                    # The handler answered; the channel normally closes within milliseconds.
-                    # If the worker never attached to it, fall back to the result soon.
-                    grace = remaining if res_ch.attached.is_set() else min(remaining, 0.5)
-                    done, _ = await asyncio.wait(waiting, timeout=grace)
-                    if not done:
-                        break
-                else:
-                    done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                if call in done and get_task not in done:
-                    exc = call.exception()
-                    if exc is None:
-                        # As in the real engine, a returned response that arrives before the
-                        # body answers at once (keeping its status and headers).
-                        fallback = response_from_result(call.result())
-                        if fallback is not None and fallback[2] is not None:
-                            code, fheaders, fbody = fallback
-                            return self._finish(record, self._body_response(code, {**fheaders, **headers}, fbody))
-                    if exc is not None:
-                        if isinstance(exc, InvocationError) and exc.code == "timeout":
-                            return self._finish(record, web.json_response({"error": "Gateway Timeout", "timeout_ms": int(self.timeout * 1000)}, status=504), error="timeout")
-                        # Like the real engine (which polls the channel first), a body already
-                        # on its way wins over an error in serialising the result.
-                        if res_ch.attached.is_set():
-                            try:
-                                item = await asyncio.wait_for(asyncio.shield(get_task), 0.5)
-                            except asyncio.TimeoutError:
-                                item = None
-                            get_task = None
-                            while isinstance(item, str):
-                                status, headers = self._control(item, status, headers)
-                                try:
-                                    item = await asyncio.wait_for(res_ch.queue.get(), 0.5)
-                                except asyncio.TimeoutError:
-                                    item = None
-                            if isinstance(item, bytes):
-                                first_chunk = item
-                                break
-                        return self._finish(record, self._error_500(exc), error=str(exc))
-                if get_task in done:
-                    item = get_task.result()
-                    get_task = None
+                item = res_ch.get_nowait()
+                if item is not EMPTY:
                     if item is None:
                         closed = True
                         break
                     if isinstance(item, str):
                         status, headers = self._control(item, status, headers)
-                    else:
-                        first_chunk = item
+                        continue
+                    first_chunk = item
+                    break
+                now = loop.time()
+                if now >= deadline:
+                    return self._timeout_504(record)
+                if not call.done():
+                    await wait_until(deadline)
+                    continue
+                exc = None if call.cancelled() else call.exception()
+                if exc is None:
+                    # As in the real engine, a returned response that arrives before the
+                    # body answers at once (keeping its status and headers).
+                    fallback = response_from_result(call.result()) if not call.cancelled() else None
+                    if fallback is not None and fallback[2] is not None:
+                        code, fheaders, fbody = fallback
+                        return self._finish(record, self._body_response(code, {**fheaders, **headers}, fbody))
+                    # The handler answered; the channel normally closes within milliseconds.
+                    # If the worker never attached to it, fall back to the result soon.
+                    limit = deadline if res_ch.attached else min(deadline, now + 0.5)
+                    if await wait_until(limit) and not res_ch.items and not res_ch.closed:
                         break
+                    continue
+                if isinstance(exc, InvocationError) and exc.code == "timeout":
+                    return self._timeout_504(record)
+                # Like the real engine (which polls the channel first), a body already
+                # on its way wins over an error in serialising the result.
+                if res_ch.attached:
+                    while True:
+                        item = await res_ch.get(until=loop.time() + 0.5)
+                        if isinstance(item, str):
+                            status, headers = self._control(item, status, headers)
+                            continue
+                        if isinstance(item, bytes):
+                            first_chunk = item
+                        break
+                    if first_chunk is not None:
+                        break
+                return self._finish(record, self._error_500(exc), error=str(exc))
             if first_chunk is None:
                 # Channel closed (or never used) without a body: the result is the answer if it has one.
                 if not call.done():
-                    try:
-                        await asyncio.wait_for(asyncio.shield(call), max(0.0, deadline - loop.time()))
-                    except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - judged below
-                        pass
-                if call.done() and call.exception() is not None:
+                    await wait_until(deadline)  # the channel has ended: only the call or the deadline wakes it
+                if call.done() and not call.cancelled() and call.exception() is not None:
                     exc = call.exception()
                     return self._finish(record, self._error_500(exc), error=str(exc))
-                fallback = response_from_result(call.result()) if call.done() else None
+                fallback = response_from_result(call.result()) if call.done() and not call.cancelled() else None
                 if fallback is not None and not closed:
                     code, fheaders, fbody = fallback
                     return self._finish(record, self._body_response(code, {**fheaders, **headers}, fbody))
                 if fallback is not None and closed and fallback[2] is not None:
                     code, fheaders, fbody = fallback
                     return self._finish(record, self._body_response(status if status != 200 else code, {**fheaders, **headers}, fbody))
-                resp = web.Response(status=status, headers=headers)
-                return self._finish(record, resp)
+                return self._finish(record, web.Response(status=status, headers=headers))
             if status in NO_BODY_STATUSES:
                 return self._finish(record, web.Response(status=status, headers=headers))
-            # Stream: first chunk, then the rest until the channel closes.
+            # A body that ends promptly is sent whole (one write, Content-Length); one that
+            # keeps coming is streamed as it arrives.
+            res_ch.listener = None
+            chunks = [first_chunk]
+            size = len(first_chunk)
+            while size <= COALESCE_BYTES:
+                item = await res_ch.get(until=min(deadline, loop.time() + COALESCE_WAIT))
+                if item is None:
+                    return self._finish(record, web.Response(status=status, headers=headers, body=b"".join(chunks)))
+                if item is TIMEOUT:
+                    break
+                if isinstance(item, bytes):
+                    chunks.append(item)
+                    size += len(item)
             resp_stream = web.StreamResponse(status=status, headers=headers)
             self._finish(record, resp_stream)
             await resp_stream.prepare(request)
-            await resp_stream.write(first_chunk)
+            await resp_stream.write(b"".join(chunks))
             while True:
-                remaining = deadline - loop.time()
-                try:
-                    item = await asyncio.wait_for(res_ch.queue.get(), max(0.05, remaining))
-                except asyncio.TimeoutError:
-                    break
-                if item is None:
+                item = await res_ch.get(until=max(loop.time() + 0.05, deadline))
+                if item is None or item is TIMEOUT:
                     break
                 if isinstance(item, bytes):
                     await resp_stream.write(item)
             await resp_stream.write_eof()
             return resp_stream
         finally:
-            if get_task is not None:
-                get_task.cancel()
-            if not call.done():
-                call.cancel()
+            res_ch.listener = None
+            call.remove_done_callback(wake)
+            if call.done() and not call.cancelled():
+                call.exception()  # retrieved: an error answered here is not "never retrieved"
+            discard()
 
     @staticmethod
     def _control(msg: str, status: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:

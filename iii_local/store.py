@@ -5,12 +5,16 @@ Two backends with one async interface:
   Every write is committed before the call returns, so an enqueue acknowledged to a
   worker survives a crash of the engine process. Calls are short local-disk operations
   done on the event loop thread (tens of microseconds), which keeps ordering simple.
+  Queue job writes are group-committed: the writes issued during one event-loop turn
+  are applied in order in one transaction at the start of the next turn, and each
+  caller resumes only after that commit. State (kv) writes commit immediately.
 - `RedisStore` (`RedisAdapter` in the config): the same data in Redis hashes.
 - `MemoryStore` (`store_method: in_memory`): nothing survives a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -37,8 +41,20 @@ class Store(Protocol):
     async def kv_scopes(self) -> list[str]: ...
 
 
-def _dumps(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+_JOB_FIELDS = tuple(Job.__dataclass_fields__)
+
+
+def _job_body(job: Job) -> str:
+    """`Job.to_dict()` as JSON, without `asdict`'s deep copy."""
+    d = {f: getattr(job, f) for f in _JOB_FIELDS}
+    d["state"] = job.state.value
+    return _dumps(d)
+
+
+_UPSERT_JOB = "INSERT OR REPLACE INTO jobs(id, body) VALUES (?, ?)"
+_DELETE_JOB = "DELETE FROM jobs WHERE id = ?"
 
 
 class SqliteStore:
@@ -47,6 +63,8 @@ class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self.db: sqlite3.Connection | None = None
+        self._ops: list[tuple[str, tuple[Any, ...]]] = []  # job writes waiting for the group commit
+        self._commit: asyncio.Future[None] | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -68,6 +86,8 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self.db is not None:
+            if self._ops:
+                self._flush()
             self.db.close()
             self.db = None
 
@@ -75,23 +95,53 @@ class SqliteStore:
         assert self.db is not None, "store not opened"
         return self.db
 
-    async def put_jobs(self, jobs: list[Job]) -> None:
+    def _write(self, ops: list[tuple[str, tuple[Any, ...]]]) -> "asyncio.Future[None]":
+        """Queue job writes for the next group commit; the future resolves once committed."""
+        self._ops.extend(ops)
+        fut = self._commit
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = self._commit = loop.create_future()
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        ops, fut = self._ops, self._commit
+        self._ops, self._commit = [], None
+        if not ops:
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
         db = self._db()
-        db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR REPLACE INTO jobs(id, body) VALUES (?, ?)", [(j.id, _dumps(j.to_dict())) for j in jobs])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN")
+            try:
+                for sql, params in ops:
+                    db.execute(sql, params)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # noqa: BLE001 - every writer in this group sees the failure
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+            return
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def put_jobs(self, jobs: list[Job]) -> None:
+        if jobs:
+            await self._write([(_UPSERT_JOB, (j.id, _job_body(j))) for j in jobs])
 
     async def update_job(self, job: Job) -> None:
-        self._db().execute("INSERT OR REPLACE INTO jobs(id, body) VALUES (?, ?)", (job.id, _dumps(job.to_dict())))
+        await self._write([(_UPSERT_JOB, (job.id, _job_body(job)))])
 
     async def delete_job(self, job_id: str) -> None:
-        self._db().execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        await self._write([(_DELETE_JOB, (job_id,))])
 
     async def load_jobs(self) -> list[Job]:
+        if self._ops:
+            self._flush()
         rows = self._db().execute("SELECT body FROM jobs").fetchall()
         return [Job.from_dict(json.loads(r[0])) for r in rows]
 
