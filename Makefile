@@ -15,13 +15,20 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
-# redis-server comes from Debian's packages; installed here when missing and we may (root + apt-get).
+# Debian packages: redis-server (always) and chromium (the console's browser tests); installed
+# here when missing and we may (root + apt-get), else we say which apt-get line to run.
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing redis-server (Debian package)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	  else echo "redis-server is missing: sudo apt-get install redis-server"; exit 1; fi; }
+	    echo "Installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  elif echo "$$missing" | grep -q redis-server; then \
+	    echo "Missing Debian packages:$$missing — run: sudo apt-get install$$missing"; exit 1; \
+	  else echo "note: chromium is missing, the console's browser tests will be skipped (sudo apt-get install chromium)"; fi; \
+	fi
 
 # Runs the service: Redis, the simulators in sandbox mode, the engine and the worker. Ctrl-C stops all.
 run: venv system-deps
