@@ -22,7 +22,7 @@ from croniter import croniter
 
 from iii_local.engine import Engine, InvocationError, TriggerEntry, new_traceparent
 from iii_local.store import Store
-from iii_local.telemetry import InvocationRecord, trace_id_of
+from iii_local.telemetry import InvocationRecord, span_id_of, trace_id_of
 
 SCOPE = "__iii_cron"
 
@@ -211,7 +211,7 @@ class CronModule:
         }
         traceparent = new_traceparent()
         record = self.engine.telemetry.start_invocation(
-            InvocationRecord(trace_id=trace_id_of(traceparent) or "", function_id=job.trigger.function_id, kind="cron",
+            InvocationRecord(trace_id=trace_id_of(traceparent) or "", function_id=job.trigger.function_id, kind="cron", span_id=span_id_of(traceparent),
                              start=now, detail={"expression": job.spec.expression, "manual": manual})
         )
         job.last_fire = now

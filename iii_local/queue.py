@@ -24,7 +24,7 @@ from iii_local.config import QueueConfig
 from iii_local.engine import CallContext, Engine, InvocationError, TriggerEntry, new_traceparent
 from iii_local.jobs import Job, JobState
 from iii_local.store import Store
-from iii_local.telemetry import InvocationRecord, trace_id_of
+from iii_local.telemetry import InvocationRecord, span_id_of, trace_id_of
 
 
 class EnqueueError(ValueError):
@@ -237,13 +237,17 @@ class QueueModule:
     async def _deliver(self, sub: Subscriber, job: Job) -> None:
         job.attempts_made += 1
         trace_id = trace_id_of(job.traceparent) or ""
+        # Same trace, a span of its own per delivery: each subscriber's and each attempt's
+        # worker span (and so its log lines) can be told apart.
+        traceparent = new_traceparent(trace_id or None)
         record = self.engine.telemetry.start_invocation(
-            InvocationRecord(trace_id=trace_id, function_id=sub.function_id, kind="queue", start=time.time(),
-                             attempt=job.attempts_made, detail={"topic": job.topic, "job_id": job.id, "max_attempts": job.max_attempts})
+            InvocationRecord(trace_id=trace_id_of(traceparent) or "", function_id=sub.function_id, kind="queue", start=time.time(),
+                             attempt=job.attempts_made, span_id=span_id_of(traceparent),
+                             detail={"topic": job.topic, "job_id": job.id, "max_attempts": job.max_attempts})
         )
         error: str | None = None
         try:
-            await self.engine.invoke(sub.function_id, job.data, traceparent=job.traceparent, timeout=sub.config.timeout)
+            await self.engine.invoke(sub.function_id, job.data, traceparent=traceparent, timeout=sub.config.timeout)
         except InvocationError as exc:
             error = exc.message
             record.outcome = "timeout" if exc.code == "timeout" else "error"

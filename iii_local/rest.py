@@ -25,7 +25,7 @@ from aiohttp import web
 from iii_local.channels import EMPTY, TIMEOUT, Channel
 from iii_local.config import RestConfig
 from iii_local.engine import Engine, InvocationError, TriggerEntry, new_traceparent
-from iii_local.telemetry import InvocationRecord, trace_id_of
+from iii_local.telemetry import InvocationRecord, span_id_of, trace_id_of
 
 CHUNK = 64 * 1024
 COALESCE_BYTES = 1024 * 1024  # a response body up to this size that ends promptly is sent whole
@@ -180,7 +180,7 @@ class RestModule:
         traceparent = incoming if incoming and TRACEPARENT_RE.match(incoming) else new_traceparent()
         trace_id = trace_id_of(traceparent) or ""
         record = engine.telemetry.start_invocation(
-            InvocationRecord(trace_id=trace_id, function_id=route.function_id, kind="http", start=time.time(),
+            InvocationRecord(trace_id=trace_id, function_id=route.function_id, kind="http", start=time.time(), span_id=span_id_of(traceparent),
                              detail={"method": request.method, "path": request.path})
         )
         content_type = request.headers.get("Content-Type", "")

@@ -68,6 +68,9 @@ class InvocationRecord:
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
+    span_id: str | None = None
+    """The engine-side span id sent in this invocation's traceparent: the worker's step span
+    is its child, which is how log lines are attributed to the right step."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -176,6 +179,13 @@ def decode_frame(frame: bytes) -> tuple[str, list[Any]]:
     return "", []
 
 
+def span_id_of(traceparent: str | None) -> str | None:
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[2] if len(parts) >= 4 and len(parts[2]) == 16 else None
+
+
 def trace_id_of(traceparent: str | None) -> str | None:
     if not traceparent:
         return None
@@ -218,7 +228,7 @@ class TelemetryStore:
     def _trace(self, trace_id: str) -> dict[str, Any]:
         tr = self.traces.get(trace_id)
         if tr is None:
-            tr = {"trace_id": trace_id, "started": time.time(), "logs": [], "spans": [], "invocations": []}
+            tr = {"trace_id": trace_id, "started": time.time(), "logs": [], "spans": [], "invocations": [], "span_steps": {}}
             self.traces[trace_id] = tr
             while len(self.traces) > self.max_traces:
                 self.traces.popitem(last=False)
@@ -226,7 +236,7 @@ class TelemetryStore:
 
     def add_log(self, rec: LogRecord) -> None:
         if rec.step is None and rec.trace_id and rec.source == "worker":
-            rec.step = self._running_step(rec.trace_id)
+            rec.step = self._step_of_span(rec.trace_id, rec.span_id) or self._running_step(rec.trace_id)
         self._seq += 1
         rec.seq = self._seq
         self.logs.append(rec)
@@ -243,8 +253,15 @@ class TelemetryStore:
     def engine_log(self, level: str, message: str, *, trace_id: str | None = None, step: str | None = None, **fields: Any) -> None:
         self.add_log(LogRecord(time=time.time(), level=level, message=message, trace_id=trace_id, step=step, fields=fields or None, source="engine"))
 
+    def _step_of_span(self, trace_id: str, span_id: str | None) -> str | None:
+        tr = self.traces.get(trace_id)
+        if tr is None or not span_id:
+            return None
+        return tr["span_steps"].get(span_id)
+
     def _running_step(self, trace_id: str) -> str | None:
-        """The step a worker log line belongs to: the one invocation running in its trace."""
+        """Until the worker's spans arrive (they are batched), a best guess for a log line's
+        step: the invocation running in its trace (the latest, when several are)."""
         tr = self.traces.get(trace_id)
         if tr is None:
             return None
@@ -253,9 +270,24 @@ class TelemetryStore:
         return step_name(inv.function_id) if inv else None
 
     def add_span(self, span: SpanRecord) -> None:
-        spans = self._trace(span.trace_id)["spans"]
-        if len(spans) < 2000:
-            spans.append(span)
+        tr = self._trace(span.trace_id)
+        if len(tr["spans"]) < 2000:
+            tr["spans"].append(span)
+        # A worker span whose parent is an invocation's engine span belongs to that step;
+        # its children (enqueue, state calls) too. Correct earlier guesses for its logs.
+        steps: dict[str, str] = tr["span_steps"]
+        step = None
+        for inv in tr["invocations"]:
+            if inv.span_id and inv.span_id == span.parent_span_id:
+                step = step_name(inv.function_id)
+                break
+        if step is None and span.parent_span_id:
+            step = steps.get(span.parent_span_id)
+        if step is not None:
+            steps[span.span_id] = step
+            for rec in tr["logs"]:
+                if rec.span_id == span.span_id and rec.source == "worker":
+                    rec.step = step
 
     def start_invocation(self, rec: InvocationRecord) -> InvocationRecord:
         self._seq += 1

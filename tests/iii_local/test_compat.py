@@ -105,6 +105,14 @@ async def test_fan_out_to_every_subscriber_with_trace(tester: MotiaTester) -> No
     assert [k for k, _ in kinds].count("queue") == 2
     logs = await tester.logs(trace_id, wait_for="fanout A got")
     assert any(rec["message"] == "fanout A got" and rec["fields"] == {"n": 1} for rec in logs)
+    # Each line is attributed to its step (from the worker's spans, which follow in batches).
+    deadline = time.monotonic() + 8
+    while True:
+        line = [r for r in await tester.logs(trace_id) if r["message"] == "fanout A got"][0]
+        if line["step"] == "Compat Fanout A":
+            break
+        assert time.monotonic() < deadline, line
+        await asyncio.sleep(0.2)
 
 
 async def test_retry_then_success(tester: MotiaTester) -> None:

@@ -175,3 +175,21 @@ def test_empty_env_default_is_not_the_string_none() -> None:
 
     doc = yaml.safe_load(expand_env("local_engine:\n  console_token: ${III_TEST_EMPTY:}\n", {}))
     assert parse_config(doc).local.console_token == ""
+
+
+def test_log_lines_are_attributed_by_span_once_spans_arrive() -> None:
+    from iii_local.telemetry import InvocationRecord, LogRecord, SpanRecord
+
+    t = TelemetryStore()
+    trace = "a" * 32
+    a = t.start_invocation(InvocationRecord(trace_id=trace, function_id="steps::Fanout A::trigger::queue(x)", kind="queue", start=0, span_id="1" * 16))
+    t.start_invocation(InvocationRecord(trace_id=trace, function_id="steps::Fanout B::trigger::queue(x)", kind="queue", start=0, span_id="2" * 16))
+    # Both run at once: the log line of A's handler is first guessed wrong (B started last) ...
+    t.add_log(LogRecord(time=0, level="info", message="fanout A got", trace_id=trace, span_id="3" * 16))
+    assert t.query_logs(trace_id=trace)[0].step == "Fanout B"
+    # ... and corrected when the worker's step span (child of A's engine span) arrives.
+    t.add_span(SpanRecord(trace_id=trace, span_id="3" * 16, parent_span_id=a.span_id, name="Fanout A", start=0, end=1))
+    assert t.query_logs(trace_id=trace)[0].step == "Fanout A"
+    # Later log lines in that span are right from the start.
+    t.add_log(LogRecord(time=1, level="info", message="again", trace_id=trace, span_id="3" * 16))
+    assert t.query_logs(trace_id=trace)[-1].step == "Fanout A"
