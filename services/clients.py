@@ -34,70 +34,78 @@ def get_redis_client() -> Any:
     return get_redis(get_settings().redis_url)
 
 
-def get_espocrm() -> Any:
+def espocrm_from_settings(s: Settings) -> Any:
+    """An EspoCRM client for these settings (a new one; steps use get_espocrm())."""
     from services.espocrm import EspoCRMAPI
 
-    def make(s: Settings) -> EspoCRMAPI:
-        e = s.espocrm
-        return EspoCRMAPI(
-            e.api_base_url,
-            e.api_key.get_secret_value(),
-            api_secret=e.api_secret.get_secret_value() if e.api_secret else None,
-            timeout=e.timeout_seconds,
-        )
+    e = s.espocrm
+    return EspoCRMAPI(
+        e.api_base_url,
+        e.api_key.get_secret_value(),
+        api_secret=e.api_secret.get_secret_value() if e.api_secret else None,
+        timeout=e.timeout_seconds,
+    )
 
-    return _cached("espocrm", make)
+
+def xai_from_settings(s: Settings) -> Any:
+    """An xAI client for these settings (a new one; steps use get_xai())."""
+    from services.xai_service import XAIService
+
+    x = s.xai
+    return XAIService(x.api_base_url, x.management_base_url, x.api_key.get_secret_value(), x.management_key.get_secret_value())
+
+
+def advoware_from_settings(s: Settings, redis: Any = None) -> Any:
+    """An Advoware client for these settings, caching its token in `redis` when given."""
+    from services.advoware_service import AdvowareAPI
+
+    a = s.advoware
+    return AdvowareAPI(
+        a.api_base_url,
+        a.token_url,
+        app_id=a.app_id,
+        api_key_b64=a.api_key.get_secret_value(),
+        kanzlei=a.kanzlei,
+        database=a.database,
+        user=a.user,
+        password=a.password.get_secret_value(),
+        role=a.role,
+        product=a.product,
+        redis=redis,
+        refresh_margin_seconds=a.token_refresh_margin_seconds,
+        timeout=a.timeout_seconds,
+    )
+
+
+def google_calendar_from_settings(s: Settings) -> Any:
+    """A Google Calendar client: static token in sandbox, service account in production."""
+    from services.google_calendar import GoogleCalendarAPI, ServiceAccountTokenProvider, StaticTokenProvider
+
+    g = s.google
+    provider: Any
+    if g.uses_static_token and g.static_token is not None:
+        provider = StaticTokenProvider(g.static_token.get_secret_value())
+    else:
+        assert g.service_account_file is not None, "config validation guarantees a service account file"
+        info = json.loads(g.service_account_file.read_text())
+        provider = ServiceAccountTokenProvider(info, (g.scope,), subject=g.delegated_subject, token_url=g.token_url)
+    return GoogleCalendarAPI(g.calendar_base_url, token_provider=provider)
+
+
+def get_espocrm() -> Any:
+    return _cached("espocrm", espocrm_from_settings)
 
 
 def get_xai() -> Any:
-    from services.xai_service import XAIService
-
-    def make(s: Settings) -> XAIService:
-        x = s.xai
-        return XAIService(x.api_base_url, x.management_base_url, x.api_key.get_secret_value(), x.management_key.get_secret_value())
-
-    return _cached("xai", make)
+    return _cached("xai", xai_from_settings)
 
 
 def get_advoware() -> Any:
-    from services.advoware_service import AdvowareAPI
-
-    def make(s: Settings) -> AdvowareAPI:
-        a = s.advoware
-        return AdvowareAPI(
-            a.api_base_url,
-            a.token_url,
-            app_id=a.app_id,
-            api_key_b64=a.api_key.get_secret_value(),
-            kanzlei=a.kanzlei,
-            database=a.database,
-            user=a.user,
-            password=a.password.get_secret_value(),
-            role=a.role,
-            product=a.product,
-            redis=get_redis_client(),
-            refresh_margin_seconds=a.token_refresh_margin_seconds,
-            timeout=a.timeout_seconds,
-        )
-
-    return _cached("advoware", make)
+    return _cached("advoware", lambda s: advoware_from_settings(s, redis=get_redis_client()))
 
 
 def get_google_calendar() -> Any:
-    from services.google_calendar import GoogleCalendarAPI, ServiceAccountTokenProvider, StaticTokenProvider
-
-    def make(s: Settings) -> GoogleCalendarAPI:
-        g = s.google
-        provider: Any
-        if g.uses_static_token and g.static_token is not None:
-            provider = StaticTokenProvider(g.static_token.get_secret_value())
-        else:
-            assert g.service_account_file is not None, "config validation guarantees a service account file"
-            info = json.loads(g.service_account_file.read_text())
-            provider = ServiceAccountTokenProvider(info, (g.scope,), subject=g.delegated_subject, token_url=g.token_url)
-        return GoogleCalendarAPI(g.calendar_base_url, token_provider=provider)
-
-    return _cached("google", make)
+    return _cached("google", google_calendar_from_settings)
 
 
 async def close_all() -> None:

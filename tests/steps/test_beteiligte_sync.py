@@ -19,6 +19,7 @@ import pytest
 from iii_local.testing import MotiaTester
 from services.advoware_service import AdvowareAPI
 from services.beteiligte_sync import KEPT_SCOPE, PARTY_SNAPSHOT_SCOPE
+from services.clients import advoware_from_settings, espocrm_from_settings
 from services.config import Settings, load_settings
 from services.espocrm import EspoCRMAPI
 from services.espocrm_webhooks import php_json_encode, sign_body
@@ -39,27 +40,14 @@ async def settings(redis_url: str, sims: Simulators) -> Settings:
 
 @pytest.fixture
 async def espo(settings: Settings) -> AsyncIterator[EspoCRMAPI]:
-    e = settings.espocrm
-    client = EspoCRMAPI(e.api_base_url, e.api_key.get_secret_value(), api_secret=e.api_secret.get_secret_value() if e.api_secret else None)
+    client = espocrm_from_settings(settings)
     yield client
     await client.close()
 
 
 @pytest.fixture
 async def advo(settings: Settings) -> AsyncIterator[AdvowareAPI]:
-    a = settings.advoware
-    client = AdvowareAPI(
-        a.api_base_url,
-        a.token_url,
-        app_id=a.app_id,
-        api_key_b64=a.api_key.get_secret_value(),
-        kanzlei=a.kanzlei,
-        database=a.database,
-        user=a.user,
-        password=a.password.get_secret_value(),
-        role=a.role,
-        product=a.product,
-    )
+    client = advoware_from_settings(settings)
     yield client
     await client.close()
 

@@ -20,9 +20,10 @@ import pytest
 from services.advoware_service import AdvowareAPI
 from services.calendar_mapping import FRNR_PROPERTY, event_frnr
 from services.calendar_sync import STATE_SCOPE, STATUS_SCOPE
+from services.clients import advoware_from_settings, google_calendar_from_settings
 from services.config import load_settings
 from services.exceptions import NotFoundError
-from services.google_calendar import GoogleCalendarAPI, StaticTokenProvider
+from services.google_calendar import GoogleCalendarAPI
 from tests.steps.conftest import PROXY_TOKEN
 
 CALENDARS = {"MM": "mm@kanzlei.example", "AB": "ab@kanzlei.example", "CK": "ck@kanzlei.example"}
@@ -36,19 +37,9 @@ def day(offset: int) -> str:
 @pytest.fixture(scope="module")
 async def clients(stack, sims) -> AsyncIterator[tuple[AdvowareAPI, GoogleCalendarAPI]]:
     settings = load_settings(stack.env)
-    a = settings.advoware
-    advo = AdvowareAPI(
-        a.api_base_url,
-        a.token_url,
-        app_id=a.app_id,
-        api_key_b64=a.api_key.get_secret_value(),
-        kanzlei=a.kanzlei,
-        database=a.database,
-        user=a.user,
-        password=a.password.get_secret_value(),
-    )
+    advo = advoware_from_settings(settings)
     assert settings.google.static_token is not None
-    google = GoogleCalendarAPI(settings.google.calendar_base_url, token_provider=StaticTokenProvider(settings.google.static_token.get_secret_value()))
+    google = google_calendar_from_settings(settings)
     async with aiohttp.ClientSession() as s:
         seed = {"calendars": [{"id": cid, "summary": k, "timeZone": "Europe/Berlin", "events": []} for k, cid in CALENDARS.items()]}
         async with s.post(sims.google.url + "/_sim/seed", json=seed) as resp:
