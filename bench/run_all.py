@@ -20,6 +20,43 @@ from common import machine  # noqa: E402
 
 SKIP = {"common.py", "run_all.py"}
 
+# The figures with a target: (bench, figure, comparison, target, baseline figure measured in the same run).
+TARGETS: list[tuple[str, str, str, float, str | None]] = [
+    ("http_ingest", "ratio_engine_to_bare", ">=", 0.25, None),
+    ("http_ingest", "p99_at_500rps_ms", "<", 25.0, None),
+    ("http_ingest", "engine_rps", ">=", 0.0, "bare_rps"),
+    ("queue_throughput", "end_to_end_msgs_per_s", ">=", 2000.0, None),
+    ("event_storm", "uploads", "==", 1.0, None),
+    ("document_bulk", "uploads", "==", 2000.0, None),
+    ("document_bulk", "big_file_worker_peak_growth_mb", "<", 20.0, None),
+    ("document_bulk", "documents_per_s", ">=", 0.0, None),
+    ("advoware_proxy", "proxied_rps", ">=", 0.0, "direct_rps"),
+    ("calendar_diff", "cpu_s", "<", 1.0, None),
+    ("calendar_diff", "planned_writes", "==", 140.0, "expected_writes"),
+    ("calendar_diff_idle", "planned_writes", "==", 0.0, None),
+]
+
+
+def _met(value: float, op: str, target: float) -> bool:
+    return {">=": value >= target, "<": value < target, "==": value == target}[op]
+
+
+def summary(results: list[dict[str, object]]) -> list[str]:
+    by_name = {str(r["bench"]): r for r in results}
+    lines = ["| benchmark | figure | value | target | met | baseline (same run) | ratio to baseline |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for bench, fig, op, target, base in TARGETS:
+        r = by_name.get(bench)
+        if r is None or fig not in r:
+            lines.append(f"| {bench} | {fig} | (not run) | {op} {target:g} | – | – | – |")
+            continue
+        value = float(r[fig])  # type: ignore[arg-type]
+        tgt = f"{op} {target:g}" if target or op != ">=" else "report"
+        met = ("yes" if _met(value, op, target) else "**no**") if tgt != "report" else "–"
+        bval = r.get(base) if base else None
+        ratio = f"{value / float(bval):.3f}" if isinstance(bval, (int, float)) and bval else "–"  # type: ignore[arg-type]
+        lines.append(f"| {bench} | {fig} | {value:.3f} | {tgt} | {met} | {f'{base} = {float(bval):.3f}' if bval is not None else '–'} | {ratio} |")  # type: ignore[arg-type]
+    return lines
+
 
 def main() -> int:
     results = []
@@ -43,9 +80,15 @@ def main() -> int:
         f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
         "Produced by `make bench` (bench/run_all.py); each figure with its target and baseline measured in the same run.",
         "",
+        "## Summary",
+        "",
+        *summary(results),
+        "",
+        "## All figures",
+        "",
     ]
     for r in results:
-        lines.append(f"## {r['bench']}")
+        lines.append(f"### {r['bench']}")
         lines.append("")
         lines.append("| figure | value |")
         lines.append("| --- | --- |")

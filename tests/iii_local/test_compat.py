@@ -195,3 +195,37 @@ async def test_functions_listing(tester: MotiaTester) -> None:
     http = [t for t in data["triggers"] if t["trigger_type"] == "http"]
     assert any(t["config"]["api_path"] == "compat/echo/:id" for t in http)
     assert data["workers"][0]["runtime"] == "python"
+
+
+async def test_cli_verbs_against_the_running_engine(tester: MotiaTester) -> None:
+    """The `iii-cli`-style verbs print what the engine holds."""
+    import sys
+
+    async def cli(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "iii_local", "--engine", tester.base_url, *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    assert "steps::Compat Api::trigger::http(POST /compat/echo/:id)" in await cli("flow", "list")
+    await tester.state_set("compat.cli", "k", {"v": 1})
+    assert "compat.cli" in await cli("state", "ls")
+    assert '"v": 1' in await cli("state", "get", "compat.cli", "k")
+    await cli("state", "set", "compat.cli", "k2", '{"w": 2}')
+    assert await tester.state_get("compat.cli", "k2") == {"w": 2}
+    await cli("state", "delete", "compat.cli", "k2")
+    assert await tester.state_get("compat.cli", "k2") is None
+    r = await tester.post("/compat/emit", json_body={"topic": "compat.fanout", "data": {"n": 77}})
+    trace_id = r.json()["trace_id"]
+    await tester.wait_idle()
+    await tester.logs(trace_id, wait_for="fanout A got")
+    assert "fanout A got" in await cli("logs", "--trace", trace_id)
+    trace_out = await cli("trace", trace_id)
+    assert "Compat Fanout A" in trace_out and "queue" in trace_out
+    assert "compat.fanout" in await cli("queue", "ls")
+    await cli("dlq", "ls")  # exits 0 (its content depends on earlier tests)
+    assert "* * * * * *" in await cli("cron", "ls")
+    assert '"result": "ok"' in await cli("cron", "trigger", "steps::Compat Cron::trigger::cron(* * * * * *)")
