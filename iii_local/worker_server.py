@@ -25,12 +25,13 @@ from iii_local.engine import Engine
 from iii_local.telemetry import decode_frame
 
 log = logging.getLogger("iii_local.worker_server")
+ENGINE_KEY = web.AppKey("engine", Engine)
 
 MAX_WS_MESSAGE = 64 * 1024 * 1024
 
 
 async def worker_socket(request: web.Request) -> web.StreamResponse:
-    engine: Engine = request.app["engine"]
+    engine: Engine = request.app[ENGINE_KEY]
     ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=MAX_WS_MESSAGE, compress=False)
     await ws.prepare(request)
     worker = engine.worker_connected(ws, request.remote or "")
@@ -119,7 +120,7 @@ _reaper = _TransportReaper()
 
 
 async def channel_socket(request: web.Request) -> web.StreamResponse:
-    engine: Engine = request.app["engine"]
+    engine: Engine = request.app[ENGINE_KEY]
     _reaper.add(request.transport)
     ch = engine.channels.get(request.match_info["channel_id"], request.query.get("key", ""))
     direction = request.query.get("dir", "")
@@ -156,7 +157,7 @@ async def channel_socket(request: web.Request) -> web.StreamResponse:
 
 def make_worker_app(engine: Engine) -> web.Application:
     app = web.Application(client_max_size=MAX_WS_MESSAGE)
-    app["engine"] = engine
+    app[ENGINE_KEY] = engine
     app.router.add_get("/", worker_socket)
     app.router.add_get("/ws/channels/{channel_id}", channel_socket)
     return app
