@@ -236,7 +236,7 @@ class TelemetryStore:
 
     def add_log(self, rec: LogRecord) -> None:
         if rec.step is None and rec.trace_id and rec.source == "worker":
-            rec.step = self._step_of_span(rec.trace_id, rec.span_id) or self._running_step(rec.trace_id)
+            rec.step = self._step_of_span(rec.trace_id, rec.span_id) or self._running_step(rec.trace_id, rec.time)
         self._seq += 1
         rec.seq = self._seq
         self.logs.append(rec)
@@ -259,15 +259,20 @@ class TelemetryStore:
             return None
         return tr["span_steps"].get(span_id)
 
-    def _running_step(self, trace_id: str) -> str | None:
+    def _running_step(self, trace_id: str, at: float | None = None) -> str | None:
         """Until the worker's spans arrive (they are batched), a best guess for a log line's
-        step: the invocation running in its trace (the latest, when several are)."""
+        step: the invocation of its trace that was running when the line was written (the
+        latest started, when several were)."""
         tr = self.traces.get(trace_id)
-        if tr is None:
+        if tr is None or not tr["invocations"]:
             return None
-        running = [i for i in tr["invocations"] if i.outcome == "running"]
-        inv = running[-1] if running else (tr["invocations"][-1] if tr["invocations"] else None)
-        return step_name(inv.function_id) if inv else None
+        invs: list[InvocationRecord] = tr["invocations"]
+        if at:
+            during = [i for i in invs if i.start <= at + 0.001 and (i.end is None or at <= i.end + 0.001)]
+            if during:
+                return step_name(max(during, key=lambda i: i.start).function_id)
+        running = [i for i in invs if i.outcome == "running"]
+        return step_name((running or invs)[-1].function_id)
 
     def add_span(self, span: SpanRecord) -> None:
         tr = self._trace(span.trace_id)

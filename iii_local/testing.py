@@ -34,6 +34,17 @@ from iii_local.state import apply_ops
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies (Linux), so an interrupted test
+    run leaves no engine behind (the engine then stops its worker)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     import socket
 
@@ -149,13 +160,18 @@ class MotiaTester:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
         )
 
     async def start(self, *, wait_functions: int = 1, timeout: float = 30.0) -> "MotiaTester":
         self.write_config()
         self._spawn_engine()
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        await self.wait_ready(wait_functions, timeout)
+        try:
+            await self.wait_ready(wait_functions, timeout)
+        except BaseException:
+            await self.stop()  # never leave an engine and worker behind a failed start
+            raise
         return self
 
     async def wait_ready(self, functions: int = 1, timeout: float = 30.0) -> None:

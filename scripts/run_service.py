@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -71,6 +73,43 @@ def ensure_redis(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
     print(f"  redis      {url} (private redis-server, data in data/redis)")
 
 
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read())
+
+
+def catch_up(rest: str, engine: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Sandbox: once the worker has registered the steps, fire every cron job once, so the
+    demo data (seeded without webhooks) syncs now instead of at the next schedule."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            status = _get(rest + "/_console/status")
+            if isinstance(status, dict) and status.get("workers", 0) >= 1 and status.get("functions", 0) > 0:
+                break
+        except (OSError, ValueError):
+            pass
+        if engine.poll() is not None or time.time() > deadline:
+            print("warning: the worker did not come up; skipping the demo catch-up", file=sys.stderr)
+            return
+        time.sleep(0.3)
+    time.sleep(1.0)  # let the registration settle (all steps register within milliseconds)
+    jobs = _get(rest + "/_console/cron")
+    for job in jobs.get("jobs", []) if isinstance(jobs, dict) else []:
+        req = urllib.request.Request(
+            rest + "/_console/cron/trigger",
+            data=json.dumps({"function_id": job["function_id"]}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=120):  # noqa: S310 - loopback
+                pass
+        except OSError as exc:
+            print(f"warning: demo catch-up of {job['function_id']} failed: {exc}", file=sys.stderr)
+    print(f"  demo data  synced once ({len(jobs.get('jobs', [])) if isinstance(jobs, dict) else 0} reconcilers fired)")
+
+
 def banner(settings: object, rest: str) -> None:
     s = settings  # type: ignore[assignment]
     mode = "SANDBOX (simulators with demo data)" if s.is_sandbox else "PRODUCTION (real systems)"  # type: ignore[attr-defined]
@@ -80,8 +119,9 @@ def banner(settings: object, rest: str) -> None:
         "=" * 78,
         f" Engine REST API     {rest}",
         f" Registered steps    {rest}/_console/functions   (python -m iii_local flow list)",
-        f" Logs                .venv/bin/python -m iii_local logs -f",
-        f" Queues / DLQ        .venv/bin/python -m iii_local queue ls | dlq ls",
+        f" Console             http://127.0.0.1:{os.environ.get('III_CONSOLE_PORT', '3113')}   (flows, traces, queues, cron, state)",
+        " Logs                .venv/bin/python -m iii_local logs -f",
+        " Queues / DLQ        .venv/bin/python -m iii_local queue ls | dlq ls",
         " Webhooks            POST /vmh/webhook/document/create|update|delete, /vmh/webhook/entity/link|unlink",
         "                     POST /vmh/webhook/beteiligte/..., /vmh/webhook/bankverbindungen/...",
         " Advoware proxy      GET|POST|PUT|DELETE /advoware/proxy?endpoint=...",
@@ -97,11 +137,18 @@ def banner(settings: object, rest: str) -> None:
             f"   xAI      http://127.0.0.1:{sim.xai_port}/v1",
             f"   Google   http://127.0.0.1:{sim.google_port}/calendar/v3",
             "",
-            " Try it: create a document in the EspoCRM simulator and watch it sync to xAI:",
-            f"   curl -s -X POST http://127.0.0.1:{sim.espocrm_port}/api/v1/CDokumente \\",
-            "        -H 'X-Api-Key: sandbox-espocrm-key' -H 'Content-Type: application/json' \\",
-            "        -d '{\"name\": \"Mietvertrag\", \"fileStatus\": \"new\"}'",
-            "   .venv/bin/python -m iii_local logs -f",
+            " The demo data was synced once at start (documents → xAI, parties → Advoware,",
+            " appointments ↔ Google). Try it — EspoCRM posts its webhooks to us, watch with",
+            " `.venv/bin/python -m iii_local logs -f` or the console:",
+            "",
+            "   # link a document to the account: it joins the account's xAI collection",
+            f"   curl -s -X POST http://127.0.0.1:{sim.espocrm_port}/api/v1/CDokumente/65f0c0de00d000005/accounts \\",
+            "        -H 'X-Api-Key: sandbox-espocrm-key' -d '{\"id\": \"65f0c0de00a000001\"}'",
+            f"   curl -s http://127.0.0.1:{sim.espocrm_port}/api/v1/CDokumente/65f0c0de00d000005 -H 'X-Api-Key: sandbox-espocrm-key'",
+            "",
+            "   # a new party in EspoCRM: created in Advoware, advowareId written back",
+            f"   curl -s -X POST http://127.0.0.1:{sim.espocrm_port}/api/v1/CBeteiligte -H 'X-Api-Key: sandbox-espocrm-key' \\",
+            "        -d '{\"name\": \"Anna Neu\", \"firstName\": \"Anna\", \"lastName\": \"Neu\"}'",
         ]
     lines.append("=" * 78 + "\n Ctrl-C stops everything.\n")
     print("\n".join(lines), flush=True)
@@ -156,7 +203,10 @@ def main() -> int:
         procs.append(engine)
         rest_port = int(env.get("III_REST_PORT", "3111"))
         wait_port("127.0.0.1", rest_port, 30, "engine", engine)
-        banner(settings, f"http://127.0.0.1:{rest_port}")
+        rest = f"http://127.0.0.1:{rest_port}"
+        if settings.is_sandbox:
+            catch_up(rest, engine)
+        banner(settings, rest)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         dead = [p for p in procs if p.poll() is not None]
