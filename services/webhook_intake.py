@@ -198,6 +198,6 @@ async def accept_webhook(
         await ctx.enqueue(event)
     ctx.logger.info(
         f"webhook accepted: {len(batch.items)} item(s), {len(events)} event(s) queued",
-        {"rejected": len(batch.rejected), "duplicates": batch.duplicates, "webhook_id": webhook_id},
+        {"rejected": len(batch.rejected), "duplicates": batch.duplicates, **({"webhook_id": webhook_id} if webhook_id else {})},
     )
     return json_response(200, {"accepted": len(batch.items), "rejected": batch.rejected})
