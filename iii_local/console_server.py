@@ -272,6 +272,12 @@ class ConsoleServer:
     async def _static(self, request: web.Request) -> web.StreamResponse:
         name, ctype = STATIC[request.path]
         body = (self.web_dir / name).read_bytes()
+        if name == "index.html" and self.token:
+            # Behind a token: a sign-out button (POST /logout drops the session cookie).
+            body = body.replace(
+                b"<!--SIGN-OUT-->",
+                b'<form method="post" action="/logout" class="signout"><button type="submit" data-testid="sign-out">Sign out</button></form>',
+            )
         resp = web.Response(body=body, content_type=ctype, charset="utf-8")
         resp.headers["Content-Security-Policy"] = CSP
         resp.headers["X-Frame-Options"] = "DENY"

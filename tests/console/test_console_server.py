@@ -152,6 +152,11 @@ async def test_token_login_form_bearer_and_engine_passthrough(page: Any, tmp_pat
         cookies = await page.context.cookies()
         cookie = next(c for c in cookies if c["name"] == "iii_console")
         assert cookie["httpOnly"] and TOKEN not in cookie["value"]
+        await page.click('[data-testid="sign-out"]')
+        await page.wait_for_url("**/login", timeout=TIMEOUT)
+        assert not [c for c in await page.context.cookies() if c["name"] == "iii_console"]
+        await page.goto(f"{url}/#/flows")
+        assert "/login" in page.url  # signed out for real
     finally:
         await le.stop()
 
