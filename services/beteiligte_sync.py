@@ -415,6 +415,8 @@ class BeteiligteSync:
                 outcome = SyncOutcome.UNCHANGED
         result = SyncResult(outcome, espo_id, betnr, merge.conflict_note(), conflicts=[c.field for c in merge.conflicts])
         if newly_linked or source is SyncSource.CRON:
+            if source is SyncSource.CRON:
+                await self._import_advoware_banks(espo_id, betnr)
             result.follow_ups = await self._bank_follow_ups(espo_id, source)
         self.logger.info(
             f"Party {espo_id} ↔ {betnr}: {outcome.value}",
@@ -431,6 +433,41 @@ class BeteiligteSync:
         except NotFoundError:
             return False
         return True
+
+    async def _import_advoware_banks(self, espo_id: str, betnr: int) -> int:
+        """Bank accounts that exist only in Advoware (no EspoCRM record links them, none of the
+        party's EspoCRM accounts has their IBAN) are created in EspoCRM under the party,
+        already carrying their `advowareId`; the bank sync then links and snapshots them.
+        Runs on the cron's party sweep (Advoware changes to bank accounts don't touch the
+        party's GeaendertAm, so the cron is where they are seen)."""
+        try:
+            accounts = await self.advoware.list_bank_accounts(betnr)
+        except NotFoundError:
+            return 0
+        espo_banks = [
+            b async for b in self.espocrm.iter_related(EntityType.BETEILIGTE.value, espo_id, BANK_LINK, select="id,iban,advowareId")
+        ]
+        known_ids = {_int_or_none(b.get("advowareId")) for b in espo_banks} - {None}
+        known_ibans = {M.espo_bank_to_canonical(b)[M.BankField.IBAN.value] for b in espo_banks}
+        imported = 0
+        for bank in accounts:
+            bank_id = int(bank[P.BankverbindungField.ID.value])
+            canonical = M.advoware_bank_to_canonical(bank)
+            if bank_id in known_ids or canonical[M.BankField.IBAN.value] in known_ibans:
+                continue
+            if await self.state.get(BANK_INDEX_SCOPE, str(bank_id)) is not None:
+                continue  # linked to some EspoCRM record already
+            data = {
+                **M.canonical_bank_to_espo(canonical),
+                PARTY_FK: espo_id,
+                "advowareId": bank_id,
+                "syncStatus": SyncStatus.PENDING_SYNC.value,
+            }
+            created = await self.espocrm.create_entity(EntityType.BANKVERBINDUNGEN.value, data, skip_duplicate_check=True)
+            await self.state.set(BANK_INDEX_SCOPE, str(bank_id), created["id"])
+            imported += 1
+            self.logger.info(f"Imported Advoware bank account {bank_id} of party {betnr} into EspoCRM as {created['id']}", entity_id=created["id"])
+        return imported
 
     async def _bank_follow_ups(self, espo_id: str, source: SyncSource) -> list[dict[str, Any]]:
         events = []

@@ -255,6 +255,22 @@ async def test_bank_account_follows_its_party(stack: MotiaTester, sims: Simulato
     assert await advo.list_bank_accounts(betnr) == []
 
 
+async def test_bank_account_created_only_in_advoware_is_imported_once(
+    stack: MotiaTester, sims: Simulators, espo: EspoCRMAPI, advo: AdvowareAPI
+) -> None:
+    rec, betnr = await new_party(stack, sims, espo)
+    created = await advo.create_bank_account(betnr, {"IBAN": IBAN2, "Bank": "Westminster", "Kontoinhaber": "Nur Advoware"})
+    bank_id = int(created["Id"])
+    for _ in range(2):  # the second sweep must not import it again
+        await requeue(stack, "vmh.beteiligte.update", PARTY, rec["id"], source="cron")
+        await settle(stack, sims)
+    banks = [b async for b in espo.iter_related(PARTY, rec["id"], "bankverbindungen")]
+    assert len(banks) == 1, banks
+    assert int(banks[0]["advowareId"]) == bank_id and banks[0]["iban"] == IBAN2 and banks[0]["kontoinhaber"] == "Nur Advoware"
+    assert banks[0]["syncStatus"] == "clean"
+    assert [a["Id"] for a in await advo.list_bank_accounts(betnr)] == [bank_id]  # nothing created back in Advoware
+
+
 async def test_invalid_iban_fails_without_advoware_write(
     stack: MotiaTester, sims: Simulators, espo: EspoCRMAPI, advo: AdvowareAPI
 ) -> None:
