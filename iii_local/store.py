@@ -20,7 +20,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
-from iii_local.jobs import Job, JobState
+from iii_local.jobs import Job
 
 
 class Store(Protocol):

@@ -44,7 +44,7 @@ from services.exceptions import (
     api_error_for,
     is_retryable_status,
 )
-from services.http_client import JsonHttpClient
+from services.http_client import JsonHttpClient, connection_errors
 from services.retry import DEFAULT_POLICY, NO_RETRY, RetryPolicy, parse_retry_after, retry_async
 
 try:  # redis is a dependency, but the client also works without a cache
@@ -414,7 +414,7 @@ class AdvowareAPI(JsonHttpClient):
 
     async def _fetch_token_once(self) -> _Token:
         session = await self._get_session()
-        try:
+        with connection_errors(SERVICE, "POST", "token request"):
             async with session.post(self.token_url, json=self._token_request_body()) as resp:
                 body = await resp.read()
                 if resp.status >= 400:
@@ -427,10 +427,6 @@ class AdvowareAPI(JsonHttpClient):
                         retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                         body=body[:2000].decode("utf-8", "replace"),
                     )
-        except asyncio.TimeoutError as exc:
-            raise ApiConnectionError(SERVICE, "token request timed out", timeout=True) from exc
-        except aiohttp.ClientError as exc:
-            raise ApiConnectionError(SERVICE, f"token request failed: {exc}") from exc
         try:
             doc = json.loads(body)
             access = str(doc[P.TokenResponseField.ACCESS_TOKEN])
@@ -492,7 +488,7 @@ class AdvowareAPI(JsonHttpClient):
         for attempt in (1, 2):
             token = await self.get_token()
             all_headers = {"Accept": "application/json", **extra, "Authorization": f"Bearer {token}"}
-            try:
+            with connection_errors(SERVICE, method, path):
                 async with session.request(
                     method, url, params=params, json=json_body, data=data, headers=all_headers
                 ) as resp:
@@ -508,10 +504,6 @@ class AdvowareAPI(JsonHttpClient):
                         body=body,
                         content_type=resp.content_type,
                     )
-            except asyncio.TimeoutError as exc:
-                raise ApiConnectionError(SERVICE, f"{method} {path} timed out", timeout=True) from exc
-            except aiohttp.ClientError as exc:
-                raise ApiConnectionError(SERVICE, f"{method} {path}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod

@@ -45,7 +45,6 @@ from services.exceptions import (
     ConflictError,
     IntegrationError,
     NotFoundError,
-    PermanentError,
     is_retryable,
 )
 from services.logging_utils import ServiceLogger, get_service_logger

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import calendar as _calendar
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum

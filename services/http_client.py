@@ -11,8 +11,9 @@ Retryable ones are retried by the client's `RetryPolicy`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Iterator, Mapping
 
 import aiohttp
 
@@ -38,6 +39,20 @@ def _reason_from(body_text: str, headers: Mapping[str, str]) -> str:
             if value:
                 return str(value)[:300]
     return body_text[:300]
+
+
+@contextlib.contextmanager
+def connection_errors(service: str, method: str, path: str) -> Iterator[None]:
+    """Map aiohttp's connection trouble and timeouts to ApiConnectionError (retryable);
+    ApiErrors raised inside pass through untouched."""
+    try:
+        yield
+    except ApiError:
+        raise
+    except asyncio.TimeoutError as exc:
+        raise ApiConnectionError(service, f"{method} {path} timed out", timeout=True) from exc
+    except aiohttp.ClientError as exc:
+        raise ApiConnectionError(service, f"{method} {path}: {exc}") from exc
 
 
 async def error_from_response(service: str, resp: aiohttp.ClientResponse) -> ApiError:
@@ -119,7 +134,7 @@ class JsonHttpClient:
         refreshed = False
         while True:
             all_headers = {**(await self.auth_headers()), **(headers or {})}
-            try:
+            with connection_errors(self.service, method, path):
                 async with session.request(
                     method,
                     self.url(path),
@@ -142,12 +157,6 @@ class JsonHttpClient:
                         return json.loads(text)
                     except ValueError:
                         return text
-            except ApiError:
-                raise
-            except asyncio.TimeoutError as exc:
-                raise ApiConnectionError(self.service, f"{method} {path} timed out", timeout=True) from exc
-            except aiohttp.ClientError as exc:
-                raise ApiConnectionError(self.service, f"{method} {path}: {exc}") from exc
 
     async def request(
         self,
@@ -186,15 +195,9 @@ class JsonHttpClient:
         """GET `path` and yield the body in chunks (no retry once bytes have flowed)."""
         session = await self._get_session()
         all_headers = {**(await self.auth_headers()), **(headers or {})}
-        try:
+        with connection_errors(self.service, "GET", path):
             async with session.get(self.url(path), params=params, headers=all_headers) as resp:
                 if resp.status >= 400:
                     raise await error_from_response(self.service, resp)
                 async for chunk in resp.content.iter_chunked(chunk_size):
                     yield chunk
-        except ApiError:
-            raise
-        except asyncio.TimeoutError as exc:
-            raise ApiConnectionError(self.service, f"GET {path} timed out", timeout=True) from exc
-        except aiohttp.ClientError as exc:
-            raise ApiConnectionError(self.service, f"GET {path}: {exc}") from exc

@@ -22,10 +22,8 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
-from services import advoware_paths as P
 from services import beteiligte_mapping as M
 from services import beteiligte_sync as S
-from services.models import SyncSource
 from tests.services.beteiligte_fakes import World
 
 PARTY = "CBeteiligte"

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import re
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator
 
 import aiohttp
