@@ -25,7 +25,6 @@ from aiohttp import payload as aiohttp_payload
 from aiohttp.abc import AbstractStreamWriter
 
 from services.exceptions import (
-    ApiConnectionError,
     ApiError,
     ConfigError,
     ConflictError,
@@ -33,7 +32,7 @@ from services.exceptions import (
     ValidationError,
     is_retryable,
 )
-from services.http_client import JsonHttpClient, error_from_response
+from services.http_client import JsonHttpClient, connection_errors, error_from_response
 from services.retry import RetryPolicy, retry_async
 
 log = logging.getLogger(__name__)
@@ -164,17 +163,11 @@ class _BearerClient(JsonHttpClient):
     async def post_once(self, path: str, data: Any, timeout: aiohttp.ClientTimeout) -> Any:
         """One POST of a (multipart) body with its own timeout; no retry, no re-auth."""
         session = await self._get_session()
-        try:
+        with connection_errors(self.service, "POST", path):
             async with session.post(self.url(path), data=data, headers=await self.auth_headers(), timeout=timeout) as resp:
                 if resp.status >= 400:
                     raise await error_from_response(self.service, resp)
                 return await resp.json(content_type=None)
-        except ApiError:
-            raise
-        except asyncio.TimeoutError as exc:
-            raise ApiConnectionError(self.service, f"POST {path} timed out", timeout=True) from exc
-        except aiohttp.ClientError as exc:
-            raise ApiConnectionError(self.service, f"POST {path}: {exc}") from exc
 
 
 class XAIService:
