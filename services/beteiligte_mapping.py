@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Mapping
 
 from services import advoware_paths as P
@@ -32,7 +32,7 @@ from services import advoware_paths as P
 # --------------------------------------------------------------------------- canonical fields
 
 
-class PartyField(str, Enum):
+class PartyField(StrEnum):
     """Canonical (synced) fields of a party, named like the EspoCRM attributes."""
 
     FIRST_NAME = "firstName"
@@ -46,11 +46,8 @@ class PartyField(str, Enum):
     POSTAL_CODE = "addressPostalCode"
     COUNTRY = "addressCountry"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class BankField(str, Enum):
+class BankField(StrEnum):
     """Canonical (synced) fields of a bank account, named like the EspoCRM attributes."""
 
     IBAN = "iban"
@@ -58,18 +55,12 @@ class BankField(str, Enum):
     BANK_NAME = "bankName"
     KONTOINHABER = "kontoinhaber"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Side(str, Enum):
+class Side(StrEnum):
     """Which system a value or a decision comes from."""
 
     ESPOCRM = "espocrm"
     ADVOWARE = "advoware"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 PARTY_TO_ADVOWARE: dict[PartyField, P.BeteiligterField] = {

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Callable, Mapping, Protocol
 
 from services import advoware_paths as P
@@ -85,7 +85,7 @@ def topic(base: str, action: EntityAction) -> str:
     return f"{base}.{action.value}"
 
 
-class SyncOutcome(str, Enum):
+class SyncOutcome(StrEnum):
     """What one sync run did."""
 
     CREATED = "created"  # created in Advoware
@@ -99,9 +99,6 @@ class SyncOutcome(str, Enum):
     DELETED_IN_ESPOCRM = "deleted_in_espocrm"
     KEPT_IN_ADVOWARE = "kept_in_advoware"  # deleted in EspoCRM, Advoware refused (matters)
     GONE = "gone"  # already absent on both sides
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from services.document_sync_utils import ENTITY_DOCUMENTS_LINK, document_event
@@ -35,16 +35,13 @@ META_ENTITY_ID = "espocrm_entity_id"
 META_CREATED_AT = "created_at"
 
 
-class CollectionAction(str, Enum):
+class CollectionAction(StrEnum):
     KEEP = "keep"
     CREATE = "create"
     ADOPT = "adopt"
     DELETE = "delete"
     NOTHING = "nothing"
     ENTITY_GONE = "entity_gone"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import binascii
 import json
 import os
 import re
-from enum import Enum
+from enum import Enum, StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, TypeVar
@@ -105,35 +105,26 @@ ENV_FILE_VARIABLE = "APP_ENV_FILE"
 # --------------------------------------------------------------------------- enums
 
 
-class AppMode(str, Enum):
+class AppMode(StrEnum):
     """Where the services point: local simulators or the real systems."""
 
     SANDBOX = "sandbox"
     PRODUCTION = "production"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class WebhookAuthMode(str, Enum):
+class WebhookAuthMode(StrEnum):
     """How incoming EspoCRM webhooks are authenticated."""
 
     SIGNATURE = "signature"  # ESPOCRM_WEBHOOK_SECRETS: verify the `Signature` header per webhook id
     TOKEN = "token"  # ESPOCRM_WEBHOOK_TOKEN: a shared token (header or query), for setups without secrets
     OPEN = "open"  # neither configured: anyone who can reach the URL may post
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ConflictRule(str, Enum):
+class ConflictRule(StrEnum):
     """Which side wins when an appointment changed on both sides since the last sync."""
 
     ADVOWARE_WINS = "advoware_wins"
     NEWEST_WINS = "newest_wins"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class CollectionRule(NamedTuple):

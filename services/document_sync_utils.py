@@ -22,7 +22,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Iterable, Protocol
 
 from services.exceptions import (
@@ -112,16 +112,13 @@ DOWNLOAD_CHUNK = 64 * 1024
 # --------------------------------------------------------------------------- decisions
 
 
-class SyncDecision(str, Enum):
+class SyncDecision(StrEnum):
     """What the document sync has to do."""
 
     UP_TO_DATE = "up_to_date"  # clean, same hash, right collections: nothing to do
     WAIT_FOR_COLLECTIONS = "wait_for_collections"  # a linked entity still lacks its collection
     NO_SYNC = "no_sync"  # no collection-bearing entity (or no file): leave xAI, mark no_sync
     SYNC = "sync"  # upload if needed and fix collection memberships
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -354,7 +351,7 @@ async def download_to_tempfile(espocrm: Any, attachment_id: str, max_bytes: int 
 # --------------------------------------------------------------------------- the sync
 
 
-class SyncOutcome(str, Enum):
+class SyncOutcome(StrEnum):
     SKIPPED_ECHO = "skipped_echo"
     UP_TO_DATE = "up_to_date"
     WAITING = "waiting_for_collections"
@@ -363,9 +360,6 @@ class SyncOutcome(str, Enum):
     DELETED = "deleted"
     GONE = "gone"  # the document no longer exists in EspoCRM
     FAILED = "failed"  # permanently: marked failed, not retried
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
@@ -29,12 +29,9 @@ WhereItem = Mapping[str, Any]
 QueryPairs = list[tuple[str, str]]
 
 
-class Order(str, Enum):
+class Order(StrEnum):
     ASC = "asc"
     DESC = "desc"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _scalar(value: Any) -> str:

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Mapping
 
 SIGNATURE_HEADER = "Signature"
@@ -25,7 +25,7 @@ LEGACY_SIGNATURE_HEADER = "X-Signature"
 MAX_BATCH_SIZE = 50
 
 
-class WebhookAction(str, Enum):
+class WebhookAction(StrEnum):
     """The part of a webhook event after the entity type."""
 
     CREATE = "create"
@@ -35,9 +35,6 @@ class WebhookAction(str, Enum):
     # Not EspoCRM core: the project's own link notifications (see the simulator).
     LINK = "link"
     UNLINK = "unlink"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

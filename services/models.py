@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date, datetime, timezone
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Annotated, Any, Iterable, TypeVar
 
 from pydantic import (
@@ -32,18 +32,15 @@ from services.exceptions import ValidationError
 # --------------------------------------------------------------------------- enums
 
 
-class FileStatus(str, Enum):
+class FileStatus(StrEnum):
     """Valid values for CDokumente.fileStatus."""
 
     NEW = "new"
     CHANGED = "changed"
     SYNCED = "synced"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class XAISyncStatus(str, Enum):
+class XAISyncStatus(StrEnum):
     """Valid values for CDokumente.xaiSyncStatus."""
 
     NO_SYNC = "no_sync"  # entity has no xAI collections
@@ -52,11 +49,8 @@ class XAISyncStatus(str, Enum):
     UNCLEAN = "unclean"  # needs re-sync (file changed)
     FAILED = "failed"  # sync failed (see xaiSyncError)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class EntityAction(str, Enum):
+class EntityAction(StrEnum):
     """Webhook / queue actions."""
 
     CREATE = "create"
@@ -65,11 +59,8 @@ class EntityAction(str, Enum):
     LINK = "link"
     UNLINK = "unlink"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class EntityType(str, Enum):
+class EntityType(StrEnum):
     """Supported EspoCRM entity types."""
 
     DOKUMENTE = "CDokumente"
@@ -78,9 +69,6 @@ class EntityType(str, Enum):
     ACCOUNT = "Account"
     BANKVERBINDUNGEN = "CBankverbindungen"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 LINKABLE_ENTITY_TYPES: frozenset[EntityType] = frozenset(
     {EntityType.RAEUMUNGSKLAGE, EntityType.ACCOUNT, EntityType.BETEILIGTE}
@@ -88,7 +76,7 @@ LINKABLE_ENTITY_TYPES: frozenset[EntityType] = frozenset(
 """Entity types a document can be linked to (those that can own an xAI collection)."""
 
 
-class SyncStatus(str, Enum):
+class SyncStatus(StrEnum):
     """Valid values for syncStatus of CBeteiligte / CBankverbindungen (EspoCRM ↔ Advoware)."""
 
     PENDING_SYNC = "pending_sync"
@@ -96,11 +84,8 @@ class SyncStatus(str, Enum):
     FAILED = "failed"
     CONFLICT = "conflict"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class SyncSource(str, Enum):
+class SyncSource(StrEnum):
     """Who put an event on the queue."""
 
     WEBHOOK = "webhook"  # an EspoCRM webhook
@@ -108,9 +93,6 @@ class SyncSource(str, Enum):
     COLLECTION_MANAGER = "collection_manager"  # the collection manager fanning out to documents
     SYNC = "sync"  # a follow-up raised by another sync step
     MANUAL = "manual"  # an operator (API call, script)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 E = TypeVar("E", bound=Enum)
