@@ -40,13 +40,16 @@ from typing import Any, Callable, Mapping, Protocol
 
 from services import advoware_paths as P
 from services import beteiligte_mapping as M
+from services.clients import get_advoware, get_espocrm, get_redis_client
 from services.exceptions import (
     ApiError,
     ConflictError,
     IntegrationError,
     NotFoundError,
+    ValidationError,
     is_retryable,
 )
+from services.locks import entity_lock
 from services.logging_utils import ServiceLogger, get_service_logger
 from services.models import EntityAction, EntityType, SyncEvent, SyncSource, SyncStatus, espo_datetime
 
@@ -140,6 +143,20 @@ def sync_event(
     entity_type = EntityType.BETEILIGTE if base == TOPIC_PARTY else EntityType.BANKVERBINDUNGEN
     ev = SyncEvent(entity_type=entity_type, entity_id=entity_id, action=action, source=source, reason=reason)
     return {"topic": topic(base, action), "data": ev.to_queue()}
+
+
+def webhook_events(base: str, action: EntityAction) -> Callable[[Any, str | None], list[dict[str, Any]]]:
+    """`to_events` for services.webhook_intake.accept_webhook on a CBeteiligte (`base` =
+    TOPIC_PARTY) or CBankverbindungen (TOPIC_BANK) webhook: one sync event per record; the
+    handler reads both systems itself, so the body's attributes are only noted as changed."""
+
+    def to_events(item: Any, webhook_id: str | None) -> list[dict[str, Any]]:
+        event = sync_event(base, item.id, action, SyncSource.WEBHOOK)
+        event["data"]["webhook_id"] = webhook_id
+        event["data"]["changed_fields"] = sorted(item.attributes) if action is EntityAction.UPDATE else []
+        return [event]
+
+    return to_events
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -857,3 +874,33 @@ def _is_stale(snap: Mapping[str, Any], now: datetime, stale_after: timedelta) ->
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     return now - at >= stale_after
+
+
+# ====================================================================== queue handler glue
+LOCK_WAIT_SECONDS = 10.0
+"""How long a handler waits for a busy entity lock before LockBusyError (queue retry)."""
+
+
+async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType) -> None:
+    """The whole queue handler of `vmh.beteiligte.*` (CBeteiligte) or `vmh.bankverbindungen.*`
+    (CBankverbindungen): validate the event, sync the record under its entity lock, queue
+    the follow-ups, log the outcome. A malformed event is logged and dropped; retryable
+    failures and a busy lock raise, so the queue retries."""
+    party = entity_type is EntityType.BETEILIGTE
+    name = "beteiligte" if party else "bankverbindungen"
+    try:
+        event = SyncEvent.from_queue(data)
+    except ValidationError as exc:
+        ctx.logger.error(f"Dropping malformed {name} event: {exc}", {"data": data})
+        return
+    logger = get_service_logger(f"{name}_sync", ctx)
+    sync = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx)
+    lock_step = PARTY_LOCK_STEP if party else BANK_LOCK_STEP
+    async with entity_lock(get_redis_client(), lock_step, entity_type, event.entity_id, wait=LOCK_WAIT_SECONDS, logger=logger):
+        if party:
+            result = await sync.sync_party(event.entity_id, source=event.source)
+        else:
+            result = await sync.sync_bank(event.entity_id, source=event.source)
+    for follow_up in result.follow_ups:
+        await ctx.enqueue(follow_up)
+    ctx.logger.info(f"{name} sync {event.action.value} {event.entity_id}: {result.outcome.value}", result.log_data())

@@ -10,9 +10,9 @@ from typing import Any
 
 from motia import http
 
-from services.beteiligte_sync import TOPIC_PARTY, sync_event
+from services.beteiligte_sync import TOPIC_PARTY, webhook_events
 from services.config import get_settings
-from services.models import EntityAction, SyncSource, WebhookItem
+from services.models import EntityAction, WebhookItem
 from services.webhook_intake import accept_webhook
 
 ACTIONS = (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)
@@ -28,12 +28,5 @@ config = {
 
 
 async def handler(request: Any, ctx: Any) -> Any:
-    action = PATHS[ctx.trigger.path]
-
-    def to_events(item: WebhookItem, webhook_id: str | None) -> list[dict[str, Any]]:
-        event = sync_event(TOPIC_PARTY, item.id, action, SyncSource.WEBHOOK)
-        event["data"]["webhook_id"] = webhook_id
-        event["data"]["changed_fields"] = sorted(item.attributes) if action is EntityAction.UPDATE else []
-        return [event]
-
+    to_events = webhook_events(TOPIC_PARTY, PATHS[ctx.trigger.path])
     return await accept_webhook(request, ctx, settings=get_settings(), model=WebhookItem, to_events=to_events)
