@@ -82,7 +82,7 @@ from services.advoware_paths import (
     parse_utc,
     parse_wall_clock,
 )
-from simulators.base import SimulatorState, make_app
+from simulators.base import SimulatorState, make_seeded_app
 
 DEMO_SEED_PATH = Path(__file__).with_name("seed") / "advoware_demo.json"
 
@@ -503,20 +503,7 @@ def create_app(
         raise ValueError("api_key_b64 is not valid base64") from exc
     config = AdvowareConfig(key, app_id, kanzlei, database, user, password, role, product, token_ttl_seconds)
     state = AdvowareState(config)
-    seed_doc: dict[str, Any] | None
-    if isinstance(seed, (str, Path)):
-        seed_doc = json.loads(Path(seed).read_text(encoding="utf-8"))
-    else:
-        seed_doc = seed
-    if seed_doc:
-        state.load(seed_doc)
-
-    def on_reset(reseed: bool) -> None:
-        state.drop_data()
-        if reseed and seed_doc:
-            state.load(seed_doc)
-
-    app = make_app(state, on_reset=on_reset, on_seed=state.load)
+    app = make_seeded_app(state, seed, load=state.load, drop=state.drop_data)
     app[STATE] = state
 
     # --- token gateway and discovery ------------------------------------------------

@@ -23,6 +23,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -235,6 +236,35 @@ def make_app(
     app[STATE_KEY] = state
     app.add_routes(_admin_routes(state, on_reset, on_seed))
     return app
+
+
+def read_seed(seed: dict[str, Any] | str | Path | None) -> dict[str, Any] | None:
+    """A seed document given as such or as the path of a JSON file."""
+    if isinstance(seed, (str, Path)):
+        return json.loads(Path(seed).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return seed
+
+
+def make_seeded_app(
+    state: SimulatorState,
+    seed: dict[str, Any] | str | Path | None,
+    *,
+    load: Callable[[dict[str, Any]], None],
+    drop: Callable[[], None],
+) -> web.Application:
+    """`make_app` for a simulator whose data is loaded from a seed document: the seed is
+    loaded now, `/_sim/seed` loads more, `/_sim/reset` drops everything (and with
+    `{"seed": true}` loads the original seed again)."""
+    doc = read_seed(seed)
+    if doc:
+        load(doc)
+
+    def on_reset(reseed: bool) -> None:
+        drop()
+        if reseed and doc:
+            load(doc)
+
+    return make_app(state, on_reset=on_reset, on_seed=load)
 
 
 def json_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:

@@ -54,7 +54,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
-from simulators.base import SimulatorState, make_app
+from simulators.base import SimulatorState, make_seeded_app
 
 BASE = "/calendar/v3"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -538,23 +538,13 @@ def create_app(
     """The Google Calendar simulator. `seed` is a seed document or the path of a JSON file;
     `public_key` (PEM) makes `/token` verify assertion signatures."""
     state = GoogleState(valid_tokens)
-    seed_doc: dict[str, Any] | None
-    if isinstance(seed, (str, Path)):
-        seed_doc = json.loads(Path(seed).read_text(encoding="utf-8"))
-    else:
-        seed_doc = seed
     verifier: Any = None
     if public_key is not None:
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
         verifier = load_pem_public_key(public_key.encode() if isinstance(public_key, str) else public_key)
 
-    def on_reset(reseed: bool) -> None:
-        state.drop_data()
-        if reseed and seed_doc:
-            state.load(seed_doc)
-
-    app = make_app(state, on_reset=on_reset, on_seed=state.load)
+    app = make_seeded_app(state, seed, load=state.load, drop=state.drop_data)
     app[STATE] = state
 
     @web.middleware
@@ -842,6 +832,4 @@ def create_app(
             web.get("/_sim/calendars", list_calendars),
         ]
     )
-    if seed_doc:
-        state.load(seed_doc)
     return app

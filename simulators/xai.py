@@ -30,7 +30,6 @@ import base64
 import codecs
 import enum
 import hashlib
-import json
 import re
 import tempfile
 import time
@@ -42,7 +41,7 @@ from typing import IO, Any, Iterable
 
 from aiohttp import web
 
-from simulators.base import SimulatorState, make_app
+from simulators.base import SimulatorState, make_seeded_app
 
 CHUNK = 64 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -334,18 +333,8 @@ def create_app(
 ) -> web.Application:
     """The xAI simulator app. `seed` is a seed document or the path of a JSON file."""
     state = XaiState(processing_delay)
-    seed_doc: dict[str, Any] | None
-    if isinstance(seed, (str, Path)):
-        seed_doc = json.loads(Path(seed).read_text(encoding="utf-8"))
-    else:
-        seed_doc = seed
 
-    def on_reset(reseed: bool) -> None:
-        state.drop_data()
-        if reseed and seed_doc:
-            state.load(seed_doc)
-
-    app = make_app(state, on_reset=on_reset, on_seed=state.load)
+    app = make_seeded_app(state, seed, load=state.load, drop=state.drop_data)
     app[STATE] = state
 
     def authorized(request: web.Request, key: str) -> bool:
@@ -648,6 +637,4 @@ def create_app(
         state.drop_data()
 
     app.on_cleanup.append(close_files)
-    if seed_doc:
-        state.load(seed_doc)
     return app
