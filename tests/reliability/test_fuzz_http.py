@@ -93,8 +93,10 @@ def run_fuzz(base: str, routes: list[tuple[str, str]], *, sign: bool) -> None:
         status, trace_id = send(base, method, path, body, headers, query)
         if status >= 500 and not (path.startswith("/advoware/proxy") and status in (502, 504)):
             failures.append(f"{method} {path} {ctype!r} {query} → {status} (body {body[:80]!r})")
-        if 400 <= status < 500 and trace_id:
-            leaked = messages_for_trace(base, trace_id)
+        if 400 <= status < 500:
+            if not trace_id:  # without it the check below could not see a leak
+                failures.append(f"{method} {path} answered {status} without x-iii-trace-id")
+            leaked = messages_for_trace(base, trace_id) if trace_id else []
             if leaked:
                 failures.append(f"{method} {path} answered {status} but queued {[m['topic'] for m in leaked]}")
         assert not failures, failures[0]
