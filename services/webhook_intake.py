@@ -4,7 +4,7 @@ Framework-free decisions (`authenticate`, `split_batch`) plus one glue coroutine
 (`accept_webhook`) that webhook steps call with the request and ctx:
 
 1. Authentication, by `ESPOCRM_WEBHOOK_SECRETS` (EspoCRM's `Signature`, or the legacy
-   `X-Signature`, over the raw body) or `ESPOCRM_WEBHOOK_TOKEN` (`X-Webhook-Token`);
+   `X-Signature`, over the raw body) or `ESPOCRM_WEBHOOK_TOKEN` (the webhook URL's `?token=`);
    with neither configured the endpoints are open (start-up warns). Failure → 401,
    nothing queued.
 2. Validation: not JSON, not an array/object, more than 50 items, or no valid item →
@@ -34,7 +34,16 @@ from pydantic import ValidationError as PydanticValidationError
 from services.config import Settings, WebhookAuthMode
 from services.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
 
-TOKEN_HEADER = "x-webhook-token"
+TOKEN_QUERY_PARAM = "token"
+"""`ESPOCRM_WEBHOOK_TOKEN` travels in the webhook URL (`.../vmh/webhook/document/create?token=...`).
+EspoCRM's sender (application/Espo/Core/Webhook/Sender.php, `prepareRequest`) sends only
+Content-Type, Content-Length, Signature and X-Signature: it cannot send a token header."""
+
+PROXIED_TOKEN_HEADER = "x-auth-token"
+"""The same token as nginx hands it on (deploy/nginx/bitbylaw-motia-locations.conf): nginx moves
+`?token=` into this header and drops the query string, because the real engine records the
+query string in its HTTP span (`url.query`, `url.full`: engine/src/modules/rest_api/views.rs
+dynamic_handler) and redacts this header in its debug log (views.rs SENSITIVE_HEADERS)."""
 
 
 @dataclass
@@ -64,9 +73,32 @@ def _lower(headers: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def authenticate(headers: Mapping[str, Any], raw: bytes | None, body: Any, settings: Settings) -> str | None:
+def _given_token(query: Mapping[str, Any] | None, h: Mapping[str, str]) -> str | None:
+    """The token the request carries: the URL's `token` parameter, else nginx's header.
+
+    A repeated `token` parameter counts only when every copy is the same.
+    """
+    value = (query or {}).get(TOKEN_QUERY_PARAM)
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value and all(v == value[0] for v in value) else ""
+    if value is None:
+        value = h.get(PROXIED_TOKEN_HEADER)
+    return None if value is None else str(value)
+
+
+def authenticate(
+    headers: Mapping[str, Any],
+    raw: bytes | None,
+    body: Any,
+    settings: Settings,
+    query: Mapping[str, Any] | None = None,
+) -> str | None:
     """Check the request's credentials; returns the webhook id (signature mode) or None.
 
+    Token mode: the `token` query parameter (or nginx's `X-Auth-Token`, see PROXIED_TOKEN_HEADER)
+    must equal `ESPOCRM_WEBHOOK_TOKEN`, compared in constant time; the token is never logged nor
+    put into the refusal. Signature mode: EspoCRM's `Signature` (or legacy `X-Signature`) over the
+    raw body; when a token is configured as well, a valid token is accepted instead.
     Raises WebhookRejected(401) when credentials are configured and the request lacks valid ones.
     """
     h = _lower(headers)
@@ -74,13 +106,13 @@ def authenticate(headers: Mapping[str, Any], raw: bytes | None, body: Any, setti
     espo = settings.espocrm
     if mode == WebhookAuthMode.OPEN:
         return None
-    if mode == WebhookAuthMode.TOKEN or (espo.webhook_token is not None and TOKEN_HEADER in h):
+    given = _given_token(query, h)
+    if mode == WebhookAuthMode.TOKEN or (espo.webhook_token is not None and given is not None):
         expected = espo.webhook_token.get_secret_value() if espo.webhook_token else ""
-        given = h.get(TOKEN_HEADER, "")
-        if expected and hmac.compare_digest(given.encode(), expected.encode()):
+        if expected and given is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
             return None
         if mode == WebhookAuthMode.TOKEN:
-            raise WebhookRejected(401, "missing or invalid X-Webhook-Token")
+            raise WebhookRejected(401, f"missing or invalid webhook token (?{TOKEN_QUERY_PARAM}= in the webhook URL)")
     secrets = {k: v.get_secret_value() for k, v in espo.webhook_secrets.items()}
     if "signature" not in h and "x-signature" not in h:
         raise WebhookRejected(401, "missing webhook signature (Signature header)")
@@ -187,7 +219,7 @@ async def accept_webhook(
     """
     try:
         raw = await read_raw_body(request)
-        webhook_id = authenticate(request.headers, raw, getattr(request, "body", None), settings)
+        webhook_id = authenticate(request.headers, raw, getattr(request, "body", None), settings, query=getattr(request, "query_params", None))
         payload = parse_json_body(raw, getattr(request, "body", None))
         batch = split_batch(payload, model, key)
     except WebhookRejected as exc:
