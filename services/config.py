@@ -116,7 +116,7 @@ class WebhookAuthMode(StrEnum):
     """How incoming EspoCRM webhooks are authenticated."""
 
     SIGNATURE = "signature"  # ESPOCRM_WEBHOOK_SECRETS: verify the `Signature` header per webhook id
-    TOKEN = "token"  # ESPOCRM_WEBHOOK_TOKEN: a shared token (header or query), for setups without secrets
+    TOKEN = "token"  # ESPOCRM_WEBHOOK_TOKEN: a shared token in the webhook URL (?token=), for setups without secrets
     OPEN = "open"  # neither configured: anyone who can reach the URL may post
 
 
@@ -550,6 +550,19 @@ def _webhook_secrets(value: str) -> dict[str, SecretStr]:
     return result
 
 
+WEBHOOK_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+WEBHOOK_TOKEN_MIN_LENGTH = 32
+
+
+def _webhook_token(value: str) -> SecretStr:
+    """ESPOCRM_WEBHOOK_TOKEN rides in the webhook URL (`?token=...`), so it may only use the
+    characters a URL carries unencoded (RFC 3986 unreserved): nginx hands the raw parameter on,
+    the engine a decoded one, and both must be the same string. The error never shows the value."""
+    if not set(value) <= WEBHOOK_TOKEN_CHARS:
+        raise ValueError("may only contain A-Z a-z 0-9 - . _ ~ (it is sent in the webhook URL); e.g. `openssl rand -hex 32`")
+    return SecretStr(value)
+
+
 def _validate_calendar_mapping(pairs: list[tuple[Any, Any]]) -> dict[str, str]:
     mapping: dict[str, str] = {}
     seen_ids: dict[str, str] = {}
@@ -712,7 +725,7 @@ def _build(env: Mapping[str, str]) -> Settings:
     espo_timeout = r.number("ESPOCRM_API_TIMEOUT_SECONDS", 30.0)
     espo_meta_ttl = r.integer("ESPOCRM_METADATA_TTL_SECONDS", 300, minimum=0)
     webhook_secrets = r.parsed("ESPOCRM_WEBHOOK_SECRETS", _webhook_secrets) or {}
-    webhook_token = r.secret("ESPOCRM_WEBHOOK_TOKEN")
+    webhook_token = r.parsed("ESPOCRM_WEBHOOK_TOKEN", _webhook_token)
 
     # Advoware
     advo_url = r.url("ADVOWARE_API_BASE_URL", sandbox=f"{advo_sim}/", required=True, trailing_slash=True)
@@ -776,6 +789,8 @@ def _build(env: Mapping[str, str]) -> Settings:
             "EspoCRM webhooks are accepted without authentication "
             "(set ESPOCRM_WEBHOOK_SECRETS or ESPOCRM_WEBHOOK_TOKEN)"
         )
+    if prod and webhook_token is not None and len(webhook_token.get_secret_value()) < WEBHOOK_TOKEN_MIN_LENGTH:
+        r.warnings.append(f"ESPOCRM_WEBHOOK_TOKEN is shorter than {WEBHOOK_TOKEN_MIN_LENGTH} characters (e.g. `openssl rand -hex 32`)")
     if proxy_token is None:
         r.warnings.append("ADVOWARE_PROXY_TOKEN is unset: the Advoware proxy refuses every request")
     if prod and g_static is not None:
