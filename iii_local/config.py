@@ -81,6 +81,7 @@ class QueueConfig:
     store_method: str = "file_based"
     file_path: str = "./data/queue_store"
     redis_url: str = "redis://localhost:6379"
+    save_interval_ms: int = 5000  # file_based: written to disk only this often (builtins/kv.rs 210-213)
 
 
 @dataclass
@@ -186,6 +187,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
                 store_method=str(ac.get("store_method", "file_based")),
                 file_path=str(ac.get("file_path", "./data/queue_store")),
                 redis_url=str(ac.get("redis_url", "redis://localhost:6379")),
+                save_interval_ms=_int(ac.get("save_interval_ms", 5000), "save_interval_ms"),
             )
         elif cls in (STATE_CLASS, CRON_CLASS):
             adapter, ac = _adapter(mc)
