@@ -1,12 +1,12 @@
 """`python -m iii_local`: run the engine, or operate a running one (the `iii-cli` verbs).
 
-    python -m iii_local run -c iii-config.yaml [--watch]
+    python -m iii_local run -c iii-config.yaml
     python -m iii_local flow list
     python -m iii_local state ls [SCOPE] | get SCOPE KEY | set SCOPE KEY JSON | delete SCOPE KEY
     python -m iii_local logs [-f] [--level L] [--trace ID] [--step NAME] [-n N]
     python -m iii_local trace ID
     python -m iii_local queue ls
-    python -m iii_local dlq ls [--topic T] | replay [ID ...] [--all]
+    python -m iii_local dlq ls [--topic T]
     python -m iii_local cron ls | trigger FUNCTION_ID
     python -m iii_local console [--engine URL] [--host H] [--port P] [--token T]
 
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(config, watch=args.watch))
+        asyncio.run(serve(config))
     except KeyboardInterrupt:
         pass
     except EngineConfigError as exc:  # e.g. a console exposed without a token
@@ -213,26 +213,22 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    """One line per topic: waiting, running, retrying, stranded (in `active` since a crash), dead."""
     data = _call(args, "GET", "/_console/queues")
-    print(f"{'topic':32} {'depth':>6} {'inflight':>8} {'retry':>6} {'dead':>5}  subscriber")
+    print(f"{'topic':32} {'depth':>6} {'inflight':>8} {'retry':>6} {'strand':>6} {'dead':>5}  subscribers")
     for q in data["queues"]:
-        print(f"{q['topic']:32} {q['depth']:>6} {q['in_flight']:>8} {q['retrying']:>6} {q['dead']:>5}  {q['subscriber']}{'' if q['active'] else ' (inactive)'}")
+        subs = ", ".join(f"{s['function_id']} ({s['mode']}{'' if s['concurrency'] is None else ' x' + str(s['concurrency'])})" for s in q["subscribers"])
+        print(f"{q['topic']:32} {q['depth']:>6} {q['in_flight']:>8} {q['retrying']:>6} {q['stranded']:>6} {q['dead']:>5}  {subs or '(no subscriber)'}")
     return 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    if args.action == "ls":
-        path = "/_console/dlq" + (f"?topic={_quote(args.topic)}" if args.topic else "")
-        for e in _call(args, "GET", path)["dead_letters"]:
-            job = e["job"]
-            print(f"{job['id']}  {job['topic']}  {job['subscriber']}  attempts={job['attempts_made']}  failed {_ts(e['failed_at'])}\n    error: {e['error']}\n    data: {json.dumps(job['data'], ensure_ascii=False)[:300]}")
-        return 0
-    if not args.ids and not args.all:
-        raise SystemExit("dlq replay needs job ids or --all")
-    body: dict[str, Any] = {"ids": None if args.all else args.ids}
-    if args.topic:
-        body["topic"] = args.topic
-    print(json.dumps(_call(args, "POST", "/_console/dlq/replay", body)))
+    """List `queue:{topic}:dlq`. There is no replay: the real engine redrives nothing."""
+    path = "/_console/dlq" + (f"?topic={_quote(args.topic)}" if args.topic else "")
+    for e in _call(args, "GET", path)["dead_letters"]:
+        job = e["job"]
+        failed = e["failed_at"] / 1000 if isinstance(e.get("failed_at"), (int, float)) else None
+        print(f"{job['id']}  {e['topic']}  attempts={job['attempts_made']}/{job['max_attempts']}  failed {_ts(failed)}\n    error: {e['error']}\n    data: {json.dumps(job['data'], ensure_ascii=False)[:300]}")
     return 0
 
 
@@ -253,7 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True)
     run = sub.add_parser("run", help="run the engine")
     run.add_argument("-c", "--config", default="iii-config.yaml")
-    run.add_argument("--watch", action="store_true", help="reload the worker when a watched file changes (iii-cli dev)")
     run.set_defaults(fn=cmd_run)
     flow = sub.add_parser("flow", help="list steps, their triggers and topics")
     flow.add_argument("action", choices=["list"])
@@ -277,10 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     qu = sub.add_parser("queue", help="queue depths")
     qu.add_argument("action", choices=["ls"])
     qu.set_defaults(fn=cmd_queue)
-    dl = sub.add_parser("dlq", help="dead letters")
-    dl.add_argument("action", choices=["ls", "replay"])
-    dl.add_argument("ids", nargs="*")
-    dl.add_argument("--all", action="store_true")
+    dl = sub.add_parser("dlq", help="list dead letters (queue:{topic}:dlq)")
+    dl.add_argument("action", choices=["ls"])
     dl.add_argument("--topic")
     dl.set_defaults(fn=cmd_dlq)
     cr = sub.add_parser("cron", help="cron jobs")

@@ -2,7 +2,8 @@
 
 JSON endpoints: functions/triggers/workers, cron list and manual trigger, state browse and
 edit, logs (by trace, level, step; `after` for follow-mode polling), traces, queue stats,
-dead letters and replay, enqueue, and an idle check for tests. When
+the dead letters the builtin queue keeps under `queue:{topic}:dlq` (a listing: the real
+engine redrives nothing, so neither does this API), enqueue, and an idle check for tests. When
 `local_engine.console_token` is set, every call needs `Authorization: Bearer <token>`.
 """
 
@@ -75,11 +76,7 @@ def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
             return _bad("function_id is required")
         if le.cron is None:
             return _bad("no cron module configured", 404)
-        job = le.cron.jobs.get(fid)
-        if job is None:
-            # Accept the guide's "...::trigger::0" style: match by step name prefix.
-            matches = [j for k, j in le.cron.jobs.items() if k.split("::trigger::")[0] == fid.split("::trigger::")[0]]
-            job = matches[0] if len(matches) == 1 else None
+        job = le.cron.job_for_function(fid)  # also the guide's "...::trigger::0" style (by step name)
         if job is None:
             return _bad(f"no cron trigger for function {fid!r}", 404)
         result = await le.cron.fire(job, manual=True)
@@ -132,30 +129,13 @@ def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
         return _json(tr)
 
     async def queues(request: web.Request) -> web.Response:
-        return _json({"queues": le.queue.stats() if le.queue else [], "delivered": le.queue.delivered if le.queue else 0})
+        if le.queue is None:
+            return _json({"queues": [], "delivered": 0, "store": None})
+        return _json({"queues": le.queue.stats(), "delivered": le.queue.delivered, "store": le.queue.store_info()})
 
     async def dlq(request: web.Request) -> web.Response:
-        if le.queue is None:
-            return _json({"dead_letters": []})
-        jobs = le.queue.dead_letters(request.query.get("topic") or None, request.query.get("subscriber") or None)
-        return _json({"dead_letters": [j.dlq_entry() for j in jobs]})
-
-    async def dlq_replay(request: web.Request) -> web.Response:
-        data = await _body(request)
-        ids = data.get("ids")
-        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
-            return _bad("ids must be a list of job ids, or omitted for all")
-        if le.queue is None:
-            return _bad("no queue module configured", 404)
-        n = await le.queue.replay(ids, topic=data.get("topic"))
-        return _json({"replayed": n})
-
-    async def dlq_discard(request: web.Request) -> web.Response:
-        data = await _body(request)
-        ids = data.get("ids")
-        if not isinstance(ids, list) or le.queue is None:
-            return _bad("ids must be a list of job ids")
-        return _json({"discarded": await le.queue.discard([str(i) for i in ids])})
+        entries = le.queue.dead_letters(request.query.get("topic") or None) if le.queue else []
+        return _json({"dead_letters": entries})
 
     async def messages(request: web.Request) -> web.Response:
         try:
@@ -171,10 +151,7 @@ def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
         topic = data.get("topic")
         if not isinstance(topic, str) or not topic or le.queue is None:
             return _bad("topic is required")
-        try:
-            ids = await le.queue.enqueue(topic, data.get("data"), group_id=data.get("messageGroupId"))
-        except ValueError as exc:
-            return _bad(str(exc))
+        ids = await le.queue.enqueue(topic, data.get("data"))
         return _json({"job_ids": ids})
 
     async def status(request: web.Request) -> web.Response:
@@ -209,8 +186,6 @@ def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
         web.get("/_console/traces/{trace_id}", trace),
         web.get("/_console/queues", queues),
         web.get("/_console/dlq", dlq),
-        web.post("/_console/dlq/replay", dlq_replay),
-        web.post("/_console/dlq/discard", dlq_discard),
         web.post("/_console/enqueue", enqueue),
         web.get("/_console/messages", messages),
         web.get("/_console/status", status),

@@ -1,7 +1,7 @@
 """The console web page (`iii-cli console` on port 3113): static page + a guarded, read-mostly API.
 
 `ConsoleServer` serves `iii_local/console_web/` and a whitelist of the engine's
-`/_console/*` endpoints (reads, cron trigger, DLQ replay; no state writes). It runs either
+`/_console/*` endpoints (reads and a manual cron run; no state writes). It runs either
 inside the engine (`routes=console_routes(le)`, started by `LocalEngine.start()`) or
 standalone (`engine_url=...`, `python -m iii_local console`), proxying to a running engine.
 Secrets are masked on the way out (values of keys whose name contains token, secret,
@@ -35,7 +35,7 @@ MASK = "••••••••"
 SECRET_WORDS = ("token", "secret", "password", "key", "authorization", "signature")
 STATE_ITEMS_MAX = 500
 
-# The only engine endpoints the page may use: reads, a manual cron run and DLQ replay.
+# The only engine endpoints the page may use: reads and a manual cron run.
 ALLOWED: tuple[tuple[str, str], ...] = (
     ("GET", "/_console/functions"),
     ("GET", "/_console/status"),
@@ -49,7 +49,6 @@ ALLOWED: tuple[tuple[str, str], ...] = (
     ("GET", "/_console/traces/{trace_id}"),
     ("GET", "/_console/queues"),
     ("GET", "/_console/dlq"),
-    ("POST", "/_console/dlq/replay"),
 )
 
 STATIC = {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from iii_local.config import CRON_REDIS, QUEUE_REDIS, STATE_REDIS, EngineConfig
+from iii_local.config import CRON_REDIS, STATE_REDIS, EngineConfig, QueueConfig
 from iii_local.console_api import console_routes
 from iii_local.console_server import ConsoleServer, check_exposure
 from iii_local.cron import CronModule
@@ -65,18 +65,16 @@ class LocalEngine:
             check_exposure(cfg.local.console_host, cfg.local.console_token)  # before anything binds
         sc = cfg.state
         state_store = self._store(sc.store_method, sc.file_path, sc.adapter == STATE_REDIS, sc.redis_url) if sc else self._store("file_based", "./data/state_store", False, "")
-        qstore = None
-        if cfg.queue:
-            qstore = self._store(cfg.queue.store_method, cfg.queue.file_path, cfg.queue.adapter == QUEUE_REDIS, cfg.queue.redis_url)
         cstore = None
         if cfg.cron:
             cstore = self._store(cfg.cron.store_method, cfg.cron.file_path, False, "")
         for s in self.stores:
             await s.open()
         self.state = StateModule(self.engine, state_store)
-        if cfg.queue and qstore is not None:
-            self.queue = QueueModule(self.engine, qstore, cfg.queue)
-            await self.queue.start()
+        # The queue module is always on (queue.rs: enabled_by_default); unconfigured it keeps nothing.
+        qc = cfg.queue or QueueConfig(store_method="in_memory")
+        self.queue = QueueModule(self.engine, qc, data_path=cfg.path(qc.file_path))
+        await self.queue.start()
         if cfg.cron and cstore is not None:
             self.cron = CronModule(self.engine, cstore, redis_url=cfg.cron.redis_url if cfg.cron.adapter == CRON_REDIS else None)
             await self.cron.start()

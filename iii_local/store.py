@@ -1,38 +1,25 @@
-"""Durable storage for the stand-in: queue jobs, queue subscriptions, state and cron marks.
+"""Storage for the stand-in's state (kv) and cron marks.
 
 Two backends with one async interface:
-- `SqliteStore` (the real engine's `file_based` store method): one SQLite file in WAL mode.
-  Every write is committed before the call returns, so an enqueue acknowledged to a
-  worker survives a crash of the engine process. Calls are short local-disk operations
-  done on the event loop thread (tens of microseconds), which keeps ordering simple.
-  Queue job writes are group-committed: the writes issued during one event-loop turn
-  are applied in order in one transaction at the start of the next turn, and each
-  caller resumes only after that commit. State (kv) writes commit immediately.
+- `SqliteStore` (`store_method: file_based`): one SQLite file in WAL mode; every write is
+  committed before the call returns.
 - `RedisStore` (`RedisAdapter` in the config): the same data in Redis hashes.
 - `MemoryStore` (`store_method: in_memory`): nothing survives a restart.
+
+The queue keeps its own storage, modelled on the real engine's (`iii_local/queue_kv.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
-from iii_local.jobs import Job
-
 
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    # queue
-    async def put_jobs(self, jobs: list[Job]) -> None: ...
-    async def update_job(self, job: Job) -> None: ...
-    async def delete_job(self, job_id: str) -> None: ...
-    async def load_jobs(self) -> list[Job]: ...
-    async def add_subscription(self, topic: str, subscriber: str, config: dict[str, Any]) -> None: ...
-    async def load_subscriptions(self) -> list[tuple[str, str, dict[str, Any]]]: ...
     # state
     async def kv_get(self, scope: str, key: str) -> Any: ...
     async def kv_set(self, scope: str, key: str, value: Any) -> None: ...
@@ -43,28 +30,13 @@ class Store(Protocol):
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-_JOB_FIELDS = tuple(Job.__dataclass_fields__)
-
-
-def _job_body(job: Job) -> str:
-    """`Job.to_dict()` as JSON, without `asdict`'s deep copy."""
-    d = {f: getattr(job, f) for f in _JOB_FIELDS}
-    d["state"] = job.state.value
-    return _dumps(d)
-
-
-_UPSERT_JOB = "INSERT OR REPLACE INTO jobs(id, body) VALUES (?, ?)"
-_DELETE_JOB = "DELETE FROM jobs WHERE id = ?"
-
 
 class SqliteStore:
-    """All engine data in one SQLite file (WAL)."""
+    """State in one SQLite file (WAL)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self.db: sqlite3.Connection | None = None
-        self._ops: list[tuple[str, tuple[Any, ...]]] = []  # job writes waiting for the group commit
-        self._commit: asyncio.Future[None] | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -73,87 +45,18 @@ class SqliteStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS subscriptions (
-                topic TEXT NOT NULL, subscriber TEXT NOT NULL, config TEXT NOT NULL,
-                PRIMARY KEY (topic, subscriber));
-            CREATE TABLE IF NOT EXISTS kv (scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-                PRIMARY KEY (scope, key));
-            """
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS kv (scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (scope, key))"
         )
 
     async def close(self) -> None:
         if self.db is not None:
-            if self._ops:
-                self._flush()
             self.db.close()
             self.db = None
 
     def _db(self) -> sqlite3.Connection:
         assert self.db is not None, "store not opened"
         return self.db
-
-    def _write(self, ops: list[tuple[str, tuple[Any, ...]]]) -> "asyncio.Future[None]":
-        """Queue job writes for the next group commit; the future resolves once committed."""
-        self._ops.extend(ops)
-        fut = self._commit
-        if fut is None:
-            loop = asyncio.get_running_loop()
-            fut = self._commit = loop.create_future()
-            loop.call_soon(self._flush)
-        return fut
-
-    def _flush(self) -> None:
-        ops, fut = self._ops, self._commit
-        self._ops, self._commit = [], None
-        if not ops:
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-            return
-        db = self._db()
-        try:
-            db.execute("BEGIN")
-            try:
-                for sql, params in ops:
-                    db.execute(sql, params)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except Exception as exc:  # noqa: BLE001 - every writer in this group sees the failure
-            if fut is not None and not fut.done():
-                fut.set_exception(exc)
-            return
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-
-    async def put_jobs(self, jobs: list[Job]) -> None:
-        if jobs:
-            await self._write([(_UPSERT_JOB, (j.id, _job_body(j))) for j in jobs])
-
-    async def update_job(self, job: Job) -> None:
-        await self._write([(_UPSERT_JOB, (job.id, _job_body(job)))])
-
-    async def delete_job(self, job_id: str) -> None:
-        await self._write([(_DELETE_JOB, (job_id,))])
-
-    async def load_jobs(self) -> list[Job]:
-        if self._ops:
-            self._flush()
-        rows = self._db().execute("SELECT body FROM jobs").fetchall()
-        return [Job.from_dict(json.loads(r[0])) for r in rows]
-
-    async def add_subscription(self, topic: str, subscriber: str, config: dict[str, Any]) -> None:
-        self._db().execute(
-            "INSERT OR REPLACE INTO subscriptions(topic, subscriber, config) VALUES (?, ?, ?)",
-            (topic, subscriber, _dumps(config)),
-        )
-
-    async def load_subscriptions(self) -> list[tuple[str, str, dict[str, Any]]]:
-        rows = self._db().execute("SELECT topic, subscriber, config FROM subscriptions").fetchall()
-        return [(t, s, json.loads(c)) for t, s, c in rows]
 
     async def kv_get(self, scope: str, key: str) -> Any:
         row = self._db().execute("SELECT value FROM kv WHERE scope = ? AND key = ?", (scope, key)).fetchone()
@@ -174,7 +77,7 @@ class SqliteStore:
 
 
 class RedisStore:
-    """The same data in Redis: `iii:jobs` (hash id→job), `iii:subs`, `iii:state:{scope}` hashes."""
+    """The same data in Redis: one `iii:state:{scope}` hash per scope, `iii:scopes` lists them."""
 
     def __init__(self, url: str, prefix: str = "iii:") -> None:
         self.url = url
@@ -191,31 +94,6 @@ class RedisStore:
         if self.redis is not None:
             await self.redis.aclose()
             self.redis = None
-
-    async def put_jobs(self, jobs: list[Job]) -> None:
-        if jobs:
-            await self.redis.hset(self.prefix + "jobs", mapping={j.id: _dumps(j.to_dict()) for j in jobs})
-
-    async def update_job(self, job: Job) -> None:
-        await self.redis.hset(self.prefix + "jobs", job.id, _dumps(job.to_dict()))
-
-    async def delete_job(self, job_id: str) -> None:
-        await self.redis.hdel(self.prefix + "jobs", job_id)
-
-    async def load_jobs(self) -> list[Job]:
-        raw = await self.redis.hgetall(self.prefix + "jobs")
-        return [Job.from_dict(json.loads(v)) for v in raw.values()]
-
-    async def add_subscription(self, topic: str, subscriber: str, config: dict[str, Any]) -> None:
-        await self.redis.hset(self.prefix + "subs", _dumps([topic, subscriber]), _dumps(config))
-
-    async def load_subscriptions(self) -> list[tuple[str, str, dict[str, Any]]]:
-        raw = await self.redis.hgetall(self.prefix + "subs")
-        out = []
-        for k, v in raw.items():
-            topic, sub = json.loads(k)
-            out.append((topic, sub, json.loads(v)))
-        return out
 
     def _scope(self, scope: str) -> str:
         return f"{self.prefix}state:{scope}"

@@ -387,44 +387,34 @@ async function refreshTrace(traceId) {
 
 // ------------------------------------------------------------------ queues
 
+// One row per topic: the subscribers compete for its one job list (engine 0.8.3).
 function queueRow(q) {
-  return `<td class="mono">${esc(q.topic)}</td><td>${esc(fidLabel(q.subscriber))}${q.active ? "" : ' <span class="muted">(no worker)</span>'}</td>`
+  const subs = q.subscribers.map((s) => `${esc(fidLabel(s.function_id))} <span class="muted">${esc(s.mode)}${s.concurrency == null ? "" : ` ×${s.concurrency}`}</span>`).join("<br>");
+  return `<td class="mono">${esc(q.topic)}</td><td data-col="subscribers">${subs || '<span class="muted">(no subscriber)</span>'}</td>`
     + `<td class="num" data-col="depth">${q.depth}</td><td class="num" data-col="in_flight">${q.in_flight}</td>`
-    + `<td class="num" data-col="retrying">${q.retrying}</td><td class="num" data-col="dead">${q.dead ? badge(String(q.dead), "error") : 0}</td>`
-    + `<td class="num">${q.concurrency}</td><td class="num">${q.max_attempts}</td><td>${q.fifo ? "fifo" : "concurrent"}</td>`;
+    + `<td class="num" data-col="retrying">${q.retrying}</td><td class="num" data-col="stranded">${q.stranded ? badge(String(q.stranded), "error") : 0}</td>`
+    + `<td class="num" data-col="dead">${q.dead ? badge(String(q.dead), "error") : 0}</td>`
+    + `<td class="num">${q.max_attempts ?? "–"}</td><td>${esc(q.adapter)}</td>`;
 }
 
+// A stored dead letter (queue:{topic}:dlq): listed only, the engine has no redrive.
 function dlqEntry(e) {
   const j = e.job;
-  return `<div class="meta"><span class="mono" title="${esc(j.id)}">${esc(j.id.slice(0, 12))}</span>${badge(j.topic, "topic")}`
-    + `<span>${esc(fidLabel(j.subscriber))}</span><span class="muted">attempts ${j.attempts_made}/${j.max_attempts}</span>`
-    + `<span class="muted">failed ${esc(fmtDateTime(e.failed_at))}</span>`
+  return `<div class="meta"><span class="mono" title="${esc(j.id)}">${esc(j.id.slice(0, 12))}</span>${badge(e.topic, "topic")}`
+    + `<span class="muted">attempts ${j.attempts_made}/${j.max_attempts}</span>`
+    + `<span class="muted">failed ${esc(fmtDateTime(e.failed_at / 1000))}</span>`
     + (j.traceparent ? `<a href="#/trace/${esc(String(j.traceparent).split("-")[1] || "")}">trace</a>` : "") + `</div>`
     + `<div class="err" data-testid="dlq-error">${esc(e.error)}</div><pre data-testid="dlq-payload">${esc(json(j.data, 2))}</pre>`;
 }
 
 async function refreshQueues() {
   const [q, d] = await Promise.all([api.get("/_console/queues"), api.get("/_console/dlq")]);
-  syncKeyed($("#queues-body"), q.queues, (r) => r.subscriber, queueRow, "tr", null, '<tr><td colspan="9" class="empty">No queue subscribers.</td></tr>');
+  syncKeyed($("#queues-body"), q.queues, (r) => r.topic, queueRow, "tr", null, '<tr><td colspan="9" class="empty">No queues.</td></tr>');
   [...$("#queues-body").children].forEach((tr) => { if (tr.dataset.key) tr.dataset.topic = tr.querySelector("td").textContent; });
-  const letters = [...d.dead_letters].reverse();
-  syncKeyed($("#dlq"), letters, (e) => e.job.id, dlqEntry, "div",
-    (e) => `<div class="keep"><button class="btn ghost" data-action="replay" data-id="${esc(e.job.id)}" data-testid="replay">Replay</button></div>`,
-    '<div class="empty-box">No dead letters.</div>');
+  const letters = d.dead_letters;  // newest first, as stored
+  syncKeyed($("#dlq"), letters, (e) => e.job.id, dlqEntry, "div", null, '<div class="empty-box">No dead letters.</div>');
   [...$("#dlq").children].forEach((n) => { if (n.dataset.key) { n.className = "dlq-entry"; n.dataset.testid = "dlq-entry"; } });
   $("#dlq-count").textContent = letters.length ? String(letters.length) : "";
-  $("#replay-all").disabled = !letters.length;
-}
-
-async function replay(ids) {
-  $("#replay-all").disabled = true;
-  try {
-    const r = await api.post("/_console/dlq/replay", { ids });
-    toast(`Replayed ${r.replayed} message${r.replayed === 1 ? "" : "s"}`);
-  } catch (e) {
-    toast(`Replay failed: ${e.message}`);
-  }
-  await refreshQueues().catch(() => {});
 }
 
 // ------------------------------------------------------------------ cron
@@ -549,11 +539,6 @@ function init() {
     const tr = ev.target.closest("tr[data-key]");
     if (tr && !ev.target.closest("a")) location.hash = `#/trace/${tr.dataset.key}`;
   });
-  $("#dlq").addEventListener("click", (ev) => {
-    const b = ev.target.closest("[data-action=replay]");
-    if (b) { b.disabled = true; replay([b.dataset.id]); }
-  });
-  $("#replay-all").addEventListener("click", () => replay(null));
   $("#cron-body").addEventListener("click", (ev) => {
     const b = ev.target.closest("[data-action=fire]");
     if (b) fire(b.dataset.fid, b);
