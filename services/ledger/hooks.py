@@ -1,0 +1,62 @@
+"""What happens to an entity when its mark goes dead (the developer guide's failure fields).
+
+- document: CDokumente `xaiSyncStatus=failed`, `xaiSyncError` = the last error;
+- party / bank account: `syncStatus=failed`, `syncError` = the last error;
+- calendar employee: the status record in state `calendar_sync_status/{Kürzel}` gets
+  `result=failed`, `dead=true` and the error;
+- collection, calendar fan-out: nothing beyond the dead list and the error log (the
+  entity has no status field; the reconciler and the next cron run try again).
+
+The writes are best effort: run_marked logs a failing hook; the dead list keeps the error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from services.ledger.glue import OnDead
+from services.ledger.policies import SyncKind
+from services.ledger.store import Claim
+
+MAX_ERROR_LENGTH = 2000
+
+
+async def document_dead(claim: Claim, error: str, ctx: Any) -> None:
+    from services.clients import get_espocrm
+
+    await get_espocrm().update_entity(
+        "CDokumente", claim.entity_id, {"xaiSyncStatus": "failed", "xaiSyncError": error[:MAX_ERROR_LENGTH]}
+    )
+
+
+def _sync_status_dead(entity_type: str) -> OnDead:
+    async def hook(claim: Claim, error: str, ctx: Any) -> None:
+        from services.clients import get_espocrm
+
+        await get_espocrm().update_entity(
+            entity_type, claim.entity_id, {"syncStatus": "failed", "syncError": error[:MAX_ERROR_LENGTH]}
+        )
+
+    return hook
+
+
+async def calendar_employee_dead(claim: Claim, error: str, ctx: Any) -> None:
+    from services.calendar_sync import STATUS_SCOPE
+
+    state = getattr(ctx, "state", None)
+    if state is None:
+        return
+    previous = await state.get(STATUS_SCOPE, claim.entity_id)
+    record = dict(previous) if isinstance(previous, Mapping) else {"kuerzel": claim.entity_id}
+    record.update({"result": "failed", "dead": True, "error": error[:MAX_ERROR_LENGTH],
+                   "dead_at": datetime.now(timezone.utc).isoformat()})
+    await state.set(STATUS_SCOPE, claim.entity_id, record)
+
+
+ON_DEAD: Mapping[SyncKind, OnDead] = {
+    SyncKind.DOCUMENT: document_dead,
+    SyncKind.PARTY: _sync_status_dead("CBeteiligte"),
+    SyncKind.BANK_ACCOUNT: _sync_status_dead("CBankverbindungen"),
+    SyncKind.CALENDAR_EMPLOYEE: calendar_employee_dead,
+}
