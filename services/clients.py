@@ -1,7 +1,7 @@
 """One client per external system per worker process, built from the validated settings.
 
-Steps call `get_espocrm()`, `get_xai()`, `get_advoware()`, `get_google_calendar()` and
-`get_redis_client()` instead of constructing clients, so a worker keeps one aiohttp
+Steps call `get_espocrm()`, `get_xai()`, `get_advoware()`, `get_google_calendar()`,
+`get_redis_client()` and `get_ledger()` instead of constructing clients, so a worker keeps one aiohttp
 session (and connection pool) per system. Clients are bound to the event loop they were
 created on; a new loop (tests) gets new clients.
 """
@@ -32,6 +32,27 @@ def get_redis_client() -> Any:
     from services.redis_client import get_redis
 
     return get_redis(get_settings().redis_url)
+
+
+def ledger_from_settings(s: Settings, redis: Any) -> Any:
+    """A sync ledger (services.ledger.Ledger) on `redis`, configured from the settings."""
+    from services.ledger import Ledger
+
+    g = s.ledger
+    return Ledger(
+        redis,
+        prefix=g.key_prefix,
+        backoff_scale=g.backoff_scale,
+        time_box_scale=g.time_box_scale,
+        grace=g.grace_seconds,
+        claim_lease=g.claim_lease_seconds,
+        requeue_lease=g.requeue_lease_seconds,
+    )
+
+
+def get_ledger() -> Any:
+    """The worker's sync ledger (one per event loop, on the shared Redis client)."""
+    return _cached("ledger", lambda s: ledger_from_settings(s, get_redis_client()))
 
 
 def espocrm_from_settings(s: Settings) -> Any:

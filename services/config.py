@@ -262,6 +262,29 @@ class CalendarSettings(_Frozen):
     conflict_rule: ConflictRule = ConflictRule.NEWEST_WINS
 
 
+class LedgerSettings(_Frozen):
+    """The sync ledger (services.ledger): delivery, retries and dead letters of queued work."""
+
+    key_prefix: str = "ledger"
+    """Redis keys `{prefix}:mark:{kind}:{id}`, `{prefix}:due:{kind}`, ..."""
+    backoff_scale: float = 1.0
+    """Multiplies every kind's retry delays (tests: e.g. 0.01)."""
+    time_box_scale: float = 1.0
+    """Multiplies every kind's time-box (tests: a hung handler is cancelled quickly)."""
+    grace_seconds: float = 30.0
+    """A fresh mark's event is enqueued at once; the sweeper re-enqueues it only if it was
+    not handled within this grace."""
+    claim_lease_seconds: float = 60.0
+    """A running handler renews its claim every third of this; a dead worker's claim runs out after it."""
+    requeue_lease_seconds: float = 60.0
+    """A mark the sweeper re-enqueued is not re-enqueued again before this."""
+    sweep_cron: str = "*/30 * * * * *"
+    """The sweeper's schedule (6 fields, seconds first, UTC)."""
+    sweep_batch: int = 200
+    sweep_max_batches: int = 10
+    """The sweeper re-enqueues at most sweep_batch × sweep_max_batches marks per run."""
+
+
 class SimulatorSettings(_Frozen):
     espocrm_port: int = SIM_DEFAULT_PORTS["espocrm"]
     advoware_port: int = SIM_DEFAULT_PORTS["advoware"]
@@ -283,6 +306,9 @@ class Settings(_Frozen):
     google: GoogleSettings
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     simulators: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    ops_token: SecretStr | None = None
+    """Bearer token of the operator endpoints (GET /ops/ledger, POST /ops/ledger/replay); unset → 503."""
     warnings: tuple[str, ...] = ()
     """Non-fatal remarks (e.g. webhooks unauthenticated): log them at start-up."""
 
@@ -322,6 +348,9 @@ class Settings(_Frozen):
             "google_calendar": self.google.calendar_base_url,
             "calendars": sorted(self.calendar.mapping),
             "advoware_proxy_enabled": self.advoware.proxy_token is not None,
+            "ledger": {"key_prefix": self.ledger.key_prefix, "sweep_cron": self.ledger.sweep_cron,
+                       "backoff_scale": self.ledger.backoff_scale, "grace_seconds": self.ledger.grace_seconds},
+            "ops_api_enabled": self.ops_token is not None,
         }
 
 
@@ -554,6 +583,18 @@ WEBHOOK_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 WEBHOOK_TOKEN_MIN_LENGTH = 32
 
 
+def _key_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", value):
+        raise ValueError(f"expected 1-40 characters of A-Z a-z 0-9 _ . -, got {value!r}")
+    return value
+
+
+def _cron_expression(value: str) -> str:
+    from services.ledger.cron import validate_expression
+
+    return validate_expression(value.strip())
+
+
 def _webhook_token(value: str) -> SecretStr:
     """ESPOCRM_WEBHOOK_TOKEN rides in the webhook URL (`?token=...`), so it may only use the
     characters a URL carries unencoded (RFC 3986 unreserved): nginx hands the raw parameter on,
@@ -781,6 +822,20 @@ def _build(env: Mapping[str, str]) -> Settings:
     future_days = r.integer("CALENDAR_SYNC_FUTURE_DAYS", 180, minimum=0, maximum=3650)
     conflict_rule = r.choice("CALENDAR_CONFLICT_RULE", ConflictRule, ConflictRule.NEWEST_WINS)
 
+    # Sync ledger (services.ledger) and the operator endpoints
+    ledger = LedgerSettings(
+        key_prefix=r.parsed("LEDGER_KEY_PREFIX", _key_prefix, default="ledger") or "ledger",
+        backoff_scale=r.number("LEDGER_BACKOFF_SCALE", 1.0),
+        time_box_scale=r.number("LEDGER_TIME_BOX_SCALE", 1.0),
+        grace_seconds=r.number("LEDGER_GRACE_SECONDS", 30.0, exclusive=False),
+        claim_lease_seconds=r.number("LEDGER_CLAIM_LEASE_SECONDS", 60.0),
+        requeue_lease_seconds=r.number("LEDGER_REQUEUE_LEASE_SECONDS", 60.0),
+        sweep_cron=r.parsed("LEDGER_SWEEP_CRON", _cron_expression, default="*/30 * * * * *") or "*/30 * * * * *",
+        sweep_batch=r.integer("LEDGER_SWEEP_BATCH", 200, minimum=1, maximum=10000),
+        sweep_max_batches=r.integer("LEDGER_SWEEP_MAX_BATCHES", 10, minimum=1, maximum=1000),
+    )
+    ops_token = r.secret("OPS_TOKEN")
+
     if r.errors:
         raise ConfigError("Invalid configuration:\n- " + "\n- ".join(r.errors))
 
@@ -854,6 +909,8 @@ def _build(env: Mapping[str, str]) -> Settings:
                 conflict_rule=conflict_rule,
             ),
             simulators=sims,
+            ledger=ledger,
+            ops_token=ops_token,
             warnings=tuple(r.warnings),
         )
     except ValueError as exc:  # pydantic.ValidationError is a ValueError; should not happen
