@@ -59,7 +59,7 @@ class QueueModule:
         self.counters = DeliveryCounters()
         self.adapter: BuiltinQueueAdapter | RedisQueueAdapter
         if config.adapter == QUEUE_REDIS:
-            self.adapter = RedisQueueAdapter(config.redis_url, self.counters)
+            self.adapter = RedisQueueAdapter(config.redis_url, self.counters, engine.telemetry)
         else:
             self.adapter = BuiltinQueueAdapter(config, data_path)
         self.subscribed_topics: set[str] = set()  # every topic subscribed since the engine started

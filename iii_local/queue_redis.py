@@ -30,6 +30,7 @@ from typing import Any
 
 from iii_local.engine import InvocationError
 from iii_local.queue_delivery import DeliveryCounters, FunctionHandler, call_without_timeout
+from iii_local.telemetry import TelemetryStore
 
 log = logging.getLogger("iii_local.queue")
 
@@ -66,9 +67,10 @@ class RedisQueueAdapter:
 
     kind = "redis"
 
-    def __init__(self, redis_url: str, counters: DeliveryCounters) -> None:
+    def __init__(self, redis_url: str, counters: DeliveryCounters, telemetry: TelemetryStore | None = None) -> None:
         self.redis_url = redis_url
         self.counters = counters
+        self.telemetry = telemetry
         self.publisher: Any = None
         self.subscriptions: dict[str, _Subscription] = {}  # topic →
         self._tasks: set[asyncio.Task[None]] = set()
@@ -103,7 +105,7 @@ class RedisQueueAdapter:
             self.published += 1
         except Exception as exc:  # noqa: BLE001 - the real adapter logs and returns
             self.publish_errors += 1
-            log.error("Failed to publish to Redis queue %s: %s", topic, exc)
+            self._log("error", "Failed to publish to Redis queue", topic=topic, error=str(exc))
         return []
 
     def subscribe(self, topic: str, trigger_id: str, handler: FunctionHandler, queue_config: Any) -> None:
@@ -136,7 +138,7 @@ class RedisQueueAdapter:
             try:
                 await pubsub.subscribe(topic)
             except Exception as exc:  # noqa: BLE001
-                log.error("Failed to subscribe to Redis channel %s: %s", topic, exc)
+                self._log("error", "Failed to subscribe to Redis channel", topic=topic, error=str(exc))
                 return
             while True:
                 try:
@@ -144,7 +146,7 @@ class RedisQueueAdapter:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the stream ends; nothing subscribes again
-                    log.error("Redis subscription of %s ended: %s", topic, exc)
+                    self._log("error", "Redis subscription ended: the topic gets nothing until its trigger is registered again", topic=topic, error=str(exc))
                     return
                 if msg is None or msg.get("type") != "message":
                     continue
@@ -164,11 +166,16 @@ class RedisQueueAdapter:
             except Exception:  # noqa: BLE001
                 pass
 
+    def _log(self, level: str, message: str, **fields: Any) -> None:
+        getattr(log, "warning" if level == "warn" else level)("%s %s", message, fields)
+        if self.telemetry is not None:
+            self.telemetry.engine_log(level, message, step="queue", **fields)
+
     async def _condition(self, handler: FunctionHandler, data: Any) -> bool:
         try:
             return await call_without_timeout(handler.engine, str(handler.condition_function_id), data, traceparent=None, baggage=None) is not False
         except InvocationError as exc:
-            log.error("Error invoking condition function %s: %s", handler.condition_function_id, exc.message)
+            self._log("error", "Error invoking condition function", function=handler.condition_function_id, error=exc.message)
             return False
 
     async def _invoke(self, topic: str, handler: FunctionHandler, data: Any, traceparent: str | None, baggage: str | None) -> None:

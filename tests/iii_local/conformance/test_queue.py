@@ -19,42 +19,12 @@ from iii_local.config import QueueConfig
 from iii_local.engine import Engine
 from iii_local.queue import QueueModule
 from iii_local.telemetry import TelemetryStore
-from iii_local.testing import MotiaTester
-from tests.iii_local.conformance.queue_steps.deliveries import read, release_path
+from tests.iii_local.conformance.queue_support import QueueTester, max_overlap
 
 STEPS = Path(__file__).parent / "queue_steps" / "builtin"
 FUNCTIONS = 9
 BACKOFF_MS = 300
 SAVE_INTERVAL_MS = 3000
-
-
-class QueueTester(MotiaTester):
-    log: Path
-
-    def deliveries(self, event: str | None = None, **match: Any) -> list[dict[str, Any]]:
-        return read(self.log, event, **match)
-
-    def release(self, key: str) -> None:
-        release_path(self.log, key).touch()
-
-    async def wait_for(self, event: str, count: int = 1, timeout: float = 10.0, **match: Any) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.deliveries(event, **match)
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} {event} {match}, saw {len(found)}")
-            await asyncio.sleep(0.05)
-
-    async def emit(self, topic: str, data: Any, **extra: Any) -> dict[str, Any]:
-        r = await self.post("/cf/emit", {"topic": topic, "data": data, **extra})
-        assert r.status == 200, (r.status, r.text)
-        return r.json()
-
-    async def queue_row(self, topic: str) -> dict[str, Any]:
-        rows = (await self.console("GET", "/_console/queues"))["queues"]
-        return next(r for r in rows if r["topic"] == topic)
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +43,6 @@ async def tester(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Queu
         yield t
     finally:
         await t.stop()
-
-
-def max_overlap(spans: list[tuple[float, float]]) -> int:
-    """The largest number of runs in progress at one time."""
-    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    cur = best = 0
-    for _, d in edges:
-        cur += d
-        best = max(best, cur)
-    return best
 
 
 def spans(t: QueueTester, prefix: str, key: str) -> list[tuple[float, float]]:
