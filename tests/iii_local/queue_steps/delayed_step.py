@@ -1,3 +1,5 @@
+"""delaySeconds=1, which engine 0.8.3 parses and drops: the message is delivered at once."""
+
 import time
 
 from motia import queue

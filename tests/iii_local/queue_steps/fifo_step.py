@@ -1,4 +1,5 @@
-"""FIFO: one message per messageGroupId at a time, in order; groups in parallel."""
+"""type fifo (concurrency 10): one message at a time for the whole subscription, in order.
+Engine 0.8.3 never sees Motia's messageGroupId (every job is in group "default")."""
 
 import asyncio
 import time
