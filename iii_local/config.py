@@ -102,7 +102,6 @@ class ExecConfig:
 class LocalEngineConfig:
     """Stand-in-only settings (top-level `local_engine:`)."""
 
-    max_request_bytes: int = 10 * 1024 * 1024
     console_host: str = "127.0.0.1"
     console_port: int = 3113
     console_token: str = ""
@@ -163,6 +162,9 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
         cls = str(entry["class"])
         mc = dict(entry.get("config") or {})
         if cls == REST_CLASS:
+            unknown = set(mc) - {"port", "host", "default_timeout", "concurrency_request_limit", "cors"}
+            if unknown:  # RestApiConfig: deny_unknown_fields (modules/rest_api/config.rs 25-42)
+                raise EngineConfigError(f"Failed to create {cls}: unknown field(s) {sorted(unknown)}")
             cors = mc.get("cors") or {}
             cfg.rest = RestConfig(
                 port=_int(mc.get("port", 3111), "RestApiModule.port"),

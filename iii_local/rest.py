@@ -1,14 +1,33 @@
-"""The REST module (port 3111): HTTP triggers routed to worker functions over channels.
+"""The REST module (port 3111): HTTP triggers answered the way the real engine 0.8.3 does.
 
-Mirrors the real engine's `dynamic_handler`: routes from `http` triggers with `:param`
-segments; the worker gets query/path params, lower-cased headers, the parsed JSON body
-(for `application/json` only) and two channel refs; the answer is read from the response
-channel (`set_status`/`set_headers` text frames, then binary body chunks), falling back
-to the invocation's result. Handler error → 500 with an `error_id`; a false condition →
-422; no answer in `default_timeout` → 504; unknown route → 404.
-A response body whose channel ends promptly (no gap over `COALESCE_WAIT` between chunks, at
-most `COALESCE_BYTES`) is sent whole with a Content-Length; a longer or slower one is
-streamed (chunked) as it arrives.
+Reproduces `dynamic_handler` (engine/src/modules/rest_api/views.rs, iii/v0.8.3); routing
+and CORS are in `http_routes`, serde_json's reading and writing in `http_json`.
+
+Request (views.rs 246-305):
+- Content type containing `application/json` (case-sensitive, the first Content-Type
+  header): the body is read whole and parsed into `body` (keys sorted; invalid → null).
+  Nothing is written to the request channel, and the engine keeps the channel's sender
+  until the request is answered: a worker reading `request_body` waits until then, which
+  for a handler that waits on it means the timeout (504) (H1; channels/mod.rs 95-98).
+- Any other content type: `body` is null and the raw bytes are streamed into the request
+  channel, which closes at the end (H2).
+- Headers lower-cased (a value that is not visible ASCII arrives as ""), query parameters
+  decoded (the last of a repeated key wins), path parameters raw, `path` = the trigger's
+  `api_path` as registered. An incoming `traceparent` is not used: every request starts a
+  new trace (the engine's HTTP span has no parent).
+
+Answer (views.rs 360-465): the response channel is read first (`set_status`/`set_headers`
+text frames, then binary chunks); as soon as a binary chunk arrives, or the channel closes,
+the answer is streamed with that status and those headers. If the handler's result arrives
+first and is not null, the answer is `Json(result["body"])` (`{}` when absent) with
+`result["status_code"]` (200 when absent): headers and `set_status` are dropped (H3). A null
+result leaves the channel as the only source: nothing written and never closed → 504.
+Handler error → 500 `{"error":"internal server error","error_id"}`; a condition returning
+exactly `false` → 422; no answer within `default_timeout` → 504 with an empty body (axum's
+TimeoutLayer; a streamed body is not timed). No request body size limit (H4).
+
+Operator extras: `x-iii-trace-id` on every answer of a route, an invocation record per
+request in the telemetry, and the `/_console` routes on the same port.
 """
 
 from __future__ import annotations
@@ -22,102 +41,64 @@ from typing import Any
 
 from aiohttp import web
 
-from iii_local.channels import EMPTY, TIMEOUT, Channel
+from iii_local.channels import EMPTY, Channel
 from iii_local.config import RestConfig
 from iii_local.engine import Engine, InvocationError, TriggerEntry, new_traceparent
+from iii_local.http_json import dumps, parse_body
+from iii_local.http_routes import Cors, Resolution, Route, Router
 from iii_local.telemetry import InvocationRecord, span_id_of, trace_id_of
 
+__all__ = ["RestModule", "Router", "Route", "http_response_from_result"]
+
 CHUNK = 64 * 1024
-COALESCE_BYTES = 1024 * 1024  # a response body up to this size that ends promptly is sent whole
-COALESCE_WAIT = 0.02  # seconds to wait for the next chunk or the end before streaming
 NO_BODY_STATUSES = frozenset({204, 304})
-TRACEPARENT_RE = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 def error_id() -> str:
     return format(time.time_ns() & 0xFFFFFFFFFFFF, "x")
 
 
+def visible_ascii(value: str) -> str:
+    """`HeaderValue::to_str().unwrap_or("")`: only visible ASCII and tab survive."""
+    return value if all(" " <= ch <= "~" or ch == "\t" for ch in value) else ""
+
+
+def http_response_from_result(result: Any) -> tuple[int, Any]:
+    """`HttpResponse::from_function_return` (types.rs 46-67) and `StatusCode::from_u16(code as u16)`:
+    the status from an unsigned integer `status_code` (else 200), the body (else `{}`)."""
+    status = 200
+    body: Any = {}
+    if isinstance(result, dict):
+        code = result.get("status_code")
+        if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 2**64:
+            truncated = code & 0xFFFF
+            status = truncated if 100 <= truncated <= 999 else 200
+        body = result.get("body", {})
+    return status, body
+
+
+def json_response(status: int, value: Any) -> web.Response:
+    return web.Response(status=status, body=dumps(value), content_type="application/json")
+
+
 @dataclass
-class Route:
-    method: str
-    path: str  # registered api_path without leading slash
-    segments: list[str]
-    trigger: TriggerEntry
+class Streamed:
+    """The answer is the response channel: this status, these headers, then the body chunks."""
 
-    @property
-    def function_id(self) -> str:
-        return self.trigger.function_id
-
-    @property
-    def static_score(self) -> int:
-        return sum(1 for s in self.segments if not s.startswith(":"))
-
-
-def split_path(path: str) -> list[str]:
-    return [s for s in path.split("/") if s]
-
-
-class Router:
-    def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], Route] = {}
-
-    def add(self, trigger: TriggerEntry) -> Route:
-        cfg = trigger.config
-        path = str(cfg.get("api_path", "")).lstrip("/")
-        method = str(cfg.get("http_method", "GET")).upper()
-        route = Route(method, path, split_path(path), trigger)
-        self.routes[(method, "/".join(route.segments))] = route
-        return route
-
-    def remove(self, trigger: TriggerEntry) -> None:
-        for key, route in list(self.routes.items()):
-            if route.trigger.id == trigger.id:
-                del self.routes[key]
-
-    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-        segs = split_path(path)
-        best: tuple[Route, dict[str, str]] | None = None
-        for route in self.routes.values():
-            if route.method != method.upper() or len(route.segments) != len(segs):
-                continue
-            params: dict[str, str] = {}
-            ok = True
-            for pattern, actual in zip(route.segments, segs):
-                if pattern.startswith(":"):
-                    params[pattern[1:]] = actual
-                elif pattern != actual:
-                    ok = False
-                    break
-            if ok and (best is None or route.static_score > best[0].static_score):
-                best = (route, params)
-        return best
-
-
-def response_from_result(result: Any) -> tuple[int, dict[str, str], Any] | None:
-    """The fallback answer from a handler's returned dict (`status_code` or `status`)."""
-    if not isinstance(result, dict):
-        return None
-    status = result.get("status_code", result.get("status", result.get("statusCode")))
-    if status is None:
-        return None
-    try:
-        code = int(status)
-    except (TypeError, ValueError):
-        return None
-    headers = result.get("headers") if isinstance(result.get("headers"), dict) else {}
-    return code, {str(k): str(v) for k, v in headers.items()}, result.get("body")
+    status: int
+    headers: dict[str, str]
+    first_chunk: bytes | None
 
 
 class RestModule:
     trigger_types = ("http",)
 
-    def __init__(self, engine: Engine, config: RestConfig, *, max_request_bytes: int, console_routes: list[web.RouteDef] | None = None) -> None:
+    def __init__(self, engine: Engine, config: RestConfig, *, console_routes: list[web.RouteDef] | None = None) -> None:
         self.engine = engine
         self.config = config
-        self.max_request_bytes = max_request_bytes
-        self.router = Router()
-        self.semaphore = asyncio.Semaphore(max(1, config.concurrency_request_limit))
+        self.router = Router(config.concurrency_request_limit)
+        self.cors = Cors(config)
         self.timeout = config.default_timeout_ms / 1000
         self.console_routes = console_routes or []
         self.in_flight = 0
@@ -125,282 +106,182 @@ class RestModule:
 
     def trigger_added(self, trigger: TriggerEntry) -> None:
         route = self.router.add(trigger)
-        self.engine.telemetry.engine_log("debug", f"route {route.method} /{route.path}", step=trigger.function_id)
+        self.engine.telemetry.engine_log("debug", f"route {route.method} {route.api_path}", step=trigger.function_id)
 
     def trigger_removed(self, trigger: TriggerEntry) -> None:
         self.router.remove(trigger)
 
     def make_app(self) -> web.Application:
-        # Without CORS origins the middleware would do nothing: leave it out of the hot path.
-        middlewares = [self._cors_middleware] if self.config.cors_origins else []
-        app = web.Application(client_max_size=self.max_request_bytes, middlewares=middlewares)
+        app = web.Application()
         app.add_routes(self.console_routes)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
-    @web.middleware
-    async def _cors_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        allowed = origin is not None and (origin in self.config.cors_origins or "*" in self.config.cors_origins)
-        if request.method == "OPTIONS" and allowed:
-            methods = ", ".join(self.config.cors_methods or ["GET", "POST", "PUT", "DELETE", "OPTIONS"])
-            return web.Response(
-                status=204,
-                headers={
-                    "Access-Control-Allow-Origin": origin or "",
-                    "Access-Control-Allow-Methods": methods,
-                    "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "*"),
-                },
-            )
-        resp = await handler(request)
-        if allowed and not resp.prepared:
-            resp.headers["Access-Control-Allow-Origin"] = origin or ""
-        return resp
+    # ------------------------------------------------------------------ routing
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        found = self.router.match(request.method, request.path)
-        if found is None:
-            return web.json_response({"error": "Not Found", "method": request.method, "path": request.path}, status=404)
-        route, path_params = found
-        length = request.content_length
-        if length is not None and length > self.max_request_bytes:
-            return web.json_response(
-                {"error": "Payload Too Large", "limit_bytes": self.max_request_bytes}, status=413
-            )
-        async with self.semaphore:
-            self.in_flight += 1
-            try:
-                return await self._dispatch(request, route, path_params)
-            finally:
-                self.in_flight -= 1
+        if request.method == "OPTIONS":
+            return self.cors.preflight(request)
+        found = self.router.resolve(request.method, request.rel_url.raw_path)
+        if found.kind is Resolution.ROUTE and found.route is not None:
+            async with found.route.semaphore:
+                self.in_flight += 1
+                try:
+                    return await self._dispatch(request, found.route, found.params)
+                finally:
+                    self.in_flight -= 1
+        if found.kind is Resolution.METHOD_NOT_ALLOWED:
+            resp = web.Response(status=405, headers={"Allow": found.allow})
+        elif found.kind is Resolution.NOT_REGISTERED:
+            resp = web.Response(status=404, text="Not Found")
+        else:
+            resp = web.Response(status=404)
+        self.cors.decorate(request, resp)
+        return resp
+
+    # ------------------------------------------------------------------ one request
 
     async def _dispatch(self, request: web.Request, route: Route, path_params: dict[str, str]) -> web.StreamResponse:
         engine = self.engine
-        incoming = request.headers.get("traceparent", "")
-        traceparent = incoming if incoming and TRACEPARENT_RE.match(incoming) else new_traceparent()
-        trace_id = trace_id_of(traceparent) or ""
+        traceparent = new_traceparent()
         record = engine.telemetry.start_invocation(
-            InvocationRecord(trace_id=trace_id, function_id=route.function_id, kind="http", start=time.time(), span_id=span_id_of(traceparent),
-                             detail={"method": request.method, "path": request.path})
+            InvocationRecord(trace_id=trace_id_of(traceparent) or "", function_id=route.function_id, kind="http", start=time.time(),
+                             span_id=span_id_of(traceparent), detail={"method": request.method, "path": request.path})
         )
-        content_type = request.headers.get("Content-Type", "")
         req_ch = engine.channels.create()
         res_ch = engine.channels.create()
         feeder: asyncio.Task[None] | None = None
-        body: Any = None
+        discard: list[Any] = []
         try:
-            if "application/json" in content_type:
-                try:
-                    raw = await request.read()
-                except web.HTTPRequestEntityTooLarge:
-                    return self._finish(record, web.json_response({"error": "Payload Too Large", "limit_bytes": self.max_request_bytes}, status=413))
-                try:
-                    body = json.loads(raw) if raw else None
-                except (ValueError, UnicodeDecodeError):
-                    body = None
-                # The body is in memory already: buffer it in the channel, no feeder task.
-                for i in range(0, len(raw), CHUNK):
-                    req_ch.put_nowait(raw[i : i + CHUNK])
+            try:
+                async with asyncio.timeout(self.timeout) as deadline:
+                    content_type = visible_ascii(request.headers.get("Content-Type", ""))
+                    body: Any = None
+                    if "application/json" in content_type:
+                        body = parse_body(await request.content.read())
+                    else:
+                        feeder = asyncio.create_task(self._feed_stream(req_ch, request))
+                    data = self._request_data(request, route, path_params, body, req_ch, res_ch)
+                    answer = await self._answer(route, data, traceparent, res_ch, discard, record)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                return self._finish(request, record, web.Response(status=504), error="timeout")
+            if feeder is None:
+                # H1: the engine drops the request channel's sender when it returns the answer.
+                # (H2: the sender belongs to the feeding task, which goes on to the end.)
                 req_ch.close_nowait()
-            else:
-                feeder = asyncio.create_task(self._feed_stream(req_ch, request))
-            data = {
-                "query_params": {k: v for k, v in request.query.items()},
-                "path_params": path_params,
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-                "path": route.path,
-                "method": request.method,
-                "body": body,
-                "trigger": {"type": "http", "path": route.path, "method": request.method},
-                "request_body": req_ch.ref("read"),
-                "response": res_ch.ref("write"),
-            }
-            condition = route.trigger.config.get("_condition_path")
-            if condition:
-                cond_input = {k: v for k, v in data.items() if k not in ("request_body", "response")}
-                try:
-                    ok = await engine.invoke(str(condition), cond_input, traceparent=traceparent, timeout=self.timeout)
-                except InvocationError as exc:
-                    return self._finish(record, self._error_500(exc), error=exc.message)
-                if not ok:
-                    return self._finish(record, web.json_response({"error": "Request condition not met", "skipped": True}, status=422))
-            return await self._call_and_respond(request, route, data, traceparent, res_ch, record)
+            if isinstance(answer, web.StreamResponse):
+                return self._finish(request, record, answer)
+            return await self._stream(request, record, answer, res_ch)
         finally:
+            for forget in discard:
+                forget()
             if feeder is not None:
                 feeder.cancel()
             engine.channels.remove(req_ch.id)
             engine.channels.remove(res_ch.id)
 
+    @staticmethod
+    def _request_data(request: web.Request, route: Route, path_params: dict[str, str], body: Any,
+                      req_ch: Channel, res_ch: Channel) -> dict[str, Any]:
+        """The `HttpRequest` the worker gets (types.rs 24-37)."""
+        return {
+            "query_params": {k: v for k, v in request.query.items()},
+            "path_params": path_params,
+            "headers": {k.lower(): visible_ascii(v) for k, v in request.headers.items()},
+            "path": route.api_path,
+            "method": request.method,
+            "body": body,
+            "trigger": {"type": "http", "path": route.api_path, "method": request.method},
+            "request_body": req_ch.ref("read"),
+            "response": res_ch.ref("write"),
+        }
+
     async def _feed_stream(self, ch: Channel, request: web.Request) -> None:
-        total = 0
+        """H2: the raw bytes into the request channel, then its end."""
         try:
             async for chunk in request.content.iter_chunked(CHUNK):
-                total += len(chunk)
-                if total > self.max_request_bytes:
-                    break
                 await ch.put(bytes(chunk))
         finally:
             ch.close_nowait()
 
-    def _error_500(self, exc: Exception) -> web.Response:
+    def _error_500(self, exc: BaseException, record: InvocationRecord) -> web.Response:
+        record.error = str(exc)
         eid = error_id()
         self.engine.telemetry.engine_log("error", "Internal server error", error_id=eid, error=str(exc))
-        return web.json_response({"error": "internal server error", "error_id": eid}, status=500)
+        return json_response(500, {"error": "internal server error", "error_id": eid})
 
-    def _finish(self, record: InvocationRecord, resp: web.StreamResponse, *, error: str | None = None) -> web.StreamResponse:
-        record.end = time.time()
-        status = resp.status
-        record.detail["status"] = status
-        record.outcome = "ok" if status < 500 else ("timeout" if status == 504 else "error")
-        if error:
-            record.error = error
-        if record.trace_id and not resp.prepared:
-            resp.headers["x-iii-trace-id"] = record.trace_id
-        return resp
-
-    def _timeout_504(self, record: InvocationRecord) -> web.StreamResponse:
-        return self._finish(record, web.json_response({"error": "Gateway Timeout", "timeout_ms": int(self.timeout * 1000)}, status=504), error="timeout")
-
-    async def _call_and_respond(
-        self, request: web.Request, route: Route, data: dict[str, Any], traceparent: str, res_ch: Channel, record: InvocationRecord
-    ) -> web.StreamResponse:
-        """Invoke the handler and answer from its response channel, or from its result.
-
-        One future (`waiter`) is woken by whichever comes first: a channel item or end,
-        the invocation's answer, or a time limit; no task is created per request.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+    async def _answer(self, route: Route, data: dict[str, Any], traceparent: str, res_ch: Channel,
+                      discard: list[Any], record: InvocationRecord) -> web.StreamResponse | Streamed:
+        """Condition, invocation, then whichever decides the answer first (views.rs 314-465)."""
+        engine = self.engine
+        condition = route.trigger.config.get("_condition_path")
+        if condition:
+            cond_input = {k: v for k, v in data.items() if k not in ("request_body", "response")}
+            try:
+                ok = await engine.invoke(str(condition), cond_input, traceparent=traceparent, timeout=self.timeout + 1)
+            except InvocationError as exc:
+                return self._error_500(exc, record)
+            if ok is False:  # check_condition: only an explicit false skips the handler
+                return json_response(422, {"error": "Request condition not met", "skipped": True})
         try:
-            call, discard = await self.engine.start_call(route.function_id, data, traceparent=traceparent)
+            call, forget = await engine.start_call(route.function_id, data, traceparent=traceparent)
         except InvocationError as exc:
-            return self._finish(record, self._error_500(exc), error=str(exc))
+            return self._error_500(exc, record)
+        discard.append(forget)
+        loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] | None = None
 
         def wake(*_: Any) -> None:
             if waiter is not None and not waiter.done():
-                waiter.set_result(False)
+                waiter.set_result(None)
 
-        def expire() -> None:
-            if waiter is not None and not waiter.done():
-                waiter.set_result(True)
-
-        async def wait_until(when: float) -> bool:
-            """Sleep until something happens; True if `when` came first."""
-            nonlocal waiter
-            waiter = loop.create_future()
-            timer = loop.call_at(when, expire)
-            try:
-                return await waiter
-            finally:
-                timer.cancel()
-                waiter = None
-
+        status, headers = 200, {}
         res_ch.listener = wake
         call.add_done_callback(wake)
-        status, headers = 200, {}
-        first_chunk: bytes | None = None
-        closed = False
         try:
+            # Phase 1: the channel first (a biased select), then the invocation's result.
             while True:
                 item = res_ch.get_nowait()
-                if item is not EMPTY:
-                    if item is None:
-                        closed = True
-                        break
-                    if isinstance(item, str):
-                        status, headers = self._control(item, status, headers)
-                        continue
-                    first_chunk = item
-                    break
-                now = loop.time()
-                if now >= deadline:
-                    return self._timeout_504(record)
-                if not call.done():
-                    await wait_until(deadline)
-                    continue
-                exc = None if call.cancelled() else call.exception()
-                if exc is None:
-                    # As in the real engine, a returned response that arrives before the
-                    # body answers at once (keeping its status and headers).
-                    fallback = response_from_result(call.result()) if not call.cancelled() else None
-                    if fallback is not None and fallback[2] is not None:
-                        code, fheaders, fbody = fallback
-                        return self._finish(record, self._body_response(code, {**fheaders, **headers}, fbody))
-                    # The handler answered; the channel normally closes within milliseconds.
-                    # If the worker never attached to it, fall back to the result soon.
-                    limit = deadline if res_ch.attached else min(deadline, now + 0.5)
-                    if await wait_until(limit) and not res_ch.items and not res_ch.closed:
-                        break
-                    continue
-                if isinstance(exc, InvocationError) and exc.code == "timeout":
-                    return self._timeout_504(record)
-                # Like the real engine (which polls the channel first), a body already
-                # on its way wins over an error in serialising the result.
-                if res_ch.attached:
-                    while True:
-                        item = await res_ch.get(until=loop.time() + 0.5)
-                        if isinstance(item, str):
-                            status, headers = self._control(item, status, headers)
-                            continue
-                        if isinstance(item, bytes):
-                            first_chunk = item
-                        break
-                    if first_chunk is not None:
-                        break
-                return self._finish(record, self._error_500(exc), error=str(exc))
-            if first_chunk is None:
-                # Channel closed (or never used) without a body: the result is the answer if it has one.
-                if not call.done():
-                    await wait_until(deadline)  # the channel has ended: only the call or the deadline wakes it
-                if call.done() and not call.cancelled() and call.exception() is not None:
-                    exc = call.exception()
-                    return self._finish(record, self._error_500(exc), error=str(exc))
-                fallback = response_from_result(call.result()) if call.done() and not call.cancelled() else None
-                if fallback is not None and not closed:
-                    code, fheaders, fbody = fallback
-                    return self._finish(record, self._body_response(code, {**fheaders, **headers}, fbody))
-                if fallback is not None and closed and fallback[2] is not None:
-                    code, fheaders, fbody = fallback
-                    return self._finish(record, self._body_response(status if status != 200 else code, {**fheaders, **headers}, fbody))
-                return self._finish(record, web.Response(status=status, headers=headers))
-            if status in NO_BODY_STATUSES:
-                return self._finish(record, web.Response(status=status, headers=headers))
-            # A body that ends promptly is sent whole (one write, Content-Length); one that
-            # keeps coming is streamed as it arrives.
-            res_ch.listener = None
-            chunks = [first_chunk]
-            size = len(first_chunk)
-            while size <= COALESCE_BYTES:
-                item = await res_ch.get(until=min(deadline, loop.time() + COALESCE_WAIT))
                 if item is None:
-                    return self._finish(record, web.Response(status=status, headers=headers, body=b"".join(chunks)))
-                if item is TIMEOUT:
+                    return Streamed(status, headers, None)
+                if isinstance(item, str):
+                    status, headers = self._control(item, status, headers)
+                    continue
+                if item is not EMPTY:
+                    return Streamed(status, headers, item)
+                if call.done():
                     break
-                if isinstance(item, bytes):
-                    chunks.append(item)
-                    size += len(item)
-            resp_stream = web.StreamResponse(status=status, headers=headers)
-            self._finish(record, resp_stream)
-            await resp_stream.prepare(request)
-            await resp_stream.write(b"".join(chunks))
+                waiter = loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    waiter = None
+            exc = call.exception()
+            if exc is not None:
+                return self._error_500(exc, record)
+            result = call.result()
+            if result is not None:
+                code, body = http_response_from_result(result)
+                return json_response(code, body)  # H3: the result's status and body only
+            # Phase 2: the handler returned nothing; only the channel can answer now.
+            res_ch.listener = None
             while True:
-                item = await res_ch.get(until=max(loop.time() + 0.05, deadline))
-                if item is None or item is TIMEOUT:
-                    break
-                if isinstance(item, bytes):
-                    await resp_stream.write(item)
-            await resp_stream.write_eof()
-            return resp_stream
+                item = await res_ch.get()
+                if item is None:
+                    return Streamed(status, headers, None)
+                if isinstance(item, str):
+                    status, headers = self._control(item, status, headers)
+                    continue
+                return Streamed(status, headers, item)
         finally:
             res_ch.listener = None
             call.remove_done_callback(wake)
-            if call.done() and not call.cancelled():
-                call.exception()  # retrieved: an error answered here is not "never retrieved"
-            discard()
 
     @staticmethod
     def _control(msg: str, status: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        """`apply_control_message` (views.rs 38-72)."""
         try:
             ctrl = json.loads(msg)
         except ValueError:
@@ -409,16 +290,42 @@ class RestModule:
             return status, headers
         if ctrl.get("type") == "set_status":
             code = ctrl.get("status_code")
-            if isinstance(code, int) and 100 <= code <= 599:
+            if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
                 status = code
         elif ctrl.get("type") == "set_headers" and isinstance(ctrl.get("headers"), dict):
-            headers = {**headers, **{str(k): str(v) for k, v in ctrl["headers"].items() if isinstance(v, str)}}
+            headers = {**headers, **{str(k): v for k, v in ctrl["headers"].items() if isinstance(v, str)}}
         return status, headers
 
-    @staticmethod
-    def _body_response(status: int, headers: dict[str, str], body: Any) -> web.Response:
-        if body is None or status in NO_BODY_STATUSES:
-            return web.Response(status=status, headers=headers)
-        if isinstance(body, (bytes, bytearray)):
-            return web.Response(status=status, headers=headers, body=bytes(body))
-        return web.Response(status=status, headers=headers, body=json.dumps(body).encode())
+    async def _stream(self, request: web.Request, record: InvocationRecord, answer: Streamed, res_ch: Channel) -> web.StreamResponse:
+        """The answer from the response channel: status, headers (invalid ones skipped), the
+        body chunks as they come until the channel ends (views.rs 467-516)."""
+        resp = web.StreamResponse(status=answer.status)
+        for name, value in answer.headers.items():
+            if _TOKEN.match(name) and not any((ch < " " and ch != "\t") or ch == "\x7f" for ch in value):
+                resp.headers.add(name, value)
+        self._finish(request, record, resp)
+        if answer.status in NO_BODY_STATUSES or request.method == "HEAD":
+            return resp
+        await resp.prepare(request)
+        if answer.first_chunk is not None:
+            await resp.write(answer.first_chunk)
+            while True:
+                item = await res_ch.get()
+                if item is None:
+                    break
+                if isinstance(item, bytes):
+                    await resp.write(item)
+        await resp.write_eof()
+        return resp
+
+    def _finish(self, request: web.Request, record: InvocationRecord, resp: web.StreamResponse, *, error: str | None = None) -> web.StreamResponse:
+        record.end = time.time()
+        status = resp.status
+        record.detail["status"] = status
+        record.outcome = "ok" if status < 500 else ("timeout" if status == 504 else "error")
+        if error:
+            record.error = error
+        self.cors.decorate(request, resp)
+        if record.trace_id:
+            resp.headers["x-iii-trace-id"] = record.trace_id
+        return resp

@@ -80,7 +80,7 @@ class LocalEngine:
             await self.cron.start()
         routes = console_routes(self)
         if cfg.rest:
-            self.rest = RestModule(self.engine, cfg.rest, max_request_bytes=cfg.local.max_request_bytes, console_routes=routes)
+            self.rest = RestModule(self.engine, cfg.rest, console_routes=routes)
             await self._serve(self.rest.make_app(), cfg.rest.host, cfg.rest.port)
         await self._serve(make_worker_app(self.engine), cfg.host, cfg.port)
         await self._start_console()

@@ -106,7 +106,6 @@ class MotiaTester:
         env: dict[str, str] | None = None,
         queue_defaults: dict[str, Any] | None = None,
         rest_timeout_ms: int = 30000,
-        max_request_bytes: int = 10 * 1024 * 1024,
         extra_modules: list[dict[str, Any]] | None = None,
         workdir: str | Path | None = None,
     ) -> None:
@@ -114,7 +113,6 @@ class MotiaTester:
         self.env = env or {}
         self.queue_defaults = {"max_attempts": 3, "backoff_ms": 200, "concurrency": 10, **(queue_defaults or {})}
         self.rest_timeout_ms = rest_timeout_ms
-        self.max_request_bytes = max_request_bytes
         self.extra_modules = extra_modules or []
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="motia-tester-"))
         self._own_workdir = workdir is None
@@ -140,7 +138,6 @@ class MotiaTester:
                 *self.extra_modules,
                 {"class": "modules::shell::ExecModule", "config": {"exec": [f"exec {sys.executable} -m motia.cli run --dir {self.steps_dir}"]}},
             ],
-            "local_engine": {"max_request_bytes": self.max_request_bytes},
         }
         path = self.workdir / "iii-config.yaml"
         path.write_text(yaml.safe_dump(config))
