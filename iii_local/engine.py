@@ -3,6 +3,14 @@
 Modules (REST, queue, cron) subscribe to trigger registrations through `TriggerSink`s.
 Engine-provided functions (`enqueue`, `state::*`, `engine::*`) are plain coroutines in
 `builtins`; everything else is invoked on the worker that registered it.
+
+The registry behaves like the real engine's (engine/src/function.rs 79-91, engine/mod.rs
+462-501 and 746-798, trigger.rs): function ids are one map, so a second registration of an
+id **overwrites** the first (the newest worker gets the invocations); a worker's disconnect
+removes every id it ever registered, even one another worker has registered since, and its
+triggers; its unanswered invocations fail with `invocation_stopped`. Any worker may
+unregister any function or trigger id. Invocations a worker makes get `_caller_worker_id`
+added to their object data (engine/mod.rs 330-341).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -24,6 +33,10 @@ from iii_local.telemetry import TelemetryStore
 log = logging.getLogger("iii_local.engine")
 
 Builtin = Callable[[Any, "CallContext"], Awaitable[Any]]
+
+NO_TIMEOUT = math.inf
+"""`invoke(..., timeout=NO_TIMEOUT)`: wait for the answer for ever, like the real engine's
+`engine.call` for queue and cron invocations (engine/mod.rs 803-846: no timeout)."""
 
 
 class InvocationError(Exception):
@@ -140,9 +153,7 @@ class Engine:
         fid = str(msg.get("id") or "")
         if not fid:
             return
-        old = self.functions.get(fid)
-        if old is not None and old.worker is not worker:
-            old.worker.functions.discard(fid)
+        # function.rs 79-91: a map insert; the earlier worker keeps the id in its own list.
         self.functions[fid] = FunctionEntry(fid, worker, msg.get("description"), msg.get("metadata"))
         worker.functions.add(fid)
         for w in self.function_waiters:
@@ -151,9 +162,8 @@ class Engine:
         self.function_waiters.clear()
 
     def unregister_function(self, worker: WorkerConnection, fid: str) -> None:
-        entry = self.functions.get(fid)
-        if entry is not None and entry.worker is worker:
-            del self.functions[fid]
+        """engine/mod.rs 498-501: removed from the engine whoever registered it last."""
+        self.functions.pop(fid, None)
         worker.functions.discard(fid)
 
     def register_trigger(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
@@ -186,8 +196,9 @@ class Engine:
                 sink.trigger_removed(entry)
 
     def unregister_trigger(self, worker: WorkerConnection, tid: str) -> None:
+        """trigger.rs `unregister_trigger`: by id, whichever worker registered it."""
         entry = self.triggers.get(tid)
-        if entry is not None and entry.worker is worker:
+        if entry is not None:
             self._remove_trigger(entry)
 
     # ------------------------------------------------------------------ workers
@@ -206,8 +217,8 @@ class Engine:
         for fid in list(worker.functions):
             self.unregister_function(worker, fid)
         for inv_id, fut in list(worker.pending.items()):
-            if not fut.done():
-                fut.set_exception(InvocationError("worker_disconnected", "worker disconnected before answering"))
+            if not fut.done():  # invocation/mod.rs 59-68 `halt_invocation`
+                fut.set_exception(InvocationError("invocation_stopped", "Invocation stopped"))
         worker.pending.clear()
         if not worker.telemetry_only:
             self.telemetry.engine_log("warn", "worker disconnected", worker_id=worker.id, pid=worker.metadata.get("pid"))
@@ -243,13 +254,13 @@ class Engine:
         if builtin is not None:
             return await builtin(data, CallContext(worker=caller, traceparent=traceparent, baggage=baggage))
         fut, discard = await self.start_call(function_id, data, traceparent=traceparent, baggage=baggage)
-        timer = asyncio.get_running_loop().call_later(
-            timeout if timeout is not None else self.default_timeout, _expire, fut, function_id
-        )
+        limit = timeout if timeout is not None else self.default_timeout
+        timer = None if math.isinf(limit) else asyncio.get_running_loop().call_later(limit, _expire, fut, function_id)
         try:
             return await fut
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             discard()
 
     async def start_call(
@@ -270,7 +281,7 @@ class Engine:
             return task, cancel
         entry = self.functions.get(function_id)
         if entry is None:
-            raise InvocationError("function_not_found", f"Function '{function_id}' not found")
+            raise InvocationError("function_not_found", f"Function {function_id} not found")
         worker = entry.worker
         inv_id = str(uuid.uuid4())
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -313,12 +324,16 @@ class Engine:
         """A worker invokes a function (engine builtin or another worker's)."""
         inv_id = msg.get("invocation_id")
         fid = str(msg.get("function_id") or "")
+        data = msg.get("data")
+        if isinstance(data, dict):
+            data = {**data, "_caller_worker_id": worker.id}
         try:
             result = await self.invoke(
                 fid,
-                msg.get("data"),
+                data,
                 traceparent=msg.get("traceparent"),
                 baggage=msg.get("baggage"),
+                timeout=NO_TIMEOUT,  # remember_invocation (engine/mod.rs 178-220) has none
                 caller=worker,
             )
             if inv_id:
