@@ -1,112 +1,131 @@
-"""The cron module: 6-field (seconds first) or 7-field (with year) expressions, in UTC.
+"""The cron module, as the real engine 0.8.3 runs it (engine/src/modules/cron/).
 
-croniter does the arithmetic. The engine's cron crate numbers weekdays 1–7 with
-Sunday = 1; croniter counts 0–6 with Sunday = 0, so numeric weekdays are translated
-(names pass through). Each (job, scheduled time) fires at most once: the last fired
-time is kept in the store (KvCronAdapter) or claimed with SET NX in Redis
-(RedisCronAdapter, so several engines never double-fire). Missed ticks while the engine
-was down are not replayed. Failed runs are not retried, like the real engine.
+- One job per **trigger id** (structs.rs 222-273); the iii SDK makes trigger ids random per
+  worker process (`str(uuid.uuid4())` in iii/iii.py `register_trigger`), so a restarted worker
+  registers new jobs, and two workers (or two engines) with the same step run it twice.
+- Each job loops (structs.rs 89-219): next time after now (`cron_expr`, the `cron` crate's
+  rules: seconds first, UTC, Sunday = 1), sleep, try the adapter's lock for the trigger id,
+  run the condition and the function **inline** (a run longer than the interval skips the
+  ticks it overlaps), release the lock. No timeout (Q3), no retry of a failed run (C1).
+  The event is `{trigger: "cron", job_id: <trigger id>, scheduled_time, actual_time}` in
+  RFC 3339 with `+00:00`.
+- `KvCronAdapter` (adapters/kv_adapter.rs): a lock table local to the engine process, TTL
+  30 s. `RedisCronAdapter` (adapters/redis_adapter.rs 23-27, 79-139): `SET cron_lock:{trigger
+  id} <instance uuid> NX PX 30000`, released after the run by a compare-and-delete script.
+  Neither dedups across engines, because trigger ids differ per worker process (C2).
+
+Operator extras of the stand-in: `jobs` for the console listing and `fire(manual=True)`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
-from croniter import croniter
-
-from iii_local.engine import Engine, InvocationError, TriggerEntry, new_traceparent
-from iii_local.store import Store
+from iii_local.cron_expr import CronExpressionError, CronSchedule
+from iii_local.engine import NO_TIMEOUT, Engine, InvocationError, TriggerEntry, new_traceparent
 from iii_local.telemetry import InvocationRecord, span_id_of, trace_id_of
 
-SCOPE = "__iii_cron"
+__all__ = ["CronExpressionError", "CronSchedule", "CronModule", "CronJob", "KvCronLock", "RedisCronLock", "rfc3339"]
+
+LOCK_TTL_MS = 30_000  # redis_adapter.rs 24, kv_adapter.rs 19
+LOCK_PREFIX = "cron_lock:"  # redis_adapter.rs 27
+
+_RELEASE = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+    return redis.call("del", KEYS[1])
+else
+    return 0
+end
+"""
 
 
-class CronExpressionError(ValueError):
-    pass
+class CronLock(Protocol):
+    async def try_acquire(self, job_id: str) -> bool: ...
+    async def release(self, job_id: str) -> None: ...
+    async def close(self) -> None: ...
 
 
-def _translate_dow(field_text: str) -> str:
-    """Map the engine's 1–7 (Sun=1) weekday numbers to croniter's 0–6 (Sun=0)."""
+class KvCronLock:
+    """`KvCronAdapter`: locks in this engine process only (owner = a uuid per adapter)."""
 
-    def one(tok: str) -> str:
-        if tok.isdigit():
-            n = int(tok)
-            if not 1 <= n <= 7:
-                raise CronExpressionError(f"weekday {n} out of range 1-7 (Sunday = 1)")
-            return str(n - 1)
-        return tok
+    def __init__(self, ttl_ms: int = LOCK_TTL_MS) -> None:
+        self.ttl_ms = ttl_ms
+        self.owner = str(uuid.uuid4())
+        self.locks: dict[str, tuple[str, float]] = {}
 
-    out = []
-    for part in field_text.split(","):
-        step = ""
-        if "/" in part:
-            part, step = part.split("/", 1)
-            step = "/" + step
-        if "-" in part:
-            a, b = part.split("-", 1)
-            part = f"{one(a)}-{one(b)}"
-        else:
-            part = one(part)
-        out.append(part + step)
-    return ",".join(out)
+    async def try_acquire(self, job_id: str) -> bool:
+        now = time.time() * 1000
+        held = self.locks.get(job_id)
+        if held is not None and held[1] > now:
+            return False
+        self.locks[job_id] = (self.owner, now + self.ttl_ms)
+        return True
 
+    async def release(self, job_id: str) -> None:
+        held = self.locks.get(job_id)
+        if held is not None and held[0] == self.owner:
+            del self.locks[job_id]
 
-@dataclass
-class CronSpec:
-    """A parsed expression: croniter expression (sec last) and an optional year field."""
-
-    expression: str
-    croniter_expr: str
-    year: str | None = None
-
-    @classmethod
-    def parse(cls, expression: str) -> "CronSpec":
-        fields = expression.split()
-        if len(fields) not in (6, 7):
-            raise CronExpressionError(f"cron expression needs 6 or 7 fields (seconds first), got {len(fields)}: {expression!r}")
-        sec, minute, hour, dom, month, dow = fields[:6]
-        year = fields[6] if len(fields) == 7 else None
-        expr = f"{minute} {hour} {dom} {month} {_translate_dow(dow)} {sec}"
-        if not croniter.is_valid(expr):
-            raise CronExpressionError(f"invalid cron expression {expression!r}")
-        if year is not None and year != "*" and not re.fullmatch(r"[0-9,\-/]+", year):
-            raise CronExpressionError(f"invalid year field {year!r}")
-        return cls(expression, expr, year)
-
-    def _year_ok(self, dt: datetime) -> bool:
-        if self.year is None or self.year == "*":
-            return True
-        for part in self.year.split(","):
-            if "-" in part:
-                a, b = part.split("-", 1)
-                if int(a) <= dt.year <= int(b):
-                    return True
-            elif part.isdigit() and int(part) == dt.year:
-                return True
-        return False
-
-    def next_after(self, ts: float) -> float | None:
-        it = croniter(self.croniter_expr, datetime.fromtimestamp(ts, timezone.utc))
-        for _ in range(10000):
-            nxt: datetime = it.get_next(datetime)
-            if self._year_ok(nxt):
-                return nxt.timestamp()
-            if self.year and all(p.isdigit() and nxt.year > int(p) for p in re.split(r"[,\-]", self.year) if p.isdigit()):
-                return None
+    async def close(self) -> None:
         return None
+
+
+class RedisCronLock:
+    """`RedisCronAdapter`: `cron_lock:{trigger id}` in Redis, 30 s TTL; errors count as not acquired."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.instance_id = str(uuid.uuid4())
+        self.redis: Any = None
+
+    async def open(self) -> None:
+        import redis.asyncio as aioredis
+
+        self.redis = aioredis.from_url(self.redis_url, decode_responses=True)
+        await self.redis.ping()  # the real adapter fails the engine start when Redis is down
+
+    async def try_acquire(self, job_id: str) -> bool:
+        try:
+            return bool(await self.redis.set(LOCK_PREFIX + job_id, self.instance_id, nx=True, px=LOCK_TTL_MS))
+        except Exception:  # noqa: BLE001 - redis_adapter.rs 102-105: logged, not acquired
+            return False
+
+    async def release(self, job_id: str) -> None:
+        try:
+            await self.redis.eval(_RELEASE, 1, LOCK_PREFIX + job_id, self.instance_id)
+        except Exception:  # noqa: BLE001 - redis_adapter.rs 135-137: logged
+            pass
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def rfc3339(ns: int) -> str:
+    """chrono's `to_rfc3339()` for a UTC time: `+00:00`, fraction of 0, 3, 6 or 9 digits (AutoSi)."""
+    secs, nanos = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos == 0:
+        frac = ""
+    elif nanos % 1_000_000 == 0:
+        frac = f".{nanos // 1_000_000:03d}"
+    elif nanos % 1_000 == 0:
+        frac = f".{nanos // 1_000:06d}"
+    else:
+        frac = f".{nanos:09d}"
+    return f"{base}{frac}+00:00"
 
 
 @dataclass
 class CronJob:
     trigger: TriggerEntry
-    spec: CronSpec
-    next_fire: float | None
+    schedule: CronSchedule
+    next_fire: float | None = None
     last_fire: float | None = None
     last_result: str | None = None
     last_error: str | None = None
@@ -118,7 +137,7 @@ class CronJob:
         return {
             "function_id": self.trigger.function_id,
             "trigger_id": self.trigger.id,
-            "expression": self.spec.expression,
+            "expression": self.schedule.expression,
             "next_fire": self.next_fire,
             "last_fire": self.last_fire,
             "last_result": self.last_result,
@@ -128,109 +147,124 @@ class CronJob:
         }
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 class CronModule:
     trigger_types = ("cron",)
 
-    def __init__(self, engine: Engine, store: Store, *, redis_url: str | None = None, timeout: float = 300.0) -> None:
+    def __init__(self, engine: Engine, *, redis_url: str | None = None) -> None:
         self.engine = engine
-        self.store = store
         self.redis_url = redis_url
-        self.redis: Any = None
-        self.jobs: dict[str, CronJob] = {}
-        self.timeout = timeout
+        self.lock: CronLock = KvCronLock()
+        self.jobs: dict[str, CronJob] = {}  # by trigger id
         engine.add_sink(self)
 
     async def start(self) -> None:
         if self.redis_url:
-            import redis.asyncio as aioredis
-
-            self.redis = aioredis.from_url(self.redis_url)
+            lock = RedisCronLock(self.redis_url)
+            await lock.open()
+            self.lock = lock
+        else:
+            self.engine.telemetry.engine_log(
+                "warn", "KvCronAdapter uses process-local locks; cron jobs may run on every engine instance", step="cron"
+            )
 
     async def stop(self) -> None:
-        for job in self.jobs.values():
+        for job_id, job in list(self.jobs.items()):
             if job.task:
                 job.task.cancel()
-        if self.redis is not None:
-            await self.redis.aclose()
+            await self.lock.release(job_id)
+        await self.lock.close()
+
+    def job_for_function(self, function_id: str) -> CronJob | None:
+        """The console's manual trigger: the job of a function id (or of its step name)."""
+        for job in self.jobs.values():
+            if job.trigger.function_id == function_id:
+                return job
+        step = function_id.split("::trigger::")[0]
+        matches = [j for j in self.jobs.values() if j.trigger.function_id.split("::trigger::")[0] == step]
+        return matches[0] if len(matches) == 1 else None
 
     def trigger_added(self, trigger: TriggerEntry) -> None:
-        try:
-            spec = CronSpec.parse(str(trigger.config.get("expression", "")))
-        except CronExpressionError as exc:
-            self.engine.telemetry.engine_log("error", f"cron trigger rejected: {exc}", step=trigger.function_id)
+        expression = trigger.config.get("expression")
+        if not isinstance(expression, str) or not expression:
+            self.engine.telemetry.engine_log("error", f"Cron expression is not set for trigger {trigger.id}", step=trigger.function_id)
             return
-        old = self.jobs.pop(trigger.function_id, None)
-        if old and old.task:
-            old.task.cancel()
-        job = CronJob(trigger=trigger, spec=spec, next_fire=spec.next_after(time.time()))
-        if old is not None:
-            job.last_fire, job.last_result, job.last_error, job.runs = old.last_fire, old.last_result, old.last_error, old.runs
-        self.jobs[trigger.function_id] = job
+        if trigger.id in self.jobs:
+            self.engine.telemetry.engine_log("error", f"Cron job '{trigger.id}' is already registered", step=trigger.function_id)
+            return
+        try:
+            schedule = CronSchedule.parse(expression)
+        except CronExpressionError as exc:
+            self.engine.telemetry.engine_log("error", f"Invalid cron expression '{expression}': {exc}", step=trigger.function_id)
+            return
+        job = CronJob(trigger=trigger, schedule=schedule)
+        self.jobs[trigger.id] = job
         job.task = asyncio.create_task(self._run(job))
 
     def trigger_removed(self, trigger: TriggerEntry) -> None:
-        job = self.jobs.get(trigger.function_id)
-        if job is not None and job.trigger.id == trigger.id:
+        job = self.jobs.pop(trigger.id, None)
+        if job is not None:
             if job.task:
-                job.task.cancel()
-            del self.jobs[trigger.function_id]
-
-    async def _claim(self, job: CronJob, scheduled: float) -> bool:
-        """True exactly once per (job, scheduled time)."""
-        key = f"{job.trigger.function_id}"
-        if self.redis is not None:
-            ok = await self.redis.set(f"iii:cron:{key}:{int(scheduled)}", "1", nx=True, ex=3600)
-            return bool(ok)
-        last = await self.store.kv_get(SCOPE, key)
-        if isinstance(last, (int, float)) and last >= scheduled:
-            return False
-        await self.store.kv_set(SCOPE, key, scheduled)
-        return True
+                job.task.cancel()  # aborts a run in progress, like `task_handle.abort()`
+            asyncio.ensure_future(self.lock.release(trigger.id))
 
     async def _run(self, job: CronJob) -> None:
-        while job.next_fire is not None:
-            delay = job.next_fire - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            scheduled = job.next_fire
-            job.next_fire = job.spec.next_after(max(time.time(), scheduled))
-            if await self._claim(job, scheduled):
-                asyncio.create_task(self.fire(job, scheduled))
+        """structs.rs 89-219: one iteration per scheduled time, the run awaited inline."""
+        last: float = 0.0
+        while True:
+            # `upcoming(Utc)` is strictly after now; tokio never wakes early, asyncio may by a
+            # hair, so never before the time just served either.
+            job.next_fire = job.schedule.next_after(max(time.time(), last))
+            if job.next_fire is None:
+                self.engine.telemetry.engine_log("warn", "No upcoming schedule found for cron job", step=job.trigger.function_id)
+                return
+            await asyncio.sleep(max(0.0, job.next_fire - time.time()))
+            scheduled = last = job.next_fire
+            if not await self.lock.try_acquire(job.trigger.id):
+                continue  # "another instance is handling it"
+            try:
+                await self.fire(job, scheduled)
+            finally:
+                await self.lock.release(job.trigger.id)
 
     async def fire(self, job: CronJob, scheduled: float | None = None, *, manual: bool = False) -> dict[str, Any]:
-        now = time.time()
+        """Run the condition (skip only on a literal `false` or an error) and the function once."""
+        now_ns = time.time_ns()
+        now = now_ns / 1e9
         payload = {
             "trigger": "cron",
-            "job_id": str(uuid.uuid4()),
-            "scheduled_time": iso(scheduled or now),
-            "actual_time": iso(now),
+            "job_id": job.trigger.id,
+            "scheduled_time": rfc3339(int(round((scheduled if scheduled is not None else now) * 1e9))),
+            "actual_time": rfc3339(now_ns),
         }
         traceparent = new_traceparent()
         record = self.engine.telemetry.start_invocation(
             InvocationRecord(trace_id=trace_id_of(traceparent) or "", function_id=job.trigger.function_id, kind="cron", span_id=span_id_of(traceparent),
-                             start=now, detail={"expression": job.spec.expression, "manual": manual})
+                             start=now, detail={"expression": job.schedule.expression, "manual": manual})
         )
         job.last_fire = now
         job.runs += 1
         try:
-            condition = job.trigger.config.get("_condition_path")
-            if condition and not await self.engine.invoke(str(condition), payload, traceparent=traceparent, timeout=self.timeout):
-                job.last_result = "skipped"
-            else:
-                await self.engine.invoke(job.trigger.function_id, payload, traceparent=traceparent, timeout=self.timeout)
+            if await self._condition_holds(job, payload, traceparent):
+                await self.engine.invoke(job.trigger.function_id, payload, traceparent=traceparent, timeout=NO_TIMEOUT)
                 job.last_result = "ok"
                 job.last_error = None
+            else:
+                job.last_result = "skipped"
             record.outcome = "ok"
         except InvocationError as exc:
             job.last_result = "error"
             job.last_error = exc.message
             record.outcome = "error"
             record.error = exc.message
-            self.engine.telemetry.engine_log("error", f"cron run failed: {exc.message}", trace_id=record.trace_id, step=job.trigger.function_id)
+            self.engine.telemetry.engine_log("error", f"Cron job execution failed: {exc.message}", trace_id=record.trace_id, step=job.trigger.function_id)
         record.end = time.time()
         job.last_duration_ms = round((record.end - now) * 1000, 3)
         return {"function_id": job.trigger.function_id, "result": job.last_result, "error": job.last_error, "trace_id": record.trace_id}
+
+    async def _condition_holds(self, job: CronJob, payload: dict[str, Any], traceparent: str) -> bool:
+        """condition.rs: true unless the condition function answers exactly `false`; its error raises."""
+        condition = job.trigger.config.get("_condition_path")
+        if not isinstance(condition, str) or not condition:
+            return True
+        result = await self.engine.invoke(condition, payload, traceparent=traceparent, timeout=NO_TIMEOUT)
+        return result is not False
