@@ -1,10 +1,14 @@
 """`iii-config.yaml` for the stand-in: the real engine's format, read the real engine's way.
 
 The file is a list of modules (`class` + `config`), with `${VAR}` / `${VAR:default}`
-expanded from the environment before YAML parsing, exactly like `iii -c`. Module
-configs keep the real engine's keys (the real engine rejects unknown keys in most of
-them). Settings that only the stand-in has live in a top-level `local_engine:` mapping,
-which the real engine ignores.
+expanded from the environment in the raw text (comments included) before YAML parsing,
+exactly like `iii -c` (engine/src/modules/config.rs 47-110: a variable with neither value
+nor default stops the engine). Unknown top-level keys are ignored (no `deny_unknown_fields`
+on `EngineConfig`); an unknown module class stops the engine ("Unknown module class", config.rs
+261-277). Module configs keep the real engine's keys (the real engine rejects unknown keys in
+most of them). Relative paths are relative to the engine's working directory, as in the
+real engine (`PathBuf::from(file_path)`). Settings that only the stand-in has live in a
+top-level `local_engine:` mapping, which the real engine ignores.
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ STATE_CLASS = "modules::state::StateModule"
 CRON_CLASS = "modules::cron::CronModule"
 EXEC_CLASS = "modules::shell::ExecModule"
 OTEL_CLASS = "modules::observability::OtelModule"
+
+# Every class `register_module!` knows in engine 0.8.3; the stand-in ignores the ones it lacks.
+KNOWN_CLASSES = frozenset({
+    REST_CLASS, QUEUE_CLASS, STATE_CLASS, CRON_CLASS, EXEC_CLASS, OTEL_CLASS,
+    "modules::bridge_client::BridgeClientModule", "modules::http_functions::HttpFunctionsModule",
+    "modules::kv_server::KvServer", "modules::pubsub::PubSubModule", "modules::stream::StreamModule",
+    "modules::telemetry::TelemetryModule", "modules::worker::WorkerModule",
+})
 
 QUEUE_BUILTIN = "modules::queue::BuiltinQueueAdapter"
 QUEUE_REDIS = "modules::queue::RedisAdapter"
@@ -86,15 +98,19 @@ class QueueConfig:
 
 @dataclass
 class StoreConfig:
+    """A state or cron adapter. `store_method` defaults to `in_memory` (builtins/kv.rs 186-193)."""
+
     adapter: str
-    store_method: str = "file_based"
+    store_method: str = "in_memory"
     file_path: str = "./data/state_store"
     redis_url: str = "redis://localhost:6379"
 
 
 @dataclass
 class ExecConfig:
-    watch: list[str] = field(default_factory=list)
+    """shell/config.rs: `watch: Option<Vec<String>>` (None = no watcher), `exec: Vec<String>`."""
+
+    watch: list[str] | None = None
     exec: list[str] = field(default_factory=list)
 
 
@@ -126,7 +142,7 @@ class EngineConfig:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def path(self, p: str) -> Path:
-        """A path from the config, relative to the config file's folder."""
+        """A path from the config, relative to the engine's working directory (`base_dir`)."""
         q = Path(p)
         return q if q.is_absolute() else (self.base_dir / q)
 
@@ -160,6 +176,8 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
         if not isinstance(entry, Mapping) or "class" not in entry:
             raise EngineConfigError(f"every module needs a 'class': {entry!r}")
         cls = str(entry["class"])
+        if cls not in KNOWN_CLASSES:
+            raise EngineConfigError(f"Failed to create {cls}: Unknown module class: {cls}")
         mc = dict(entry.get("config") or {})
         if cls == REST_CLASS:
             unknown = set(mc) - {"port", "host", "default_timeout", "concurrency_request_limit", "cors"}
@@ -192,6 +210,9 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
                 save_interval_ms=_int(ac.get("save_interval_ms", 5000), "save_interval_ms"),
             )
         elif cls in (STATE_CLASS, CRON_CLASS):
+            unknown = set(mc) - {"adapter"}
+            if unknown:  # StateModuleConfig / CronModuleConfig: deny_unknown_fields
+                raise EngineConfigError(f"Failed to create {cls}: unknown field(s) {sorted(unknown)}")
             adapter, ac = _adapter(mc)
             default = STATE_KV if cls == STATE_CLASS else CRON_KV
             adapter = adapter or default
@@ -200,7 +221,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
                 raise EngineConfigError(f"adapter {adapter!r} is not supported by the local engine for {cls}")
             store = StoreConfig(
                 adapter=adapter,
-                store_method=str(ac.get("store_method", "file_based")),
+                store_method=str(ac.get("store_method", "in_memory")),
                 file_path=str(ac.get("file_path", "./data/state_store" if cls == STATE_CLASS else "./data/cron_store")),
                 redis_url=str(ac.get("redis_url", "redis://localhost:6379")),
             )
@@ -212,14 +233,16 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
             unknown = set(mc) - {"watch", "exec"}
             if unknown:
                 raise EngineConfigError(f"ExecModule: unknown field(s) {sorted(unknown)}")
-            exec_list = mc.get("exec")
-            if not exec_list or not isinstance(exec_list, list):
-                raise EngineConfigError("ExecModule needs a non-empty 'exec' list")
-            cfg.exec.append(ExecConfig(watch=list(mc.get("watch") or []), exec=[str(c) for c in exec_list]))
+            exec_list, watch = mc.get("exec"), mc.get("watch")
+            if not isinstance(exec_list, list) or not all(isinstance(c, str) for c in exec_list):
+                raise EngineConfigError("ExecModule: 'exec' must be a list of command strings")
+            if watch is not None and (not isinstance(watch, list) or not all(isinstance(w, str) for w in watch)):
+                raise EngineConfigError("ExecModule: 'watch' must be a list of glob strings")
+            cfg.exec.append(ExecConfig(watch=None if watch is None else list(watch), exec=list(exec_list)))
         elif cls == OTEL_CLASS:
             enabled = mc.get("enabled", True)
             cfg.otel_enabled = str(enabled).lower() not in ("false", "0", "no", "off")
-        # Other modules (stream, pubsub, logging) are accepted and ignored by the stand-in.
+        # The other known modules (stream, pubsub, kv_server, ...) are accepted and ignored.
     local = data.get("local_engine") or {}
     if not isinstance(local, Mapping):
         raise EngineConfigError("'local_engine' must be a mapping")
@@ -243,4 +266,4 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Engin
         data = yaml.safe_load(expand_env(text, env)) or {}
     except yaml.YAMLError as exc:
         raise EngineConfigError(f"Failed to parse config file '{p}': {exc}") from exc
-    return parse_config(data, base_dir=p.resolve().parent)
+    return parse_config(data, base_dir=Path.cwd())

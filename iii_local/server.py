@@ -1,8 +1,8 @@
 """Assemble and run the stand-in engine from an EngineConfig.
 
-Workers started by the ExecModule get `III_URL`/`III_BRIDGE_URL` (the worker port) and
-OTel bridge batch sizes (`OTEL_LOGS_BATCH_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: 64) and a
-1 s span export delay (`OTEL_BSP_SCHEDULE_DELAY`) unless the environment sets them already.
+The ExecModule's commands inherit the engine's environment and nothing more, like the real
+engine's (modules/shell/exec.rs 179-215): a worker learns the engine's address from its own
+command line (`III_URL=... scripts/run_worker.py` in the project's configs).
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ log = logging.getLogger("iii_local")
 
 
 class LocalEngine:
-    def __init__(self, config: EngineConfig, *, watch: bool = False, run_exec: bool = True, echo_logs: bool = False) -> None:
+    def __init__(self, config: EngineConfig, *, run_exec: bool = True, echo_logs: bool = False) -> None:
         self.config = config
-        self.watch = watch
         self.run_exec = run_exec
         self.echo_logs = echo_logs
         log_file = str(config.path(config.local.log_file)) if config.local.log_file else None
@@ -64,19 +63,16 @@ class LocalEngine:
         if cfg.local.console_port > 0:
             check_exposure(cfg.local.console_host, cfg.local.console_token)  # before anything binds
         sc = cfg.state
-        state_store = self._store(sc.store_method, sc.file_path, sc.adapter == STATE_REDIS, sc.redis_url) if sc else self._store("file_based", "./data/state_store", False, "")
-        cstore = None
-        if cfg.cron:
-            cstore = self._store(cfg.cron.store_method, cfg.cron.file_path, False, "")
+        state_store = self._store(sc.store_method, sc.file_path, sc.adapter == STATE_REDIS, sc.redis_url) if sc else self._store("in_memory", "", False, "")
         for s in self.stores:
             await s.open()
-        self.state = StateModule(self.engine, state_store)
+        self.state = StateModule(self.engine, state_store, redis_adapter=bool(sc and sc.adapter == STATE_REDIS))
         # The queue module is always on (queue.rs: enabled_by_default); unconfigured it keeps nothing.
         qc = cfg.queue or QueueConfig(store_method="in_memory")
         self.queue = QueueModule(self.engine, qc, data_path=cfg.path(qc.file_path))
         await self.queue.start()
-        if cfg.cron and cstore is not None:
-            self.cron = CronModule(self.engine, cstore, redis_url=cfg.cron.redis_url if cfg.cron.adapter == CRON_REDIS else None)
+        if cfg.cron:
+            self.cron = CronModule(self.engine, redis_url=cfg.cron.redis_url if cfg.cron.adapter == CRON_REDIS else None)
             await self.cron.start()
         routes = console_routes(self)
         if cfg.rest:
@@ -86,22 +82,9 @@ class LocalEngine:
         await self._start_console()
         if self.echo_logs:
             self._echo_task = asyncio.create_task(self._echo())
-        if self.run_exec and cfg.exec:
-            env = dict(os.environ)
-            url = f"ws://127.0.0.1:{cfg.port}"
-            env.setdefault("III_URL", url)
-            env.setdefault("III_BRIDGE_URL", env["III_URL"])
-            # OTel bridge batching (unless set): up to 64 log records or spans per frame instead of
-            # one frame per log record and 512-span frames (one large frame stalls both loops).
-            # A log record now waits at most OTEL_LOGS_FLUSH_INTERVAL_MS (SDK default 100 ms)
-            # before it is sent; nothing is dropped.
-            env.setdefault("OTEL_LOGS_BATCH_SIZE", "64")
-            env.setdefault("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
-            # Spans every second instead of every 5 s: traces (and the step of each log line,
-            # learned from the spans) show up in the console and CLI without a long wait.
-            env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
+        if self.run_exec:
             for ec in cfg.exec:
-                sup = ExecSupervisor(ec, base_dir=cfg.base_dir, env=env, watch=self.watch, log=self._sup_log)
+                sup = ExecSupervisor(ec, cwd=cfg.base_dir, log=self._sup_log)
                 self.supervisors.append(sup)
                 await sup.start()
 
@@ -159,8 +142,8 @@ class LocalEngine:
             await s.close()
 
 
-async def serve(config: EngineConfig, *, watch: bool = False, echo_logs: bool = True) -> None:
-    le = LocalEngine(config, watch=watch, echo_logs=echo_logs)
+async def serve(config: EngineConfig, *, echo_logs: bool = True) -> None:
+    le = LocalEngine(config, echo_logs=echo_logs)
     await le.start()
     # GC pauses stop the event loop. Everything loaded so far lives as long as the process:
     # keep it out of the cyclic GC's scans. Then collect the young generation every 10,000
