@@ -2,7 +2,10 @@
 
 `MotiaTester` runs the stand-in engine as a subprocess (`python -m iii_local run`) on
 free ports with a private data dir; the engine's ExecModule starts the real
-`motia run` worker over the given steps directory. Tests then talk to it like a user:
+`motia run` worker over the given steps directory through the project's keep-alive
+wrapper `scripts/run_worker.py`, as production does (the ExecModule itself never restarts a
+worker; `keep_alive=False` runs motia directly, to show that). The exec line gives the
+worker `III_URL`; the engine process gets none. Tests then talk to it like a user:
 `post/get`, `enqueue(topic, data)`, `watch(topic)`, `wait_idle()`, `state_*`,
 `logs(trace_id)`, `trace(id)`, plus `kill_worker()` and `restart_engine()` for fault tests.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -108,12 +112,16 @@ class MotiaTester:
         rest_timeout_ms: int = 30000,
         extra_modules: list[dict[str, Any]] | None = None,
         workdir: str | Path | None = None,
+        keep_alive: bool = True,
+        cron_adapter: dict[str, Any] | None = None,
     ) -> None:
         self.steps_dir = Path(steps_dir).resolve()
         self.env = env or {}
         self.queue_defaults = {"max_attempts": 3, "backoff_ms": 200, "concurrency": 10, **(queue_defaults or {})}
         self.rest_timeout_ms = rest_timeout_ms
         self.extra_modules = extra_modules or []
+        self.keep_alive = keep_alive
+        self.cron_adapter = cron_adapter or {"class": "modules::cron::KvCronAdapter"}
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="motia-tester-"))
         self._own_workdir = workdir is None
         self.rest_port = free_port()
@@ -133,21 +141,30 @@ class MotiaTester:
             "modules": [
                 {"class": "modules::api::RestApiModule", "config": {"port": self.rest_port, "host": "127.0.0.1", "default_timeout": self.rest_timeout_ms}},
                 {"class": "modules::queue::QueueModule", "config": {"adapter": {"class": "modules::queue::BuiltinQueueAdapter", "config": {**self.queue_defaults, "file_path": str(data_dir / "queue_store")}}}},
-                {"class": "modules::state::StateModule", "config": {"adapter": {"class": "modules::state::adapters::KvStore", "config": {"file_path": str(data_dir / "state_store")}}}},
-                {"class": "modules::cron::CronModule", "config": {"adapter": {"class": "modules::cron::KvCronAdapter", "config": {"file_path": str(data_dir / "cron_store")}}}},
+                {"class": "modules::state::StateModule", "config": {"adapter": {"class": "modules::state::adapters::KvStore", "config": {"store_method": "file_based", "file_path": str(data_dir / "state_store")}}}},
+                {"class": "modules::cron::CronModule", "config": {"adapter": self.cron_adapter}},
                 *self.extra_modules,
-                {"class": "modules::shell::ExecModule", "config": {"exec": [f"exec {sys.executable} -m motia.cli run --dir {self.steps_dir}"]}},
+                {"class": "modules::shell::ExecModule", "config": {"exec": [self.worker_command()]}},
             ],
         }
         path = self.workdir / "iii-config.yaml"
         path.write_text(yaml.safe_dump(config))
         return path
 
+    def worker_command(self) -> str:
+        """The ExecModule line: motia via the keep-alive wrapper (or directly), `III_URL` given."""
+        py = shlex.quote(sys.executable)
+        motia = f"{py} -m motia.cli run --dir {shlex.quote(str(self.steps_dir))}"
+        url = f"III_URL=ws://127.0.0.1:{self.worker_port}"
+        if not self.keep_alive:
+            return f"exec env {url} III_BRIDGE_URL=ws://127.0.0.1:{self.worker_port} {motia}"
+        return f"exec env {url} {py} {shlex.quote(str(PROJECT_ROOT / 'scripts' / 'run_worker.py'))} -- {motia}"
+
     def _spawn_engine(self) -> None:
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env["III_URL"] = f"ws://127.0.0.1:{self.worker_port}"
-        env["III_BRIDGE_URL"] = env["III_URL"]
+        for name in ("III_URL", "III_BRIDGE_URL"):  # the worker's come from its exec line
+            env.pop(name, None)
         env.setdefault("OTEL_LOGS_FLUSH_INTERVAL_MS", "50")
         out = open(self.engine_log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -231,7 +248,8 @@ class MotiaTester:
         return int(pids[0])
 
     async def kill_worker(self, *, wait: bool = True, functions: int = 1) -> None:
-        """SIGKILL the worker; the engine's supervisor restarts it."""
+        """SIGKILL the motia worker process itself (not its wrapper); the keep-alive wrapper
+        restarts it (about a second later). With `keep_alive=False` nothing does: pass wait=False."""
         pid = await self.worker_pid()
         os.kill(pid, signal.SIGKILL)
         if wait:

@@ -5,7 +5,9 @@
 2. Redis: use REDIS_URL if something answers there; otherwise start a private
    `redis-server` (Debian package) on that port with its data under data/redis.
 3. Sandbox mode (no real credentials): start the four simulators with demo data.
-4. The stand-in iii engine with iii-config.yaml; its ExecModule starts the motia worker.
+4. The stand-in iii engine with iii-config.yaml; its ExecModule starts the motia worker
+   through scripts/run_worker.py (which restarts it when it dies). `--watch` lists the
+   watch globs (III_WATCH_GLOBS) the config's ExecModule reloads the worker on.
 5. A banner with the endpoints and a first thing to try. Ctrl-C stops everything.
 """
 
@@ -156,7 +158,7 @@ def banner(settings: object, rest: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--watch", action="store_true", help="reload the worker on code changes")
+    parser.add_argument("--watch", action="store_true", help="reload the worker when a file under src/ or services/ is created or removed")
     parser.add_argument("--config", default=str(ROOT / "iii-config.yaml"))
     args = parser.parse_args()
     os.chdir(ROOT)
@@ -198,8 +200,9 @@ def main() -> int:
             procs.append(sims)
             wait_port("127.0.0.1", settings.simulators.google_port, 20, "simulators", sims)
             print("  simulators EspoCRM, Advoware, xAI, Google Calendar (demo data)")
-        cmd = [sys.executable, "-m", "iii_local", "run", "-c", args.config] + (["--watch"] if args.watch else [])
-        engine = subprocess.Popen(cmd, env=env, start_new_session=True)
+        if args.watch:
+            env.setdefault("III_WATCH_GLOBS", '["src/**/*.py", "services/**/*.py"]')
+        engine = subprocess.Popen([sys.executable, "-m", "iii_local", "run", "-c", args.config], env=env, start_new_session=True)
         procs.append(engine)
         rest_port = int(env.get("III_REST_PORT", "3111"))
         wait_port("127.0.0.1", rest_port, 30, "engine", engine)
