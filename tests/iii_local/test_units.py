@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from iii_local.config import EngineConfigError, expand_env, load_config, parse_config
-from iii_local.cron import CronExpressionError, CronSpec
+from iii_local.cron_expr import CronExpressionError, CronSchedule
 from iii_local.engine import TriggerEntry
 from iii_local.jobs import Job
 from iii_local.rest import Router, response_from_result
@@ -32,8 +32,11 @@ def test_project_config_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.port == 49134
     assert cfg.rest is not None and cfg.rest.port == 3111
     assert cfg.queue is not None and cfg.queue.max_attempts == 3
-    assert cfg.exec and "motia" in cfg.exec[0].exec[-1]
-    assert "src/**/*.py" in cfg.exec[0].watch
+    assert cfg.exec and "scripts/run_worker.py" in cfg.exec[0].exec[-1]
+    assert "III_URL=ws://127.0.0.1:49134" in cfg.exec[0].exec[-1]
+    assert cfg.exec[0].watch == []  # `make dev` fills it through III_WATCH_GLOBS
+    monkeypatch.setenv("III_WATCH_GLOBS", '["src/**/*.py"]')
+    assert load_config(Path(__file__).resolve().parents[2] / "iii-config.yaml").exec[0].watch == ["src/**/*.py"]
 
 
 def test_config_rejects_unknown_exec_fields_and_bad_adapters() -> None:
@@ -44,29 +47,30 @@ def test_config_rejects_unknown_exec_fields_and_bad_adapters() -> None:
 
 
 def test_cron_six_and_seven_fields_and_weekday_numbering() -> None:
-    spec = CronSpec.parse("0 */15 * * * *")
+    spec = CronSchedule.parse("0 */15 * * * *")
     start = datetime(2026, 11, 22, 10, 7, 3, tzinfo=timezone.utc).timestamp()
     assert datetime.fromtimestamp(spec.next_after(start), timezone.utc) == datetime(2026, 11, 22, 10, 15, tzinfo=timezone.utc)
     # Engine weekdays: Sunday = 1. 2026-11-22 is a Sunday, so "1" means today.
-    sunday = CronSpec.parse("0 30 9 * * 1")
+    sunday = CronSchedule.parse("0 30 9 * * 1")
     nxt = datetime.fromtimestamp(sunday.next_after(datetime(2026, 11, 21, 12, tzinfo=timezone.utc).timestamp()), timezone.utc)
     assert nxt == datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
-    weekdays = CronSpec.parse("0 30 9 * * 2-6")  # Monday–Friday
+    weekdays = CronSchedule.parse("0 30 9 * * 2-6")  # Monday–Friday
     nxt = datetime.fromtimestamp(weekdays.next_after(datetime(2026, 11, 21, 12, tzinfo=timezone.utc).timestamp()), timezone.utc)
     assert nxt.weekday() == 0  # Monday
-    with_year = CronSpec.parse("0 0 0 1 1 * 2030")
+    with_year = CronSchedule.parse("0 0 0 1 1 * 2030")
     nxt = datetime.fromtimestamp(with_year.next_after(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()), timezone.utc)
     assert nxt.year == 2030
     for bad in ("* * * * *", "0 0 0 * * 8", "nonsense"):
         with pytest.raises(CronExpressionError):
-            CronSpec.parse(bad)
+            CronSchedule.parse(bad)
 
 
 def test_state_update_ops() -> None:
+    """builtins/kv.rs 451-545: `path` is one literal key, merge only at the root."""
     v = apply_ops(None, [{"type": "set", "path": "a.b", "value": 1}, {"type": "increment", "path": "n", "by": 2}])
-    assert v == {"a": {"b": 1}, "n": 2}
-    v = apply_ops(v, [{"type": "merge", "path": "a", "value": {"c": 3}}, {"type": "decrement", "path": "n"}, {"type": "remove", "path": "a.b"}])
-    assert v == {"a": {"c": 3}, "n": 1}
+    assert v == {"a.b": 1, "n": 2}
+    v = apply_ops(v, [{"type": "merge", "path": "a", "value": {"c": 3}}, {"type": "decrement", "path": "n", "by": 1}, {"type": "remove", "path": "a.b"}])
+    assert v == {"n": 1}
     with pytest.raises(StateError):
         apply_ops(v, [{"type": "explode"}])
 
