@@ -11,7 +11,9 @@ from iii_local.config import EngineConfigError, expand_env, load_config, parse_c
 from iii_local.cron_expr import CronExpressionError, CronSchedule
 from iii_local.engine import TriggerEntry
 from iii_local.jobs import Job
-from iii_local.rest import Router, response_from_result
+from iii_local.http_json import dumps, format_float, parse_body
+from iii_local.http_routes import Resolution
+from iii_local.rest import Router, http_response_from_result
 from iii_local.state import StateError, apply_ops
 from iii_local.store import SqliteStore
 from iii_local.telemetry import TelemetryStore, decode_frame, format_log_line, trace_id_of
@@ -89,13 +91,37 @@ def test_router_params_and_static_preference() -> None:
     assert route.function_id == "f-2" and params == {}
     assert r.match("POST", "/items/42") is None
     assert r.match("GET", "/items/42/more") is None
+    # axum/matchit: raw segments, a trailing slash is another path, 405 with Allow, HEAD on GET
+    assert r.match("GET", "/items/a%2Fb") == (r.routes["GET:items/:id"], {"id": "a%2Fb"})
+    assert r.resolve("GET", "/items/42/").kind is Resolution.NO_ROUTE
+    assert r.resolve("GET", "/items/").kind is Resolution.NO_ROUTE
+    r.add(_trigger("3", "POST", "items/:id"))
+    wrong = r.resolve("DELETE", "/items/42")
+    assert wrong.kind is Resolution.METHOD_NOT_ALLOWED and wrong.allow == "GET,HEAD,POST"
+    assert r.resolve("HEAD", "/items/42").kind is Resolution.NOT_REGISTERED
 
 
-def test_response_from_result_accepts_status_or_status_code() -> None:
-    assert response_from_result({"status": 201, "body": {"a": 1}}) == (201, {}, {"a": 1})
-    assert response_from_result({"status_code": 404, "headers": {"X": "y"}, "body": None}) == (404, {"X": "y"}, None)
-    assert response_from_result(None) is None
-    assert response_from_result({"body": 1}) is None
+def test_result_answer_reads_status_code_and_body_only() -> None:
+    """types.rs 46-67 and `StatusCode::from_u16(code as u16)` (views.rs 397-407)."""
+    assert http_response_from_result({"status_code": 404, "headers": {"X": "y"}, "body": None}) == (404, None)
+    assert http_response_from_result({"status": 201, "body": {"a": 1}}) == (200, {"a": 1})  # `status` is not read
+    assert http_response_from_result({"status_code": 201.0}) == (200, {})
+    assert http_response_from_result({"status_code": 65536 + 201}) == (201, {})  # `as u16` wraps
+    assert http_response_from_result({"status_code": True}) == (200, {})
+    assert http_response_from_result("text") == (200, {})
+
+
+def test_json_like_serde_json() -> None:
+    """views.rs 269 (`serde_json::from_slice(..).unwrap_or(Null)`, BTreeMap keys) and axum `Json`."""
+    assert list(parse_body(b'{"b": {"d": 1, "c": 2}, "a": 0}')) == ["a", "b"]
+    assert list(parse_body(b'{"b": {"d": 1, "c": 2}}')["b"]) == ["c", "d"]
+    assert parse_body(b"1e400") is None and parse_body(b"[NaN]") is None and parse_body(b"\xff") is None
+    assert parse_body(b"[" * 127 + b"]" * 127) is not None and parse_body(b"[" * 128 + b"]" * 128) is None
+    assert parse_body(b"9223372036854775807") == 2**63 - 1 and isinstance(parse_body(b"-9223372036854775809"), float)
+    assert [format_float(v) for v in (1.0, 1e15, 1e16, 0.00001, 1.5e-7, -0.0, 123.25)] == [
+        "1.0", "1000000000000000.0", "1e+16", "0.00001", "1.5e-7", "-0.0", "123.25"]
+    assert dumps({"b": [1e-7, None, True], "a": "ü\n\x01"}) == b'{"a":"\xc3\xbc\\n\\u0001","b":[1e-7,null,true]}'
+    assert dumps({"x": float("nan"), "id": "3e4f"}) == b'{"id":"3e4f","x":null}'
 
 
 def test_otel_frames_decode_into_logs_and_spans() -> None:
