@@ -1,5 +1,12 @@
 """Webhook signatures under attack: forged, replayed with a changed body, wrong webhook id,
-legacy header — refused with 401 and nothing queued; the genuine ones pass (both headers)."""
+legacy header — refused with 401 and nothing queued; the genuine ones pass (both headers).
+Requests come as nginx forwards them in production (deploy/nginx/bitbylaw-motia-locations.conf):
+the exact bytes as application/octet-stream, which the real engine streams to the handler (H2).
+
+The token mode (ESPOCRM_WEBHOOK_TOKEN) is checked on `authenticate` directly: the token comes in
+the webhook URL's query string (`?token=`), since EspoCRM's sender
+(application/Espo/Core/Webhook/Sender.php) sends only Content-Type, Content-Length, Signature and
+X-Signature; nginx hands it on as X-Auth-Token. tests/deploy/test_nginx.py runs it end to end."""
 
 from __future__ import annotations
 
@@ -8,16 +15,27 @@ import hashlib
 import hmac
 import json
 import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from iii_local.testing import MotiaTester
+from services import webhook_intake
+from services.config import Settings, WebhookAuthMode, load_settings
 from services.espocrm_webhooks import legacy_signature, php_json_encode, sign_body
+from services.exceptions import ConfigError
+from services.webhook_intake import WebhookRejected, authenticate
 from tests.e2e import WEBHOOK_ID, WEBHOOK_SECRET
+from tests.services.test_config import prod_env, sa_file  # noqa: F401  (fixtures)
 
 ENDPOINT = "/vmh/webhook/document/update"
+AS_NGINX_FORWARDS = {"Content-Type": "application/octet-stream", "X-Original-Content-Type": "application/json"}
+TOKEN = "tok-0123456789abcdef0123456789abcdef"
 
 
 async def _post(stack: MotiaTester, body: bytes, headers: dict[str, str]) -> tuple[int, list[dict]]:
-    r = await stack.post(ENDPOINT, data=body, headers={"Content-Type": "application/json", **headers})
+    r = await stack.post(ENDPOINT, data=body, headers={**AS_NGINX_FORWARDS, **headers})
     trace = r.headers.get("x-iii-trace-id", "")
     msgs = await stack.messages(trace) if trace else []
     assert trace, "every answer carries its trace id"
@@ -57,9 +75,9 @@ async def test_forged_and_tampered_signatures_are_refused(stack: MotiaTester) ->
     # Replayed signature over a changed body.
     status, msgs = await _post(stack, tampered, {"Signature": good})
     assert status == 401 and msgs == []
-    # The token header is no substitute when signatures are configured.
-    status, msgs = await _post(stack, body, {"X-Webhook-Token": WEBHOOK_SECRET})
-    assert status == 401 and msgs == []
+    # A token (in the URL, or as nginx hands it on) is no substitute when only signatures are configured.
+    r = await stack.post(f"{ENDPOINT}?token={WEBHOOK_SECRET}", data=body, headers={**AS_NGINX_FORWARDS, "X-Auth-Token": WEBHOOK_SECRET})
+    assert r.status == 401 and await stack.messages(r.headers["x-iii-trace-id"]) == []
 
 
 async def test_signed_but_malformed_is_400_and_queues_nothing(stack: MotiaTester) -> None:
@@ -72,8 +90,83 @@ async def test_signed_but_malformed_is_400_and_queues_nothing(stack: MotiaTester
 async def test_partially_valid_batch_reports_rejects_and_collapses_duplicates(stack: MotiaTester) -> None:
     good = f"pv{uuid.uuid4().hex[:12]}"
     body = json.dumps([{"id": good}, {"id": "bad id with spaces"}, {"id": good}, 42]).encode()
-    r = await stack.post(ENDPOINT, data=body, headers={"Content-Type": "application/json", "Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, body)})
+    r = await stack.post(ENDPOINT, data=body, headers={**AS_NGINX_FORWARDS, "Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, body)})
     assert r.status == 200
     answer = r.json()
     assert answer["accepted"] == 1
     assert [x["index"] for x in answer["rejected"]] == [1, 3]
+
+
+# ---------------------------------------------------------------- token mode (authenticate)
+
+
+def _settings(**env: str) -> Settings:
+    return load_settings({"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env", **env})
+
+
+def _refusal(settings: Settings, *, query: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> WebhookRejected | None:
+    try:
+        authenticate(headers or {}, b"[]", None, settings, query=query)
+    except WebhookRejected as exc:
+        return exc
+    return None
+
+
+def test_token_in_the_url_is_accepted_and_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings(ESPOCRM_WEBHOOK_TOKEN=TOKEN)
+    assert settings.webhook_auth_mode is WebhookAuthMode.TOKEN
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(webhook_intake.hmac, "compare_digest", spy)
+    assert _refusal(settings, query={"token": TOKEN}) is None
+    assert _refusal(settings, query={"token": [TOKEN, TOKEN]}) is None
+    assert _refusal(settings, headers={"X-Auth-Token": TOKEN}) is None  # as nginx hands it on
+    assert compared and all(b == TOKEN.encode() for _, b in compared)
+
+
+@pytest.mark.parametrize(
+    "query, headers",
+    [
+        (None, None),
+        ({"token": ""}, None),
+        ({"token": TOKEN[:-1]}, None),
+        ({"token": TOKEN + "x"}, None),
+        ({"token": [TOKEN, "other"]}, None),
+        ({"Token": TOKEN}, None),
+        ({"token": "wrong"}, {"X-Auth-Token": TOKEN}),  # the URL's token is the one that counts
+        (None, {"X-Webhook-Token": TOKEN}),  # the old header mode is gone
+        (None, {"Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, b"[]")}),
+    ],
+)
+def test_token_mode_refuses_everything_else_without_showing_the_token(query: dict[str, Any] | None, headers: dict[str, str] | None) -> None:
+    refusal = _refusal(_settings(ESPOCRM_WEBHOOK_TOKEN=TOKEN), query=query, headers=headers)
+    assert refusal is not None and refusal.status == 401
+    assert TOKEN not in json.dumps(refusal.body())
+
+
+def test_token_next_to_signatures_is_an_alternative_not_a_bypass() -> None:
+    settings = _settings(ESPOCRM_WEBHOOK_TOKEN=TOKEN, ESPOCRM_WEBHOOK_SECRETS=f"{WEBHOOK_ID}:{WEBHOOK_SECRET}")
+    assert settings.webhook_auth_mode is WebhookAuthMode.SIGNATURE
+    assert _refusal(settings, query={"token": TOKEN}) is None
+    refusal = _refusal(settings, query={"token": "wrong"})
+    assert refusal is not None and refusal.status == 401
+
+
+@pytest.mark.parametrize("token", ["has space", "a&token=b", "percent%41", "slash/", "ümlaut", "plus+"])
+def test_webhook_token_must_be_url_safe_and_errors_do_not_show_it(token: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _settings(ESPOCRM_WEBHOOK_TOKEN=token)
+    assert "ESPOCRM_WEBHOOK_TOKEN" in str(info.value)
+    assert token not in str(info.value)
+
+
+def test_short_webhook_token_warns_in_production(prod_env: dict[str, str], sa_file: Path) -> None:  # noqa: F811
+    short = load_settings({**prod_env, "ESPOCRM_WEBHOOK_TOKEN": "short-token"})
+    assert any("ESPOCRM_WEBHOOK_TOKEN" in w and "32" in w for w in short.warnings)
+    long = load_settings({**prod_env, "ESPOCRM_WEBHOOK_TOKEN": "a" * 32})
+    assert not any("ESPOCRM_WEBHOOK_TOKEN" in w for w in long.warnings)
