@@ -15,17 +15,21 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
-# Debian packages: redis-server (always) and chromium (the console's browser tests); installed
-# here when missing and we may (root + apt-get), else we say which apt-get line to run.
+# Debian packages: redis-server (always), nginx (the shipped reverse-proxy config is tested with
+# it), systemd (its systemd-analyze verifies the units; installing it starts nothing and does not
+# replace init, also in a container) and chromium (the console's browser tests); installed here
+# when missing and we may (root + apt-get), else we say which apt-get line to run.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing="$$missing nginx"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  elif echo "$$missing" | grep -q redis-server; then \
+	  elif echo "$$missing" | grep -q -E "redis-server|nginx|systemd"; then \
 	    echo "Missing Debian packages:$$missing — run: sudo apt-get install$$missing"; exit 1; \
 	  else echo "note: chromium is missing, the console's browser tests will be skipped (sudo apt-get install chromium)"; fi; \
 	fi
