@@ -29,6 +29,8 @@ ENGINE_UNIT = DEPLOY / "motia.service"
 CONSOLE_UNIT = DEPLOY / "iii-console.service"
 CONFIG = DEPLOY / "iii-config.production.yaml"
 NFT_RULES = DEPLOY / "bitbylaw-motia.nft"
+NGINX_DROP_IN = DEPLOY / "nginx" / "nginx-restart.conf"
+DEBIAN_NGINX_UNIT = Path("/lib/systemd/system/nginx.service")
 
 # engine/src/modules/rest_api/config.rs 26-42 (serde deny_unknown_fields).
 REST_KEYS = {"port", "host", "default_timeout", "concurrency_request_limit", "cors"}
@@ -112,6 +114,22 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         names.append(unit.name)
     result = subprocess.run([analyze, "verify", "--man=no", *names], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if any(n in line for n in names) or str(tmp_path) in line]
+    assert result.returncode == 0 and not complaints, result.stdout + result.stderr
+
+
+def test_nginx_restart_drop_in_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """Debian's nginx.service has no Restart=; the drop-in adds it (verified on Debian's unit)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail("systemd-analyze is missing: run `make test` (it installs Debian's systemd) or apt-get install systemd")
+    if not DEBIAN_NGINX_UNIT.is_file():
+        pytest.fail("Debian's nginx is not installed: run `make test` (it installs it) or apt-get install nginx")
+    assert one(service(NGINX_DROP_IN), "Restart") in ("on-failure", "always")
+    shutil.copy(DEBIAN_NGINX_UNIT, tmp_path / "nginx.service")
+    (tmp_path / "nginx.service.d").mkdir()
+    shutil.copy(NGINX_DROP_IN, tmp_path / "nginx.service.d" / "restart.conf")
+    result = subprocess.run([analyze, "verify", "--man=no", "nginx.service"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    complaints = [line for line in (result.stdout + result.stderr).splitlines() if "restart.conf" in line or str(tmp_path) in line]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
 
 
