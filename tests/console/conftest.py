@@ -55,6 +55,25 @@ class ConsoleTester(MotiaTester):
         return path
 
 
+async def emit_until_a_handles(engine: MotiaTester, first: int) -> tuple[int, str]:
+    """Emit to compat.fanout until Compat Fanout A (which logs) got one: (n, trace id).
+
+    Its two subscribers compete (engine 0.8.3, Q1): each message reaches the one whose worker
+    polls first. A burst of 15 is more than one worker's 10 permits, so both get some."""
+    import asyncio
+
+    for start in range(first, first + 45, 15):
+        ns = list(range(start, start + 15))
+        rs = await asyncio.gather(*(engine.post("/compat/emit", {"topic": "compat.fanout", "data": {"n": n}}) for n in ns))
+        assert all(r.status == 202 for r in rs)
+        await engine.wait_idle()
+        state = await engine.state_list("compat.fanout")
+        for n, r in zip(ns, rs):
+            if f"A:{n}" in state:
+                return n, r.json()["trace_id"]
+    raise AssertionError("Compat Fanout A never got a message")
+
+
 async def applied(page: Any, query: str) -> None:
     """Wait until the traces table shows the result of exactly this query (`since` aside)."""
     await page.wait_for_function(f"() => document.querySelector('#traces-body').dataset.query === {json.dumps(query)}", timeout=15_000)

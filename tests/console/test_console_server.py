@@ -135,7 +135,7 @@ async def test_token_login_form_bearer_and_engine_passthrough(page: Any, tmp_pat
                 assert r.status == 200 and (await r.json())["functions"] == 0
             async with s.get(f"{rest}/_console/status") as r:
                 assert r.status == 401  # the engine API itself enforces the token the console passes on
-            async with s.post(f"{url}/_console/dlq/replay", json={}, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            async with s.post(f"{url}/_console/cron/trigger", json={}, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
                 assert r.status == 403  # no X-Console-Request header
             async with s.get(f"{url}/app.js", allow_redirects=False) as r:
                 assert r.status == 303 and r.headers["Location"] == "/login"
