@@ -44,6 +44,8 @@ SAFE_KEYS: frozenset[str] = frozenset(
 _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=-]{8,})")
 _MACHINE_MADE = re.compile(r"[0-9._~+/=-]|^.+[A-Z]")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
+# `?token=…` / `&api_key=…` in a URL (the webhook token rides in EspoCRM's webhook URL).
+_QUERY_PARAM = re.compile(r"([?&])([A-Za-z0-9_.\-\[\]]+)=([^&#\s\"'<>]+)")
 _MAX_DEPTH = 20
 
 
@@ -58,10 +60,12 @@ def is_sensitive_key(key: Any) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """Mask bearer/basic credentials and URL passwords inside free text."""
+    """Mask bearer/basic credentials, URL passwords and secret-named query parameters
+    (`?token=…`, `&api_key=…`: names as in `is_sensitive_key`) inside free text."""
     text = _BEARER.sub(
         lambda m: f"{m.group(1)}{m.group(2)}{MASK}" if _MACHINE_MADE.search(m.group(3)) else m.group(0), text
     )
+    text = _QUERY_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}={MASK}" if is_sensitive_key(m.group(2)) else m.group(0), text)
     return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
 
 

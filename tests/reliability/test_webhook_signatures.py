@@ -170,3 +170,12 @@ def test_short_webhook_token_warns_in_production(prod_env: dict[str, str], sa_fi
     assert any("ESPOCRM_WEBHOOK_TOKEN" in w and "32" in w for w in short.warnings)
     long = load_settings({**prod_env, "ESPOCRM_WEBHOOK_TOKEN": "a" * 32})
     assert not any("ESPOCRM_WEBHOOK_TOKEN" in w for w in long.warnings)
+
+
+def test_a_logged_webhook_url_does_not_show_the_token() -> None:
+    from services.logging_utils import redact, redact_text
+
+    url = f"https://hooks.example.com/vmh/webhook/document/create?token={TOKEN}"
+    assert TOKEN not in redact_text(f"POST {url} failed")
+    assert TOKEN not in json.dumps(redact({"url": url, "nested": [f"{ENDPOINT}?x=1&token={TOKEN}"]}))
+    assert redact_text(f"{ENDPOINT}?endpoint=Akten/1") == f"{ENDPOINT}?endpoint=Akten/1"
