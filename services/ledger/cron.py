@@ -82,10 +82,10 @@ async def claim_cron_slot(
     return SlotClaim(step, slot, key, won, True)
 
 
-async def run_once_per_slot(redis: Any, step: str, expression: str, ctx: Any) -> bool:
+async def run_once_per_slot(redis: Any, step: str, expression: str, ctx: Any, *, now: float | None = None) -> bool:
     """The cron steps' guard: True when this engine should run the slot (logs either way)."""
     try:
-        claim = await claim_cron_slot(redis, step, expression)
+        claim = await claim_cron_slot(redis, step, expression, now=now)
     except RedisError as exc:
         ctx.logger.warn(f"cron {step}: could not claim the slot, running anyway: {exc}", {"step": step})
         return True
