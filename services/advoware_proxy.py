@@ -10,7 +10,10 @@ Order of checks (nothing leaves before all have passed):
 1. No `ADVOWARE_PROXY_TOKEN` configured → 503 (the proxy never runs open).
 2. `Authorization: Bearer <ADVOWARE_PROXY_TOKEN>` missing or wrong → 401 (constant-time compare).
 3. `endpoint` fails `validate_endpoint` → 400 with the reason.
-4. Body larger than `ADVOWARE_PROXY_MAX_BODY_BYTES` → 413.
+4. Body larger than `ADVOWARE_PROXY_MAX_BODY_BYTES` → 413; a body that is not what it
+   claims (unparsable JSON, shorter than its Content-Length) → 400. How the body is taken
+   from the engine (parsed JSON, or the raw stream for other content types) and how the
+   answer goes back (through the response channel) is in services.advoware_proxy_http.
 Then the call: Advoware unreachable → 502, timed out → 504, answer larger than the limit
 → 502; all with a JSON body `{"error": <reason>, "source": "advoware-proxy"}`.
 
@@ -25,16 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import re
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import unquote
 
 from services.advoware_paths import TOKEN_PATH
+from services.advoware_proxy_http import ProxyError, read_body, send_answer
 from services.exceptions import ApiConnectionError, ApiError, IntegrationError, ValidationError
 from services.logging_utils import get_service_logger
 from services.retry import NO_RETRY
@@ -97,18 +100,6 @@ class EndpointRejected(ValidationError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"endpoint rejected: {reason}")
         self.reason = reason
-
-
-@dataclass
-class ProxyError(Exception):
-    """The proxy itself answers (nothing, or nothing more, goes to Advoware)."""
-
-    status: int
-    reason: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.status}: {self.reason}"
 
 
 # --- pure decisions ---------------------------------------------------------------------
@@ -321,50 +312,8 @@ class ProxyResult:
             upstream=False,
         )
 
-    def to_response(self) -> Any:
-        from motia import ApiResponse
-
-        return ApiResponse(status=self.status, body=self.body, headers=dict(self.headers))
-
 
 # --- I/O --------------------------------------------------------------------------------
-
-
-async def read_body(request: Any, limit: int) -> bytes | None:
-    """The request body (None when empty), refusing more than `limit` bytes with ProxyError 413.
-
-    Reads the raw bytes from the request channel; behind an engine that sends only the
-    parsed JSON, that value is re-encoded."""
-    declared = _lower_headers(getattr(request, "headers", None)).get("content-length")
-    if declared and declared.strip().isdigit() and int(declared) > limit:
-        raise ProxyError(413, f"request body larger than {limit} bytes")
-    reader = getattr(request, "request_body", None)
-    raw = b""
-    if reader is not None:
-        try:
-            if hasattr(reader, "__aiter__"):
-                buf = bytearray()
-                async for chunk in reader:
-                    buf += chunk
-                    if len(buf) > limit:
-                        close = getattr(reader, "close_async", None)
-                        if close is not None:
-                            await close()
-                        raise ProxyError(413, f"request body larger than {limit} bytes")
-                raw = bytes(buf)
-            elif hasattr(reader, "read_all"):
-                raw = await reader.read_all()
-        except ProxyError:
-            raise
-        except Exception:  # noqa: BLE001 - an engine without raw bodies: use the parsed body
-            raw = b""
-    if not raw:
-        parsed = getattr(request, "body", None)
-        if parsed is not None:
-            raw = json.dumps(parsed, ensure_ascii=False).encode("utf-8")
-    if len(raw) > limit:
-        raise ProxyError(413, f"request body larger than {limit} bytes")
-    return raw or None
 
 
 async def forward(
@@ -428,9 +377,11 @@ async def handle_proxy_request(
     settings: Any = None,
     client: Any = None,
 ) -> Any:
-    """The whole proxy step: authenticate, validate, forward, answer (an ApiResponse)."""
+    """The whole proxy step: authenticate, validate, forward, answer. The answer is written to
+    the response channel (status, headers and bytes survive the real engine) and None is
+    returned; without a channel (a mock request) the ApiResponse is returned instead."""
     result = await proxy_request(method, request, ctx, settings=settings, client=client)
-    return result.to_response()
+    return await send_answer(request, result.status, result.headers, result.body, get_service_logger("advoware_proxy", ctx))
 
 
 async def proxy_request(

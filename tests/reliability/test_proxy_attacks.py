@@ -1,12 +1,15 @@
 """The proxy's unit attack corpus, sent through the full stack (engine, worker, Advoware
 simulator) both as the engine decodes it once and percent-encoded once more: every request
-is refused with 400 before anything reaches Advoware, for every method."""
+is refused with 400 before anything reaches Advoware, for every method. Bodies past the
+proxy's limit, or cut short, never reach Advoware either (the engine itself has no limit)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
+import uuid
+from typing import AsyncIterator
 from urllib.parse import quote
 
 import aiohttp
@@ -41,3 +44,44 @@ async def test_unit_attack_corpus_through_the_full_stack(stack: MotiaTester, sim
     background = re.compile(r"^/api/v1/(Token|advonet/(TermineActiveSync|Mitarbeiter|Beteiligte)(/\d+(/Bankverbindungen(/\d+)?)?)?)$")
     reached = [x for x in log if x["ts"] >= started and not background.match(x["path"])]
     assert not reached, f"an attack reached Advoware: {reached[:3]}"
+
+
+LIMIT = 10 * 1024 * 1024  # ADVOWARE_PROXY_MAX_BODY_BYTES's default, as the stack runs
+
+
+async def test_oversized_or_cut_short_bodies_never_reach_advoware(stack: MotiaTester, sims: Simulators) -> None:
+    """Engine 0.8.3 takes any body size (modules/rest_api/views.rs 246-289; nginx limits it in
+    production) and streams non-JSON bodies into the request channel, ending the stream quietly
+    when the client breaks off (`Err(_) => break`). The proxy reads at most its limit (413) and
+    refuses a body shorter than its Content-Length (400): nothing past the limit or cut short goes on."""
+    marker = f"zz{uuid.uuid4().hex[:10]}"
+    target = f"/advoware/proxy?endpoint=api/v1/advonet/Beteiligte/{marker}"
+    octets = {**AUTH, "Content-Type": "application/octet-stream"}
+    async with aiohttp.ClientSession() as session:
+        async def chunks() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse early
+            for _ in range(11):
+                yield b"x" * (1024 * 1024)
+
+        async with session.put(stack.base_url + target, data=chunks(), headers=octets) as r:
+            assert r.status == 413, await r.text()
+            assert (await r.json())["source"] == "advoware-proxy"
+        async with session.put(stack.base_url + target, data=b"x" * (LIMIT + 1), headers=octets) as r:
+            assert r.status == 413  # declared above the limit
+        async with session.put(stack.base_url + target, data=b"x" * 1000, headers=octets) as r:
+            assert r.status != 413  # the same request within the limit is not refused for its size
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.rest_port)
+    head = (f"PUT {target}-cut HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH['Authorization']}\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n")
+    writer.write(head.encode() + b"0123456789")
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    logs = await stack.logs(wait_for="ended after 10 of 100000", timeout=10)
+    assert any("ended after 10 of 100000" in rec["message"] for rec in logs)
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{sims.advoware.url}/_sim/requests") as r:
+            log = await r.json()
+    reached = [x for x in log if marker in x["path"]]
+    assert [x["method"] for x in reached] == ["PUT"], reached  # only the small one went on

@@ -26,8 +26,10 @@ from services.advoware_proxy import (
     forward_params,
     proxy_request,
     proxy_timeout,
+    read_body,
     validate_endpoint,
 )
+from services.advoware_proxy_http import send_answer
 from services.advoware_service import AdvowareAPI
 from services.config import Settings, load_settings
 from services.retry import RetryPolicy
@@ -443,6 +445,113 @@ async def test_response_limit_is_502(fake_upstream: tuple[RunningApp, list[dict[
 # --- the whole request path with a mock context ------------------------------------------
 
 
+OCTETS = {"content-type": "application/octet-stream"}
+
+
+class ChunkReader:
+    """A request channel reader (iii ChannelReader's interface) that counts what was read."""
+
+    def __init__(self, chunks: list[bytes], *, fail: bool = False) -> None:
+        self.chunks = chunks
+        self.fail = fail
+        self.read_chunks = 0
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.fail:
+            raise AssertionError("the request channel was read")
+        for chunk in self.chunks:
+            self.read_chunks += 1
+            yield chunk
+
+    async def close_async(self) -> None:
+        self.closed = True
+
+
+UNREADABLE = b"<never read>"
+
+
+class ChannelRequest(MockRequest):
+    """MockRequest with a chunked request channel; `raw=UNREADABLE` fails when read."""
+
+    def __init__(self, *args: Any, chunks: list[bytes] | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.reader = ChunkReader(chunks if chunks is not None else [self.raw_body or b""], fail=self.raw_body == UNREADABLE)
+
+    @property
+    def request_body(self) -> Any:
+        return self.reader
+
+
+async def test_read_body_follows_the_engines_content_type_rule() -> None:
+    """views.rs 246-289 (iii/v0.8.3): JSON content types are parsed by the engine (channel held
+    open, never read here); other types stream raw bytes, read only up to the limit."""
+    json_req = ChannelRequest(body={"b": [1, "ü"], "a": None}, headers={"content-type": "application/json; charset=utf-8"},
+                              raw_body=UNREADABLE)
+    assert await read_body(json_req, 1000) == '{"b":[1,"ü"],"a":null}'.encode()
+    assert json_req.reader.read_chunks == 0
+    assert await read_body(ChannelRequest(body=None, headers={"content-type": "application/json"}, raw_body=UNREADABLE), 1000) is None
+    for headers in ({"content-length": "12"}, {"transfer-encoding": "chunked"}):
+        with pytest.raises(ProxyError) as err:
+            await read_body(ChannelRequest(body=None, headers={"content-type": "application/json", **headers}, raw_body=UNREADABLE), 1000)
+        assert err.value.status == 400
+    with pytest.raises(ProxyError) as err:
+        await read_body(ChannelRequest(body={"x": "y" * 1000}, headers={"content-type": "application/json"}, raw_body=UNREADABLE), 1000)
+    assert err.value.status == 413
+
+    # Not JSON (the engine's test is case-sensitive): the raw stream, exactly.
+    raw = ChannelRequest(headers={"content-type": "Application/JSON"}, chunks=[b'{"a":', b" 1}"])
+    assert await read_body(raw, 1000) == b'{"a": 1}'
+    assert await read_body(ChannelRequest(headers={}, chunks=[]), 1000) is None
+    # Past the limit: 413 as soon as it is passed, the rest is not read.
+    big = ChannelRequest(headers=OCTETS, chunks=[b"x" * 400] * 10)
+    with pytest.raises(ProxyError) as err:
+        await read_body(big, 1000)
+    assert err.value.status == 413 and big.reader.read_chunks == 3 and big.reader.closed
+    declared = ChannelRequest(headers={**OCTETS, "content-length": "5000"}, chunks=[b"x"])
+    with pytest.raises(ProxyError) as err:
+        await read_body(declared, 1000)
+    assert err.value.status == 413 and declared.reader.read_chunks == 0
+    # Cut short (fewer bytes than declared): never passed on.
+    short = ChannelRequest(headers={**OCTETS, "content-length": "100"}, chunks=[b"x" * 40])
+    with pytest.raises(ProxyError) as err:
+        await read_body(short, 1000)
+    assert err.value.status == 400 and "40 of 100" in err.value.reason
+
+
+class RecordingResponse:
+    """motia's MotiaHttpResponse with a recording channel writer."""
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+        self.writer = self
+
+    async def status(self, code: int) -> None:
+        self.frames.append(("status", code))
+
+    async def headers(self, headers: dict[str, str]) -> None:
+        self.frames.append(("headers", headers))
+
+    async def write(self, data: bytes) -> None:
+        self.frames.append(("body", data))
+
+    async def close_async(self) -> None:
+        self.frames.append(("close",))
+
+
+async def test_answers_go_through_the_response_channel() -> None:
+    """views.rs 380-465: only the channel keeps status, headers and bytes; the step returns None."""
+    req = MockRequest()
+    req.response = RecordingResponse()  # type: ignore[attr-defined]
+    assert await send_answer(req, 201, {"Content-Type": "application/pdf"}, b"%PDF") is None
+    assert req.response.frames == [("status", 201), ("headers", {"Content-Type": "application/pdf"}), ("body", b"%PDF"), ("close",)]  # type: ignore[attr-defined]
+    req.response = RecordingResponse()  # type: ignore[attr-defined]
+    assert await send_answer(req, 204, {}, None) is None
+    assert req.response.frames == [("status", 204), ("close",)]  # type: ignore[attr-defined]
+    fallback = await send_answer(MockRequest(), 401, {"WWW-Authenticate": "Bearer"}, {"error": "x"})
+    assert fallback.status == 401 and fallback.headers == {"WWW-Authenticate": "Bearer"} and fallback.body == {"error": "x"}
+
+
 def proxy_req(method: str, endpoint: str | None, *, token: str | None = PROXY_TOKEN, body: Any = None,
               raw: bytes | None = None, headers: dict[str, str] | None = None, **query: str) -> MockRequest:
     h = {"content-type": "application/json", **(headers or {})}
@@ -451,7 +560,7 @@ def proxy_req(method: str, endpoint: str | None, *, token: str | None = PROXY_TO
     q = dict(query)
     if endpoint is not None:
         q["endpoint"] = endpoint
-    return MockRequest(body=body, headers=h, query_params=q, method=method, raw_body=raw)
+    return ChannelRequest(body=body, headers=h, query_params=q, method=method, raw_body=raw)
 
 
 async def test_proxy_request_end_to_end_with_mock_context(
@@ -462,16 +571,23 @@ async def test_proxy_request_end_to_end_with_mock_context(
     client = client_for(upstream.url)
     ctx = mock_context("http")
     try:
-        req = proxy_req("POST", "api/v1/advonet/Beteiligte", raw=b'{"Name": "M\xc3\xbcller"}', x="1",
+        # JSON: the engine's parsed body (keys sorted by the engine), re-encoded; the channel is not read
+        req = proxy_req("POST", "api/v1/advonet/Beteiligte", body={"Name": "Müller", "Art": 1}, raw=UNREADABLE, x="1",
                         headers={"cookie": "c=1", "accept": "application/json", "connection": "close"})
         result = await proxy_request(ProxyMethod.POST, req, ctx, settings=settings, client=client)
         assert result.status == 200
-        assert json.loads(result.body) == {"echo": '{"Name": "Müller"}', "ct": "application/json"}
+        assert json.loads(result.body) == {"echo": '{"Name":"Müller","Art":1}', "ct": "application/json"}
         sent = seen[-1]
         assert sent["method"] == "POST" and sent["path"] == "/api/v1/advonet/Beteiligte" and sent["query"] == "x=1"
         assert sent["headers"]["Authorization"] == "Bearer upstream-secret-token-42"
         assert "Cookie" not in sent["headers"]
-        assert sent["body"] == b'{"Name": "M\xc3\xbcller"}'
+        assert sent["body"] == '{"Name":"Müller","Art":1}'.encode()
+        # other content types: the raw bytes from the request channel, byte for byte
+        xml = '<?xml version="1.0"?><a>Müller</a>\r\n'.encode()
+        req = proxy_req("PUT", "api/v1/advonet/Beteiligte", raw=xml, headers={"content-type": "application/xml"})
+        result = await proxy_request(ProxyMethod.PUT, req, ctx, settings=settings, client=client)
+        assert result.status == 200 and seen[-1]["body"] == xml
+        assert seen[-1]["headers"]["Content-Type"] == "application/xml"
 
         # refusals: nothing reaches the upstream
         before = len(seen)
@@ -480,8 +596,10 @@ async def test_proxy_request_end_to_end_with_mock_context(
             (proxy_req("GET", "api/v1/x", token="nope"), 401),
             (proxy_req("GET", "%2e%2e/x"), 400),
             (proxy_req("GET", None), 400),
-            (proxy_req("PUT", "api/v1/x", raw=b"x" * 2000), 413),
+            (proxy_req("PUT", "api/v1/x", raw=b"x" * 2000, headers=OCTETS), 413),
             (proxy_req("PUT", "api/v1/x", raw=b"{}", headers={"content-length": "999999"}), 413),
+            (proxy_req("POST", "api/v1/x", body={"x": "y" * 2000}), 413),
+            (proxy_req("POST", "api/v1/x", body=None, headers={"content-length": "9"}), 400),  # unparsable JSON
         ]
         small = settings_for(upstream.url, proxy_max_body_bytes=1000)
         for req, status in cases:

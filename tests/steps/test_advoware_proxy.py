@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -98,6 +99,26 @@ async def test_every_method_round_trips_with_query_and_body(stack: MotiaTester, 
     assert any(r["method"] == "PUT" and r["query"] == f"frnr={frnr}" for r in log)
     assert any(r["method"] == "GET" and "kuerzel=ZZ" in r["query"] and "from=2031-03-01" in r["query"] for r in log)
     assert all("endpoint" not in r["query"] for r in log)
+
+
+async def test_json_is_taken_parsed_and_other_bodies_raw(stack: MotiaTester, sims: Simulators) -> None:
+    """Engine 0.8.3 (modules/rest_api/views.rs 246-289): a JSON body arrives parsed while the
+    request channel stays open and empty until the answer (reading it would cost the whole
+    request timeout); other content types stream the raw bytes, which go on unchanged."""
+    name = f"Raw-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    created = await proxy(stack, "POST", BETEILIGTE, json_body={"Vorname": "Jörg", "Name": name})
+    assert created.status == 201, created.text
+    assert time.monotonic() - started < 5, "the proxy waited on the request channel of a JSON request"
+    assert created.json()["Name"] == name and created.json()["Vorname"] == "Jörg"
+
+    doc = ('{"Name": "%s-raw",\n  "Vorname": "J\\u00f6rg", "Ort": "Köln"}' % name).encode()
+    r = await stack.request("POST", "/advoware/proxy", data=doc, params={"endpoint": BETEILIGTE},
+                            headers={**AUTH, "Content-Type": "text/plain; charset=utf-8"})
+    assert r.status == 201, r.text
+    assert r.json()["Name"] == f"{name}-raw" and r.json()["Vorname"] == "Jörg" and r.json()["Ort"] == "Köln"
+    posts = [x for x in await sim_log(sims, "(?i)/advonet/beteiligte$") if x["method"] == "POST"]
+    assert any({k.lower(): v for k, v in x["headers"].items()}.get("content-type") == "text/plain; charset=utf-8" for x in posts)
 
 
 async def test_beteiligte_round_trip_and_status_pass_through(stack: MotiaTester, sims: Simulators) -> None:
