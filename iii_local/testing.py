@@ -114,6 +114,8 @@ class MotiaTester:
         workdir: str | Path | None = None,
         keep_alive: bool = True,
         cron_adapter: dict[str, Any] | None = None,
+        state_adapter: dict[str, Any] | None = None,
+        watch: list[str] | None = None,
     ) -> None:
         self.steps_dir = Path(steps_dir).resolve()
         self.env = env or {}
@@ -122,6 +124,8 @@ class MotiaTester:
         self.extra_modules = extra_modules or []
         self.keep_alive = keep_alive
         self.cron_adapter = cron_adapter or {"class": "modules::cron::KvCronAdapter"}
+        self.state_adapter = state_adapter
+        self.watch_globs = watch  # ExecModule `watch:` (relative to the workdir, the engine's cwd)
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="motia-tester-"))
         self._own_workdir = workdir is None
         self.rest_port = free_port()
@@ -141,10 +145,10 @@ class MotiaTester:
             "modules": [
                 {"class": "modules::api::RestApiModule", "config": {"port": self.rest_port, "host": "127.0.0.1", "default_timeout": self.rest_timeout_ms}},
                 {"class": "modules::queue::QueueModule", "config": {"adapter": {"class": "modules::queue::BuiltinQueueAdapter", "config": {**self.queue_defaults, "file_path": str(data_dir / "queue_store")}}}},
-                {"class": "modules::state::StateModule", "config": {"adapter": {"class": "modules::state::adapters::KvStore", "config": {"store_method": "file_based", "file_path": str(data_dir / "state_store")}}}},
+                {"class": "modules::state::StateModule", "config": {"adapter": self.state_adapter or {"class": "modules::state::adapters::KvStore", "config": {"store_method": "file_based", "file_path": str(data_dir / "state_store")}}}},
                 {"class": "modules::cron::CronModule", "config": {"adapter": self.cron_adapter}},
                 *self.extra_modules,
-                {"class": "modules::shell::ExecModule", "config": {"exec": [self.worker_command()]}},
+                {"class": "modules::shell::ExecModule", "config": {"exec": [self.worker_command()], **({} if self.watch_globs is None else {"watch": self.watch_globs})}},
             ],
         }
         path = self.workdir / "iii-config.yaml"
