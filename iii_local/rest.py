@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import aiohttp.http_exceptions
 from aiohttp import web
 
 from iii_local.channels import EMPTY, Channel
@@ -158,7 +160,7 @@ class RestModule:
                     content_type = visible_ascii(request.headers.get("Content-Type", ""))
                     body: Any = None
                     if "application/json" in content_type:
-                        body = parse_body(await request.content.read())
+                        body = parse_body(await self._collect(request))
                     else:
                         feeder = asyncio.create_task(self._feed_stream(req_ch, request))
                     data = self._request_data(request, route, path_params, body, req_ch, res_ch)
@@ -198,11 +200,25 @@ class RestModule:
             "response": res_ch.ref("write"),
         }
 
+    @staticmethod
+    async def _collect(request: web.Request) -> bytes:
+        """H1: the whole body; a broken body ends the read with what came (`Err(_) => break`)."""
+        buf = bytearray()
+        try:
+            async for chunk in request.content.iter_any():
+                buf += chunk
+        except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, ConnectionError):
+            pass
+        return bytes(buf)
+
     async def _feed_stream(self, ch: Channel, request: web.Request) -> None:
-        """H2: the raw bytes into the request channel, then its end."""
+        """H2: the raw bytes into the request channel, then its end (also when the client's
+        body breaks off: the engine's task just stops, `Err(_) => break`)."""
         try:
             async for chunk in request.content.iter_chunked(CHUNK):
                 await ch.put(bytes(chunk))
+        except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, ConnectionError):
+            pass
         finally:
             ch.close_nowait()
 
