@@ -220,7 +220,13 @@ class QueueKvStore:
         if lst is None:
             return 0
         removed = 0
-        if count >= 0:
+        if count == 1:  # the common case (ack, nack, requeue): the first occurrence from the head
+            try:
+                lst.remove(value)
+                removed = 1
+            except ValueError:
+                pass
+        elif count >= 0:
             keep: deque[str] = deque()
             for item in lst:
                 if item == value and (count == 0 or removed < count):

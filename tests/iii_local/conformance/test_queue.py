@@ -245,3 +245,44 @@ async def test_q5_nothing_is_written_between_saves_nor_at_shutdown(tmp_path: Pat
     assert q.adapter.topic_stats("orphan")["depth"] == 0
     assert not (tmp_path / "mem" / "queue_store").exists()
     await q.stop()
+
+
+async def test_q5_restart_rules_of_rebuild_from_storage(tmp_path: Path) -> None:
+    """Q5 — builtins/queue.rs 221-295 (`rebuild_from_storage`), queue_kv.rs 265-330 (lists).
+    Saved lists: only due delayed jobs move to waiting; `active` is left as it is. No saved
+    list at all: every saved job record is requeued (a record without lists is all the engine
+    can go by). In-process, on the adapter's store."""
+    from iii_local.queue_builtin import active_key, delayed_key, job_key, waiting_key
+    from iii_local.queue_kv import QueueKvStore
+
+    kv = QueueKvStore()
+    for v in ("v1", "v2", "v3"):
+        kv.lpush("l", v)
+    assert kv.llen("l") == 3 and kv.rpop("l") == "v1" and kv.lrem("l", 1, "v2") == 1 and kv.rpop("l") == "v3"
+    assert kv.rpop("l") is None and "l" not in kv.keys()
+
+    q = await _module(tmp_path, store_method="file_based", save_interval_ms=50)
+    b = q.adapter.queue  # type: ignore[union-attr]
+    first, second, third = b.push("t", {"n": 1}), b.push("t", {"n": 2}), b.push("t", {"n": 3})
+    assert b.pop("t").id == first  # type: ignore[union-attr]  # in flight at the "crash"
+    assert b.pop("t").id == second  # type: ignore[union-attr]
+    b.nack("t", second, "boom")  # retry due in backoff_ms (1000)
+    await asyncio.sleep(0.2)
+    await q.stop()
+    q = await _module(tmp_path, store_method="file_based", save_interval_ms=50)
+    kv = q.adapter.kv  # type: ignore[union-attr]
+    assert kv.lrange(active_key("t")) == [first]
+    assert kv.lrange(waiting_key("t")) == [third]
+    assert kv.zrangebyscore(delayed_key("t"), 0, 2**62) == [second]
+    # Lose the lists: the job records alone are requeued, the one in flight included.
+    kv.lists.clear()
+    kv.zsets.clear()
+    kv._dirty_lists = kv._dirty_zsets = True
+    await asyncio.sleep(0.2)
+    await q.stop()
+    q = await _module(tmp_path, store_method="file_based", save_interval_ms=50)
+    kv = q.adapter.kv  # type: ignore[union-attr]
+    assert sorted(kv.lrange(waiting_key("t"))) == sorted([first, third])
+    assert kv.zrangebyscore(delayed_key("t"), 0, 2**62) == [second]
+    assert kv.get_job(job_key("t", first)) is not None
+    await q.stop()
