@@ -683,13 +683,20 @@ __all__ = [
 
 
 def document_webhook_events(action: EntityAction) -> Any:
-    """`to_events` for services.webhook_intake.accept_webhook on a CDokumente webhook."""
+    """`to_events` for services.webhook_intake.accept_webhook on a CDokumente webhook.
+
+    The echo of our own write-back (an update touching only sync fields, is_own_write_echo)
+    yields no event: it needs no sync, and as the latest payload of the document's ledger
+    mark it would make a pending retry of a real change skip as an echo."""
 
     def to_events(item: Any, webhook_id: str | None) -> list[dict[str, Any]]:
         extra: dict[str, Any] = {}
         if action == EntityAction.UPDATE:
             extra["changed_fields"] = sorted(item.attributes)
-        return [document_event(item.id, action, source=SyncSource.WEBHOOK, webhook_id=webhook_id, **extra)]
+        event = document_event(item.id, action, source=SyncSource.WEBHOOK, webhook_id=webhook_id, **extra)
+        if is_own_write_echo(SyncEvent.from_queue(event["data"])):
+            return []
+        return [event]
 
     return to_events
 

@@ -10,15 +10,22 @@ Framework-free decisions (`authenticate`, `split_batch`) plus one glue coroutine
 2. Validation: not JSON, not an array/object, more than 50 items, or no valid item →
    400 with the reason. Valid items are queued one event each, duplicates in one batch
    collapse; invalid items are reported as `rejected: [{index, error}]`.
-3. The answer (`200 {"accepted": n, "rejected": [...]}`) is given only after every
-   event is queued (ctx.enqueue returns once the engine has stored it).
+3. Every accepted item is marked in the sync ledger (services.ledger) in ONE round trip
+   before the answer; only then are the events enqueued, tagged with their mark. The
+   engine's queue may lose them (semantics rows Q5, R1): the marks are the record, and
+   the sweeper re-enqueues what was not handled. When the ledger cannot be written the
+   answer is 503 and nothing is enqueued (EspoCRM retries the webhook); an enqueue that
+   fails after the marks are written is logged and left to the sweeper.
+4. The answer: `200 {"accepted": n, "rejected": [...]}`.
 
-Raw body: the stand-in engine streams the exact request bytes to the handler's request
-channel for every content type. The real iii engine 0.8.3 does not for
-`application/json` (it hands over only the parsed, key-sorted value); then the
-signature is checked against EspoCRM's encoding of the parsed body, which only matches
-when key order survived. Behind the real engine prefer the shared token (see
-ARCHITECTURE.md, "Differences from the real engine").
+Raw body (semantics rows H1, H2; iii v0.8.3 engine/src/modules/rest_api/views.rs 247-289):
+for a content type containing `application/json` the engine hands over only the parsed,
+key-sorted `body` and keeps the request channel open and EMPTY until the handler returns,
+so reading it would block until the request times out (504). The channel is therefore
+read only when the engine gave no parsed body and the content type is not JSON: then it
+streams the exact bytes (as behind the shipped nginx config, which forwards webhooks as
+`application/octet-stream`). With a parsed body the signature is checked against
+EspoCRM's encoding of it, which only matches when key order survived.
 """
 
 from __future__ import annotations
@@ -185,8 +192,21 @@ def split_batch(
     return batch
 
 
+def engine_streams_raw_body(request: Any) -> bool:
+    """Whether the engine streams this request's bytes into the request channel (row H2):
+    only when it gave no parsed `body` and the content type is not JSON (row H1: then the
+    channel stays open and empty until the handler returns; never read it)."""
+    if getattr(request, "body", None) is not None:
+        return False
+    content_type = _lower(getattr(request, "headers", None) or {}).get("content-type", "")
+    return "application/json" not in content_type.lower()
+
+
 async def read_raw_body(request: Any) -> bytes | None:
-    """The exact request bytes from the request channel (None when the engine sent none)."""
+    """The exact request bytes from the request channel, or None: when the engine parsed the
+    body (JSON; see engine_streams_raw_body) the channel is not touched at all."""
+    if not engine_streams_raw_body(request):
+        return None
     reader = getattr(request, "request_body", None)
     if reader is None or not hasattr(reader, "read_all"):
         return None
@@ -212,10 +232,13 @@ async def accept_webhook(
     model: type[BaseModel],
     to_events: Callable[[Any, str | None], list[dict[str, Any]]],
     key: Callable[[Any], Any] = lambda item: item.id,
+    ledger: Any = None,
 ) -> Any:
-    """The whole webhook step: authenticate, validate, queue each item's events, answer.
+    """The whole webhook step: authenticate, validate, mark every item in the sync ledger,
+    enqueue the tagged events, answer (see the module docstring).
 
     `to_events(item, webhook_id)` returns the `{"topic", "data"}` events for one item.
+    `ledger` defaults to the worker's (services.clients.get_ledger()).
     """
     try:
         raw = await read_raw_body(request)
@@ -226,10 +249,20 @@ async def accept_webhook(
         ctx.logger.warn(f"webhook refused: {exc.reason}", {"status": exc.status})
         return json_response(exc.status, exc.body())
     events = [event for item in batch.items for event in to_events(item, webhook_id)]
-    for event in events:
-        await ctx.enqueue(event)
+    if ledger is None:
+        from services.clients import get_ledger
+
+        ledger = get_ledger()
+    from services.ledger import LedgerError, enqueue_marked
+
+    try:
+        marks = await ledger.mark_events(events)
+    except LedgerError as exc:
+        ctx.logger.error(f"webhook refused: the sync ledger is unavailable: {exc}", {"status": 503, "items": len(batch.items)})
+        return json_response(503, {"error": "sync ledger unavailable; nothing was accepted, retry later"})
+    queued = await enqueue_marked(ctx, marks)
     ctx.logger.info(
-        f"webhook accepted: {len(batch.items)} item(s), {len(events)} event(s) queued",
+        f"webhook accepted: {len(batch.items)} item(s), {len(marks)} marked, {queued} event(s) queued",
         {"rejected": len(batch.rejected), "duplicates": batch.duplicates, **({"webhook_id": webhook_id} if webhook_id else {})},
     )
     return json_response(200, {"accepted": len(batch.items), "rejected": batch.rejected})

@@ -25,6 +25,11 @@ TAG = "ledger"
 """The key of the ledger tag in an event's data: `{"kind": ..., "seq": ...}`."""
 
 
+MARK_CHUNK = 200
+"""mark_many records at most this many marks per script call (one round trip each), so no
+single script blocks Redis for long; a webhook batch (≤ 50 items) is always one call."""
+
+
 class LedgerError(RetryableError):
     """Redis could not record or read a mark."""
 
@@ -248,6 +253,11 @@ class Ledger:
         right away; the sweeper only steps in when it was not handled by then). A mark
         being run keeps its due time (the run's completion notices the newer seq). With
         `revive=False` (reconcilers) a dead mark stays dead and is reported DEAD."""
+        if len(items) > MARK_CHUNK:
+            out: list[MarkResult] = []
+            for start in range(0, len(items), MARK_CHUNK):
+                out += await self.mark_many(items[start:start + MARK_CHUNK], revive=revive)
+            return out
         if not items:
             return []
         keys: list[str] = [f"{self.prefix}:seq"]
