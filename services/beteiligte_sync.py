@@ -28,7 +28,9 @@ Rules (also in src/steps/vmh/README.md):
 - Invalid data (missing name, bad e-mail/date, bad IBAN checksum/BIC) → `syncStatus=failed`
   with the reason, nothing written to Advoware. Advoware 4xx → `failed` with Advoware's
   message (no exception, the cron re-queues failed records); retryable errors (5xx,
-  network, 429) → `failed` noted when possible, then raised so the queue retries.
+  network, 429) → `failed` noted when possible, then raised: the sync ledger
+  (services.ledger, via handle_sync_event) retries with backoff and, when the budget is
+  spent, dead-letters the mark and records `syncStatus=failed` with the last error.
 """
 
 from __future__ import annotations
@@ -299,7 +301,7 @@ class BeteiligteSync:
         return SyncResult(SyncOutcome.FAILED, record["id"], advoware_id, reason)
 
     async def _guarded(self, entity_type: EntityType, record: Mapping[str, Any], work: Callable[[], Any]) -> SyncResult:
-        """Run `work`. Retryable errors: noted as failed (best effort), then raised for the queue.
+        """Run `work`. Retryable errors: noted as failed (best effort), then raised for the ledger's retry.
         Permanent Advoware errors and invalid data: recorded as failed, no exception.
         Permanent EspoCRM errors: raised (they cannot be recorded in EspoCRM anyway)."""
         try:
@@ -878,29 +880,41 @@ def _is_stale(snap: Mapping[str, Any], now: datetime, stale_after: timedelta) ->
 
 # ====================================================================== queue handler glue
 LOCK_WAIT_SECONDS = 10.0
-"""How long a handler waits for a busy entity lock before LockBusyError (queue retry)."""
+"""How long a handler waits for a busy entity lock before LockBusyError (the ledger
+reschedules the run without counting an attempt)."""
 
 
-async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType) -> None:
+async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType, *, ledger: Any = None) -> Any:
     """The whole queue handler of `vmh.beteiligte.*` (CBeteiligte) or `vmh.bankverbindungen.*`
-    (CBankverbindungen): validate the event, sync the record under its entity lock, queue
-    the follow-ups, log the outcome. A malformed event is logged and dropped; retryable
-    failures and a busy lock raise, so the queue retries."""
+    (CBankverbindungen), on the sync ledger (services.ledger.run_marked): validate the event,
+    then sync the record of the mark's latest payload under its entity lock, return the
+    follow-ups (the party's bank accounts; marked, then queued) and log the outcome. A
+    malformed event is logged and dropped; failures are rescheduled or dead-lettered by the
+    ledger (exhausted: `syncStatus=failed` with the reason); only a ledger failure raises."""
+    from services.clients import get_ledger
+    from services.ledger import Claim, SyncKind, run_marked
+
     party = entity_type is EntityType.BETEILIGTE
     name = "beteiligte" if party else "bankverbindungen"
     try:
         event = SyncEvent.from_queue(data)
     except ValidationError as exc:
         ctx.logger.error(f"Dropping malformed {name} event: {exc}", {"data": data})
-        return
+        return None
     logger = get_service_logger(f"{name}_sync", ctx)
-    sync = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx)
     lock_step = PARTY_LOCK_STEP if party else BANK_LOCK_STEP
-    async with entity_lock(get_redis_client(), lock_step, entity_type, event.entity_id, wait=LOCK_WAIT_SECONDS, logger=logger):
-        if party:
-            result = await sync.sync_party(event.entity_id, source=event.source)
-        else:
-            result = await sync.sync_bank(event.entity_id, source=event.source)
-    for follow_up in result.follow_ups:
-        await ctx.enqueue(follow_up)
-    ctx.logger.info(f"{name} sync {event.action.value} {event.entity_id}: {result.outcome.value}", result.log_data())
+
+    async def work(claim: Claim) -> list[dict[str, Any]]:
+        current = SyncEvent.from_queue(claim.data)
+        sync = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx)
+        async with entity_lock(get_redis_client(), lock_step, entity_type, current.entity_id, wait=LOCK_WAIT_SECONDS, logger=logger):
+            if party:
+                result = await sync.sync_party(current.entity_id, source=current.source)
+            else:
+                result = await sync.sync_bank(current.entity_id, source=current.source)
+        ctx.logger.info(f"{name} sync {current.action.value} {current.entity_id}: {result.outcome.value}", result.log_data())
+        return result.follow_ups
+
+    kind = SyncKind.PARTY if party else SyncKind.BANK_ACCOUNT
+    base = TOPIC_PARTY if party else TOPIC_BANK
+    return await run_marked(ledger or get_ledger(), kind, event.entity_id, {"topic": topic(base, event.action), "data": data}, ctx, work)

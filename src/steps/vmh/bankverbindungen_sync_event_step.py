@@ -1,6 +1,6 @@
 """Queue handler: sync one bank account (CBankverbindungen ↔ Advoware Bankverbindung) for
 `vmh.bankverbindungen.{create,update,delete}` under the lock
-`bankverbindungen_sync:CBankverbindungen:{id}`.
+`bankverbindungen_sync:CBankverbindungen:{id}`, on the sync ledger (kind `bank_account`).
 
 A bank account follows its party: while the party has no advowareId it waits
 (syncStatus pending_sync) and the party's sync re-queues it once linked.
@@ -9,18 +9,15 @@ A bank account follows its party: while the party has no advowareId it waits
 from typing import Any
 
 from motia import queue
-from motia.types import QueueConfig
 
 from services.beteiligte_sync import TOPIC_BANK, handle_sync_event
 from services.models import EntityAction, EntityType
-
-QUEUE = QueueConfig(max_retries=6, backoff_delay_ms=500, visibility_timeout=120)
 
 config = {
     "name": "VMH Bankverbindungen Sync",
     "description": "Two-way sync of one CBankverbindungen with its Advoware bank account",
     "flows": ["vmh-beteiligte"],
-    "triggers": [queue(f"{TOPIC_BANK}.{a.value}", config=QUEUE) for a in (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)],
+    "triggers": [queue(f"{TOPIC_BANK}.{a.value}") for a in (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)],
     "enqueues": [],
 }
 

@@ -1,0 +1,146 @@
+"""The queue handlers of the document, collection and calendar steps, on the sync ledger.
+
+Each validates the event (a malformed one is logged and dropped), then hands the run to
+services.ledger.run_marked: the run works from the ledger mark's latest payload, under
+the kind's time-box and concurrency limit, and returns its follow-up events (marked,
+then enqueued). Failures are the ledger's business (backoff, dead list, the entity's
+failure fields); these handlers raise only when the ledger itself (Redis) fails.
+The party and bank-account handler is services.beteiligte_sync.handle_sync_event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.calendar_sync_jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
+from services.clients import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_redis_client, get_xai
+from services.config import get_settings
+from services.document_sync_utils import (
+    DOCUMENT_TOPICS,
+    TOPIC_COLLECTION_ENSURE,
+    TOPIC_DOCUMENT_UPDATE,
+    DocumentSyncService,
+    StateJournal,
+)
+from services.exceptions import ValidationError
+from services.ledger import Claim, RunReport, SyncKind, run_marked
+from services.models import SyncEvent
+
+
+def _parse_sync_event(data: Any, ctx: Any, what: str) -> SyncEvent | None:
+    try:
+        return SyncEvent.from_queue(data)
+    except ValidationError as exc:
+        ctx.logger.error(f"Dropping malformed {what} event: {exc}", {"data": data})
+        return None
+
+
+async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
+    """`vmh.document.{create,update,delete}`: services.document_sync_utils.DocumentSyncService
+    (idempotent, under the lock `document_sync:CDokumente:{id}`)."""
+    event = _parse_sync_event(data, ctx, "document")
+    if event is None:
+        return None
+    settings = get_settings()
+
+    async def work(claim: Claim) -> list[dict[str, Any]]:
+        current = SyncEvent.from_queue(claim.data)
+        service = DocumentSyncService(
+            get_espocrm(), get_xai(), settings.xai,
+            redis=get_redis_client(), journal=StateJournal(ctx.state), ctx=ctx, lock_ttl=settings.lock_ttl_seconds,
+        )
+        result = await service.handle(current)
+        ctx.logger.info(
+            f"document {current.entity_id}: {result.outcome}",
+            {"document_id": current.entity_id, "action": str(current.action), "source": str(current.source),
+             "outcome": str(result.outcome), "uploaded": result.uploaded, "file_id": result.file_id,
+             "collections": result.collections, "follow_ups": len(result.events), "detail": result.detail},
+        )
+        return result.events
+
+    topic = DOCUMENT_TOPICS.get(event.action, TOPIC_DOCUMENT_UPDATE)
+    return await run_marked(ledger or get_ledger(), SyncKind.DOCUMENT, event.entity_id, {"topic": topic, "data": data}, ctx, work)
+
+
+async def handle_collection_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
+    """`vmh.collection.ensure`: services.collection_manager.CollectionManager (under the lock
+    `collection_create:{type}:{id}`); follow-ups are the linked documents' updates."""
+    from services.collection_manager import CollectionManager
+
+    event = _parse_sync_event(data, ctx, "collection")
+    if event is None:
+        return None
+    settings = get_settings()
+
+    async def work(claim: Claim) -> list[dict[str, Any]]:
+        current = SyncEvent.from_queue(claim.data)
+        manager = CollectionManager(
+            get_espocrm(), get_xai(), settings.xai, redis=get_redis_client(), ctx=ctx, lock_ttl=settings.lock_ttl_seconds
+        )
+        result = await manager.ensure(current.entity_type, current.entity_id)
+        ctx.logger.info(
+            f"collection {current.entity_type}:{current.entity_id}: {result.action}",
+            {"entity_type": str(current.entity_type), "entity_id": current.entity_id, "action": str(result.action),
+             "collection_id": result.collection_id, "documents_queued": len(result.events)},
+        )
+        return result.events
+
+    ledger = ledger or get_ledger()
+    entity = ledger.policy(SyncKind.COLLECTION).key(event.to_queue())
+    return await run_marked(ledger, SyncKind.COLLECTION, entity, {"topic": TOPIC_COLLECTION_ENSURE, "data": data}, ctx, work)
+
+
+async def handle_calendar_all_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
+    """`calendar.sync.all`: one `calendar.sync.employee` per mapped employee (marked, then queued)."""
+    try:
+        parse_job(SyncAllJob, data)
+    except ValidationError as exc:
+        ctx.logger.error(f"calendar sync fan-out: invalid payload dropped: {exc}", {"data": data})
+        return None
+
+    async def work(claim: Claim) -> list[dict[str, Any]]:
+        job = parse_job(SyncAllJob, claim.data)
+        mapping = get_settings().calendar.mapping
+        if not mapping:
+            ctx.logger.warn("calendar sync fan-out: CALENDAR_MAPPING is empty, nothing to sync", {})
+            return []
+        ctx.logger.info("calendar sync fan-out", {"employees": sorted(mapping), "full": job.full, "source": job.source.value})
+        return employee_jobs(mapping, full=job.full, source=job.source)
+
+    return await run_marked(ledger or get_ledger(), SyncKind.CALENDAR_ALL, "all", {"topic": TOPIC_SYNC_ALL, "data": data}, ctx, work)
+
+
+async def handle_calendar_employee_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
+    """`calendar.sync.employee`: services.calendar_sync.run_employee_sync under the lock
+    `calendar_sync:Mitarbeiter:{Kürzel}` (it records every run in `calendar_sync_status`)."""
+    from services.calendar_sync import LOCK_ENTITY_TYPE, LOCK_STEP, run_employee_sync
+    from services.locks import entity_lock
+    from services.logging_utils import get_service_logger
+
+    try:
+        job = parse_job(EmployeeSyncJob, data)
+    except ValidationError as exc:
+        ctx.logger.error(f"calendar sync: invalid payload dropped: {exc}", {"data": data})
+        return None
+    settings = get_settings()
+
+    async def work(claim: Claim) -> list[dict[str, Any]]:
+        current = parse_job(EmployeeSyncJob, claim.data)
+        calendar_id = settings.calendar.mapping.get(current.kuerzel)
+        if calendar_id is None:
+            ctx.logger.warn(f"calendar sync: no calendar mapped for {current.kuerzel}; skipped", {"kuerzel": current.kuerzel})
+            return []
+        log = get_service_logger("calendar_sync", ctx).bind(kuerzel=current.kuerzel, calendar_id=calendar_id)
+        async with entity_lock(
+            get_redis_client(), LOCK_STEP, LOCK_ENTITY_TYPE, current.kuerzel, settings.lock_ttl_seconds, logger=log
+        ):
+            await run_employee_sync(
+                current.kuerzel, calendar_id, advoware=get_advoware(), google=get_google_calendar(), state=ctx.state,
+                settings=settings.calendar, logger=log, full=current.full, attempt=claim.attempts + 1,
+            )
+        return []
+
+    return await run_marked(
+        ledger or get_ledger(), SyncKind.CALENDAR_EMPLOYEE, job.kuerzel, {"topic": TOPIC_SYNC_EMPLOYEE, "data": data}, ctx, work
+    )
+
