@@ -3,6 +3,8 @@ of one employee (`calendar.sync.employee`) or of all (`calendar.sync.all`); answ
 
 Authenticated like the Advoware proxy: `Authorization: Bearer <ADVOWARE_PROXY_TOKEN>`
 (503 when no token is configured, 401 when missing/wrong; 404 unknown Kürzel; 400 bad body).
+The job is marked in the sync ledger before it is enqueued; when the ledger cannot be
+written the answer is 503 and nothing is queued.
 """
 
 from motia import http
@@ -17,7 +19,9 @@ from services.calendar_sync_jobs import (
     check_bearer,
     parse_request,
 )
+from services.clients import get_ledger
 from services.config import get_settings
+from services.ledger import LedgerError, mark_and_enqueue
 from services.models import SyncSource
 from services.webhook_intake import json_response
 
@@ -41,10 +45,15 @@ async def handler(request, ctx):
         return json_response(exc.status, {"error": exc.message})
     if req.kuerzel is not None:
         job = EmployeeSyncJob(kuerzel=req.kuerzel, full=req.full, source=SyncSource.MANUAL)
-        await ctx.enqueue({"topic": TOPIC_SYNC_EMPLOYEE, "data": job.to_queue()})
+        event = {"topic": TOPIC_SYNC_EMPLOYEE, "data": job.to_queue()}
         queued = {"topic": TOPIC_SYNC_EMPLOYEE, "employees": [req.kuerzel], "full": req.full}
     else:
-        await ctx.enqueue({"topic": TOPIC_SYNC_ALL, "data": SyncAllJob(full=req.full, source=SyncSource.MANUAL).to_queue()})
+        event = {"topic": TOPIC_SYNC_ALL, "data": SyncAllJob(full=req.full, source=SyncSource.MANUAL).to_queue()}
         queued = {"topic": TOPIC_SYNC_ALL, "employees": sorted(settings.calendar.mapping), "full": req.full}
+    try:
+        await mark_and_enqueue(get_ledger(), ctx, [event])
+    except LedgerError as exc:
+        ctx.logger.error(f"calendar sync request refused: the sync ledger is unavailable: {exc}", {"status": 503})
+        return json_response(503, {"error": "sync ledger unavailable; nothing was queued, retry later"})
     ctx.logger.info("calendar sync queued", queued)
     return json_response(202, {"queued": queued, "trace_id": ctx.trace_id})

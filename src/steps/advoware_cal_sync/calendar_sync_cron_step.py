@@ -1,9 +1,15 @@
-"""Every 15 minutes: queue a calendar sync of all mapped employees (`calendar.sync.all`)."""
+"""Every 15 minutes: queue a calendar sync of all mapped employees (`calendar.sync.all`),
+marked in the sync ledger first; one run per slot across engines (services.ledger.cron)."""
 
 from motia import cron
 
 from services.calendar_sync_jobs import CRON_EXPRESSION, TOPIC_SYNC_ALL, SyncAllJob
+from services.clients import get_ledger, get_redis_client
+from services.ledger import mark_and_enqueue
+from services.ledger.cron import run_once_per_slot
 from services.models import SyncSource
+
+STEP = "calendar_sync_cron"
 
 config = {
     "name": "Calendar Sync Cron",
@@ -15,5 +21,7 @@ config = {
 
 
 async def handler(_input, ctx):
-    await ctx.enqueue({"topic": TOPIC_SYNC_ALL, "data": SyncAllJob(source=SyncSource.CRON).to_queue()})
+    if not await run_once_per_slot(get_redis_client(), STEP, CRON_EXPRESSION, ctx):
+        return
+    await mark_and_enqueue(get_ledger(), ctx, [{"topic": TOPIC_SYNC_ALL, "data": SyncAllJob(source=SyncSource.CRON).to_queue()}])
     ctx.logger.info("calendar sync: scheduled run queued", {"topic": TOPIC_SYNC_ALL})

@@ -3,8 +3,10 @@
 Pulls the parties changed in Advoware since the bookmark (state
 `beteiligte_sync_meta/advoware_bookmark`, max GeaendertAm seen), imports parties created
 directly in Advoware, re-queues failed/pending and stale records and those missing on one
-side (services.beteiligte_sync.reconcile). One sweep at a time (lock
-`beteiligte_sync_cron:CBeteiligte:sweep`); a busy lock skips the tick.
+side (services.beteiligte_sync.reconcile); each event is marked in the sync ledger before
+it is enqueued (dead marks stay dead). One run per slot across engines
+(services.ledger.cron), and one sweep at a time (lock `beteiligte_sync_cron:CBeteiligte:sweep`;
+a busy lock skips the tick).
 """
 
 from typing import Any
@@ -12,12 +14,15 @@ from typing import Any
 from motia import cron
 
 from services.beteiligte_sync import TOPIC_BANK, TOPIC_PARTY, reconcile
-from services.clients import get_advoware, get_espocrm, get_redis_client
+from services.clients import get_advoware, get_espocrm, get_ledger, get_redis_client
 from services.exceptions import LockBusyError
+from services.ledger import mark_and_enqueue
+from services.ledger.cron import run_once_per_slot
 from services.locks import entity_lock
 from services.logging_utils import get_service_logger
 from services.models import EntityAction, EntityType
 
+STEP = "beteiligte_sync_cron"
 SCHEDULE = "0 */10 * * * *"
 
 config = {
@@ -30,13 +35,14 @@ config = {
 
 
 async def handler(_input: Any, ctx: Any) -> None:
-    logger = get_service_logger("beteiligte_sync_cron", ctx)
+    if not await run_once_per_slot(get_redis_client(), STEP, SCHEDULE, ctx):
+        return
+    logger = get_service_logger(STEP, ctx)
     try:
-        async with entity_lock(get_redis_client(), "beteiligte_sync_cron", EntityType.BETEILIGTE, "sweep", ttl=600, logger=logger):
+        async with entity_lock(get_redis_client(), STEP, EntityType.BETEILIGTE, "sweep", ttl=600, logger=logger):
             report = await reconcile(get_espocrm(), get_advoware(), ctx.state, logger=logger)
     except LockBusyError:
         ctx.logger.warn("Beteiligte reconcile skipped: another sweep is running")
         return
-    for event in report.events:
-        await ctx.enqueue(event)
-    ctx.logger.info("Beteiligte reconcile: events queued", report.summary())
+    marks = await mark_and_enqueue(get_ledger(), ctx, report.events, revive=False)
+    ctx.logger.info("Beteiligte reconcile: events queued", {**report.summary(), "dead_skipped": sum(not m.recorded for m in marks)})

@@ -2,12 +2,14 @@
 
 Entities missing (or keeping against their rule) a collection → vmh.collection.ensure;
 documents not clean (file new/changed, unclean/failed, pending_sync older than the lock
-TTL) → vmh.document.update. Page by page, at most RECONCILE_LIMIT events per run.
+TTL) → vmh.document.update. Page by page, at most RECONCILE_LIMIT events per run, each
+marked in the sync ledger before it is enqueued (dead marks stay dead: an operator
+replays them). One run per slot across engines (services.ledger.cron).
 """
 
 from motia import cron
 
-from services.clients import get_espocrm
+from services.clients import get_espocrm, get_ledger, get_redis_client
 from services.config import get_settings
 from services.document_sync_utils import (
     RECONCILE_LIMIT,
@@ -15,22 +17,35 @@ from services.document_sync_utils import (
     TOPIC_DOCUMENT_UPDATE,
     iter_reconcile_events,
 )
+from services.ledger import mark_and_enqueue
+from services.ledger.cron import run_once_per_slot
+
+STEP = "document_sync_cron"
+SCHEDULE = "0 */5 * * * *"
 
 config = {
     "name": "VMH Document Sync Reconciler",
     "description": "Every 5 minutes: queue documents not clean and entities whose collection is missing",
     "flows": ["vmh-documents"],
-    "triggers": [cron("0 */5 * * * *")],
+    "triggers": [cron(SCHEDULE)],
     "enqueues": [TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE],
 }
 
 
 async def handler(_input, ctx):
+    if not await run_once_per_slot(get_redis_client(), STEP, SCHEDULE, ctx):
+        return
     settings = get_settings()
+    events = [
+        event
+        async for event in iter_reconcile_events(get_espocrm(), settings.xai, lock_ttl=settings.lock_ttl_seconds, limit=RECONCILE_LIMIT)
+    ]
+    marks = await mark_and_enqueue(get_ledger(), ctx, events, revive=False)
     counts: dict[str, int] = {}
-    async for event in iter_reconcile_events(
-        get_espocrm(), settings.xai, lock_ttl=settings.lock_ttl_seconds, limit=RECONCILE_LIMIT
-    ):
-        await ctx.enqueue(event)
-        counts[event["topic"]] = counts.get(event["topic"], 0) + 1
-    ctx.logger.info("document sync reconciler queued events", {"counts": counts, "limit": RECONCILE_LIMIT})
+    for mark in marks:
+        if mark.recorded:
+            counts[mark.topic] = counts.get(mark.topic, 0) + 1
+    ctx.logger.info(
+        "document sync reconciler queued events",
+        {"counts": counts, "limit": RECONCILE_LIMIT, "dead_skipped": sum(not m.recorded for m in marks)},
+    )

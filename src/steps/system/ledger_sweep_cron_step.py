@@ -1,0 +1,32 @@
+"""The sync ledger's sweeper (cron, LEDGER_SWEEP_CRON, every 30 s by default): re-enqueue
+the marks that are due (not handled within the grace, retries whose backoff is over, runs
+whose worker died), in bounded batches (LEDGER_SWEEP_BATCH × LEDGER_SWEEP_MAX_BATCHES).
+
+One run per slot across engines (services.ledger.cron); even two concurrent sweeps never
+hand out the same mark (services.ledger.Ledger.due_batch leases atomically).
+"""
+
+from motia import cron
+
+from services.clients import get_ledger, get_redis_client
+from services.config import get_settings
+from services.ledger import sweep
+from services.ledger.cron import run_once_per_slot
+from services.ledger.policies import all_topics
+
+STEP = "ledger_sweep_cron"
+SETTINGS = get_settings().ledger
+
+config = {
+    "name": "Ledger Sweeper",
+    "description": "Re-enqueue due sync ledger marks (lost events, retries, runs of dead workers)",
+    "flows": ["system"],
+    "triggers": [cron(SETTINGS.sweep_cron)],
+    "enqueues": sorted(all_topics()),
+}
+
+
+async def handler(_input, ctx):
+    if not await run_once_per_slot(get_redis_client(), STEP, SETTINGS.sweep_cron, ctx):
+        return
+    await sweep(get_ledger(), ctx, batch=SETTINGS.sweep_batch, max_batches=SETTINGS.sweep_max_batches)
