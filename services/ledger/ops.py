@@ -1,0 +1,109 @@
+"""The operators' view of the ledger, shared by the HTTP steps (GET /ops/ledger,
+POST /ops/ledger/replay) and the CLI (`python -m services.ledger`). Framework-free.
+
+Authorization: `Authorization: Bearer <OPS_TOKEN>`, compared in constant time; no token
+configured → 503 (the endpoints are off), missing/wrong → 401. The token is never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from services.ledger.policies import SyncKind
+from services.ledger.store import Ledger, MarkResult
+
+MAX_LIMIT = 1000
+MAX_REPLAY_IDS = 1000
+
+
+@dataclass
+class OpsRejected(Exception):
+    status: int
+    message: str
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message}
+
+
+def authorize(headers: Mapping[str, Any] | None, expected: str | None) -> None:
+    """Raise OpsRejected(503) when no OPS_TOKEN is configured, (401) without the right bearer token."""
+    if not expected:
+        raise OpsRejected(503, "operator API disabled: OPS_TOKEN is not configured")
+    lowered = {str(k).lower(): v for k, v in (headers or {}).items()}
+    raw = lowered.get("authorization") or ""
+    if isinstance(raw, list):
+        raw = raw[0] if raw else ""
+    scheme, _, token = str(raw).partition(" ")
+    given = token.strip() if scheme.lower() == "bearer" else ""
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise OpsRejected(401, "missing or wrong bearer token")
+
+
+def _one(value: Any) -> Any:
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+def parse_kind(value: Any) -> SyncKind | None:
+    value = _one(value)
+    if value in (None, ""):
+        return None
+    try:
+        return SyncKind(str(value))
+    except ValueError:
+        allowed = ", ".join(k.value for k in SyncKind)
+        raise OpsRejected(400, f"unknown kind {value!r} (one of: {allowed})") from None
+
+
+def parse_view_query(query: Mapping[str, Any] | None) -> tuple[SyncKind | None, bool, int]:
+    """`?kind=document&dead=1&limit=100` → (kind, dead, limit)."""
+    q = query or {}
+    dead = str(_one(q.get("dead")) or "").strip().lower() in ("1", "true", "yes")
+    raw_limit = _one(q.get("limit"))
+    try:
+        limit = int(raw_limit) if raw_limit not in (None, "") else 100
+    except ValueError:
+        raise OpsRejected(400, f"limit must be an integer, got {raw_limit!r}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise OpsRejected(400, f"limit must be between 1 and {MAX_LIMIT}")
+    return parse_kind(q.get("kind")), dead, limit
+
+
+def parse_replay_body(body: Any) -> tuple[SyncKind | None, list[str] | None]:
+    """`{"kind"?: "document", "ids"?: ["..."]}` → (kind, ids); no ids = every dead mark."""
+    if body in (None, "", b""):
+        return None, None
+    if not isinstance(body, Mapping):
+        raise OpsRejected(400, "body must be a JSON object {\"kind\"?, \"ids\"?}")
+    unknown = set(body) - {"kind", "ids"}
+    if unknown:
+        raise OpsRejected(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    ids = body.get("ids")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise OpsRejected(400, "ids must be a list of entity ids")
+        if len(ids) > MAX_REPLAY_IDS:
+            raise OpsRejected(400, f"at most {MAX_REPLAY_IDS} ids per request")
+    return parse_kind(body.get("kind")), ids
+
+
+async def ledger_view(ledger: Ledger, *, kind: SyncKind | None = None, dead: bool = False, limit: int = 100) -> dict[str, Any]:
+    """Counts per kind plus the dead (or the live: pending, retrying) marks."""
+    marks = await (ledger.dead(kind, limit=limit) if dead else ledger.live(kind, limit=limit))
+    return {
+        "stats": await ledger.stats(),
+        "list": "dead" if dead else "live",
+        "kind": kind.value if kind else None,
+        "marks": [m.as_json() for m in marks],
+    }
+
+
+def replay_summary(replayed: list[MarkResult], enqueued: int) -> dict[str, Any]:
+    return {
+        "replayed": len(replayed),
+        "enqueued": enqueued,
+        "marks": [{"kind": m.kind.value, "entity_id": m.entity_id, "seq": m.seq} for m in replayed],
+    }

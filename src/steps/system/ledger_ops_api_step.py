@@ -1,0 +1,31 @@
+"""GET /ops/ledger?kind=&dead=1&limit=: the sync ledger for operators (counts per kind and
+the live or dead marks) as JSON. `Authorization: Bearer <OPS_TOKEN>`; 503 when unset."""
+
+from motia import http
+
+from services.clients import get_ledger
+from services.config import get_settings
+from services.ledger import LedgerError
+from services.ledger.ops import OpsRejected, authorize, ledger_view, parse_view_query
+from services.webhook_intake import json_response
+
+config = {
+    "name": "Ledger Ops View",
+    "description": "Operators: the sync ledger's marks (pending, retrying, dead) per kind",
+    "flows": ["system"],
+    "triggers": [http("GET", "/ops/ledger")],
+    "enqueues": [],
+}
+
+
+async def handler(request, ctx):
+    token = get_settings().ops_token
+    try:
+        authorize(request.headers, token.get_secret_value() if token else None)
+        kind, dead, limit = parse_view_query(request.query_params)
+        return json_response(200, await ledger_view(get_ledger(), kind=kind, dead=dead, limit=limit))
+    except OpsRejected as exc:
+        ctx.logger.warn(f"ledger view refused: {exc.message}", {"status": exc.status})
+        return json_response(exc.status, exc.body())
+    except LedgerError as exc:
+        return json_response(503, {"error": str(exc)})

@@ -1,0 +1,36 @@
+"""POST /ops/ledger/replay `{"kind"?, "ids"?}`: put dead (or named) sync ledger marks back
+to pending with a fresh attempt budget and enqueue them now. Without ids: every dead mark
+(of `kind`). `Authorization: Bearer <OPS_TOKEN>`; 503 when unset."""
+
+from motia import http
+
+from services.clients import get_ledger
+from services.config import get_settings
+from services.ledger import LedgerError, enqueue_marked
+from services.ledger.ops import OpsRejected, authorize, parse_replay_body, replay_summary
+from services.ledger.policies import all_topics
+from services.webhook_intake import json_response
+
+config = {
+    "name": "Ledger Ops Replay",
+    "description": "Operators: replay dead sync ledger marks",
+    "flows": ["system"],
+    "triggers": [http("POST", "/ops/ledger/replay")],
+    "enqueues": sorted(all_topics()),
+}
+
+
+async def handler(request, ctx):
+    token = get_settings().ops_token
+    try:
+        authorize(request.headers, token.get_secret_value() if token else None)
+        kind, ids = parse_replay_body(request.body)
+        replayed = await get_ledger().replay(kind, ids)
+    except OpsRejected as exc:
+        ctx.logger.warn(f"ledger replay refused: {exc.message}", {"status": exc.status})
+        return json_response(exc.status, exc.body())
+    except LedgerError as exc:
+        return json_response(503, {"error": str(exc)})
+    enqueued = await enqueue_marked(ctx, replayed)
+    ctx.logger.info(f"ledger replay: {len(replayed)} mark(s) back to pending", {"replayed": len(replayed), "kind": kind.value if kind else None})
+    return json_response(200, replay_summary(replayed, enqueued))
