@@ -18,11 +18,21 @@ import pytest
 from iii_local.testing import MotiaTester
 from services.config import load_settings
 from simulators.sandbox import WEBHOOK_ROUTES, Simulators, start_simulators
+from tests.webhook_relay import WebhookRelay
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_ID = "e2e-hook"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 PROXY_TOKEN = "e2e-proxy-token"
+OPS_TOKEN = "e2e-ops-token"
+LEDGER_FAST_ENV = {
+    "LEDGER_SWEEP_CRON": "* * * * * *",
+    "LEDGER_BACKOFF_SCALE": "0.02",
+    "LEDGER_GRACE_SECONDS": "3",
+    "LEDGER_CLAIM_LEASE_SECONDS": "10",
+    "LEDGER_REQUEUE_LEASE_SECONDS": "5",
+    "OPS_TOKEN": OPS_TOKEN,
+}
 
 
 def stack_env(redis_url: str) -> dict[str, str]:
@@ -37,6 +47,8 @@ def stack_env(redis_url: str) -> dict[str, str]:
         ),
         "ADVOWARE_PROXY_TOKEN": PROXY_TOKEN,
         "OTEL_LOGS_FLUSH_INTERVAL_MS": "50",
+        # The sync ledger, fast: sweep every second, retries in milliseconds, short leases.
+        **LEDGER_FAST_ENV,
     }
 
 
@@ -45,12 +57,15 @@ async def stack_and_sims(redis_url: str) -> AsyncIterator[tuple[MotiaTester, Sim
     env = stack_env(redis_url)
     tester = MotiaTester(ROOT / "src" / "steps", queue_defaults={"backoff_ms": 200}, rest_timeout_ms=30000)
     settings = load_settings({**env})
-    sims = await start_simulators(settings, demo=False, engine_url=tester.base_url, use_configured_ports=False, webhook_retry_interval=0.2)
+    # EspoCRM's webhooks reach the engine as they would through deploy/nginx (raw bytes, H1/H2).
+    relay = await WebhookRelay(tester.base_url).start()
+    sims = await start_simulators(settings, demo=False, engine_url=relay.url, use_configured_ports=False, webhook_retry_interval=0.2)
     tester.env = {**env, **sims.env()}
     await tester.start(wait_functions=1, timeout=60)
     yield tester, sims
     await tester.stop()
     await sims.stop()
+    await relay.stop()
 
 
 @pytest.fixture(scope="session")

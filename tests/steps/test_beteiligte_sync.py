@@ -24,13 +24,18 @@ from services.config import Settings, load_settings
 from services.espocrm import EspoCRMAPI
 from services.espocrm_webhooks import php_json_encode, sign_body
 from simulators.sandbox import Simulators
+from services.ledger import SyncKind
 from tests.steps.conftest import WEBHOOK_ID, WEBHOOK_SECRET, stack_env
+from tests.steps.ledger_helpers import dead_mark, live_marks, trigger_cron_once
 
 PARTY = "CBeteiligte"
 BANK = "CBankverbindungen"
 IBAN = "DE89370400440532013000"
 IBAN2 = "GB82WEST12345698765432"
 CRON_ID = "steps::VMH Beteiligte Sync Cron::trigger::0"
+CRON_STEP = "beteiligte_sync_cron"
+RAW = {"Content-Type": "application/octet-stream", "X-Original-Content-Type": "application/json"}
+"""How the shipped nginx forwards an EspoCRM webhook to the engine (raw bytes, rows H1/H2)."""
 
 
 @pytest.fixture
@@ -73,17 +78,21 @@ async def sim(method: str, url: str, body: Any = None) -> Any:
             return json.loads(text) if text else None
 
 
-async def settle(stack: MotiaTester, sims: Simulators, rounds: int = 20) -> None:
-    """Wait until EspoCRM has no webhook pending and the engine is idle, twice in a row."""
+async def settle(stack: MotiaTester, sims: Simulators, rounds: int = 40) -> None:
+    """Wait until EspoCRM has no webhook pending, the engine is idle and the sync ledger has
+    no pending or retrying mark (retries wait there, not in the engine), twice in a row."""
     calm = 0
     for _ in range(rounds):
         flushed = await sim("POST", f"{sims.espocrm.url}/_sim/webhooks/flush?timeout=10")
         await stack.wait_idle(timeout=60)
         after = await sim("POST", f"{sims.espocrm.url}/_sim/webhooks/flush?timeout=0.3")
-        calm = calm + 1 if flushed["pending"] == 0 and after["pending"] == 0 else 0
+        quiet = flushed["pending"] == 0 and after["pending"] == 0 and await live_marks(stack) == 0
+        calm = calm + 1 if quiet else 0
         if calm >= 2:
             return
-    raise AssertionError("EspoCRM webhooks and the engine did not settle")
+        if not quiet:
+            await asyncio.sleep(0.3)
+    raise AssertionError("EspoCRM webhooks, the engine and the sync ledger did not settle")
 
 
 async def count(url: str, path_re: str, method: str) -> int:
@@ -100,8 +109,12 @@ async def advo_party_writes(sims: Simulators, betnr: int) -> int:
     return await count(sims.advoware.url, f"^/api/v1/advonet/Beteiligte/{betnr}$", "PUT")
 
 
-async def dead_for(stack: MotiaTester, topic: str, rid: str) -> list[dict[str, Any]]:
-    return [d for d in await stack.dead_letters(topic) if (d["job"].get("data") or {}).get("entity_id") == rid]
+async def dead_for(stack: MotiaTester, topic: str, rid: str) -> list[Any]:
+    """Dead letters of `rid`: the engine's (a handler that raised) and the sync ledger's."""
+    engine = [d for d in await stack.dead_letters(topic) if (d["job"].get("data") or {}).get("entity_id") == rid]
+    kind = SyncKind.PARTY if topic.startswith("vmh.beteiligte.") else SyncKind.BANK_ACCOUNT
+    ledger = await dead_mark(stack, kind, rid)
+    return engine + ([ledger] if ledger is not None else [])
 
 
 def uniq(prefix: str) -> str:
@@ -169,7 +182,7 @@ async def test_update_in_advoware_reaches_espocrm_via_cron(
 ) -> None:
     rec, betnr = await new_party(stack, sims, espo)
     await advo.update_party(betnr, {"Ort": "Hamburg", "Vorname": "Moritz"})
-    await stack.trigger_cron(CRON_ID)
+    await trigger_cron_once(stack, CRON_ID, CRON_STEP)
     await settle(stack, sims)
     stored = await espo.get_entity(PARTY, rec["id"])
     assert stored["addressCity"] == "Hamburg" and stored["firstName"] == "Moritz"
@@ -224,7 +237,7 @@ async def test_delete_in_advoware_deletes_in_espocrm(stack: MotiaTester, sims: S
     bank = await espo.create_entity(BANK, {"iban": IBAN, "bankName": "Testbank", "beteiligteId": rec["id"]})
     await settle(stack, sims)
     await advo.delete_party(betnr)
-    await stack.trigger_cron(CRON_ID)  # finds the party missing in Advoware
+    await trigger_cron_once(stack, CRON_ID, CRON_STEP)  # finds the party missing in Advoware
     await settle(stack, sims)
     ids = {r["id"] async for r in espo.iter_entities(PARTY, select="id")}
     assert rec["id"] not in ids
@@ -317,16 +330,16 @@ async def test_crash_after_advoware_create_is_retried_without_duplicate(
 async def test_webhook_endpoints_check_signature_and_body(stack: MotiaTester) -> None:
     body = php_json_encode([{"id": "abc123"}])
     for path in ("/vmh/webhook/beteiligte/update", "/vmh/webhook/bankverbindungen/delete"):
-        unsigned = await stack.post(path, data=body, headers={"Content-Type": "application/json"})
+        unsigned = await stack.post(path, data=body, headers=RAW)
         assert unsigned.status == 401
         bad = b'{"no": "id"}'
-        resp = await stack.post(path, data=bad, headers={"Content-Type": "application/json", "Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, bad)})
+        resp = await stack.post(path, data=bad, headers={**RAW, "Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, bad)})
         assert resp.status == 400
     watch = await stack.watch("vmh.bankverbindungen.delete")
     ok = await stack.post(
         "/vmh/webhook/bankverbindungen/delete",
         data=php_json_encode([{"id": "gone1"}, {"id": "gone1"}]),
-        headers={"Content-Type": "application/json", "Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, php_json_encode([{"id": "gone1"}, {"id": "gone1"}]))},
+        headers={**RAW, "Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, php_json_encode([{"id": "gone1"}, {"id": "gone1"}]))},
     )
     assert ok.status == 200 and ok.json()["accepted"] == 1
     msgs = await watch.wait_for(1)
@@ -341,9 +354,9 @@ async def test_party_created_in_advoware_is_imported_once(
     last = uniq("Direkt")
     party = await advo.create_party({"Name": last, "Vorname": "Anna", "Ort": "Bonn", "Land": "DE"})
     betnr = int(party["BetNr"])
-    await stack.trigger_cron(CRON_ID)
+    await trigger_cron_once(stack, CRON_ID, CRON_STEP)
     await settle(stack, sims)
-    await stack.trigger_cron(CRON_ID)  # a second sweep must not import it again
+    await trigger_cron_once(stack, CRON_ID, CRON_STEP)  # a second sweep must not import it again
     await settle(stack, sims)
     found = await espo.list_entities(PARTY, where=[{"type": "equals", "attribute": "advowareId", "value": betnr}])
     assert found["total"] == 1, found

@@ -24,7 +24,10 @@ from services.clients import advoware_from_settings, google_calendar_from_settin
 from services.config import load_settings
 from services.exceptions import NotFoundError
 from services.google_calendar import GoogleCalendarAPI
+from services.ledger import SyncKind
+from tests.e2e import OPS_TOKEN
 from tests.steps.conftest import PROXY_TOKEN
+from tests.steps.ledger_helpers import dead_mark, settle_ledger
 
 CALENDARS = {"MM": "mm@kanzlei.example", "AB": "ab@kanzlei.example", "CK": "ck@kanzlei.example"}
 AUTH = {"Authorization": f"Bearer {PROXY_TOKEN}"}
@@ -66,7 +69,7 @@ async def sync(stack, kuerzel: str | None = None, *, full: bool = False) -> dict
         body["kuerzel"] = kuerzel
     resp = await stack.post("/advoware/calendar/sync", body, headers=AUTH)
     assert resp.status == 202, resp.text
-    await stack.wait_idle(timeout=60)
+    await settle_ledger(stack)
     return await stack.state_get(STATUS_SCOPE, kuerzel) if kuerzel else None
 
 
@@ -115,7 +118,7 @@ async def test_api_auth_and_validation(stack, clients):
     resp = await stack.post("/advoware/calendar/sync", {"kuerzel": "mm", "full": True}, headers=AUTH)
     assert resp.status == 202
     assert resp.json()["queued"] == {"topic": "calendar.sync.employee", "employees": ["MM"], "full": True}
-    await stack.wait_idle(timeout=60)
+    await settle_ledger(stack)
     for k in CALENDARS:
         status = await stack.state_get(STATUS_SCOPE, k)
         assert status["result"] == "ok", status
@@ -359,9 +362,16 @@ async def test_one_employee_failing_does_not_stop_the_others(stack, sims, sims_r
     assert len(await event_with(google, "MM", m)) == 1 and len(await event_with(google, "AB", m)) == 1
     logs = await stack.logs(wait_for="calendar sync CK failed")
     assert any("calendar sync CK failed" in r["message"] for r in logs)
-    # the fault goes away: the queue's retry syncs CK
+    # 403 is permanent: the ledger gives up at once, the status record says so
+    dead = await dead_mark(stack, SyncKind.CALENDAR_EMPLOYEE, "CK")
+    assert dead is not None and "403" in dead.last_error
+    ck = await stack.state_get(STATUS_SCOPE, "CK")
+    assert ck["dead"] is True and "gave up" in ck["error"]
+    # the fault goes away: an operator's replay (the next cron run would do it too) syncs CK
     await sim("DELETE", sims.google.url + "/_sim/faults")
-    await stack.wait_idle(timeout=60)
+    resp = await stack.post("/ops/ledger/replay", {"kind": "calendar_employee", "ids": ["CK"]}, headers={"Authorization": f"Bearer {OPS_TOKEN}"})
+    assert resp.status == 200 and resp.json()["replayed"] == 1, resp.text
+    await settle_ledger(stack)
     ck = await stack.state_get(STATUS_SCOPE, "CK")
     assert ck["result"] == "ok", ck
     assert len(await event_with(google, "CK", m)) == 1

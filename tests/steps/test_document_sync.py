@@ -21,7 +21,9 @@ from services.espocrm import EspoCRMAPI
 from services.espocrm_webhooks import sign_body
 from services.retry import RetryPolicy
 from simulators.sandbox import Simulators
-from tests.e2e import WEBHOOK_ID, WEBHOOK_SECRET
+from services.ledger import SyncKind
+from tests.e2e import OPS_TOKEN, WEBHOOK_ID, WEBHOOK_SECRET
+from tests.steps.ledger_helpers import dead_mark, settle_ledger, stack_ledger, trigger_cron_once
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -140,7 +142,8 @@ async def doc_when(espo: EspoCRMAPI, doc_id: str, *, status: str = "clean", time
 
 
 async def settle(stack: MotiaTester) -> None:
-    await stack.wait_idle(timeout=60)
+    """Engine idle and no sync ledger mark pending or retrying (retries live in the ledger)."""
+    await settle_ledger(stack)
 
 
 # --------------------------------------------------------------------------- sync
@@ -294,9 +297,46 @@ async def test_permanent_error_marks_failed_with_reason(stack: MotiaTester, espo
     d = await espo.get_entity(DOC, doc["id"])
     assert d["xaiSyncStatus"] == "failed" and "400" in d["xaiSyncError"]
     assert await xai.files_named(filename) == []
-    # Permanent: recorded, not retried by the queue (nothing dead-lettered for it).
+    # Permanent: recorded on the document, not retried (nothing dead-lettered, nothing pending).
     dead = await stack.dead_letters("vmh.document.create") + await stack.dead_letters("vmh.document.update")
     assert not [x for x in dead if x["job"]["data"].get("entity_id") == doc["id"]]
+    assert await stack_ledger(stack).get(SyncKind.DOCUMENT, doc["id"]) is None
+
+
+@pytest.mark.timeout(240)
+async def test_exhausted_retries_dead_letter_mark_failed_and_replay_syncs(
+    stack: MotiaTester, espo: EspoCRMAPI, xai: Xai, sims_reset: Simulators
+) -> None:
+    """The attachment download keeps failing (EspoCRM 503): the ledger retries with its
+    backoff, then dead-letters the mark and records xaiSyncStatus=failed with the last
+    error; an operator's replay (POST /ops/ledger/replay) after the outage syncs it."""
+    rk = await new_rk(espo)
+    await stack.enqueue("vmh.collection.ensure", {"entity_type": RK, "entity_id": rk["id"], "action": "update"})
+    await wait_until(lambda: _has_collection(espo, RK, rk["id"]), 20, "collection")
+    filename = uid("outage") + ".txt"
+    att = await espo.upload_attachment(filename, b"outage", "text/plain", DOC, "file")
+    fault = {"method": "GET", "path": f"^/api/v1/Attachment/file/{att['id']}$", "status": 503}
+    async with xai.http.post(f"{sims_reset.espocrm.url}/_sim/faults", json=fault) as resp:
+        assert resp.status == 200, await resp.text()
+    doc = await espo.create_entity(DOC, {"name": filename, "fileId": att["id"], "raeumungsklagenIds": [rk["id"]]})
+    dead = await wait_until(lambda: dead_mark(stack, SyncKind.DOCUMENT, doc["id"]), 110, "dead-lettered document")
+    budget = stack_ledger(stack).policy(SyncKind.DOCUMENT).max_attempts
+    assert dead.attempts == budget and "503" in dead.last_error
+
+    async def recorded() -> Any:
+        d = await espo.get_entity(DOC, doc["id"])
+        return d if d.get("xaiSyncStatus") == "failed" and "gave up" in (d.get("xaiSyncError") or "") else None
+
+    d = await wait_until(recorded, 10, "failure recorded on the document")
+    assert f"gave up after {budget} attempt" in d["xaiSyncError"] and "503" in d["xaiSyncError"]
+    assert await xai.files_named(filename) == []
+    async with xai.http.delete(f"{sims_reset.espocrm.url}/_sim/faults") as resp:
+        assert resp.status == 200
+    r = await stack.post("/ops/ledger/replay", {"kind": "document", "ids": [doc["id"]]}, headers={"Authorization": f"Bearer {OPS_TOKEN}"})
+    assert r.status == 200 and r.json()["replayed"] == 1, r.text
+    d = await doc_when(espo, doc["id"])
+    await settle(stack)
+    assert len(await xai.files_named(filename)) == 1 and not d.get("xaiSyncError")
 
 
 async def test_collection_gone_is_recreated_and_document_follows(stack: MotiaTester, espo: EspoCRMAPI, xai: Xai) -> None:
@@ -347,7 +387,7 @@ async def test_reconciler_picks_up_unsynced_documents(stack: MotiaTester, espo: 
     await settle(stack)  # the update webhook is our own fields only: ignored
     assert (await espo.get_entity(DOC, doc["id"]))["xaiSyncStatus"] == "unclean"
     rk2 = await new_rk(espo)  # no webhook makes it a collection: the reconciler does
-    result = await stack.trigger_cron(fid)
+    result = await trigger_cron_once(stack, fid, "document_sync_cron")
     assert result["result"] == "ok"
     await doc_when(espo, doc["id"])
     await wait_until(lambda: _has_collection(espo, RK, rk2["id"]), 30, "reconciled collection")
@@ -360,7 +400,10 @@ async def test_reconciler_picks_up_unsynced_documents(stack: MotiaTester, espo: 
 
 
 def signed(body: bytes, *, secret: str = WEBHOOK_SECRET, webhook_id: str = WEBHOOK_ID) -> dict[str, str]:
-    return {"Content-Type": "application/json", "Signature": sign_body(webhook_id, secret, body)}
+    """Headers of a signed EspoCRM webhook as the shipped nginx forwards it to the engine
+    (raw bytes as application/octet-stream, semantics rows H1/H2; see tests/webhook_relay.py)."""
+    return {"Content-Type": "application/octet-stream", "X-Original-Content-Type": "application/json",
+            "Signature": sign_body(webhook_id, secret, body)}
 
 
 @pytest.mark.parametrize("action", ["create", "update", "delete"])
@@ -386,7 +429,7 @@ async def test_webhook_bad_signature_401_nothing_queued(stack: MotiaTester, head
     body = json.dumps([{"id": doc_id}]).encode()
     h = {
         "forged": signed(body, secret="not-the-secret"),
-        "missing": {"Content-Type": "application/json"},
+        "missing": {"Content-Type": "application/octet-stream"},
         "wrong-id": signed(body, webhook_id="other-hook"),
     }[headers]
     r = await stack.request("POST", "/vmh/webhook/document/update", data=body, headers=h)
