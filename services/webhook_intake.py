@@ -53,6 +53,10 @@ query string in its HTTP span (`url.query`, `url.full`: engine/src/modules/rest_
 dynamic_handler) and redacts this header in its debug log (views.rs SENSITIVE_HEADERS)."""
 
 
+WEBHOOK_LEDGER_PATIENCE_SECONDS = 3.0
+"""How long a webhook waits for an unreachable sync ledger before answering 503."""
+
+
 @dataclass
 class WebhookRejected(Exception):
     """The whole request is refused (nothing queued)."""
@@ -254,9 +258,11 @@ async def accept_webhook(
 
         ledger = get_ledger()
     from services.ledger import LedgerError, enqueue_marked
+    from services.ledger.glue import patiently
 
     try:
-        marks = await ledger.mark_events(events)
+        # A Redis restart takes a moment: wait that long, well inside EspoCRM's 10 s timeout.
+        marks = await patiently(lambda: ledger.mark_events(events), patience=WEBHOOK_LEDGER_PATIENCE_SECONDS)
     except LedgerError as exc:
         ctx.logger.error(f"webhook refused: the sync ledger is unavailable: {exc}", {"status": 503, "items": len(batch.items)})
         return json_response(503, {"error": "sync ledger unavailable; nothing was accepted, retry later"})

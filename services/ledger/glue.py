@@ -17,7 +17,7 @@ import asyncio
 import weakref
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from services.exceptions import IntegrationError, LockBusyError, is_retryable
 from services.ledger.policies import SyncKind
@@ -27,9 +27,16 @@ from services.ledger.store import (
     CompleteOutcome,
     FailOutcome,
     Ledger,
+    LedgerError,
     MarkResult,
     read_tag,
 )
+
+T = TypeVar("T")
+
+REDIS_PATIENCE_SECONDS = 15.0
+"""How long a handler keeps retrying a ledger call while Redis is unreachable (a Redis
+restart) before it gives up and raises, leaving the event to the engine's own retry."""
 
 
 class LoggerLike(Protocol):
@@ -144,6 +151,22 @@ async def mark_and_enqueue(
     return marks
 
 
+async def patiently(call: Callable[[], Awaitable[T]], *, patience: float | None = None) -> T:
+    """`await call()`, retried with growing pauses (0.1 s .. 2 s) while it raises LedgerError,
+    for at most `patience` seconds (default REDIS_PATIENCE_SECONDS); then the LedgerError is raised."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (REDIS_PATIENCE_SECONDS if patience is None else patience)
+    pause = 0.1
+    while True:
+        try:
+            return await call()
+        except LedgerError:
+            if loop.time() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(2.0, pause * 2)
+
+
 async def _keep_claim(ledger: Ledger, claim: Claim, ctx: Any) -> None:
     interval = max(ledger.claim_lease / 3, 0.01)
     while True:
@@ -190,18 +213,33 @@ async def run_marked(
     with backoff, permanent ones and exhausted budgets dead-lettered and `on_dead` called
     (default: services.ledger.hooks.ON_DEAD[kind]).
 
+    A tagged event whose mark is gone is a cheap no-op, unless its seq is newer than the
+    ledger's counter (Redis lost data): then it is adopted like an untagged one.
+
     Never raises for a sync failure (the engine's retries would multiply the attempts);
-    raises only when the ledger itself (Redis) fails, so the engine's retry is the last resort.
+    raises only when the ledger itself (Redis) stays unreachable for REDIS_PATIENCE_SECONDS
+    (`patiently`), so the engine's retry is the last resort.
     """
     kind = SyncKind(kind)
     policy = ledger.policy(kind)
     topic, data = str(event.get("topic") or ""), event.get("data") or {}
     tag = read_tag(data)
-    if tag is None or tag[0] is not kind:
-        adopted = await ledger.mark(kind, entity_id, topic or policy.topics[0], data)
-        _log(ctx, "info", f"ledger: adopted an untagged {kind.value} event for {entity_id}",
+    if tag is not None and tag[0] is not kind:
+        tag = None
+
+    async def adopt(why: str) -> None:
+        adopted = await patiently(lambda: ledger.mark(kind, entity_id, topic or policy.topics[0], data))
+        _log(ctx, "warn" if why == "lost" else "info", f"ledger: adopted a {why} {kind.value} event for {entity_id}",
              {"kind": kind.value, "entity_id": entity_id, "seq": adopted.seq, "outcome": "adopted"})
-    begun = await ledger.begin_result(kind, entity_id)
+
+    if tag is None:
+        await adopt("untagged")
+    begun = await patiently(lambda: ledger.begin_result(kind, entity_id, tag_seq=tag[1] if tag else None))
+    if begun.outcome is BeginOutcome.LOST:
+        # The event is newer than the ledger's counter: Redis lost the mark (data loss), so
+        # "no mark" does not mean "done". Record it again and run it.
+        await adopt("lost")
+        begun = await patiently(lambda: ledger.begin_result(kind, entity_id))
     claim = begun.claim
     if claim is None:
         report = RunReport(RunOutcome.NOTHING, kind, entity_id, seq=tag[1] if tag else None, detail=begun.outcome.value)
@@ -233,8 +271,8 @@ async def run_marked(
         await asyncio.gather(keeper, return_exceptions=True)
 
     if error is None:
-        marks = await ledger.mark_events(follow_ups) if follow_ups else []
-        done = await ledger.complete(claim)
+        marks = await patiently(lambda: ledger.mark_events(follow_ups)) if follow_ups else []
+        done = await patiently(lambda: ledger.complete(claim))
         sent = await enqueue_marked(ctx, marks)
         outcome = RunOutcome.DONE
         if done.outcome is CompleteOutcome.MOVED and done.event is not None:
@@ -249,7 +287,7 @@ async def run_marked(
         return report
 
     if isinstance(error, LockBusyError):
-        ours = await ledger.busy(claim)
+        ours = await patiently(lambda: ledger.busy(claim))
         report = RunReport(RunOutcome.BUSY if ours else RunOutcome.STALE, kind, entity_id, seq=claim.seq,
                            attempt=attempt, delay=policy.busy_delay, error=describe_error(error))
         _log(ctx, "info", f"ledger: {kind.value} {entity_id}: lock busy, rescheduled (no attempt counted)", report.log_data())
@@ -261,7 +299,7 @@ async def run_marked(
     else:
         message = describe_error(error)
         retryable = is_retryable(error) or not isinstance(error, IntegrationError)
-    failed = await ledger.fail(claim, message, retryable=retryable)
+    failed = await patiently(lambda: ledger.fail(claim, message, retryable=retryable))
     if failed.outcome is FailOutcome.RETRY:
         report = RunReport(RunOutcome.RETRY, kind, entity_id, seq=claim.seq, attempt=failed.attempts,
                            delay=failed.delay, error=message)

@@ -73,14 +73,21 @@ end
 return out
 """
 
-# KEYS: mark, due, dead, retrying. ARGV: now, lease ms, token, id, max_attempts
-# Returns {'none'} | {'dead'} | {'inflight'} | {'claimed', seq, topic, data, attempts, takeover}
+# KEYS: mark, due, dead, retrying, P:seq. ARGV: now, lease ms, token, id, max_attempts, tag seq (0: none)
+# Returns {'none'} | {'lost'} | {'dead'} | {'inflight'} | {'claimed', seq, topic, data, attempts, takeover}
+# 'lost': no mark, and the event's tag is newer than the global counter: Redis lost data (a
+# restart without persistence, or the last second before a crash with appendfsync everysec),
+# so the caller must not take "no mark" for "done" (it adopts the event instead).
 # A claim whose lease ran out (its worker died or hung) is taken over and counts as a failed
 # attempt, so an entity that kills its worker every time ends in the dead list.
 BEGIN = """
 local now, lease, token, id, max = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'none'} end
+if not state then
+  local tag = tonumber(ARGV[6]) or 0
+  if tag > 0 and tag > (tonumber(redis.call('GET', KEYS[5])) or 0) then return {'lost'} end
+  return {'none'}
+end
 if state == 'dead' then return {'dead'} end
 local claim = redis.call('HGET', KEYS[1], 'claim')
 local until_ = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0') or 0

@@ -59,6 +59,7 @@ class FailOutcome(StrEnum):
 class BeginOutcome(StrEnum):
     CLAIMED = "claimed"
     NONE = "none"  # no mark: the work was done already (a duplicate event)
+    LOST = "lost"  # no mark, but the event is newer than the ledger's counter: Redis lost data
     IN_FLIGHT = "inflight"  # another run holds the mark
     DEAD = "dead"  # dead marks wait for replay or a new webhook
 
@@ -283,15 +284,16 @@ class Ledger:
         """Claim the mark for one run (None when there is nothing to run; see begin_result)."""
         return (await self.begin_result(kind, entity_id)).claim
 
-    async def begin_result(self, kind: SyncKind, entity_id: str) -> BeginResult:
+    async def begin_result(self, kind: SyncKind, entity_id: str, *, tag_seq: int | None = None) -> BeginResult:
         """Claim the mark: its latest payload, with an in-flight lease (`claim_lease`) that
-        makes the sweeper find it again if this run's worker dies. No mark → NONE; dead →
-        DEAD; another live claim → IN_FLIGHT."""
+        makes the sweeper find it again if this run's worker dies. No mark → NONE (or LOST
+        when `tag_seq`, the seq the event was tagged with, is newer than the ledger's
+        counter: Redis lost data); dead → DEAD; another live claim → IN_FLIGHT."""
         kind = SyncKind(kind)
         token = secrets.token_hex(8)
         row = await self._run(
-            "BEGIN", self._keys(kind, entity_id),
-            [self._now_ms(), int(self.claim_lease * 1000), token, entity_id, self.policy(kind).max_attempts],
+            "BEGIN", [*self._keys(kind, entity_id), f"{self.prefix}:seq"],
+            [self._now_ms(), int(self.claim_lease * 1000), token, entity_id, self.policy(kind).max_attempts, int(tag_seq or 0)],
         )
         outcome = BeginOutcome(self._text(row[0]))
         if outcome is not BeginOutcome.CLAIMED:

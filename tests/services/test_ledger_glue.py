@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from iii_local.testing import mock_context
 from services.exceptions import ApiError, LockBusyError, ValidationError
+from services.ledger import glue
 from services.ledger import (
     Claim,
     Ledger,
@@ -83,7 +84,10 @@ async def test_untagged_event_is_adopted_and_run(redis_url: str) -> None:
 
 async def test_tagged_event_whose_mark_is_gone_is_a_cheap_no_op(redis_url: str) -> None:
     ledger, ctx, work = new_ledger(redis_url), mock_context(), Recorder()
-    stale = tag_event(TOPIC, event("d2")["data"], DOC, 12345)
+    done = await ledger.mark(DOC, "d2", TOPIC, event("d2")["data"])
+    claim = await ledger.begin(DOC, "d2")
+    assert claim is not None and (await ledger.complete(claim)).outcome.value == "done"
+    stale = done.event()  # a duplicate delivery of an event whose work is done
     report = await run_marked(ledger, DOC, "d2", stale, ctx, work)
     assert report.outcome is RunOutcome.NOTHING and report.detail == "none"
     assert work.calls == [] and await ledger.get(DOC, "d2") is None
@@ -248,12 +252,48 @@ async def test_concurrency_limit_per_kind(redis_url: str) -> None:
     assert peak == ledger.policy(kind).concurrency == 2
 
 
-async def test_ledger_failure_raises_for_the_engines_last_resort(redis_url: str) -> None:
-    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+async def test_ledger_failure_raises_for_the_engines_last_resort(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(glue, "REDIS_PATIENCE_SECONDS", 0.5)
+    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
     ledger = Ledger(dead, prefix="down")
+    started = asyncio.get_running_loop().time()
     with pytest.raises(LedgerError):
         await run_marked(ledger, DOC, "d15", event("d15"), mock_context(), Recorder())
+    assert asyncio.get_running_loop().time() - started >= 0.3  # it was patient first
     await dead.aclose()
+
+
+async def test_a_short_redis_outage_is_waited_out(redis_url: str) -> None:
+    ledger = new_ledger(redis_url)
+    real_begin = ledger.begin_result
+    failures = [LedgerError("down"), LedgerError("still down")]
+
+    async def flaky_begin(*args: Any, **kw: Any) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return await real_begin(*args, **kw)
+
+    ledger.begin_result = flaky_begin  # type: ignore[method-assign]
+    work = Recorder()
+    report = await run_marked(ledger, DOC, "d16", event("d16"), mock_context(), work)
+    assert report.outcome is RunOutcome.DONE and len(work.calls) == 1 and failures == []
+
+
+async def test_a_mark_lost_by_redis_is_adopted_not_skipped(redis_url: str) -> None:
+    """Redis restarted without its data: the queued event's tag is newer than the ledger's
+    counter, so "no mark" cannot mean "done"; the event is adopted and run."""
+    ledger = new_ledger(redis_url)
+    marked = await ledger.mark(DOC, "d17", TOPIC, event("d17")["data"])
+    keys = [k async for k in ledger.redis.scan_iter(match=f"{ledger.prefix}:*")]
+    await ledger.redis.delete(*keys)  # the data loss
+    ctx, work = mock_context(), Recorder()
+    report = await run_marked(ledger, DOC, "d17", marked.event(), ctx, work)
+    assert report.outcome is RunOutcome.DONE and len(work.calls) == 1
+    assert any("adopted a lost" in m for m in ctx.logger.messages("warn"))
+    # while an event older than the counter with no mark stays a cheap no-op
+    await ledger.mark(DOC, "other", TOPIC, event("other")["data"])
+    old = tag_event(TOPIC, event("d18")["data"], DOC, 1)
+    assert (await run_marked(ledger, DOC, "d18", old, mock_context(), Recorder())).outcome is RunOutcome.NOTHING
 
 
 async def test_mark_and_enqueue_and_sweep(redis_url: str) -> None:

@@ -150,6 +150,7 @@ async def test_party_handler_drops_malformed_events_and_runs_tagged_ones(redis_u
     ledger, ctx = new_ledger(redis_url), mock_context()
     assert await beteiligte_sync.handle_sync_event({"entity_id": "bad id!"}, ctx, beteiligte_sync.EntityType.BETEILIGTE, ledger=ledger) is None
     assert any("malformed" in m for m in ctx.logger.messages("error"))
+    await ledger.mark(SyncKind.PARTY, "someone-else", "vmh.beteiligte.update", {"entity_id": "someone-else"})  # counter ≥ 1
     stale = {"entity_type": "CBeteiligte", "entity_id": "p-gone", "action": "update", "ledger": {"kind": "party", "seq": 1}}
     report = await beteiligte_sync.handle_sync_event(stale, ctx, beteiligte_sync.EntityType.BETEILIGTE, ledger=ledger)
     assert report.outcome is RunOutcome.NOTHING  # no mark: no API call at all
