@@ -227,18 +227,19 @@ async def run_marked(
     if tag is not None and tag[0] is not kind:
         tag = None
 
-    async def adopt(why: str) -> None:
+    async def adopt(lost: bool) -> None:
         adopted = await patiently(lambda: ledger.mark(kind, entity_id, topic or policy.topics[0], data))
-        _log(ctx, "warn" if why == "lost" else "info", f"ledger: adopted a {why} {kind.value} event for {entity_id}",
+        what = "a lost" if lost else "an untagged"
+        _log(ctx, "warn" if lost else "info", f"ledger: adopted {what} {kind.value} event for {entity_id}",
              {"kind": kind.value, "entity_id": entity_id, "seq": adopted.seq, "outcome": "adopted"})
 
     if tag is None:
-        await adopt("untagged")
+        await adopt(lost=False)
     begun = await patiently(lambda: ledger.begin_result(kind, entity_id, tag_seq=tag[1] if tag else None))
     if begun.outcome is BeginOutcome.LOST:
         # The event is newer than the ledger's counter: Redis lost the mark (data loss), so
         # "no mark" does not mean "done". Record it again and run it.
-        await adopt("lost")
+        await adopt(lost=True)
         begun = await patiently(lambda: ledger.begin_result(kind, entity_id))
     claim = begun.claim
     if claim is None:

@@ -307,3 +307,28 @@ async def test_mark_and_enqueue_and_sweep(redis_url: str) -> None:
     assert await sweep(ledger, swept, batch=2, max_batches=2) == 1
     assert await sweep(ledger, swept, batch=2, max_batches=2) == 0  # leased: not again
     assert sorted(e["data"]["entity_id"] for e in swept.enqueued) == [f"s{i}" for i in range(5)]
+
+
+async def test_the_entity_lock_lease_keeps_renewing_while_a_long_run_works(redis_url: str) -> None:
+    """services.locks.entity_lock renews its short lease (here 0.3 s) while run_marked's work
+    runs far longer: another run meanwhile finds the lock busy, and it is free afterwards."""
+    ledger, redis = new_ledger(redis_url), get_redis(redis_url)
+    lock_id = uuid.uuid4().hex[:8]
+    seen: list[int] = []
+
+    async def long_work(claim: Claim) -> None:
+        async with entity_lock(redis, "document_sync", "CDokumente", lock_id, 30, lease=0.3):
+            for _ in range(4):
+                await asyncio.sleep(0.3)
+                seen.append(int(await redis.pttl(f"document_sync:CDokumente:{lock_id}")))
+
+    async def short_work(claim: Claim) -> None:
+        async with entity_lock(redis, "document_sync", "CDokumente", lock_id, 30, lease=0.3):
+            pass
+
+    task = asyncio.create_task(run_marked(ledger, DOC, "d19", event("d19"), mock_context(), long_work))
+    await asyncio.sleep(0.7)  # more than two leases into the run
+    assert (await run_marked(ledger, DOC, "d20", event("d20"), mock_context(), short_work)).outcome is RunOutcome.BUSY
+    assert (await task).outcome is RunOutcome.DONE
+    assert len(seen) == 4 and all(ttl > 0 for ttl in seen), seen
+    assert await redis.exists(f"document_sync:CDokumente:{lock_id}") == 0
