@@ -51,8 +51,11 @@ def ledger_from_settings(s: Settings, redis: Any) -> Any:
 
 
 def get_ledger() -> Any:
-    """The worker's sync ledger (one per event loop, on the shared Redis client)."""
-    return _cached("ledger", lambda s: ledger_from_settings(s, get_redis_client()))
+    """The worker's sync ledger (one per event loop and ledger configuration, on the shared
+    Redis client)."""
+    s = get_settings()
+    name = f"ledger|{s.redis_url}|{s.ledger.model_dump_json()}"
+    return _cached(name, lambda settings: ledger_from_settings(settings, get_redis_client()))
 
 
 def espocrm_from_settings(s: Settings) -> Any:

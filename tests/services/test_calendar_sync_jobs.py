@@ -65,7 +65,10 @@ def test_jobs():
 
 
 @pytest.fixture
-def sandbox_settings(monkeypatch):
+def sandbox_settings(monkeypatch, redis_url):
+    # The steps mark their work in the sync ledger: the session's Redis, a private key prefix.
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("LEDGER_KEY_PREFIX", "calendar-jobs-test")
     monkeypatch.setenv("APP_MODE", "sandbox")
     monkeypatch.setenv("APP_ENV_FILE", "/nonexistent/.env")
     monkeypatch.setenv("ADVOWARE_PROXY_TOKEN", "tok")
