@@ -115,6 +115,7 @@ class MotiaTester:
         keep_alive: bool = True,
         cron_adapter: dict[str, Any] | None = None,
         state_adapter: dict[str, Any] | None = None,
+        queue_adapter: dict[str, Any] | None = None,
         watch: list[str] | None = None,
     ) -> None:
         self.steps_dir = Path(steps_dir).resolve()
@@ -125,6 +126,7 @@ class MotiaTester:
         self.keep_alive = keep_alive
         self.cron_adapter = cron_adapter or {"class": "modules::cron::KvCronAdapter"}
         self.state_adapter = state_adapter
+        self.queue_adapter = queue_adapter  # e.g. the Redis adapter; default: builtin with queue_defaults
         self.watch_globs = watch  # ExecModule `watch:` (relative to the workdir, the engine's cwd)
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="motia-tester-"))
         self._own_workdir = workdir is None
@@ -144,7 +146,7 @@ class MotiaTester:
             "port": self.worker_port,
             "modules": [
                 {"class": "modules::api::RestApiModule", "config": {"port": self.rest_port, "host": "127.0.0.1", "default_timeout": self.rest_timeout_ms}},
-                {"class": "modules::queue::QueueModule", "config": {"adapter": {"class": "modules::queue::BuiltinQueueAdapter", "config": {**self.queue_defaults, "file_path": str(data_dir / "queue_store")}}}},
+                {"class": "modules::queue::QueueModule", "config": {"adapter": self.queue_adapter or {"class": "modules::queue::BuiltinQueueAdapter", "config": {**self.queue_defaults, "file_path": str(data_dir / "queue_store")}}}},
                 {"class": "modules::state::StateModule", "config": {"adapter": self.state_adapter or {"class": "modules::state::adapters::KvStore", "config": {"store_method": "file_based", "file_path": str(data_dir / "state_store")}}}},
                 {"class": "modules::cron::CronModule", "config": {"adapter": self.cron_adapter}},
                 *self.extra_modules,
@@ -267,6 +269,19 @@ class MotiaTester:
                     pass
                 await asyncio.sleep(0.2)
             await self.wait_ready(functions)
+
+    async def kill(self) -> None:
+        """SIGKILL the engine's process group and the worker, and leave them dead."""
+        try:
+            pid: int | None = await self.worker_pid()
+        except (AssertionError, aiohttp.ClientError):
+            pid = None
+        self._kill_engine(signal.SIGKILL)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     async def restart_engine(self, *, kill: bool = True, functions: int = 1) -> None:
         """Stop the engine (SIGKILL by default, worker included) and start it again on the same data."""
