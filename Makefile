@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run dev test bench venv system-deps clean
+.PHONY: run dev test bench venv system-deps test-deps clean
 
 $(STAMP): requirements.txt
 	@test -n "$(PY)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
@@ -15,16 +15,19 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
-# Debian packages: redis-server (always), nginx (the shipped reverse-proxy config is tested with
-# it), systemd (its systemd-analyze verifies the units; installing it starts nothing and does not
-# replace init, also in a container) and chromium (the console's browser tests); installed here
-# when missing and we may (root + apt-get), else we say which apt-get line to run.
-system-deps:
+# Debian packages, installed when missing and we may (root + apt-get), else we say which
+# apt-get line to run. `make run` needs only redis-server. `make test` also needs nginx (the
+# shipped reverse-proxy config is tested with it), systemd (its systemd-analyze verifies the
+# units; installing it starts nothing and does not replace init, also in a container) and
+# chromium (the console's browser tests; skipped with a note when it cannot be installed).
+define install_debs
 	@missing=""; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing="$$missing nginx"; \
-	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	for need in $(1); do case $$need in \
+	  redis-server) command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server";; \
+	  nginx) { [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1; } || missing="$$missing nginx";; \
+	  systemd) command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd";; \
+	  chromium) [ -x /usr/bin/chromium ] || missing="$$missing chromium";; \
+	esac; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing Debian packages:$$missing"; \
@@ -33,6 +36,13 @@ system-deps:
 	    echo "Missing Debian packages:$$missing — run: sudo apt-get install$$missing"; exit 1; \
 	  else echo "note: chromium is missing, the console's browser tests will be skipped (sudo apt-get install chromium)"; fi; \
 	fi
+endef
+
+system-deps:
+	$(call install_debs,redis-server)
+
+test-deps:
+	$(call install_debs,redis-server nginx systemd chromium)
 
 # Runs the service: Redis, the simulators in sandbox mode, the engine and the worker. Ctrl-C stops all.
 run: venv system-deps
@@ -43,7 +53,7 @@ dev: venv system-deps
 	$(PYTHON) scripts/run_service.py --watch
 
 # The whole test suite.
-test: venv system-deps
+test: venv test-deps
 	$(PYTHON) -m pytest
 
 bench: venv system-deps
