@@ -29,9 +29,13 @@ def _cached(name: str, factory: Callable[[Settings], T]) -> T:
 
 
 def get_redis_client() -> Any:
+    """The shared Redis client; the entity locks taken on it use the configured lease."""
+    from services.locks import configure_lease
     from services.redis_client import get_redis
 
-    return get_redis(get_settings().redis_url)
+    settings = get_settings()
+    configure_lease(settings.lock_lease_seconds)
+    return get_redis(settings.redis_url)
 
 
 def ledger_from_settings(s: Settings, redis: Any) -> Any:

@@ -41,6 +41,7 @@ from services.retry import RetryPolicy
 
 # Lock TTLs (seconds)
 LOCK_TTL_DEFAULT = 1800
+LOCK_LEASE_DEFAULT = 60
 LOCK_TTL_DOCUMENT_SYNC = 1800  # 30 minutes
 LOCK_TTL_COLLECTION_CREATE = 300  # 5 minutes
 LOCK_TTL_ENTITY_SYNC = 1800
@@ -300,6 +301,9 @@ class Settings(_Frozen):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
     """May hold a password: left out of repr, and dumps show `redis_url_redacted`."""
     lock_ttl_seconds: int = LOCK_TTL_DEFAULT
+    lock_lease_seconds: int = LOCK_LEASE_DEFAULT
+    """How long an entity lock lives in Redis between its holder's renewals (every third of
+    it): how long a killed worker blocks its entities at most (services.locks)."""
     espocrm: EspoCRMSettings
     advoware: AdvowareSettings
     xai: XAISettings
@@ -747,6 +751,9 @@ def _build(env: Mapping[str, str]) -> Settings:
 
     redis_url = _redis_from_parts(r)
     lock_ttl = r.integer("LOCK_TTL_SECONDS", LOCK_TTL_DEFAULT, minimum=1)
+    lock_lease = r.integer("LOCK_LEASE_SECONDS", LOCK_LEASE_DEFAULT, minimum=3)
+    if lock_lease >= lock_ttl:
+        r.error(f"LOCK_LEASE_SECONDS ({lock_lease}) must be shorter than LOCK_TTL_SECONDS ({lock_ttl})")
 
     sims = SimulatorSettings(
         espocrm_port=r.integer("SIM_ESPOCRM_PORT", SIM_DEFAULT_PORTS["espocrm"], minimum=1, maximum=65535),
@@ -861,6 +868,7 @@ def _build(env: Mapping[str, str]) -> Settings:
             log_level=log_level,
             redis_url=redis_url,
             lock_ttl_seconds=lock_ttl,
+            lock_lease_seconds=lock_lease,
             espocrm=EspoCRMSettings(
                 api_base_url=espo_url,
                 api_key=espo_key,

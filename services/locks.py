@@ -36,6 +36,16 @@ from services.exceptions import LockBusyError, RetryableError, ValidationError
 
 DEFAULT_LOCK_TTL_SECONDS = 1800  # 30 minutes; services.config.LOCK_TTL_DEFAULT
 DEFAULT_LOCK_LEASE_SECONDS = 60.0  # how long a dead holder blocks an entity at most
+CONFIGURED_LEASE = -1.0
+"""`entity_lock(lease=CONFIGURED_LEASE)` (the default): the lease from LOCK_LEASE_SECONDS."""
+_configured_lease = DEFAULT_LOCK_LEASE_SECONDS
+
+
+def configure_lease(seconds: float) -> None:
+    """Set the lease `entity_lock` uses by default (LOCK_LEASE_SECONDS, validated in the
+    settings; applied by services.clients when the worker builds its Redis client)."""
+    global _configured_lease
+    _configured_lease = float(seconds)
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -203,7 +213,7 @@ async def entity_lock(
     wait: float = 0.0,
     owner: str | None = None,
     logger: Any = None,
-    lease: float | None = DEFAULT_LOCK_LEASE_SECONDS,
+    lease: float | None = CONFIGURED_LEASE,
 ) -> AsyncIterator[RedisLock]:
     """Hold `{step}:{entity_type}:{entity_id}` for the body of an `async with`.
 
@@ -216,6 +226,8 @@ async def entity_lock(
     (a ServiceLogger or anything with warn/error(message, **fields)).
     """
     key = lock_key(step, entity_type, entity_id)
+    if lease == CONFIGURED_LEASE:
+        lease = _configured_lease
     use_lease = lease is not None and 0 < lease < ttl
     lock = RedisLock(redis, key, lease if use_lease else ttl, owner=owner)  # type: ignore[arg-type]
     if not await lock.acquire(timeout=wait):

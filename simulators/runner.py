@@ -26,7 +26,8 @@ class RunningApp:
 
 async def start_app(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> RunningApp:
     """Serve `app` on host:port (a free port when 0); returns its base URL without trailing slash."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A simulator answering with injected latency must not hold up its own shutdown for a minute.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port or free_port(host), reuse_address=True)
     await site.start()

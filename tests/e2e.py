@@ -32,6 +32,8 @@ LEDGER_FAST_ENV = {
     "LEDGER_CLAIM_LEASE_SECONDS": "10",
     "LEDGER_REQUEUE_LEASE_SECONDS": "5",
     "OPS_TOKEN": OPS_TOKEN,
+    # A killed lock holder blocks its entity for one lease: 10 s here (renewed every 3.3 s).
+    "LOCK_LEASE_SECONDS": "10",
 }
 
 

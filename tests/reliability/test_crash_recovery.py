@@ -22,16 +22,11 @@ from typing import Any, AsyncIterator
 import pytest
 
 from tests.conftest import RedisServer
+from tests.e2e import LEDGER_FAST_ENV
 from tests.reliability.private_stack import PrivateStack, clear_faults, sim_fault, start_private_stack
 from tests.reliability.test_document_pipeline_faults import Pipeline, sim_json, uploads
 
-FAST_LEDGER = {
-    "LEDGER_SWEEP_CRON": "* * * * * *",
-    "LEDGER_BACKOFF_SCALE": "0.02",
-    "LEDGER_GRACE_SECONDS": "3",
-    "LEDGER_CLAIM_LEASE_SECONDS": "10",
-    "LEDGER_REQUEUE_LEASE_SECONDS": "5",
-}
+FAST_LEDGER = dict(LEDGER_FAST_ENV)  # sweep every second, short leases (locks: 10 s)
 DOCS = 40
 
 

@@ -481,3 +481,12 @@ def test_env_example_values_load_in_sandbox() -> None:
     env["APP_MODE"] = "sandbox"
     s = load_settings(env)
     assert s.lock_ttl_seconds == 1800 and s.advoware.proxy_max_body_bytes == 10485760
+
+
+def test_lock_lease_is_validated_and_defaults_to_a_minute() -> None:
+    assert load_settings({}).lock_lease_seconds == 60
+    assert load_settings({"LOCK_LEASE_SECONDS": "10"}).lock_lease_seconds == 10
+    with pytest.raises(ConfigError, match="LOCK_LEASE_SECONDS"):
+        load_settings({"LOCK_LEASE_SECONDS": "1800", "LOCK_TTL_SECONDS": "1800"})
+    with pytest.raises(ConfigError, match="LOCK_LEASE_SECONDS"):
+        load_settings({"LOCK_LEASE_SECONDS": "1"})

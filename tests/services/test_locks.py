@@ -416,3 +416,17 @@ def test_base_log_levels_and_redaction() -> None:
     assert [c[0] for c in ctx.logger.calls] == ["info", "warn", "error", "info"]
     assert ctx.logger.calls[0][2] is None
     assert ctx.logger.calls[1][2] == {"api_key": "***", "entity_id": "e1"}
+
+
+async def test_entity_lock_uses_the_configured_lease(r: aioredis.Redis) -> None:
+    """LOCK_LEASE_SECONDS (services.locks.configure_lease) is how long a dead holder blocks."""
+    from services import locks
+
+    entity_id = uid()
+    try:
+        locks.configure_lease(7)
+        async with entity_lock(r, "document_sync", EntityType.DOKUMENTE, entity_id, ttl=1800):
+            ttl_ms = await r.pttl(lock_key("document_sync", EntityType.DOKUMENTE, entity_id))
+            assert 5000 < ttl_ms <= 7000
+    finally:
+        locks.configure_lease(locks.DEFAULT_LOCK_LEASE_SECONDS)
