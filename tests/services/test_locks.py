@@ -1,4 +1,4 @@
-"""services.locks, services.redis_client and BaseSyncUtils locking, against a real redis-server."""
+"""services.locks and services.redis_client, against a real redis-server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from services.exceptions import LockBusyError, RetryableError, ValidationError
 from services.locks import LockBackendError, RedisLock, entity_lock, lock_key
 from services.models import EntityType
 from services.redis_client import close_redis, get_redis
-from services.sync_utils_base import BaseSyncUtils
 from simulators.runner import free_port
 
 
@@ -299,123 +298,6 @@ async def test_without_auto_extend_the_ttl_runs_out(r: aioredis.Redis) -> None:
     # the late release did not remove the new owner's lock
     assert await r.get(lock.key) == b"thief"
     await thief.release()
-
-
-# --------------------------------------------------------------------------- BaseSyncUtils
-
-
-class FakeLogger:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, Any]] = []
-
-    def _rec(self, level: str, message: str, data: Any = None) -> None:
-        self.calls.append((level, message, data))
-
-    def info(self, message: str, data: Any = None) -> None:
-        self._rec("info", message, data)
-
-    def warn(self, message: str, data: Any = None) -> None:
-        self._rec("warn", message, data)
-
-    def error(self, message: str, data: Any = None) -> None:
-        self._rec("error", message, data)
-
-    def debug(self, message: str, data: Any = None) -> None:
-        self._rec("debug", message, data)
-
-
-class FakeCtx:
-    def __init__(self) -> None:
-        self.logger = FakeLogger()
-
-
-class DocSync(BaseSyncUtils):
-    def _get_lock_key(self, entity_id: str) -> str:
-        return lock_key("document_sync", EntityType.DOKUMENTE, entity_id)
-
-
-def test_base_lock_ttl_from_settings() -> None:
-    from services.config import load_settings
-
-    settings = load_settings({"LOCK_TTL_SECONDS": "600"})
-    assert DocSync(None, None, settings=settings).lock_ttl == 600
-    assert DocSync(None, None, settings=settings, lock_ttl=5).lock_ttl == 5
-    assert DocSync(None, None).lock_ttl == 1800
-
-
-def test_base_requires_lock_key_definition() -> None:
-    base = BaseSyncUtils(espocrm=None, redis=None)
-    with pytest.raises(NotImplementedError):
-        base._get_lock_key("x")
-
-
-async def test_base_lock_acquire_release_owner_checked(r: aioredis.Redis) -> None:
-    ctx = FakeCtx()
-    a = DocSync(espocrm="espo", redis=r, context=ctx)
-    b = DocSync(espocrm="espo", redis=r)
-    assert (a.espocrm, a.redis, a.context, a.lock_ttl) == ("espo", r, ctx, 1800)
-    key = a._get_lock_key(uid())
-    assert await a._acquire_redis_lock(key)
-    assert 1_790_000 < await r.pttl(key) <= 1_800_000
-    assert not await b._acquire_redis_lock(key)
-    assert not await b._release_redis_lock(key)  # b never held it
-    assert await r.exists(key) == 1
-    assert await a._release_redis_lock(key)
-    assert await r.exists(key) == 0
-    assert not await a._release_redis_lock(key)  # released already
-    assert await b._acquire_redis_lock(key, ttl=5)
-    assert await r.pttl(key) <= 5000
-    assert await b._extend_redis_lock(key, 60)
-    assert await r.pttl(key) > 50_000
-    assert await b._release_redis_lock(key)
-    # a's logs went through ctx.logger, with the key as structured data
-    assert any(level == "warn" for level, _, _ in ctx.logger.calls)
-    assert all(data is None or data.get("lock_key") == key for _, _, data in ctx.logger.calls)
-
-
-async def test_base_expired_lock_not_released_from_new_owner(r: aioredis.Redis) -> None:
-    a = DocSync(espocrm=None, redis=r, lock_ttl=0.1)
-    b = DocSync(espocrm=None, redis=r)
-    key = a._get_lock_key(uid())
-    assert await a._acquire_redis_lock(key)
-    await asyncio.sleep(0.2)
-    assert await b._acquire_redis_lock(key)
-    assert not await a._release_redis_lock(key)
-    assert await r.exists(key) == 1
-    assert await b._release_redis_lock(key)
-
-
-async def test_base_locked_context_manager(r: aioredis.Redis) -> None:
-    a = DocSync(espocrm=None, redis=r)
-    b = DocSync(espocrm=None, redis=r)
-    entity_id = uid()
-    with pytest.raises(ValueError):
-        async with a._locked(entity_id) as key:
-            with pytest.raises(LockBusyError):
-                async with b._locked(entity_id):
-                    pass
-            raise ValueError("body failed")
-    assert await r.exists(key) == 0
-
-
-async def test_base_without_redis_proceeds_with_warning() -> None:
-    ctx = FakeCtx()
-    a = DocSync(espocrm=None, redis=None, context=ctx)
-    assert await a._acquire_redis_lock("document_sync:CDokumente:x")
-    assert await a._release_redis_lock("document_sync:CDokumente:x")
-    assert ctx.logger.calls[0][0] == "warn" and "WITHOUT lock" in ctx.logger.calls[0][1]
-
-
-def test_base_log_levels_and_redaction() -> None:
-    ctx = FakeCtx()
-    a = DocSync(espocrm=None, redis=None, context=ctx)
-    a._log("hello")
-    a._log("careful", "warning", api_key="k-123", entity_id="e1")
-    a._log("bad", "error")
-    a._log("odd", "nonsense")
-    assert [c[0] for c in ctx.logger.calls] == ["info", "warn", "error", "info"]
-    assert ctx.logger.calls[0][2] is None
-    assert ctx.logger.calls[1][2] == {"api_key": "***", "entity_id": "e1"}
 
 
 async def test_entity_lock_uses_the_configured_lease(r: aioredis.Redis) -> None:
