@@ -6,10 +6,11 @@ marks). Used by the crash-recovery and scale-out tests of issue #12.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -129,3 +130,16 @@ async def clear_faults(sims_url: str) -> None:
     async with aiohttp.ClientSession() as s:
         async with s.delete(f"{sims_url}/_sim/faults") as r:
             await r.read()
+
+
+@contextlib.asynccontextmanager
+async def case_pipeline(stack: PrivateStack) -> AsyncIterator[tuple[Any, int]]:
+    """A document pipeline on a new eviction case of `stack`, and the upload count before it."""
+    from tests.reliability.test_document_pipeline_faults import Pipeline, uploads
+
+    pipeline = Pipeline(stack.engine, stack.sims)
+    try:
+        await pipeline.start_case()
+        yield pipeline, await uploads(stack.sims)
+    finally:
+        await pipeline.close()

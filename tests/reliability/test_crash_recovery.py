@@ -23,8 +23,8 @@ import pytest
 
 from tests.conftest import RedisServer
 from tests.e2e import LEDGER_FAST_ENV
-from tests.reliability.private_stack import PrivateStack, clear_faults, sim_fault, start_private_stack
-from tests.reliability.test_document_pipeline_faults import Pipeline, sim_json, uploads
+from tests.reliability.private_stack import PrivateStack, case_pipeline, clear_faults, sim_fault, start_private_stack
+from tests.reliability.test_document_pipeline_faults import sim_json
 
 FAST_LEDGER = dict(LEDGER_FAST_ENV)  # sweep every second, short leases (locks: 10 s)
 DOCS = 40
@@ -37,10 +37,7 @@ async def _ready_jobs(stack: PrivateStack) -> int:
 
 
 async def _kill_after_ack(stack: PrivateStack, redis_queue: bool) -> None:
-    pipeline = Pipeline(stack.engine, stack.sims)
-    try:
-        await pipeline.start_case()
-        before = await uploads(stack.sims)
+    async with case_pipeline(stack) as (pipeline, before):
         # Slow xAI down so that, once every webhook is acknowledged, most work is still queued
         # or running when the engine and the worker die.
         await sim_fault(stack.sims.xai.url, {"method": "POST", "path": "^/v1/files$", "latency_ms": 1500})
@@ -60,8 +57,6 @@ async def _kill_after_ack(stack: PrivateStack, redis_queue: bool) -> None:
             assert time.monotonic() < deadline, f"not synced 2 minutes after the restart: {(await pipeline.not_clean())[:3]}"
             await asyncio.sleep(0.5)
         await pipeline.check_exactly_once(before)
-    finally:
-        await pipeline.close()
 
 
 @pytest.fixture
@@ -100,10 +95,7 @@ async def boxed_stack(redis_server: RedisServer) -> AsyncIterator[PrivateStack]:
 async def test_hung_handler_is_stopped_and_retried(boxed_stack: PrivateStack) -> None:
     """The engine never stops a handler (Q3); the ledger's time-box does, and the retry syncs."""
     stack = boxed_stack
-    pipeline = Pipeline(stack.engine, stack.sims)
-    try:
-        await pipeline.start_case()
-        before = await uploads(stack.sims)
+    async with case_pipeline(stack) as (pipeline, before):
         # The first upload hangs for 10 minutes (once); later ones answer normally.
         await sim_fault(stack.sims.xai.url, {"method": "POST", "path": "^/v1/files$", "latency_ms": 600_000, "times": 1})
         await pipeline.create_docs(1)
@@ -115,5 +107,3 @@ async def test_hung_handler_is_stopped_and_retried(boxed_stack: PrivateStack) ->
         lines = [entry["message"] for entry in logs["logs"]]
         assert any("time-box" in line for line in lines), "the retry did not come from the time-box"
         await pipeline.check_exactly_once(before)
-    finally:
-        await pipeline.close()

@@ -24,9 +24,9 @@ import pytest
 
 from iii_local.testing import MotiaTester
 from tests.conftest import RedisServer
-from tests.reliability.private_stack import PrivateStack, clear_faults, sim_fault, start_private_stack
+from tests.reliability.private_stack import PrivateStack, case_pipeline, clear_faults, sim_fault, start_private_stack
 from tests.reliability.test_crash_recovery import FAST_LEDGER
-from tests.reliability.test_document_pipeline_faults import Pipeline, sim_json, uploads
+from tests.reliability.test_document_pipeline_faults import sim_json
 
 SWEEPER = "Ledger Sweeper"
 SKIPPED = "already ran on another engine"
@@ -53,10 +53,7 @@ async def _sweeper_slots(engine: MotiaTester, until: float) -> tuple[set[int], s
 async def test_two_engines_on_one_redis_upload_once_and_run_each_cron_slot_once(two_engines: PrivateStack) -> None:
     stack = two_engines
     a, b = stack.engines
-    pipeline = Pipeline(a, stack.sims)
-    try:
-        await pipeline.start_case()
-        before = await uploads(stack.sims)
+    async with case_pipeline(stack) as (pipeline, before):
         await pipeline.create_docs(40)
         await pipeline.wait_all_clean(timeout=120)
         await pipeline.check_exactly_once(before)
@@ -75,18 +72,13 @@ async def test_two_engines_on_one_redis_upload_once_and_run_each_cron_slot_once(
         twice = ran_a & ran_b
         assert not twice, f"{len(twice)} sweeper slot(s) ran on both engines, e.g. {sorted(twice)[:3]}"
         assert both <= ran_a | ran_b, "a slot that both engines fired ran on neither"
-    finally:
-        await pipeline.close()
 
 
 @pytest.mark.slow
 async def test_killing_one_engine_loses_nothing(two_engines: PrivateStack) -> None:
     stack = two_engines
     a, b = stack.engines
-    pipeline = Pipeline(a, stack.sims)
-    try:
-        await pipeline.start_case()
-        before = await uploads(stack.sims)
+    async with case_pipeline(stack) as (pipeline, before):
 
         # Slow uploads, so that B is in the middle of syncs when it dies.
         await sim_fault(stack.sims.xai.url, {"method": "POST", "path": "^/v1/files$", "latency_ms": 1000})
@@ -101,5 +93,3 @@ async def test_killing_one_engine_loses_nothing(two_engines: PrivateStack) -> No
         logs = (await a.console("GET", "/_console/logs?limit=10000"))["logs"]
         taken_over = [e for e in logs if "took over a run whose worker died" in e["message"]]
         assert taken_over, "B was running nothing when it died: the test shows nothing"
-    finally:
-        await pipeline.close()
