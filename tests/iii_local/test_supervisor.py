@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from iii_local.config import ExecConfig
-from iii_local.supervisor import ExecSupervisor, created_or_removed, extract_root, matches, snapshot
+from iii_local.supervisor import (
+    ExecSupervisor,
+    created_or_removed,
+    extract_root,
+    matches,
+    snapshot,
+)
+from tests.processes import alive
 
 WORKER = (
     f"exec {sys.executable} -c \"import os,time; "
@@ -29,15 +36,6 @@ def pids(d: Path) -> list[int]:
         return []
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 async def wait_for(cond, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]

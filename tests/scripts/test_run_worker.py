@@ -21,6 +21,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import run_worker  # noqa: E402
 
+from tests.processes import alive
+
 # A worker stand-in: records its pid, then exits with EXIT (or sleeps when EXIT is empty).
 CHILD = (
     "import os,sys,time;"
@@ -37,15 +39,6 @@ def runs(path: Path) -> list[list[str]]:
         return []
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purpose
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def wait_until(cond, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from iii_local.testing import PROJECT_ROOT, MotiaTester
+from tests.processes import alive
 
 STEPS = Path(__file__).parent / "process_steps"
 FUNCTION = "steps::P Who::trigger::http(GET /p/who)"
@@ -39,15 +40,6 @@ async def wait_until(cond, timeout: float = 20.0) -> None:  # type: ignore[no-un
         await asyncio.sleep(0.2)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 async def test_p1_exec_module_never_restarts_a_worker_and_adds_no_iii_url(tmp_path: Path) -> None:
