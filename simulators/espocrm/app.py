@@ -10,9 +10,6 @@ from typing import Any, Callable, Iterable
 
 from aiohttp import web
 
-from services.clients.espocrm_webhooks import (
-    MAX_BATCH_SIZE,
-)
 from simulators.base import STATE_KEY, make_app
 from simulators.espocrm.data import Attachment, EspoCRMState
 from simulators.espocrm.model import (
@@ -25,6 +22,9 @@ from simulators.espocrm.model import (
     generate_id,
 )
 from simulators.espocrm.query import SearchParams, parse_search_params
+from simulators.espocrm.signing import (
+    MAX_BATCH_SIZE,
+)
 from simulators.espocrm.webhooks import Webhook, WebhookDispatcher
 
 

@@ -13,9 +13,6 @@ from typing import Any, Iterable, Mapping
 
 from aiohttp import web
 
-from services.clients.espocrm_webhooks import (
-    WebhookAction,
-)
 from simulators.base import SimulatorState
 from simulators.espocrm.model import (
     API_PREFIX,
@@ -37,6 +34,9 @@ from simulators.espocrm.model import (
     now_str,
 )
 from simulators.espocrm.query import SearchParams, WhereEvaluator, _same, _sort_key
+from simulators.espocrm.signing import (
+    WebhookAction,
+)
 from simulators.espocrm.webhooks import WebhookDispatcher
 
 

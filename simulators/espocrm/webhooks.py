@@ -11,18 +11,18 @@ from typing import Any
 
 import aiohttp
 
-from services.clients.espocrm_webhooks import (
-    MAX_BATCH_SIZE,
-    WebhookEvent,
-    legacy_signature,
-    php_json_encode,
-    sign_body,
-)
 from simulators.espocrm.model import (
     RETRY_STATUSES,
     generate_id,
     generate_secret,
     now_str,
+)
+from simulators.espocrm.signing import (
+    MAX_BATCH_SIZE,
+    WebhookEvent,
+    legacy_signature,
+    php_json_encode,
+    sign_body,
 )
 
 
