@@ -20,7 +20,7 @@ from common import emit, machine  # noqa: E402
 
 from services.calendar_diff import ActionKind, Pair, SyncInput, plan_sync  # noqa: E402
 from services.calendar_mapping import advoware_hash, google_body, google_hash, item_from_advoware  # noqa: E402
-from services.config import ConflictRule  # noqa: E402
+from services.platform.settings import ConflictRule  # noqa: E402
 
 
 def build(n: int, changed_pct: float, today: date, *, extras: bool = True) -> tuple[SyncInput, int]:

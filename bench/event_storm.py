@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, session  # noqa: E402
 
 from iii_local.testing import MotiaTester, free_port  # noqa: E402
-from services.config import load_settings  # noqa: E402
-from services.espocrm import EspoCRMAPI  # noqa: E402
+from services.platform.settings import load_settings  # noqa: E402
+from services.clients.espocrm import EspoCRMAPI  # noqa: E402
 from simulators.sandbox import Simulators, start_simulators  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 its credentials. Knows nothing of Motia except the response object the steps return.
 
 `GET|POST|PUT|DELETE /advoware/proxy?endpoint=<path>&...` → `{api_base}<path>` with the
-cached Advoware bearer token (services.advoware_service.AdvowareAPI: HMAC-512 token flow,
+cached Advoware bearer token (services.clients.advoware.client.AdvowareAPI: HMAC-512 token flow,
 Redis token cache, one refresh on 401). The answer is Advoware's status, content type
 and body, byte for byte.
 
@@ -36,11 +36,11 @@ from enum import StrEnum
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import unquote
 
-from services.advoware_paths import TOKEN_PATH
+from services.clients.advoware.paths import TOKEN_PATH
 from services.advoware_proxy_http import ProxyError, read_body, send_answer
-from services.exceptions import ApiConnectionError, ApiError, IntegrationError, ValidationError
-from services.logging_utils import get_service_logger
-from services.retry import NO_RETRY
+from services.clients.errors import ApiConnectionError, ApiError, IntegrationError, ValidationError
+from services.platform.logging import get_service_logger
+from services.clients.retry import NO_RETRY
 
 # --- constants --------------------------------------------------------------------------
 
@@ -331,7 +331,7 @@ async def forward(
     a ProxyResult: Advoware's answer as it is, or 502 (unreachable, bad token answer, too
     large) / 504 (no answer within `timeout_seconds`). Never retries (writes must not be
     repeated; callers decide), except the client's one token refresh on 401."""
-    from services.advoware_service import ResponseTooLargeError
+    from services.clients.advoware.client import ResponseTooLargeError
 
     method = ProxyMethod(str(method).upper())
     out_headers = dict(headers or {})
@@ -396,7 +396,7 @@ async def proxy_request(
     method = ProxyMethod(str(method).upper())
     log = get_service_logger("advoware_proxy", ctx)
     if settings is None:
-        from services.config import get_settings
+        from services.platform.settings import get_settings
 
         settings = get_settings()
     advo = settings.advoware
@@ -417,7 +417,7 @@ async def proxy_request(
         )
         return ProxyResult.error(400, f"invalid endpoint: {exc.reason}")
     if client is None:
-        from services.clients import get_advoware
+        from services.platform.container import get_advoware
 
         client = get_advoware()
     result = await forward(

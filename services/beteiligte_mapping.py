@@ -27,7 +27,7 @@ from datetime import date, datetime, timezone
 from enum import StrEnum
 from typing import Any, Mapping
 
-from services import advoware_paths as P
+from services.clients.advoware import paths as P
 
 # --------------------------------------------------------------------------- canonical fields
 
@@ -243,7 +243,7 @@ def advoware_modified_at(record: Mapping[str, Any]) -> datetime | None:
 
 def espo_modified_at(record: Mapping[str, Any]) -> datetime | None:
     """`modifiedAt` of an EspoCRM record as aware UTC, None when missing/unreadable."""
-    from services.models import parse_espo_datetime
+    from services.platform.models import parse_espo_datetime
 
     value = record.get("modifiedAt")
     if not value:

@@ -29,7 +29,7 @@ Rules (also in src/steps/vmh/README.md):
   with the reason, nothing written to Advoware. Advoware 4xx → `failed` with Advoware's
   message (no exception, the cron re-queues failed records); retryable errors (5xx,
   network, 429) → `failed` noted when possible, then raised: the sync ledger
-  (services.ledger, via handle_sync_event) retries with backoff and, when the budget is
+  (services.platform.ledger, via handle_sync_event) retries with backoff and, when the budget is
   spent, dead-letters the mark and records `syncStatus=failed` with the last error.
 """
 
@@ -40,10 +40,10 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Callable, Mapping, Protocol
 
-from services import advoware_paths as P
+from services.clients.advoware import paths as P
 from services import beteiligte_mapping as M
-from services.clients import get_advoware, get_espocrm, get_redis_client
-from services.exceptions import (
+from services.platform.container import get_advoware, get_espocrm, get_redis_client
+from services.clients.errors import (
     ApiError,
     ConflictError,
     IntegrationError,
@@ -51,9 +51,9 @@ from services.exceptions import (
     ValidationError,
     is_retryable,
 )
-from services.locks import entity_lock
-from services.logging_utils import ServiceLogger, get_service_logger
-from services.models import EntityAction, EntityType, SyncEvent, SyncSource, SyncStatus, espo_datetime
+from services.platform.locks import entity_lock
+from services.platform.logging import ServiceLogger, get_service_logger
+from services.platform.models import EntityAction, EntityType, SyncEvent, SyncSource, SyncStatus, espo_datetime
 
 # --------------------------------------------------------------------------- constants
 
@@ -886,13 +886,13 @@ reschedules the run without counting an attempt)."""
 
 async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType, *, ledger: Any = None) -> Any:
     """The whole queue handler of `vmh.beteiligte.*` (CBeteiligte) or `vmh.bankverbindungen.*`
-    (CBankverbindungen), on the sync ledger (services.ledger.run_marked): validate the event,
+    (CBankverbindungen), on the sync ledger (services.platform.ledger.run_marked): validate the event,
     then sync the record of the mark's latest payload under its entity lock, return the
     follow-ups (the party's bank accounts; marked, then queued) and log the outcome. A
     malformed event is logged and dropped; failures are rescheduled or dead-lettered by the
     ledger (exhausted: `syncStatus=failed` with the reason); only a ledger failure raises."""
-    from services.clients import get_ledger
-    from services.ledger import Claim, SyncKind, run_marked
+    from services.platform.container import get_ledger
+    from services.platform.ledger import Claim, SyncKind, run_marked
 
     party = entity_type is EntityType.BETEILIGTE
     name = "beteiligte" if party else "bankverbindungen"

@@ -33,7 +33,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Iterable, Mapping
 
-from services.advoware_paths import TerminField as F
+from services.clients.advoware.paths import TerminField as F
 from services.calendar_mapping import (
     CalendarItem,
     advoware_modified,
@@ -45,7 +45,7 @@ from services.calendar_mapping import (
     item_from_google,
     parse_google_timestamp,
 )
-from services.config import ConflictRule
+from services.platform.settings import ConflictRule
 
 
 class ActionKind(StrEnum):

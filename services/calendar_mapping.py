@@ -37,8 +37,8 @@ from enum import StrEnum
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from services import advoware_paths as P
-from services.advoware_paths import TerminField as F
+from services.clients.advoware import paths as P
+from services.clients.advoware.paths import TerminField as F
 
 BERLIN = ZoneInfo("Europe/Berlin")
 BERLIN_TZ_NAME = "Europe/Berlin"

@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, TypeVar
 
-from services.advoware_paths import TerminField as F
+from services.clients.advoware.paths import TerminField as F
 from services.calendar_diff import Action, ActionKind, Pair, SyncInput, SyncPlan, plan_sync, verification_needed
 from services.calendar_mapping import (
     BERLIN,
@@ -38,9 +38,9 @@ from services.calendar_mapping import (
     is_cancelled,
     is_syncable_event,
 )
-from services.config import CalendarSettings
-from services.exceptions import IntegrationError, NotFoundError, ValidationError, is_retryable
-from services.google_calendar import SyncTokenExpired
+from services.platform.settings import CalendarSettings
+from services.clients.errors import IntegrationError, NotFoundError, ValidationError, is_retryable
+from services.clients.google_calendar import SyncTokenExpired
 
 STATE_SCOPE = "calendar_sync"
 STATUS_SCOPE = "calendar_sync_status"

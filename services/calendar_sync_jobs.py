@@ -13,8 +13,8 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from services.exceptions import ValidationError
-from services.models import SyncSource
+from services.clients.errors import ValidationError
+from services.platform.models import SyncSource
 
 TOPIC_SYNC_ALL = "calendar.sync.all"
 TOPIC_SYNC_EMPLOYEE = "calendar.sync.employee"

@@ -22,10 +22,10 @@ from enum import StrEnum
 from typing import Any
 
 from services.document_sync_utils import ENTITY_DOCUMENTS_LINK, document_event
-from services.exceptions import NotFoundError, ValidationError
-from services.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
-from services.logging_utils import ServiceLogger, get_service_logger
-from services.models import LINKABLE_ENTITY_TYPES, EntityRecord, EntityType, SyncSource
+from services.clients.errors import NotFoundError, ValidationError
+from services.platform.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
+from services.platform.logging import ServiceLogger, get_service_logger
+from services.platform.models import LINKABLE_ENTITY_TYPES, EntityRecord, EntityType, SyncSource
 
 COLLECTION_LOCK_STEP = "collection_create"
 """Lock key `collection_create:{entity_type}:{entity_id}`."""

@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Iterable, Protocol
 
-from services.exceptions import (
+from services.clients.errors import (
     IntegrationError,
     NotFoundError,
     ValidationError,
     is_retryable,
 )
-from services.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
-from services.logging_utils import ServiceLogger, get_service_logger
-from services.models import (
+from services.platform.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
+from services.platform.logging import ServiceLogger, get_service_logger
+from services.platform.models import (
     DocumentRecord,
     EntityAction,
     EntityRecord,
@@ -786,7 +786,7 @@ async def iter_reconcile_events(
     keeping a collection against their rule first, then documents not clean. Reads page by page."""
     from datetime import timedelta
 
-    from services.models import LINKABLE_ENTITY_TYPES
+    from services.platform.models import LINKABLE_ENTITY_TYPES
 
     count = 0
     for type_name, rule in sorted(getattr(xai_settings, "collection_rules", {}).items()):

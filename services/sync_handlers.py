@@ -1,7 +1,7 @@
 """The queue handlers of the document, collection and calendar steps, on the sync ledger.
 
 Each validates the event (a malformed one is logged and dropped), then hands the run to
-services.ledger.run_marked: the run works from the ledger mark's latest payload, under
+services.platform.ledger.run_marked: the run works from the ledger mark's latest payload, under
 the kind's time-box and concurrency limit, and returns its follow-up events (marked,
 then enqueued). Failures are the ledger's business (backoff, dead list, the entity's
 failure fields); these handlers raise only when the ledger itself (Redis) fails.
@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from services.calendar_sync_jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
-from services.clients import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_redis_client, get_xai
-from services.config import get_settings
+from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_redis_client, get_xai
+from services.platform.settings import get_settings
 from services.document_sync_utils import (
     DOCUMENT_TOPICS,
     TOPIC_COLLECTION_ENSURE,
@@ -22,9 +22,9 @@ from services.document_sync_utils import (
     DocumentSyncService,
     StateJournal,
 )
-from services.exceptions import ValidationError
-from services.ledger import Claim, RunReport, SyncKind, run_marked
-from services.models import SyncEvent
+from services.clients.errors import ValidationError
+from services.platform.ledger import Claim, RunReport, SyncKind, run_marked
+from services.platform.models import SyncEvent
 
 
 def _parse_sync_event(data: Any, ctx: Any, what: str) -> SyncEvent | None:
@@ -114,8 +114,8 @@ async def handle_calendar_employee_event(data: Any, ctx: Any, *, ledger: Any = N
     """`calendar.sync.employee`: services.calendar_sync.run_employee_sync under the lock
     `calendar_sync:Mitarbeiter:{Kürzel}` (it records every run in `calendar_sync_status`)."""
     from services.calendar_sync import LOCK_ENTITY_TYPE, LOCK_STEP, run_employee_sync
-    from services.locks import entity_lock
-    from services.logging_utils import get_service_logger
+    from services.platform.locks import entity_lock
+    from services.platform.logging import get_service_logger
 
     try:
         job = parse_job(EmployeeSyncJob, data)

@@ -10,7 +10,7 @@ Framework-free decisions (`authenticate`, `split_batch`) plus one glue coroutine
 2. Validation: not JSON, not an array/object, more than 50 items, or no valid item →
    400 with the reason. Valid items are queued one event each, duplicates in one batch
    collapse; invalid items are reported as `rejected: [{index, error}]`.
-3. Every accepted item is marked in the sync ledger (services.ledger) in ONE round trip
+3. Every accepted item is marked in the sync ledger (services.platform.ledger) in ONE round trip
    before the answer; only then are the events enqueued, tagged with their mark. The
    engine's queue may lose them (semantics rows Q5, R1): the marks are the record, and
    the sweeper re-enqueues what was not handled. When the ledger cannot be written the
@@ -38,8 +38,8 @@ from typing import Any, Callable, Mapping
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from services.config import Settings, WebhookAuthMode
-from services.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
+from services.platform.settings import Settings, WebhookAuthMode
+from services.clients.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
 
 TOKEN_QUERY_PARAM = "token"
 """`ESPOCRM_WEBHOOK_TOKEN` travels in the webhook URL (`.../vmh/webhook/document/create?token=...`).
@@ -242,7 +242,7 @@ async def accept_webhook(
     enqueue the tagged events, answer (see the module docstring).
 
     `to_events(item, webhook_id)` returns the `{"topic", "data"}` events for one item.
-    `ledger` defaults to the worker's (services.clients.get_ledger()).
+    `ledger` defaults to the worker's (services.platform.container.get_ledger()).
     """
     try:
         raw = await read_raw_body(request)
@@ -254,11 +254,11 @@ async def accept_webhook(
         return json_response(exc.status, exc.body())
     events = [event for item in batch.items for event in to_events(item, webhook_id)]
     if ledger is None:
-        from services.clients import get_ledger
+        from services.platform.container import get_ledger
 
         ledger = get_ledger()
-    from services.ledger import LedgerError, enqueue_marked
-    from services.ledger.glue import patiently
+    from services.platform.ledger import LedgerError, enqueue_marked
+    from services.platform.ledger.glue import patiently
 
     try:
         # A Redis restart takes a moment: wait that long, well inside EspoCRM's 10 s timeout.

@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 
-from services.config import load_settings
+from services.platform.settings import load_settings
 from simulators.sandbox import start_simulators
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.config import Settings
+from services.platform.settings import Settings
 from simulators import advoware, espocrm, google_calendar, xai
 from simulators.runner import RunningApp, start_app
 

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from iii_local.testing import MotiaTester
-from services.config import load_settings
+from services.platform.settings import load_settings
 from simulators.sandbox import WEBHOOK_ROUTES, Simulators, start_simulators
 from tests.webhook_relay import WebhookRelay
 

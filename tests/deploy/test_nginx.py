@@ -27,7 +27,7 @@ import pytest
 import yarl
 
 from iii_local.testing import MotiaTester
-from services.espocrm_webhooks import php_json_encode
+from services.clients.espocrm_webhooks import php_json_encode
 from simulators.sandbox import Simulators
 from tests.deploy.nginx_front import LOCATIONS_CONF, ROOT, SERVER_CONF, NginxFront
 from tests.e2e import WEBHOOK_ID, WEBHOOK_SECRET, stack_env

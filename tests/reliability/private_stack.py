@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from iii_local.testing import MotiaTester
-from services.config import load_settings
+from services.platform.settings import load_settings
 from simulators.sandbox import Simulators, start_simulators
 from tests.e2e import stack_env
 from tests.webhook_relay import WebhookRelay

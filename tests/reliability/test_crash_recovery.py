@@ -9,7 +9,7 @@ The stand-in reproduces engine 0.8.3 (../shared/spec/iii-engine-0.8.3-semantics.
 - Q3 (engine/mod.rs 803-846): no invocation timeout, a hung handler would hold its slot for ever.
 Here webhooks are acknowledged, then the engine and the worker are SIGKILLed together before
 the work is done; after the restart every document must be synced within 2 minutes, with
-exactly one upload each, without the reconciler's help: the sync ledger (services/ledger)
+exactly one upload each, without the reconciler's help: the sync ledger (services/platform/ledger)
 and its sweeper are what bring the work back.
 """
 

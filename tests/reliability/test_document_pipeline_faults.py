@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 
 from iii_local.testing import MotiaTester
-from services.espocrm import EspoCRMAPI
-from services.retry import RetryPolicy
+from services.clients.espocrm import EspoCRMAPI
+from services.clients.retry import RetryPolicy
 from simulators.sandbox import Simulators
 from tests.conftest import RedisServer
 

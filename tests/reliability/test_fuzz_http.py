@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iii_local.testing import MotiaTester
-from services.espocrm_webhooks import sign_body
+from services.clients.espocrm_webhooks import sign_body
 from tests.e2e import PROXY_TOKEN, WEBHOOK_ID, WEBHOOK_SECRET
 
 EXAMPLES = {False: 1500, True: 1000}  # unsigned / signed: 2,500 requests per run

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from services.locks import RedisLock, lock_key
+from services.platform.locks import RedisLock, lock_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ HOLDER = textwrap.dedent(
     """
     import asyncio, sys
     import redis.asyncio as aioredis
-    from services.locks import RedisLock
+    from services.platform.locks import RedisLock
 
     async def main():
         r = aioredis.from_url(sys.argv[1])
@@ -64,7 +64,7 @@ LEASE_HOLDER = textwrap.dedent(
     """
     import asyncio, sys
     import redis.asyncio as aioredis
-    from services.locks import entity_lock
+    from services.platform.locks import entity_lock
 
     async def main():
         r = aioredis.from_url(sys.argv[1])
@@ -102,7 +102,7 @@ async def test_killed_entity_lock_holder_frees_within_its_lease(redis_url: str) 
 
 
 async def test_live_holder_keeps_lock_at_most_the_ttl(redis_url: str) -> None:
-    from services.locks import entity_lock
+    from services.platform.locks import entity_lock
 
     r = aioredis.from_url(redis_url)
     entity = f"maxhold{os.getpid()}"

@@ -1,10 +1,10 @@
 """A poison message on the real pipeline: one employee's calendar sync fails on every attempt.
 
-Retries are the project's (the sync ledger, services/ledger): the engine 0.8.3 gives every job
+Retries are the project's (the sync ledger, services/platform/ledger): the engine 0.8.3 gives every job
 the adapter's attempts and ignores the step's (semantics row Q2). The poison mark lands in the
 ledger's dead list with its error after the kind's budget (4 attempts for calendar_employee),
 the other employees sync meanwhile, and once the cause is fixed an operator's replay
-(`POST /ops/ledger/replay`, or `python -m services.ledger replay`) syncs it.
+(`POST /ops/ledger/replay`, or `python -m services.platform.ledger replay`) syncs it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 from iii_local.testing import MotiaTester
 from services.calendar_sync import STATUS_SCOPE
-from services.ledger import POLICIES, SyncKind
+from services.platform.ledger import POLICIES, SyncKind
 from simulators.sandbox import Simulators
 from tests.e2e import OPS_TOKEN
 from tests.steps.ledger_helpers import dead_mark, settle_ledger

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from iii_local.testing import MotiaTester
-from services.config import load_settings
+from services.platform.settings import load_settings
 from simulators.sandbox import Simulators
 from tests.e2e import stack_env
 

@@ -22,9 +22,9 @@ import pytest
 
 from iii_local.testing import MotiaTester
 from services import webhook_intake
-from services.config import Settings, WebhookAuthMode, load_settings
-from services.espocrm_webhooks import legacy_signature, php_json_encode, sign_body
-from services.exceptions import ConfigError
+from services.platform.settings import Settings, WebhookAuthMode, load_settings
+from services.clients.espocrm_webhooks import legacy_signature, php_json_encode, sign_body
+from services.clients.errors import ConfigError
 from services.webhook_intake import WebhookRejected, authenticate
 from tests.e2e import WEBHOOK_ID, WEBHOOK_SECRET
 from tests.services.test_config import prod_env, sa_file  # noqa: F401  (fixtures)
@@ -173,7 +173,7 @@ def test_short_webhook_token_warns_in_production(prod_env: dict[str, str], sa_fi
 
 
 def test_a_logged_webhook_url_does_not_show_the_token() -> None:
-    from services.logging_utils import redact, redact_text
+    from services.platform.logging import redact, redact_text
 
     url = f"https://hooks.example.com/vmh/webhook/document/create?token={TOKEN}"
     assert TOKEN not in redact_text(f"POST {url} failed")

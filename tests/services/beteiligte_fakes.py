@@ -15,9 +15,9 @@ import itertools
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Mapping
 
-from services import advoware_paths as P
+from services.clients.advoware import paths as P
 from services.beteiligte_mapping import iban_is_valid
-from services.exceptions import ApiError, ConflictError, NotFoundError, api_error_for
+from services.clients.errors import ApiError, ConflictError, NotFoundError, api_error_for
 
 
 class Clock:
@@ -310,7 +310,7 @@ class World:
         return len(self.espo.writes) + len(self.advo.writes)
 
     async def run(self, kind: str, entity_id: str, source: Any = None) -> Any:
-        from services.models import SyncSource
+        from services.platform.models import SyncSource
 
         src = source or SyncSource.WEBHOOK
         if kind == "party":
@@ -333,7 +333,7 @@ class World:
         """Process events until none is left; returns how many ran. Fails past `limit`
         (that would be ping-pong). With `swallow`, errors count as a failed delivery
         (the event is re-queued once, like a queue retry)."""
-        from services.models import SyncSource
+        from services.platform.models import SyncSource
 
         ran = 0
         retried: set[tuple[str, str]] = set()

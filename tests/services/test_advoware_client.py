@@ -13,15 +13,15 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from services.advoware_service import (
+from services.clients.advoware.client import (
     AdvowareAPI,
     ResponseTooLargeError,
     discover_urls,
     format_timestamp,
     hmac512_signature,
 )
-from services.exceptions import ApiConnectionError, ApiError, AuthError, ConflictError, NotFoundError
-from services.retry import RetryPolicy
+from services.clients.errors import ApiConnectionError, ApiError, AuthError, ConflictError, NotFoundError
+from services.clients.retry import RetryPolicy
 from simulators.advoware import create_app, load_demo_seed
 from simulators.runner import RunningApp, start_app
 
@@ -298,7 +298,7 @@ async def test_raw_request_size_limit(api) -> None:
 
 
 async def test_raw_request_refuses_path_escape(api) -> None:
-    from services.exceptions import ValidationError
+    from services.clients.errors import ValidationError
 
     with pytest.raises(ValidationError):
         await api.request("GET", "api/v1/../../_sim/requests")
@@ -340,7 +340,7 @@ async def test_appointments_crud(api) -> None:
 
 
 async def test_aware_datetime_rejected(api) -> None:
-    from services.exceptions import ValidationError
+    from services.clients.errors import ValidationError
 
     with pytest.raises(ValidationError):
         await api.create_appointment({"Datum": datetime.now(timezone.utc)})
@@ -407,7 +407,7 @@ async def test_redis_down_degrades_to_memory(sim, cache_key) -> None:
 
 
 def test_paths_helpers() -> None:
-    from services import advoware_paths as P
+    from services.clients.advoware import paths as P
 
     rec = P.normalize_record({"frNr": 5, "datumBis": "x", "zuletztGeaendertAm": "y", "Extra": 1}, P.TerminField)
     assert rec == {"FrNr": 5, "DatumBis": "x", "ZuletztGeaendertAm": "y", "Extra": 1}

@@ -30,9 +30,9 @@ from services.advoware_proxy import (
     validate_endpoint,
 )
 from services.advoware_proxy_http import send_answer
-from services.advoware_service import AdvowareAPI
-from services.config import Settings, load_settings
-from services.retry import RetryPolicy
+from services.clients.advoware.client import AdvowareAPI
+from services.platform.settings import Settings, load_settings
+from services.clients.retry import RetryPolicy
 from simulators.advoware import create_app
 from simulators.runner import RunningApp, start_app
 

@@ -8,8 +8,8 @@ import pytest
 
 from services import beteiligte_sync as S
 from services.beteiligte_sync import SyncOutcome
-from services.exceptions import ApiError
-from services.models import SyncSource
+from services.clients.errors import ApiError
+from services.platform.models import SyncSource
 from tests.services.beteiligte_fakes import World
 
 PARTY = "CBeteiligte"

@@ -6,7 +6,7 @@ from datetime import date
 
 from services.calendar_diff import ActionKind, Pair, Side, SyncInput, plan_sync, verification_needed
 from services.calendar_mapping import advoware_hash, google_body, google_hash, item_from_advoware
-from services.config import ConflictRule
+from services.platform.settings import ConflictRule
 
 WINDOW = (date(2026, 5, 1), date(2026, 12, 31))
 

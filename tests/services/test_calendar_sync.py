@@ -11,13 +11,13 @@ import aiohttp
 import pytest
 
 from iii_local.testing import MemoryState, RecordingLogger
-from services.advoware_service import AdvowareAPI
+from services.clients.advoware.client import AdvowareAPI
 from services.calendar_mapping import event_frnr
 from services.calendar_sync import STATE_SCOPE, STATUS_SCOPE, EmployeeSync, GoogleReadMode, run_employee_sync
-from services.config import CalendarSettings, ConflictRule, load_settings
-from services.exceptions import ApiError
-from services.google_calendar import GoogleCalendarAPI, StaticTokenProvider
-from services.retry import RetryPolicy
+from services.platform.settings import CalendarSettings, ConflictRule, load_settings
+from services.clients.errors import ApiError
+from services.clients.google_calendar import GoogleCalendarAPI, StaticTokenProvider
+from services.clients.retry import RetryPolicy
 from simulators import advoware as advoware_sim
 from simulators import google_calendar as google_sim
 from simulators.runner import RunningApp, start_app

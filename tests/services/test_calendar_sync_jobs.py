@@ -19,9 +19,9 @@ from services.calendar_sync_jobs import (
     parse_job,
     parse_request,
 )
-from services.config import load_settings, reset_settings_cache
-from services.exceptions import ValidationError
-from services.models import SyncSource
+from services.platform.settings import load_settings, reset_settings_cache
+from services.clients.errors import ValidationError
+from services.platform.models import SyncSource
 
 STEPS = Path(__file__).resolve().parents[2] / "src" / "steps" / "advoware_cal_sync"
 MAPPING = {"MM": "mm@x", "AB": "ab@x"}
@@ -122,7 +122,7 @@ async def test_api_step_without_token_is_disabled(monkeypatch, sandbox_settings)
         return no_token
 
     fake_settings.cache_clear = lambda: None  # type: ignore[attr-defined]
-    monkeypatch.setattr("services.config.get_settings", fake_settings)
+    monkeypatch.setattr("services.platform.settings.get_settings", fake_settings)
     mod = step("calendar_sync_api_step.py")
     ctx = mock_context("http")
     resp = await mod["handler"](MockRequest(body={}, headers={"authorization": "Bearer "}), ctx)

@@ -1,4 +1,4 @@
-"""services.config: modes, sandbox defaults, production requirements, one error naming every problem."""
+"""services.platform.settings: modes, sandbox defaults, production requirements, one error naming every problem."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from services import config as cfg
-from services.config import (
+from services.platform import settings as cfg
+from services.platform.settings import (
     AppMode,
     CollectionRule,
     ConflictRule,
@@ -21,7 +21,7 @@ from services.config import (
     read_environment,
     reset_settings_cache,
 )
-from services.exceptions import ConfigError
+from services.clients.errors import ConfigError
 
 SECRETS = {
     "ESPOCRM_API_KEY": "espo-key-SECRET-111",
@@ -378,7 +378,7 @@ def test_collection_rules_parse_and_match() -> None:
     assert not s.xai.should_have_collection("CBeteiligte", {"xaiCollectionEnabled": False})
     assert not s.xai.should_have_collection("Raeumungsklage", {"status": "Offen"})  # no rule → never
 
-    from services.models import EntityRecord, EntityType
+    from services.platform.models import EntityRecord, EntityType
 
     record = EntityRecord.model_validate({"id": "a1", "status": "Active"})
     assert s.xai.should_have_collection(EntityType.ACCOUNT, record)

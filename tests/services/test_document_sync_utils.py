@@ -18,7 +18,7 @@ from services.collection_manager import (
     matching_collections,
     plan_collection,
 )
-from services.config import DEFAULT_XAI_COLLECTION_RULES, XAISettings, _collection_rules
+from services.platform.settings import DEFAULT_XAI_COLLECTION_RULES, XAISettings, _collection_rules
 from services.document_sync_utils import (
     DocumentSyncService,
     LinkedEntity,
@@ -35,10 +35,10 @@ from services.document_sync_utils import (
     reusable_file_candidates,
     unsynced_documents_where,
 )
-from services.espocrm import EspoCRMAPI
-from services.exceptions import ApiConnectionError, LockBusyError, ValidationError
-from services.locks import RedisLock, lock_key
-from services.models import (
+from services.clients.espocrm import EspoCRMAPI
+from services.clients.errors import ApiConnectionError, LockBusyError, ValidationError
+from services.platform.locks import RedisLock, lock_key
+from services.platform.models import (
     DocumentRecord,
     EntityAction,
     EntityType,
@@ -47,9 +47,9 @@ from services.models import (
     SyncSource,
     WebhookItem,
 )
-from services.redis_client import get_redis
-from services.retry import RetryPolicy
-from services.xai_service import XAIService
+from services.platform.redis import get_redis
+from services.clients.retry import RetryPolicy
+from services.clients.xai import XAIService
 from simulators import espocrm as espo_sim
 from simulators import xai as xai_sim
 from simulators.runner import RunningApp, start_app

@@ -11,8 +11,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from services.espocrm import EspoCRMAPI, Order, encode_where
-from services.espocrm_webhooks import (
+from services.clients.espocrm import EspoCRMAPI, Order, encode_where
+from services.clients.espocrm_webhooks import (
     WebhookAction,
     WebhookEvent,
     legacy_signature,
@@ -21,8 +21,8 @@ from services.espocrm_webhooks import (
     sign_body,
     verify_signature,
 )
-from services.exceptions import ApiError, AuthError, ConflictError, NotFoundError
-from services.retry import RetryPolicy
+from services.clients.errors import ApiError, AuthError, ConflictError, NotFoundError
+from services.clients.retry import RetryPolicy
 from simulators.espocrm import EspoCRMState, create_app, load_seed_file, state_of
 from simulators.runner import RunningApp, start_app
 

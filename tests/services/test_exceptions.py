@@ -1,4 +1,4 @@
-"""services.exceptions: the retryable/permanent split and the status → class mapping."""
+"""services.clients.errors: the retryable/permanent split and the status → class mapping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from services.exceptions import (
+from services.clients.errors import (
     ApiConnectionError,
     ApiError,
     AuthError,
@@ -102,7 +102,7 @@ def test_is_retryable_for_foreign_errors(error: BaseException, expected: bool) -
 
 
 def test_not_implemented_and_http_version_are_permanent() -> None:
-    from services.exceptions import ApiError, is_retryable, is_retryable_status
+    from services.clients.errors import ApiError, is_retryable, is_retryable_status
 
     assert not is_retryable_status(501) and not is_retryable_status(505)
     assert is_retryable_status(500) and is_retryable_status(502) and is_retryable_status(599)
@@ -112,6 +112,6 @@ def test_not_implemented_and_http_version_are_permanent() -> None:
 def test_payload_error_mid_body_is_retryable() -> None:
     import aiohttp
 
-    from services.exceptions import is_retryable
+    from services.clients.errors import is_retryable
 
     assert is_retryable(aiohttp.ClientPayloadError("connection dropped mid-body"))

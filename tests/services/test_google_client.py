@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.exceptions import ApiError, AuthError, ValidationError
-from services.google_calendar import (
+from services.clients.errors import ApiError, AuthError, ValidationError
+from services.clients.google_calendar import (
     GoogleCalendarAPI,
     ServiceAccountTokenProvider,
     StaticTokenProvider,
@@ -21,7 +21,7 @@ from services.google_calendar import (
     is_cancelled,
     private_property,
 )
-from services.retry import RetryPolicy
+from services.clients.retry import RetryPolicy
 from simulators.google_calendar import create_app
 from simulators.runner import RunningApp, start_app
 

@@ -1,4 +1,4 @@
-"""services.ledger.store (the sync ledger) against the session's real redis-server.
+"""services.platform.ledger.store (the sync ledger) against the session's real redis-server.
 
 Each test uses its own key prefix and a hand-driven clock, so timing is exact."""
 
@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from services.ledger import (
+from services.platform.ledger import (
     POLICIES,
     BeginOutcome,
     CompleteOutcome,
@@ -25,7 +25,7 @@ from services.ledger import (
     tag_event,
     untagged,
 )
-from services.redis_client import get_redis
+from services.platform.redis import get_redis
 from simulators.runner import free_port
 
 DOC = SyncKind.DOCUMENT

@@ -1,4 +1,4 @@
-"""services.ledger.cron: each cron slot runs once across engines (semantics row C2:
+"""services.platform.ledger.cron: each cron slot runs once across engines (semantics row C2:
 iii v0.8.3 engine/src/modules/cron/adapters/redis_adapter.rs 23-27, 79-107 locks per
 random trigger id, so every engine fires every slot)."""
 
@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 import pytest
 
 from iii_local.testing import mock_context
-from services.ledger.cron import claim_cron_slot, run_once_per_slot, slot_at, validate_expression
-from services.redis_client import get_redis
+from services.platform.ledger.cron import claim_cron_slot, run_once_per_slot, slot_at, validate_expression
+from services.platform.redis import get_redis
 
 
 def ts(text: str) -> float:

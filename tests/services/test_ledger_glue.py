@@ -1,4 +1,4 @@
-"""services.ledger.glue: run_marked, mark_and_enqueue, sweep, with mock_context() and real Redis."""
+"""services.platform.ledger.glue: run_marked, mark_and_enqueue, sweep, with mock_context() and real Redis."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from iii_local.testing import mock_context
-from services.exceptions import ApiError, LockBusyError, ValidationError
-from services.ledger import glue
-from services.ledger import (
+from services.clients.errors import ApiError, LockBusyError, ValidationError
+from services.platform.ledger import glue
+from services.platform.ledger import (
     Claim,
     Ledger,
     LedgerError,
@@ -24,8 +24,8 @@ from services.ledger import (
     sweep,
     tag_event,
 )
-from services.locks import entity_lock
-from services.redis_client import get_redis
+from services.platform.locks import entity_lock
+from services.platform.redis import get_redis
 from simulators.runner import free_port
 
 DOC = SyncKind.DOCUMENT
@@ -310,7 +310,7 @@ async def test_mark_and_enqueue_and_sweep(redis_url: str) -> None:
 
 
 async def test_the_entity_lock_lease_keeps_renewing_while_a_long_run_works(redis_url: str) -> None:
-    """services.locks.entity_lock renews its short lease (here 0.3 s) while run_marked's work
+    """services.platform.locks.entity_lock renews its short lease (here 0.3 s) while run_marked's work
     runs far longer: another run meanwhile finds the lock busy, and it is free afterwards."""
     ledger, redis = new_ledger(redis_url), get_redis(redis_url)
     lock_id = uuid.uuid4().hex[:8]

@@ -18,15 +18,15 @@ import redis.asyncio as aioredis
 
 from iii_local.testing import MockRequest, mock_context
 from services import beteiligte_sync, calendar_sync_jobs, document_sync_utils
-from services.config import load_settings
+from services.platform.settings import load_settings
 from services.document_sync_utils import document_webhook_events
-from services.espocrm_webhooks import sign_body
-from services.ledger import Ledger, RunOutcome, SyncKind, read_tag
-from services.ledger import __main__ as cli
-from services.ledger import policies
-from services.ledger.ops import OpsRejected, authorize, ledger_view, parse_replay_body, parse_view_query
-from services.models import EntityAction, WebhookItem
-from services.redis_client import get_redis
+from services.clients.espocrm_webhooks import sign_body
+from services.platform.ledger import Ledger, RunOutcome, SyncKind, read_tag
+from services.platform.ledger import __main__ as cli
+from services.platform.ledger import policies
+from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_replay_body, parse_view_query
+from services.platform.models import EntityAction, WebhookItem
+from services.platform.redis import get_redis
 from services.webhook_intake import accept_webhook, engine_streams_raw_body
 from simulators.runner import free_port
 

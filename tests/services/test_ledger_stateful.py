@@ -1,7 +1,7 @@
 """Property-based (hypothesis, stateful) test of the sync ledger's invariants on real Redis.
 
 Random interleavings of marks (webhooks, reconcilers), claims, completions, failures,
-busy locks, sweeps, replays and clock jumps must keep the invariants of services.ledger:
+busy locks, sweeps, replays and clock jumps must keep the invariants of services.platform.ledger:
 - every mark is in exactly one of due/dead, matching its state; `retrying` holds exactly
   the live marks in state retrying;
 - no lost need: a mark recorded after a run began is never cleared by that run (a mark
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from services.ledger import POLICIES, BeginOutcome, Claim, CompleteOutcome, FailOutcome, Ledger, MarkOutcome, SyncKind
+from services.platform.ledger import POLICIES, BeginOutcome, Claim, CompleteOutcome, FailOutcome, Ledger, MarkOutcome, SyncKind
 
 IDS = ["a", "b"]
 KIND = SyncKind.DOCUMENT

@@ -1,4 +1,4 @@
-"""services.locks and services.redis_client, against a real redis-server."""
+"""services.platform.locks and services.platform.redis, against a real redis-server."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any, AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from services.exceptions import LockBusyError, RetryableError, ValidationError
-from services.locks import LockBackendError, RedisLock, entity_lock, lock_key
-from services.models import EntityType
-from services.redis_client import close_redis, get_redis
+from services.clients.errors import LockBusyError, RetryableError, ValidationError
+from services.platform.locks import LockBackendError, RedisLock, entity_lock, lock_key
+from services.platform.models import EntityType
+from services.platform.redis import close_redis, get_redis
 from simulators.runner import free_port
 
 
@@ -301,8 +301,8 @@ async def test_without_auto_extend_the_ttl_runs_out(r: aioredis.Redis) -> None:
 
 
 async def test_entity_lock_uses_the_configured_lease(r: aioredis.Redis) -> None:
-    """LOCK_LEASE_SECONDS (services.locks.configure_lease) is how long a dead holder blocks."""
-    from services import locks
+    """LOCK_LEASE_SECONDS (services.platform.locks.configure_lease) is how long a dead holder blocks."""
+    from services.platform import locks
 
     entity_id = uid()
     try:

@@ -1,4 +1,4 @@
-"""services.logging_utils: ctx.logger vs stdlib, structured data, and redaction of secrets."""
+"""services.platform.logging: ctx.logger vs stdlib, structured data, and redaction of secrets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from services.logging_utils import get_service_logger, is_sensitive_key, redact, redact_mapping, redact_text
+from services.platform.logging import get_service_logger, is_sensitive_key, redact, redact_mapping, redact_text
 
 
 class RecordingLogger:

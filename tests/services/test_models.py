@@ -1,4 +1,4 @@
-"""services.models: enum values, webhook validation, tolerant record models, SyncEvent round trip."""
+"""services.platform.models: enum values, webhook validation, tolerant record models, SyncEvent round trip."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from services.exceptions import PermanentError, ValidationError
-from services.models import (
+from services.clients.errors import PermanentError, ValidationError
+from services.platform.models import (
     LINKABLE_ENTITY_TYPES,
     BankverbindungRecord,
     BeteiligteRecord,

@@ -1,4 +1,4 @@
-"""services.retry: what is retried, how long it waits, when it gives up (fake sleep and clock)."""
+"""services.clients.retry: what is retried, how long it waits, when it gives up (fake sleep and clock)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import pytest
 
-from services.exceptions import (
+from services.clients.errors import (
     ApiConnectionError,
     ApiError,
     AuthError,
@@ -20,7 +20,7 @@ from services.exceptions import (
     NotFoundError,
     ValidationError,
 )
-from services.retry import NO_RETRY, RetryPolicy, parse_retry_after, retry_after_of, retry_async
+from services.clients.retry import NO_RETRY, RetryPolicy, parse_retry_after, retry_after_of, retry_async
 
 
 class FakeTime:

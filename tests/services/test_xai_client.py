@@ -11,9 +11,9 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from services.exceptions import ApiError, AuthError, ConfigError, ValidationError
-from services.retry import RetryPolicy
-from services.xai_service import XAIDocumentStatus, XAIService, document_status
+from services.clients.errors import ApiError, AuthError, ConfigError, ValidationError
+from services.clients.retry import RetryPolicy
+from services.clients.xai import XAIDocumentStatus, XAIService, document_status
 from simulators.runner import RunningApp, start_app
 from simulators.xai import create_app
 

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from services.espocrm_webhooks import php_json_encode, verify_signature
+from services.clients.espocrm_webhooks import php_json_encode, verify_signature
 from simulators.espocrm import (
     DEMO_SEED_PATH,
     SEED_DIR,

@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from iii_local.testing import MotiaTester
-from services.clients import ledger_from_settings
-from services.config import load_settings
-from services.ledger import Ledger, MarkInfo, SyncKind
-from services.redis_client import get_redis
+from services.platform.container import ledger_from_settings
+from services.platform.settings import load_settings
+from services.platform.ledger import Ledger, MarkInfo, SyncKind
+from services.platform.redis import get_redis
 
 
 def stack_ledger(stack: MotiaTester) -> Ledger:

@@ -17,14 +17,14 @@ import aiohttp
 import pytest
 
 from iii_local.testing import MotiaTester
-from services.advoware_service import AdvowareAPI
+from services.clients.advoware.client import AdvowareAPI
 from services.beteiligte_sync import KEPT_SCOPE, PARTY_SNAPSHOT_SCOPE
-from services.clients import advoware_from_settings, espocrm_from_settings
-from services.config import Settings, load_settings
-from services.espocrm import EspoCRMAPI
-from services.espocrm_webhooks import php_json_encode, sign_body
+from services.platform.container import advoware_from_settings, espocrm_from_settings
+from services.platform.settings import Settings, load_settings
+from services.clients.espocrm import EspoCRMAPI
+from services.clients.espocrm_webhooks import php_json_encode, sign_body
 from simulators.sandbox import Simulators
-from services.ledger import SyncKind
+from services.platform.ledger import SyncKind
 from tests.steps.conftest import WEBHOOK_ID, WEBHOOK_SECRET, stack_env
 from tests.steps.ledger_helpers import dead_mark, live_marks, trigger_cron_once
 

@@ -17,14 +17,14 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from services.advoware_service import AdvowareAPI
+from services.clients.advoware.client import AdvowareAPI
 from services.calendar_mapping import FRNR_PROPERTY, event_frnr
 from services.calendar_sync import STATE_SCOPE, STATUS_SCOPE
-from services.clients import advoware_from_settings, google_calendar_from_settings
-from services.config import load_settings
-from services.exceptions import NotFoundError
-from services.google_calendar import GoogleCalendarAPI
-from services.ledger import SyncKind
+from services.platform.container import advoware_from_settings, google_calendar_from_settings
+from services.platform.settings import load_settings
+from services.clients.errors import NotFoundError
+from services.clients.google_calendar import GoogleCalendarAPI
+from services.platform.ledger import SyncKind
 from tests.e2e import OPS_TOKEN
 from tests.steps.conftest import PROXY_TOKEN
 from tests.steps.ledger_helpers import dead_mark, settle_ledger

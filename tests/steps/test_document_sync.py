@@ -16,12 +16,12 @@ import aiohttp
 import pytest
 
 from iii_local.testing import MotiaTester
-from services.config import load_settings
-from services.espocrm import EspoCRMAPI
-from services.espocrm_webhooks import sign_body
-from services.retry import RetryPolicy
+from services.platform.settings import load_settings
+from services.clients.espocrm import EspoCRMAPI
+from services.clients.espocrm_webhooks import sign_body
+from services.clients.retry import RetryPolicy
 from simulators.sandbox import Simulators
-from services.ledger import SyncKind
+from services.platform.ledger import SyncKind
 from tests.e2e import OPS_TOKEN, WEBHOOK_ID, WEBHOOK_SECRET
 from tests.steps.ledger_helpers import dead_mark, settle_ledger, stack_ledger, trigger_cron_once
 

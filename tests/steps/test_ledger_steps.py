@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from iii_local.testing import MotiaTester
-from services.ledger import SyncKind, read_tag
+from services.platform.ledger import SyncKind, read_tag
 from tests.e2e import OPS_TOKEN
 from tests.steps.ledger_helpers import settle_ledger, stack_ledger
 

@@ -19,10 +19,10 @@ from services.calendar_sync_jobs import (
     check_bearer,
     parse_request,
 )
-from services.clients import get_ledger
-from services.config import get_settings
-from services.ledger import LedgerError, mark_and_enqueue
-from services.models import SyncSource
+from services.platform.container import get_ledger
+from services.platform.settings import get_settings
+from services.platform.ledger import LedgerError, mark_and_enqueue
+from services.platform.models import SyncSource
 from services.webhook_intake import json_response
 
 config = {

@@ -1,13 +1,13 @@
 """Every 15 minutes: queue a calendar sync of all mapped employees (`calendar.sync.all`),
-marked in the sync ledger first; one run per slot across engines (services.ledger.cron)."""
+marked in the sync ledger first; one run per slot across engines (services.platform.ledger.cron)."""
 
 from motia import cron
 
 from services.calendar_sync_jobs import CRON_EXPRESSION, TOPIC_SYNC_ALL, SyncAllJob
-from services.clients import get_ledger, get_redis_client
-from services.ledger import mark_and_enqueue
-from services.ledger.cron import run_once_per_slot
-from services.models import SyncSource
+from services.platform.container import get_ledger, get_redis_client
+from services.platform.ledger import mark_and_enqueue
+from services.platform.ledger.cron import run_once_per_slot
+from services.platform.models import SyncSource
 
 STEP = "calendar_sync_cron"
 

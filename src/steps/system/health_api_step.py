@@ -1,14 +1,14 @@
 """GET /health: is the worker up, in which mode, and can it reach Redis?
 
-Importing this step validates the configuration (services.config.get_settings): the worker
+Importing this step validates the configuration (services.platform.settings.get_settings): the worker
 loads every step at start, so a missing or malformed setting stops the worker at start-up
 with one message naming every problem, instead of failing on the first webhook.
 """
 
 from motia import http
 
-from services.clients import get_redis_client
-from services.config import get_settings
+from services.platform.container import get_redis_client
+from services.platform.settings import get_settings
 from services.webhook_intake import json_response
 
 SETTINGS = get_settings()  # fail fast at worker start-up

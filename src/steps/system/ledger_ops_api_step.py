@@ -3,10 +3,10 @@ the live or dead marks) as JSON. `Authorization: Bearer <OPS_TOKEN>`; 503 when u
 
 from motia import http
 
-from services.clients import get_ledger
-from services.config import get_settings
-from services.ledger import LedgerError
-from services.ledger.ops import OpsRejected, authorize, ledger_view, parse_view_query
+from services.platform.container import get_ledger
+from services.platform.settings import get_settings
+from services.platform.ledger import LedgerError
+from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_view_query
 from services.webhook_intake import json_response
 
 config = {

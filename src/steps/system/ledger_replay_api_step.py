@@ -4,11 +4,11 @@ to pending with a fresh attempt budget and enqueue them now. Without ids: every 
 
 from motia import http
 
-from services.clients import get_ledger
-from services.config import get_settings
-from services.ledger import LedgerError, enqueue_marked
-from services.ledger.ops import OpsRejected, authorize, parse_replay_body, replay_summary
-from services.ledger.policies import all_topics
+from services.platform.container import get_ledger
+from services.platform.settings import get_settings
+from services.platform.ledger import LedgerError, enqueue_marked
+from services.platform.ledger.ops import OpsRejected, authorize, parse_replay_body, replay_summary
+from services.platform.ledger.policies import all_topics
 from services.webhook_intake import json_response
 
 config = {

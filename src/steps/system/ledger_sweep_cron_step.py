@@ -2,17 +2,17 @@
 the marks that are due (not handled within the grace, retries whose backoff is over, runs
 whose worker died), in bounded batches (LEDGER_SWEEP_BATCH × LEDGER_SWEEP_MAX_BATCHES).
 
-One run per slot across engines (services.ledger.cron); even two concurrent sweeps never
-hand out the same mark (services.ledger.Ledger.due_batch leases atomically).
+One run per slot across engines (services.platform.ledger.cron); even two concurrent sweeps never
+hand out the same mark (services.platform.ledger.Ledger.due_batch leases atomically).
 """
 
 from motia import cron
 
-from services.clients import get_ledger, get_redis_client
-from services.config import get_settings
-from services.ledger import sweep
-from services.ledger.cron import run_once_per_slot
-from services.ledger.policies import all_topics
+from services.platform.container import get_ledger, get_redis_client
+from services.platform.settings import get_settings
+from services.platform.ledger import sweep
+from services.platform.ledger.cron import run_once_per_slot
+from services.platform.ledger.policies import all_topics
 
 STEP = "ledger_sweep_cron"
 SETTINGS = get_settings().ledger

@@ -11,7 +11,7 @@ from typing import Any
 from motia import queue
 
 from services.beteiligte_sync import TOPIC_BANK, handle_sync_event
-from services.models import EntityAction, EntityType
+from services.platform.models import EntityAction, EntityType
 
 config = {
     "name": "VMH Bankverbindungen Sync",

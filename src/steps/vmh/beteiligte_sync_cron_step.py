@@ -5,7 +5,7 @@ Pulls the parties changed in Advoware since the bookmark (state
 directly in Advoware, re-queues failed/pending and stale records and those missing on one
 side (services.beteiligte_sync.reconcile); each event is marked in the sync ledger before
 it is enqueued (dead marks stay dead). One run per slot across engines
-(services.ledger.cron), and one sweep at a time (lock `beteiligte_sync_cron:CBeteiligte:sweep`;
+(services.platform.ledger.cron), and one sweep at a time (lock `beteiligte_sync_cron:CBeteiligte:sweep`;
 a busy lock skips the tick).
 """
 
@@ -14,13 +14,13 @@ from typing import Any
 from motia import cron
 
 from services.beteiligte_sync import TOPIC_BANK, TOPIC_PARTY, reconcile
-from services.clients import get_advoware, get_espocrm, get_ledger, get_redis_client
-from services.exceptions import LockBusyError
-from services.ledger import mark_and_enqueue
-from services.ledger.cron import run_once_per_slot
-from services.locks import entity_lock
-from services.logging_utils import get_service_logger
-from services.models import EntityAction, EntityType
+from services.platform.container import get_advoware, get_espocrm, get_ledger, get_redis_client
+from services.clients.errors import LockBusyError
+from services.platform.ledger import mark_and_enqueue
+from services.platform.ledger.cron import run_once_per_slot
+from services.platform.locks import entity_lock
+from services.platform.logging import get_service_logger
+from services.platform.models import EntityAction, EntityType
 
 STEP = "beteiligte_sync_cron"
 SCHEDULE = "0 */10 * * * *"

@@ -12,7 +12,7 @@ from typing import Any
 from motia import queue
 
 from services.beteiligte_sync import TOPIC_BANK, TOPIC_PARTY, handle_sync_event
-from services.models import EntityAction, EntityType
+from services.platform.models import EntityAction, EntityType
 
 config = {
     "name": "VMH Beteiligte Sync",

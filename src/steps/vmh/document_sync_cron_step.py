@@ -4,21 +4,21 @@ Entities missing (or keeping against their rule) a collection → vmh.collection
 documents not clean (file new/changed, unclean/failed, pending_sync older than the lock
 TTL) → vmh.document.update. Page by page, at most RECONCILE_LIMIT events per run, each
 marked in the sync ledger before it is enqueued (dead marks stay dead: an operator
-replays them). One run per slot across engines (services.ledger.cron).
+replays them). One run per slot across engines (services.platform.ledger.cron).
 """
 
 from motia import cron
 
-from services.clients import get_espocrm, get_ledger, get_redis_client
-from services.config import get_settings
+from services.platform.container import get_espocrm, get_ledger, get_redis_client
+from services.platform.settings import get_settings
 from services.document_sync_utils import (
     RECONCILE_LIMIT,
     TOPIC_COLLECTION_ENSURE,
     TOPIC_DOCUMENT_UPDATE,
     iter_reconcile_events,
 )
-from services.ledger import mark_and_enqueue
-from services.ledger.cron import run_once_per_slot
+from services.platform.ledger import mark_and_enqueue
+from services.platform.ledger.cron import run_once_per_slot
 
 STEP = "document_sync_cron"
 SCHEDULE = "0 */5 * * * *"

@@ -4,7 +4,7 @@ Thin: services.sync_handlers.handle_document_event runs services.document_sync_u
 DocumentSyncService (idempotent, locked `document_sync:CDokumente:{id}`) on the sync
 ledger: the run works from the document's ledger mark, is time-boxed, and its follow-ups
 are marked before they are enqueued. Retries, backoff and the dead list are the ledger's
-(services/ledger/policies.py, kind `document`); the engine ignores per-step retry settings
+(services/platform/ledger/policies.py, kind `document`); the engine ignores per-step retry settings
 (semantics row Q2), so none are declared here.
 """
 

@@ -2,7 +2,7 @@
 
 Authenticates (signature/token), validates and de-duplicates the batch via
 services.webhook_intake.accept_webhook, then queues one `vmh.bankverbindungen.{action}` event
-(services.models.SyncEvent) per record; the sync handler reads both systems itself, so
+(services.platform.models.SyncEvent) per record; the sync handler reads both systems itself, so
 the attributes in the webhook body are not trusted for data.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 from motia import http
 
 from services.beteiligte_sync import TOPIC_BANK, webhook_events
-from services.config import get_settings
-from services.models import EntityAction, WebhookItem
+from services.platform.settings import get_settings
+from services.platform.models import EntityAction, WebhookItem
 from services.webhook_intake import accept_webhook
 
 ACTIONS = (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)

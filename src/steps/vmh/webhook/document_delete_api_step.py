@@ -6,9 +6,9 @@ Thin: services.webhook_intake.accept_webhook authenticates (signature/token), va
 
 from motia import http
 
-from services.config import get_settings
+from services.platform.settings import get_settings
 from services.document_sync_utils import TOPIC_DOCUMENT_DELETE, document_webhook_events
-from services.models import EntityAction, WebhookItem
+from services.platform.models import EntityAction, WebhookItem
 from services.webhook_intake import accept_webhook
 
 config = {

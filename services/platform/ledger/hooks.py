@@ -15,15 +15,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from services.ledger.glue import OnDead
-from services.ledger.policies import SyncKind
-from services.ledger.store import Claim
+from services.platform.ledger.glue import OnDead
+from services.platform.ledger.policies import SyncKind
+from services.platform.ledger.store import Claim
 
 MAX_ERROR_LENGTH = 2000
 
 
 async def document_dead(claim: Claim, error: str, ctx: Any) -> None:
-    from services.clients import get_espocrm
+    from services.platform.container import get_espocrm
 
     await get_espocrm().update_entity(
         "CDokumente", claim.entity_id, {"xaiSyncStatus": "failed", "xaiSyncError": error[:MAX_ERROR_LENGTH]}
@@ -32,7 +32,7 @@ async def document_dead(claim: Claim, error: str, ctx: Any) -> None:
 
 def _sync_status_dead(entity_type: str) -> OnDead:
     async def hook(claim: Claim, error: str, ctx: Any) -> None:
-        from services.clients import get_espocrm
+        from services.platform.container import get_espocrm
 
         await get_espocrm().update_entity(
             entity_type, claim.entity_id, {"syncStatus": "failed", "syncError": error[:MAX_ERROR_LENGTH]}

@@ -1,6 +1,6 @@
 """`Ledger`: the Redis sync ledger (see the package docstring for the model and invariants).
 
-Every state change is one Lua script (services.ledger.scripts), so concurrent webhooks,
+Every state change is one Lua script (services.platform.ledger.scripts), so concurrent webhooks,
 handlers and sweepers on any number of hosts see each mark change atomically. Redis
 errors surface as `LedgerError` (the caller's last resort is the engine's own retry).
 """
@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from redis.exceptions import RedisError
 
-from services.exceptions import RetryableError
-from services.ledger import scripts
-from services.ledger.policies import POLICIES, SyncKind, SyncPolicy, kind_for_topic
+from services.clients.errors import RetryableError
+from services.platform.ledger import scripts
+from services.platform.ledger.policies import POLICIES, SyncKind, SyncPolicy, kind_for_topic
 
 TAG = "ledger"
 """The key of the ledger tag in an event's data: `{"kind": ..., "seq": ...}`."""

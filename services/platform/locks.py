@@ -32,9 +32,9 @@ from typing import Any, AsyncIterator
 
 from redis.exceptions import RedisError
 
-from services.exceptions import LockBusyError, RetryableError, ValidationError
+from services.clients.errors import LockBusyError, RetryableError, ValidationError
 
-DEFAULT_LOCK_TTL_SECONDS = 1800  # 30 minutes; services.config.LOCK_TTL_DEFAULT
+DEFAULT_LOCK_TTL_SECONDS = 1800  # 30 minutes; services.platform.settings.LOCK_TTL_DEFAULT
 DEFAULT_LOCK_LEASE_SECONDS = 60.0  # how long a dead holder blocks an entity at most
 CONFIGURED_LEASE = -1.0
 """`entity_lock(lease=CONFIGURED_LEASE)` (the default): the lease from LOCK_LEASE_SECONDS."""
@@ -43,7 +43,7 @@ _configured_lease = DEFAULT_LOCK_LEASE_SECONDS
 
 def configure_lease(seconds: float) -> None:
     """Set the lease `entity_lock` uses by default (LOCK_LEASE_SECONDS, validated in the
-    settings; applied by services.clients when the worker builds its Redis client)."""
+    settings; applied by services.platform.container when the worker builds its Redis client)."""
     global _configured_lease
     _configured_lease = float(seconds)
 

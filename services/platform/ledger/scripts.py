@@ -1,6 +1,6 @@
 """The ledger's Lua scripts: each state change of a mark is one atomic script.
 
-Keys (prefix `P`, default `ledger`; see services.ledger for the invariants):
+Keys (prefix `P`, default `ledger`; see services.platform.ledger for the invariants):
     P:seq                  global counter; every mark() takes the next value
     P:mark:{kind}:{id}     hash: kind id seq topic data attempts state last_error
                            created_at updated_at due_at claim lease_until claimed_seq

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import payload as aiohttp_payload
 from aiohttp.abc import AbstractStreamWriter
 
-from services.exceptions import (
+from services.clients.errors import (
     ApiError,
     ConfigError,
     ConflictError,
@@ -32,8 +32,8 @@ from services.exceptions import (
     ValidationError,
     is_retryable,
 )
-from services.http_client import JsonHttpClient, connection_errors, error_from_response
-from services.retry import RetryPolicy, retry_async
+from services.clients.http import JsonHttpClient, connection_errors, error_from_response
+from services.clients.retry import RetryPolicy, retry_async
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 error mapping and retries. Knows nothing of Motia.
 
 `JsonHttpClient.request()` turns every failure into a typed error from
-`services.exceptions`: connection trouble and timeouts become `ApiConnectionError`,
+`services.clients.errors`: connection trouble and timeouts become `ApiConnectionError`,
 error statuses become `ApiError` (subclass by status) with the server's reason
 (`X-Status-Reason`, or the body's `error`/`message`) and `Retry-After`.
 Retryable ones are retried by the client's `RetryPolicy`.
@@ -17,8 +17,8 @@ from typing import Any, AsyncIterator, Iterator, Mapping
 
 import aiohttp
 
-from services.exceptions import ApiConnectionError, ApiError, api_error_for
-from services.retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after, retry_async
+from services.clients.errors import ApiConnectionError, ApiError, api_error_for
+from services.clients.retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after, retry_async
 
 REASON_HEADER = "X-Status-Reason"
 

@@ -10,7 +10,7 @@ process share one fetch (an asyncio lock); across processes a short Redis lock
 On a 401 from an API call the token that failed is dropped (only if it is still the
 cached one), a new one is fetched once and the call is repeated once.
 
-Every path and field name comes from `services.advoware_paths`.
+Every path and field name comes from `services.clients.advoware.paths`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any, AsyncIterator, Mapping
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from services import advoware_paths as P
-from services.exceptions import (
+from services.clients.advoware import paths as P
+from services.clients.errors import (
     ApiConnectionError,
     ApiError,
     ConfigError,
@@ -44,8 +44,8 @@ from services.exceptions import (
     api_error_for,
     is_retryable_status,
 )
-from services.http_client import JsonHttpClient, connection_errors
-from services.retry import DEFAULT_POLICY, NO_RETRY, RetryPolicy, parse_retry_after, retry_async
+from services.clients.http import JsonHttpClient, connection_errors
+from services.clients.retry import DEFAULT_POLICY, NO_RETRY, RetryPolicy, parse_retry_after, retry_async
 
 try:  # redis is a dependency, but the client also works without a cache
     from redis.asyncio import Redis

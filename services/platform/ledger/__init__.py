@@ -6,7 +6,7 @@ stores nothing; see ../shared/spec/iii-engine-0.8.3-semantics.md rows Q2-Q5, R1-
 The ledger in Redis (run with `appendonly yes`) is the record of "this entity needs a
 sync":
 
-- A *mark* per (kind, entity id) (`services.ledger.policies.SyncKind`; one
+- A *mark* per (kind, entity id) (`services.platform.ledger.policies.SyncKind`; one
   `SyncPolicy` per kind, declared once in POLICIES) holds a monotonically increasing
   `seq` (one global counter), the latest event payload (topic + data), the failed
   attempts, the last error, timestamps and a state: pending, retrying or dead.
@@ -19,7 +19,7 @@ sync":
   keeps it, due now, and it is re-enqueued at once. Failures reschedule it with the
   kind's backoff (`fail`); a busy entity lock reschedules without counting (`busy`);
   exhausted or permanent failures move it to the dead list and record the failure on
-  the entity (services.ledger.hooks). Handlers never raise for a sync failure.
+  the entity (services.platform.ledger.hooks). Handlers never raise for a sync failure.
 - The sweeper cron (`sweep`, every LEDGER_SWEEP_CRON) re-enqueues due marks in bounded
   batches. Duplicates are cheap: a tagged event whose mark is gone, dead or being run
   elsewhere returns without an API call.
@@ -41,10 +41,10 @@ Invariants (tests/services/test_ledger.py, test_ledger_stateful.py):
 7. Dead marks are revived only by a new webhook/follow-up/adopted event or by `replay`;
    reconcilers (`revive=False`) leave them dead.
 
-Keys (prefix LEDGER_KEY_PREFIX, default `ledger`): see services.ledger.scripts.
+Keys (prefix LEDGER_KEY_PREFIX, default `ledger`): see services.platform.ledger.scripts.
 """
 
-from services.ledger.glue import (
+from services.platform.ledger.glue import (
     ContextLike,
     OnDead,
     RunOutcome,
@@ -55,8 +55,8 @@ from services.ledger.glue import (
     run_marked,
     sweep,
 )
-from services.ledger.policies import POLICIES, SyncKind, SyncPolicy, kind_for_topic
-from services.ledger.store import (
+from services.platform.ledger.policies import POLICIES, SyncKind, SyncPolicy, kind_for_topic
+from services.platform.ledger.store import (
     TAG,
     BeginOutcome,
     BeginResult,

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from services.exceptions import ValidationError
+from services.clients.errors import ValidationError
 
 # --------------------------------------------------------------------------- enums
 
@@ -298,7 +298,7 @@ def _describe(error: PydanticValidationError) -> str:
 
 
 def validate_model(model: type[BaseModel], data: Any, *, what: str | None = None) -> Any:
-    """`model.model_validate(data)`, raising services.exceptions.ValidationError on bad input."""
+    """`model.model_validate(data)`, raising services.clients.errors.ValidationError on bad input."""
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
@@ -438,7 +438,7 @@ class SyncEvent(BaseModel):
     """The payload sync steps put on / take from the queue.
 
     `to_queue()` gives plain JSON; `SyncEvent.from_queue(data)` validates it back
-    (raising services.exceptions.ValidationError). Unknown keys are kept.
+    (raising services.clients.errors.ValidationError). Unknown keys are kept.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)

@@ -104,7 +104,7 @@ def _actions(base: str) -> tuple[str, ...]:
 
 
 # The one table. Time-boxes stay below the entity lock's 30-minute maximum hold
-# (services.locks: the lease is renewed for at most LOCK_TTL), so a run that is still
+# (services.platform.locks: the lease is renewed for at most LOCK_TTL), so a run that is still
 # inside its time-box always still holds its lock.
 POLICIES: Mapping[SyncKind, SyncPolicy] = {
     p.kind: p

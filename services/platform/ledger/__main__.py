@@ -1,8 +1,8 @@
 """Operators' command for the sync ledger (reads REDIS_URL and LEDGER_* like the worker):
 
-    python -m services.ledger stats
-    python -m services.ledger ls [--kind K] [--dead] [--limit N] [--json]
-    python -m services.ledger replay [--kind K] [ID ...]
+    python -m services.platform.ledger stats
+    python -m services.platform.ledger ls [--kind K] [--dead] [--limit N] [--json]
+    python -m services.platform.ledger replay [--kind K] [ID ...]
 
 `replay` without ids puts every dead mark (of K) back to pending with a fresh attempt
 budget; with ids, those marks (dead or live). Replayed marks are due at once: the next
@@ -18,7 +18,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Sequence, TextIO
 
-from services.ledger.policies import SyncKind
+from services.platform.ledger.policies import SyncKind
 
 
 def _when(ts: float | None) -> str:
@@ -28,7 +28,7 @@ def _when(ts: float | None) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.ledger", description="The sync ledger: list and replay marks.")
+    parser = argparse.ArgumentParser(prog="python -m services.platform.ledger", description="The sync ledger: list and replay marks.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("stats", help="counts per kind")
     ls = sub.add_parser("ls", help="list live (pending, retrying) or dead marks")
@@ -49,8 +49,8 @@ async def run(argv: Sequence[str], out: TextIO = sys.stdout, ledger: Any = None)
     if ledger is None:
         import redis.asyncio as aioredis
 
-        from services.clients import ledger_from_settings
-        from services.config import load_settings
+        from services.platform.container import ledger_from_settings
+        from services.platform.settings import load_settings
 
         settings = load_settings()
         own_client = aioredis.Redis.from_url(settings.redis_url)

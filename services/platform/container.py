@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import Any, Callable, TypeVar
 
-from services.config import Settings, get_settings
+from services.platform.settings import Settings, get_settings
 
 T = TypeVar("T")
 _cache: dict[tuple[int, str], Any] = {}
@@ -30,8 +30,8 @@ def _cached(name: str, factory: Callable[[Settings], T]) -> T:
 
 def get_redis_client() -> Any:
     """The shared Redis client; the entity locks taken on it use the configured lease."""
-    from services.locks import configure_lease
-    from services.redis_client import get_redis
+    from services.platform.locks import configure_lease
+    from services.platform.redis import get_redis
 
     settings = get_settings()
     configure_lease(settings.lock_lease_seconds)
@@ -39,8 +39,8 @@ def get_redis_client() -> Any:
 
 
 def ledger_from_settings(s: Settings, redis: Any) -> Any:
-    """A sync ledger (services.ledger.Ledger) on `redis`, configured from the settings."""
-    from services.ledger import Ledger
+    """A sync ledger (services.platform.ledger.Ledger) on `redis`, configured from the settings."""
+    from services.platform.ledger import Ledger
 
     g = s.ledger
     return Ledger(
@@ -64,7 +64,7 @@ def get_ledger() -> Any:
 
 def espocrm_from_settings(s: Settings) -> Any:
     """An EspoCRM client for these settings (a new one; steps use get_espocrm())."""
-    from services.espocrm import EspoCRMAPI
+    from services.clients.espocrm import EspoCRMAPI
 
     e = s.espocrm
     return EspoCRMAPI(
@@ -77,7 +77,7 @@ def espocrm_from_settings(s: Settings) -> Any:
 
 def xai_from_settings(s: Settings) -> Any:
     """An xAI client for these settings (a new one; steps use get_xai())."""
-    from services.xai_service import XAIService
+    from services.clients.xai import XAIService
 
     x = s.xai
     return XAIService(x.api_base_url, x.management_base_url, x.api_key.get_secret_value(), x.management_key.get_secret_value())
@@ -85,7 +85,7 @@ def xai_from_settings(s: Settings) -> Any:
 
 def advoware_from_settings(s: Settings, redis: Any = None) -> Any:
     """An Advoware client for these settings, caching its token in `redis` when given."""
-    from services.advoware_service import AdvowareAPI
+    from services.clients.advoware.client import AdvowareAPI
 
     a = s.advoware
     return AdvowareAPI(
@@ -107,7 +107,7 @@ def advoware_from_settings(s: Settings, redis: Any = None) -> Any:
 
 def google_calendar_from_settings(s: Settings) -> Any:
     """A Google Calendar client: static token in sandbox, service account in production."""
-    from services.google_calendar import GoogleCalendarAPI, ServiceAccountTokenProvider, StaticTokenProvider
+    from services.clients.google_calendar import GoogleCalendarAPI, ServiceAccountTokenProvider, StaticTokenProvider
 
     g = s.google
     provider: Any

@@ -1,5 +1,5 @@
 """The operators' view of the ledger, shared by the HTTP steps (GET /ops/ledger,
-POST /ops/ledger/replay) and the CLI (`python -m services.ledger`). Framework-free.
+POST /ops/ledger/replay) and the CLI (`python -m services.platform.ledger`). Framework-free.
 
 Authorization: `Authorization: Bearer <OPS_TOKEN>`, compared in constant time; no token
 configured → 503 (the endpoints are off), missing/wrong → 401. The token is never logged.
@@ -11,8 +11,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from services.ledger.policies import SyncKind
-from services.ledger.store import Ledger, MarkResult
+from services.platform.ledger.policies import SyncKind
+from services.platform.ledger.store import Ledger, MarkResult
 
 MAX_LIMIT = 1000
 MAX_REPLAY_IDS = 1000

@@ -33,8 +33,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
-from services.exceptions import ConfigError
-from services.retry import RetryPolicy
+from services.clients.errors import ConfigError
+from services.clients.retry import RetryPolicy
 
 # --------------------------------------------------------------------------- constants
 # Named constants (developer guide, "Constants"). Import these instead of magic numbers.
@@ -47,7 +47,7 @@ LOCK_TTL_COLLECTION_CREATE = 300  # 5 minutes
 LOCK_TTL_ENTITY_SYNC = 1800
 LOCK_TTL_CALENDAR_SYNC = 1800
 
-# Retry configuration (see services.retry.RetryPolicy)
+# Retry configuration (see services.clients.retry.RetryPolicy)
 RETRY_MAX_ATTEMPTS = 3
 RETRY_BASE_DELAY = 1.0
 RETRY_MAX_DELAY = 30.0
@@ -97,7 +97,7 @@ SANDBOX_CALENDAR_MAPPING = {
 # The variables whose presence makes APP_MODE=auto choose production.
 _AUTO_MODE_KEYS = ("ESPOCRM_API_KEY", "ADVOWARE_API_KEY", "XAI_API_KEY")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ENV_FILE = PROJECT_ROOT / ".env"
 ENV_FILE_VARIABLE = "APP_ENV_FILE"
 """Set this to read another dotenv file instead of `<project>/.env`."""
@@ -264,7 +264,7 @@ class CalendarSettings(_Frozen):
 
 
 class LedgerSettings(_Frozen):
-    """The sync ledger (services.ledger): delivery, retries and dead letters of queued work."""
+    """The sync ledger (services.platform.ledger): delivery, retries and dead letters of queued work."""
 
     key_prefix: str = "ledger"
     """Redis keys `{prefix}:mark:{kind}:{id}`, `{prefix}:due:{kind}`, ..."""
@@ -303,7 +303,7 @@ class Settings(_Frozen):
     lock_ttl_seconds: int = LOCK_TTL_DEFAULT
     lock_lease_seconds: int = LOCK_LEASE_DEFAULT
     """How long an entity lock lives in Redis between its holder's renewals (every third of
-    it): how long a killed worker blocks its entities at most (services.locks)."""
+    it): how long a killed worker blocks its entities at most (services.platform.locks)."""
     espocrm: EspoCRMSettings
     advoware: AdvowareSettings
     xai: XAISettings
@@ -594,7 +594,7 @@ def _key_prefix(value: str) -> str:
 
 
 def _cron_expression(value: str) -> str:
-    from services.ledger.cron import validate_expression
+    from services.platform.ledger.cron import validate_expression
 
     return validate_expression(value.strip())
 
@@ -829,7 +829,7 @@ def _build(env: Mapping[str, str]) -> Settings:
     future_days = r.integer("CALENDAR_SYNC_FUTURE_DAYS", 180, minimum=0, maximum=3650)
     conflict_rule = r.choice("CALENDAR_CONFLICT_RULE", ConflictRule, ConflictRule.NEWEST_WINS)
 
-    # Sync ledger (services.ledger) and the operator endpoints
+    # Sync ledger (services.platform.ledger) and the operator endpoints
     ledger = LedgerSettings(
         key_prefix=r.parsed("LEDGER_KEY_PREFIX", _key_prefix, default="ledger") or "ledger",
         backoff_scale=r.number("LEDGER_BACKOFF_SCALE", 1.0),

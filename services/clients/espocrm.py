@@ -2,7 +2,7 @@
 
 `base_url` includes `/api/v1` (e.g. `https://crm.example.com/api/v1`). Auth is `X-Api-Key`,
 or HMAC (`X-Hmac-Authorization`) when `api_secret` is given. Errors are the typed ones of
-`services.exceptions` (NotFoundError for 404, ConflictError for 409 — reason `duplicate` with
+`services.clients.errors` (NotFoundError for 404, ConflictError for 409 — reason `duplicate` with
 the duplicates as JSON in `body` —, AuthError for 401/403, ApiError otherwise) carrying
 EspoCRM's `X-Status-Reason` as `reason`; retryable ones (429, 5xx, network) are retried by
 the client's RetryPolicy, honouring `Retry-After`.
@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from services.http_client import JsonHttpClient
-from services.retry import DEFAULT_POLICY, RetryPolicy
+from services.clients.http import JsonHttpClient
+from services.clients.retry import DEFAULT_POLICY, RetryPolicy
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200

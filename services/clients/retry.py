@@ -1,6 +1,6 @@
 """Retry with exponential backoff and jitter, bounded in attempts and in time.
 
-Only retryable failures are retried (see `services.exceptions.is_retryable`); a
+Only retryable failures are retried (see `services.clients.errors.is_retryable`); a
 `Retry-After` the server sent (429/503) is honoured instead of the computed delay,
 as long as it fits in the remaining time budget. Anything else is raised at once.
 """
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
-from services.exceptions import ApiError, is_retryable
+from services.clients.errors import ApiError, is_retryable
 
 T = TypeVar("T")
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
-from services.exceptions import IntegrationError, LockBusyError, is_retryable
-from services.ledger.policies import SyncKind
-from services.ledger.store import (
+from services.clients.errors import IntegrationError, LockBusyError, is_retryable
+from services.platform.ledger.policies import SyncKind
+from services.platform.ledger.store import (
     BeginOutcome,
     Claim,
     CompleteOutcome,
@@ -182,7 +182,7 @@ async def _keep_claim(ledger: Ledger, claim: Claim, ctx: Any) -> None:
 
 
 async def _default_on_dead(kind: SyncKind) -> OnDead | None:
-    from services.ledger.hooks import ON_DEAD
+    from services.platform.ledger.hooks import ON_DEAD
 
     return ON_DEAD.get(kind)
 
@@ -209,9 +209,9 @@ async def run_marked(
     the kind's time-box, the claim's lease renewed meanwhile → success: follow-ups marked,
     the mark completed (re-enqueued at once if a newer one arrived), follow-ups enqueued;
     LockBusyError: rescheduled without counting an attempt; other errors: retryable ones
-    (services.exceptions.is_retryable, the time-box, unknown exceptions = bugs) rescheduled
+    (services.clients.errors.is_retryable, the time-box, unknown exceptions = bugs) rescheduled
     with backoff, permanent ones and exhausted budgets dead-lettered and `on_dead` called
-    (default: services.ledger.hooks.ON_DEAD[kind]).
+    (default: services.platform.ledger.hooks.ON_DEAD[kind]).
 
     A tagged event whose mark is gone is a cheap no-op, unless its seq is newer than the
     ledger's counter (Redis lost data): then it is adopted like an untagged one.

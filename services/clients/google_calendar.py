@@ -26,7 +26,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from services.exceptions import (
+from services.clients.errors import (
     ApiError,
     AuthError,
     ConfigError,
@@ -35,8 +35,8 @@ from services.exceptions import (
     NotFoundError,
     ValidationError,
 )
-from services.http_client import JsonHttpClient
-from services.retry import DEFAULT_POLICY, RetryPolicy
+from services.clients.http import JsonHttpClient
+from services.clients.retry import DEFAULT_POLICY, RetryPolicy
 
 GOOGLE_CALENDAR_BASE_URL = "https://www.googleapis.com/calendar/v3"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
