@@ -20,9 +20,10 @@ ASP.NET binds request bodies case-insensitively: `canonical_keys` does the same.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 # --- paths (matched case-insensitively, like ASP.NET routing) ------------------------
 
@@ -211,7 +212,7 @@ def parse_utc(value: str) -> datetime:
         digits = zone[1:].replace(":", "")
         offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
         dt = dt - offset if zone[0] == "+" else dt + offset
-    return dt.replace(tzinfo=timezone.utc)
+    return dt.replace(tzinfo=UTC)
 
 
 def parse_time(value: str) -> tuple[int, int, int]:
@@ -233,7 +234,7 @@ def format_datetime(dt: datetime) -> str:
 def format_utc(dt: datetime) -> str:
     """A change stamp: UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.fffZ`."""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc)
+        dt = dt.astimezone(UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
 
 

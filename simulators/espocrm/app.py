@@ -6,7 +6,8 @@ import base64
 import binascii
 import json
 import urllib.parse
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiohttp import web
 

@@ -7,9 +7,10 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -432,7 +433,7 @@ class EspoCRMState(SimulatorState):
     def load_seed(self, doc: Mapping[str, Any], base_dir: Path = SEED_DIR) -> None:
         """Add the records, attachments, links and webhooks of a seed document."""
         if not isinstance(doc, Mapping):
-            raise ValueError("seed must be a JSON object")
+            raise ValueError("seed must be a JSON object")  # noqa: TRY004 - callers answer ValueError with 400
         for spec in doc.get("linkDefs", []):
             self.add_link_def(
                 LinkDef(spec["entityType"], spec["link"], spec["foreignEntityType"], spec["foreignLink"],

@@ -6,7 +6,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -154,7 +154,7 @@ class EspoError(Exception):
 
 
 def now_str() -> str:
-    return datetime.now(timezone.utc).strftime(DATETIME_FORMAT)
+    return datetime.now(UTC).strftime(DATETIME_FORMAT)
 
 
 def generate_id() -> str:

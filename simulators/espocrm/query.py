@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from simulators.espocrm.model import MAX_SIZE_LIMIT, EspoError, _truthy
 
@@ -122,7 +123,7 @@ def _to_datetime(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -378,7 +379,7 @@ class WhereEvaluator:
         return _to_date(r.get(a))
 
     def _w_today(self, r: Mapping[str, Any], a: str, v: Any) -> bool:
-        return self._date(r, a) == datetime.now(timezone.utc).date()
+        return self._date(r, a) == datetime.now(UTC).date()
 
     def _w_on(self, r: Mapping[str, Any], a: str, v: Any) -> bool:
         d = self._date(r, a)
@@ -386,11 +387,11 @@ class WhereEvaluator:
 
     def _w_past(self, r: Mapping[str, Any], a: str, v: Any) -> bool:
         dt = _to_datetime(r.get(a))
-        return dt is not None and dt < datetime.now(timezone.utc)
+        return dt is not None and dt < datetime.now(UTC)
 
     def _w_future(self, r: Mapping[str, Any], a: str, v: Any) -> bool:
         dt = _to_datetime(r.get(a))
-        return dt is not None and dt > datetime.now(timezone.utc)
+        return dt is not None and dt > datetime.now(UTC)
 
     def _days(self, v: Any) -> int:
         try:
@@ -402,19 +403,19 @@ class WhereEvaluator:
         return self._w_lastXDays(r, a, 7)
 
     def _w_lastXDays(self, r: Mapping[str, Any], a: str, v: Any) -> bool:
-        d, today = self._date(r, a), datetime.now(timezone.utc).date()
+        d, today = self._date(r, a), datetime.now(UTC).date()
         return d is not None and today - timedelta(days=self._days(v)) <= d <= today
 
     def _w_nextXDays(self, r: Mapping[str, Any], a: str, v: Any) -> bool:
-        d, today = self._date(r, a), datetime.now(timezone.utc).date()
+        d, today = self._date(r, a), datetime.now(UTC).date()
         return d is not None and today <= d <= today + timedelta(days=self._days(v))
 
     def _w_olderThanXDays(self, r: Mapping[str, Any], a: str, v: Any) -> bool:
         d = self._date(r, a)
-        return d is not None and d < datetime.now(timezone.utc).date() - timedelta(days=self._days(v))
+        return d is not None and d < datetime.now(UTC).date() - timedelta(days=self._days(v))
 
     def _w_afterXDays(self, r: Mapping[str, Any], a: str, v: Any) -> bool:
         d = self._date(r, a)
-        return d is not None and d > datetime.now(timezone.utc).date() + timedelta(days=self._days(v))
+        return d is not None and d > datetime.now(UTC).date() + timedelta(days=self._days(v))
 
 

@@ -206,7 +206,7 @@ class WebhookDispatcher:
             timeout = None if next_due is None else max(0.0, next_due - now)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _send(self, hook: Webhook, items: list[QueueItem]) -> None:
@@ -223,7 +223,7 @@ class WebhookDispatcher:
                 async with self._session.post(hook.url, data=body, headers=headers) as resp:
                     code = resp.status
                     await resp.read()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 code, error = 408, "timeout"
             except (aiohttp.ClientError, OSError) as exc:
                 code, error = 0, f"{type(exc).__name__}: {exc}"

@@ -8,7 +8,7 @@ import hashlib
 import json
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +202,7 @@ def create_app(
             else:
                 items.append(copy.deepcopy(stored.data))
         if order_by == "startTime":
-            items.sort(key=lambda e: _when(e["start"], cal, "start") if "start" in e else datetime.min.replace(tzinfo=timezone.utc))
+            items.sort(key=lambda e: _when(e["start"], cal, "start") if "start" in e else datetime.min.replace(tzinfo=UTC))
         elif order_by == "updated":
             items.sort(key=lambda e: e.get("updated", ""))
         # The token marks "now" for the whole calendar: an incremental list with it returns

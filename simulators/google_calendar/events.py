@@ -5,8 +5,9 @@ from __future__ import annotations
 import calendar as calendar_mod
 import copy
 import itertools
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from simulators.google_calendar.model import (
     MAX_INSTANCES,
@@ -87,7 +88,7 @@ def _occurrences(data: dict[str, Any], cal: Calendar, until: datetime) -> Iterat
         return
     duration = end - start
     # Recur in wall-clock time of the event's time zone, so 10:00 stays 10:00 across DST.
-    zone: Any = _zone(data["start"].get("timeZone")) if data["start"].get("timeZone") else (start.tzinfo or timezone.utc)
+    zone: Any = _zone(data["start"].get("timeZone")) if data["start"].get("timeZone") else (start.tzinfo or UTC)
     local = start.astimezone(zone).replace(tzinfo=None)
     freq = rule.get("FREQ", "DAILY")
     interval = max(1, int(rule.get("INTERVAL", "1") or 1))
@@ -97,7 +98,7 @@ def _occurrences(data: dict[str, Any], cal: Calendar, until: datetime) -> Iterat
         raw = rule["UNTIL"]
         try:
             if "T" in raw:
-                rule_until = datetime.strptime(raw.rstrip("Z"), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+                rule_until = datetime.strptime(raw.rstrip("Z"), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
             else:
                 d = datetime.strptime(raw, "%Y%m%d")
                 rule_until = datetime(d.year, d.month, d.day, 23, 59, 59, tzinfo=zone)
@@ -150,12 +151,12 @@ def _time_obj(template: dict[str, Any], dt: datetime) -> dict[str, Any]:
 
 def _instances(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: datetime | None) -> list[dict[str, Any]]:
     data = stored.data
-    horizon = tmax or (datetime.now(timezone.utc) + timedelta(days=730))
+    horizon = tmax or (datetime.now(UTC) + timedelta(days=730))
     out = []
     for start, end in _occurrences(data, cal, horizon):
         if tmin is not None and end <= tmin:
             continue
-        suffix = start.strftime("%Y%m%d") if data["start"].get("date") else start.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        suffix = start.strftime("%Y%m%d") if data["start"].get("date") else start.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
         inst = {k: copy.deepcopy(v) for k, v in data.items() if k != "recurrence"}
         inst["id"] = f"{stored.id}_{suffix}"
         inst["recurringEventId"] = stored.id
@@ -167,7 +168,7 @@ def _instances(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: 
 
 
 def _overlaps(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: datetime | None) -> bool:
-    horizon = tmax or datetime.max.replace(tzinfo=timezone.utc)
+    horizon = tmax or datetime.max.replace(tzinfo=UTC)
     if _rrule(stored.data) is None:
         start, end = _bounds(stored.data, cal)
         return (tmin is None or end > tmin) and (tmax is None or start < tmax)

@@ -9,8 +9,9 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from aiohttp import web
 
@@ -158,7 +159,7 @@ def create_app(
                 while await part.read_chunk(CHUNK):  # type: ignore[union-attr]
                     pass
                 continue
-            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - kept open as the stored file
             sha = hashlib.sha256()
             md5 = hashlib.md5()
             decoder = codecs.getincrementaldecoder("utf-8")("ignore")

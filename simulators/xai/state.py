@@ -9,7 +9,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from aiohttp import web
@@ -38,7 +38,7 @@ class DocumentStatus(str, enum.Enum):
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -194,7 +194,7 @@ class XaiState(SimulatorState):
                 content = base64.b64decode(spec["content_b64"])
             else:
                 content = str(spec.get("content", "")).encode("utf-8")
-            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - kept open as the stored file
             spool.write(content)
             self.add_file(
                 filename=spec["filename"],
