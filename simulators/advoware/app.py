@@ -20,15 +20,15 @@ from aiohttp import web
 from simulators.advoware.records import (
     Handler,
     Invalid,
-    _format_expiration,
-    _invalid_response,
-    _now,
-    _query_date,
-    _query_int,
     api_error,
     clean_bankverbindung,
     clean_beteiligter,
     clean_termin,
+    format_expiration,
+    invalid_response,
+    query_date,
+    query_int,
+    utc_now,
 )
 from simulators.advoware.state import AdvowareConfig, AdvowareState
 from simulators.advoware.wire import (
@@ -73,8 +73,8 @@ STATE = web.AppKey("advoware_state", AdvowareState)
 
 
 def _page(items: list[dict[str, Any]], request: web.Request) -> list[dict[str, Any]]:
-    skip = _query_int(BeteiligteQuery.SKIP, request.query.get(BeteiligteQuery.SKIP), 0)
-    take = _query_int(BeteiligteQuery.TAKE, request.query.get(BeteiligteQuery.TAKE), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    skip = query_int(BeteiligteQuery.SKIP, request.query.get(BeteiligteQuery.SKIP), 0)
+    take = query_int(BeteiligteQuery.TAKE, request.query.get(BeteiligteQuery.TAKE), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     return items[skip : skip + take]
 
 
@@ -158,7 +158,7 @@ def create_app(
             )
         access_token, expires = state.issue_token()
         return web.json_response(
-            {TokenResponseField.ACCESS_TOKEN.value: access_token, TokenResponseField.EXPIRATION_UTC.value: _format_expiration(expires)}
+            {TokenResponseField.ACCESS_TOKEN.value: access_token, TokenResponseField.EXPIRATION_UTC.value: format_expiration(expires)}
         )
 
     async def discovery(request: web.Request, _: dict[str, str]) -> web.Response:
@@ -218,7 +218,7 @@ def create_app(
         raw_from, raw_to = request.query.get(TerminQuery.FROM), request.query.get(TerminQuery.TO)
         if not raw_from or not raw_to:
             raise Invalid('Die Parameter "from" und "to" (oder "frnr") sind erforderlich.', TerminQuery.FROM)
-        start, end = _query_date(TerminQuery.FROM, raw_from), _query_date(TerminQuery.TO, raw_to)
+        start, end = query_date(TerminQuery.FROM, raw_from), query_date(TerminQuery.TO, raw_to)
         kuerzel = request.query.get(TerminQuery.KUERZEL)
         items = [r for r in state.termine.values() if termin_matches(r, kuerzel, start, end)]
         items.sort(key=lambda r: (r[TerminField.DATUM], r[TerminField.FRNR]))
@@ -227,7 +227,7 @@ def create_app(
     async def termine_post(request: web.Request, _: dict[str, str]) -> web.Response:
         body = await _json_body(request)
         frnr = state.next_frnr
-        rec = clean_termin(body, frnr, format_utc(_now()))
+        rec = clean_termin(body, frnr, format_utc(utc_now()))
         state.next_frnr += 1
         state.termine[frnr] = rec
         return web.json_response(frnr)
@@ -241,7 +241,7 @@ def create_app(
         if frnr < 0:
             return api_error(400, f"Der Termin {frnr} ist ein abgeleiteter Termin und kann nicht geändert werden.")
         body = await _json_body(request)
-        rec = clean_termin(body, frnr, format_utc(_now()))
+        rec = clean_termin(body, frnr, format_utc(utc_now()))
         state.termine[frnr] = rec
         return web.json_response(rec)
 
@@ -290,7 +290,7 @@ def create_app(
     async def beteiligte_post(request: web.Request, _: dict[str, str]) -> web.Response:
         body = await _json_body(request)
         betnr = state.next_betnr
-        rec = clean_beteiligter(body, betnr, format_utc(_now()))
+        rec = clean_beteiligter(body, betnr, format_utc(utc_now()))
         state.next_betnr += 1
         state.beteiligte[betnr] = rec
         return web.json_response(rec, status=201)
@@ -304,7 +304,7 @@ def create_app(
         if rec is None:
             return party_missing(betnr)
         body = await _json_body(request)
-        new = clean_beteiligter(body, betnr, format_utc(_now()))
+        new = clean_beteiligter(body, betnr, format_utc(utc_now()))
         state.beteiligte[betnr] = new
         return web.json_response(new)
 
@@ -349,7 +349,7 @@ def create_app(
             return party_missing(betnr)
         body = await _json_body(request)
         bank_id = state.next_bank_id
-        bank = clean_bankverbindung(body, bank_id, format_utc(_now()))
+        bank = clean_bankverbindung(body, bank_id, format_utc(utc_now()))
         state.next_bank_id += 1
         state.bankverbindungen[bank_id] = bank
         state.bank_owner[bank_id] = betnr
@@ -364,7 +364,7 @@ def create_app(
         if bank is None:
             return bank_missing(betnr, bank_id)
         body = await _json_body(request)
-        new = clean_bankverbindung(body, bank_id, format_utc(_now()))
+        new = clean_bankverbindung(body, bank_id, format_utc(utc_now()))
         state.bankverbindungen[bank_id] = new
         return web.json_response(new)
 
@@ -430,7 +430,7 @@ def create_app(
             try:
                 return await r.handler(request, {k: v for k, v in m.groupdict().items() if v is not None})
             except Invalid as exc:
-                return _invalid_response(exc)
+                return invalid_response(exc)
         if allowed:
             return api_error(
                 405,

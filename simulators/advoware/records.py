@@ -24,11 +24,11 @@ from simulators.advoware.wire import (
 )
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _format_expiration(dt: datetime) -> str:
+def format_expiration(dt: datetime) -> str:
     """.NET's round-trip format: 7 fractional digits and `Z`."""
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}0Z"
 
@@ -47,7 +47,7 @@ def api_error(status: int, message: str, *, headers: dict[str, str] | None = Non
     return web.json_response({ERROR_MESSAGE_FIELD: message, **extra}, status=status, headers=headers or {})
 
 
-def _invalid_response(exc: Invalid) -> web.Response:
+def invalid_response(exc: Invalid) -> web.Response:
     extra: dict[str, Any] = {}
     if exc.field:
         extra["ModelState"] = {exc.field: [exc.message]}
@@ -99,7 +99,7 @@ def _wall_clock(field: str, value: Any) -> datetime:
         raise Invalid(f'Das Feld "{field}" hat kein gültiges Datumsformat: "{value}".', field) from None
 
 
-def _time_of_day(field: str, value: Any) -> str:
+def time_of_day(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(f'Das Feld "{field}" hat kein gültiges Zeitformat (HH:MM:SS): "{value}".', field)
     try:
@@ -109,14 +109,14 @@ def _time_of_day(field: str, value: Any) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}"
 
 
-def _query_date(name: str, value: str) -> date:
+def query_date(name: str, value: str) -> date:
     try:
         return parse_wall_clock(value).date()
     except ValueError:
         raise Invalid(f'Der Parameter "{name}" ist kein gültiges Datum (JJJJ-MM-TT): "{value}".', name) from None
 
 
-def _query_int(name: str, value: str | None, default: int, maximum: int | None = None) -> int:
+def query_int(name: str, value: str | None, default: int, maximum: int | None = None) -> int:
     if value is None or value == "":
         return default
     try:
@@ -163,7 +163,7 @@ def clean_termin(body: dict[str, Any], frnr: int, changed_at: str) -> dict[str, 
         end_day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     rec[TerminField.DATUM_BIS.value] = format_datetime(end_day)
     if body.get(TerminField.UHRZEIT_BIS) not in (None, ""):
-        rec[TerminField.UHRZEIT_BIS.value] = _time_of_day(TerminField.UHRZEIT_BIS, body[TerminField.UHRZEIT_BIS])
+        rec[TerminField.UHRZEIT_BIS.value] = time_of_day(TerminField.UHRZEIT_BIS, body[TerminField.UHRZEIT_BIS])
     else:
         rec[TerminField.UHRZEIT_BIS.value] = start.strftime("%H:%M:%S")
     for field in TERMIN_FLAGS:

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from simulators.advoware.records import (
-    _now,
-    _time_of_day,
     clean_bankverbindung,
     clean_beteiligter,
     clean_termin,
+    time_of_day,
+    utc_now,
 )
 from simulators.advoware.wire import (
     TIMESTAMP_WINDOW_SECONDS,
@@ -77,7 +77,7 @@ class AdvowareState(SimulatorState):
     # tokens -------------------------------------------------------------------
     def issue_token(self) -> tuple[str, datetime]:
         token = secrets.token_urlsafe(32)
-        expires = _now() + timedelta(seconds=self.config.token_ttl_seconds)
+        expires = utc_now() + timedelta(seconds=self.config.token_ttl_seconds)
         self.tokens[token] = expires.timestamp()
         return token, expires
 
@@ -120,7 +120,7 @@ class AdvowareState(SimulatorState):
         """Add (or replace) the records of a seed document."""
         if not isinstance(doc, dict):
             raise TypeError("seed document must be a JSON object")
-        now = format_utc(_now())
+        now = format_utc(utc_now())
         for raw in doc.get("Mitarbeiter", []):
             rec = normalize_record(raw, MitarbeiterField)
             kuerzel = str(rec[MitarbeiterField.KUERZEL])
@@ -159,12 +159,12 @@ class AdvowareState(SimulatorState):
                     bank_rec, bank_id, bank_rec.get(BankverbindungField.GEAENDERT_AM) or now
                 )
                 self.bank_owner[bank_id] = betnr
-        today = _now().date()
+        today = utc_now().date()
         for raw in doc.get("Termine", []):
             body = dict(raw)
             if "_day" in body:
                 start_day = today + timedelta(days=int(body.pop("_day")))
-                start_time = _time_of_day("_time", body.pop("_time", "00:00:00"))
+                start_time = time_of_day("_time", body.pop("_time", "00:00:00"))
                 end_day = today + timedelta(days=int(body.pop("_end_day"))) if "_end_day" in body else start_day
                 body[TerminField.DATUM.value] = f"{start_day.isoformat()}T{start_time}Z"
                 body[TerminField.DATUM_BIS.value] = f"{end_day.isoformat()}T00:00:00Z"

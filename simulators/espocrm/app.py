@@ -19,8 +19,8 @@ from simulators.espocrm.model import (
     ENTITY_NAME_RE,
     EspoError,
     LinkDef,
-    _truthy,
     generate_id,
+    truthy,
 )
 from simulators.espocrm.query import SearchParams, parse_search_params
 from simulators.espocrm.signing import (
@@ -56,7 +56,7 @@ def _entity_type(request: web.Request) -> str:
 
 
 def _list_response(request: web.Request, page: list[dict[str, Any]], total: int, params: SearchParams) -> web.Response:
-    if _truthy(request.headers.get("X-No-Total", "")):
+    if truthy(request.headers.get("X-No-Total", "")):
         total = -1 if params.offset + len(page) < total else -2
     return web.json_response({"total": total, "list": page})
 
@@ -172,7 +172,7 @@ def _routes(state: EspoCRMState) -> list[web.RouteDef]:
     async def create_record(request: web.Request) -> web.Response:
         entity_type = _entity_type(request)
         body = await _object_body(request)
-        skip = _truthy(request.headers.get("X-Skip-Duplicate-Check", "false"))
+        skip = truthy(request.headers.get("X-Skip-Duplicate-Check", "false"))
         return web.json_response(state.create(entity_type, body, skip_duplicate_check=skip))
 
     async def get_record(request: web.Request) -> web.Response:

@@ -34,7 +34,7 @@ from simulators.espocrm.model import (
     generate_id,
     now_str,
 )
-from simulators.espocrm.query import SearchParams, WhereEvaluator, _same, _sort_key
+from simulators.espocrm.query import SearchParams, WhereEvaluator, same_value, sort_key
 from simulators.espocrm.signing import (
     WebhookAction,
 )
@@ -378,7 +378,7 @@ class EspoCRMState(SimulatorState):
                 self.require(self.other_type(entity_type, link), fid, what="Related record")
         self._document_hook(entity_type, data, record)
         old = dict(record)
-        changed = {k: v for k, v in data.items() if k not in record or not _same(record[k], v)}
+        changed = {k: v for k, v in data.items() if k not in record or not same_value(record[k], v)}
         if changed:
             record.update(changed)
             record["modifiedAt"] = now_str()
@@ -415,7 +415,7 @@ class EspoCRMState(SimulatorState):
         pool = candidates if candidates is not None else self.entities.get(entity_type, {}).values()
         matched = [r for r in pool if evaluator.match_all(r, params.where)]
         order_by = params.order_by or "createdAt"
-        matched.sort(key=lambda r: (_sort_key(r.get(order_by)), str(r.get("id"))), reverse=params.order == "DESC")
+        matched.sort(key=lambda r: (sort_key(r.get(order_by)), str(r.get("id"))), reverse=params.order == "DESC")
         page = matched[params.offset : params.offset + params.max_size]
         if params.select:
             wanted = ["id", *[s for s in params.select if s != "id"]]

@@ -167,7 +167,7 @@ def generate_secret() -> str:
     return secrets.token_hex(16)
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)

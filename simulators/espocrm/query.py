@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from simulators.espocrm.model import MAX_SIZE_LIMIT, EspoError, _truthy
+from simulators.espocrm.model import MAX_SIZE_LIMIT, EspoError, truthy
 
 
 def parse_php_query(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def _coerce(record_value: Any, query_value: Any) -> Any:
     """Query-string values are strings; compare them as the record's type."""
     if isinstance(query_value, str) and not isinstance(record_value, str):
         if isinstance(record_value, bool):
-            return _truthy(query_value)
+            return truthy(query_value)
         if isinstance(record_value, (int, float)):
             try:
                 return float(query_value)
@@ -126,14 +126,14 @@ def _to_datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     """Strict equality for change detection (True != 1)."""
     if isinstance(a, bool) != isinstance(b, bool):
         return False
     return bool(a == b)
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
+def sort_key(value: Any) -> tuple[int, Any]:
     if value is None:
         return (0, 0)
     if isinstance(value, (bool, int, float)):

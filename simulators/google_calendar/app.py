@@ -15,13 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from simulators.base import make_seeded_app
-from simulators.google_calendar.auth import _check_assertion
+from simulators.google_calendar.auth import check_assertion
 from simulators.google_calendar.events import (
-    _instances,
-    _merge,
-    _overlaps,
-    _rrule,
-    _when,
+    event_time,
+    expand_instances,
+    merge_patch,
+    overlaps_window,
+    parse_rrule,
 )
 from simulators.google_calendar.model import (
     BASE,
@@ -34,11 +34,11 @@ from simulators.google_calendar.model import (
     Cursor,
     InvalidEvent,
     StoredEvent,
-    _bad,
-    _not_found,
     _parse_rfc3339,
     _rfc3339,
+    bad_request,
     google_error,
+    not_found,
 )
 from simulators.google_calendar.state import STATE, GoogleState
 
@@ -51,7 +51,7 @@ def _flag(request: web.Request, name: str) -> bool | None | web.Response:
         return True
     if raw.lower() in ("false", "0"):
         return False
-    return _bad(f"Invalid boolean value for {name}: {raw}")
+    return bad_request(f"Invalid boolean value for {name}: {raw}")
 
 
 def create_app(
@@ -107,19 +107,19 @@ def create_app(
 
     async def get_calendar_handler(request: web.Request) -> web.Response:
         cal = get_calendar(request)
-        return web.json_response(cal.public()) if cal else _not_found()
+        return web.json_response(cal.public()) if cal else not_found()
 
     async def list_events(request: web.Request) -> web.Response:
         cal = get_calendar(request)
         if cal is None:
-            return _not_found()
+            return not_found()
         q = request.query
         try:
             max_results = int(q.get("maxResults", DEFAULT_MAX_RESULTS))
         except ValueError:
-            return _bad("Invalid value for: maxResults")
+            return bad_request("Invalid value for: maxResults")
         if max_results < 1:
-            return _bad("Invalid value for: maxResults")
+            return bad_request("Invalid value for: maxResults")
         max_results = min(max_results, MAX_MAX_RESULTS)
 
         page_token = q.get("pageToken")
@@ -129,7 +129,7 @@ def create_app(
         if page_token:
             cursor = state.cursors.get(page_token)
             if cursor is None or cursor.fingerprint != fingerprint or cursor.calendar_id != cal.id:
-                return _bad("Invalid page token value.")
+                return bad_request("Invalid page token value.")
             del state.cursors[page_token]
             return respond(cal, cursor.items, cursor.next_sync_token, max_results, fingerprint)
 
@@ -143,9 +143,9 @@ def create_app(
         if sync_token:
             clash = [name for name in INCOMPATIBLE_WITH_SYNC if name in q]
             if clash:
-                return _bad(f"Invalid combination of parameters: syncToken cannot be used with {', '.join(clash)}.")
+                return bad_request(f"Invalid combination of parameters: syncToken cannot be used with {', '.join(clash)}.")
             if show_deleted is False:
-                return _bad("Invalid combination of parameters: syncToken cannot be used with showDeleted=false.")
+                return bad_request("Invalid combination of parameters: syncToken cannot be used with showDeleted=false.")
             known = state.sync_tokens.get(sync_token)
             if known is None or known[0] != cal.id:
                 return google_error(410, "Sync token is no longer valid, a full sync is required.", "fullSyncRequired")
@@ -153,23 +153,23 @@ def create_app(
         else:
             since_seq = None
         if order_by not in (None, "startTime", "updated"):
-            return _bad("Invalid value for: orderBy")
+            return bad_request("Invalid value for: orderBy")
         if order_by == "startTime" and not single:
-            return _bad("The requested ordering is not available for the particular query.")
+            return bad_request("The requested ordering is not available for the particular query.")
 
         try:
             tmin = _parse_rfc3339(q["timeMin"]) if "timeMin" in q else None
             tmax = _parse_rfc3339(q["timeMax"]) if "timeMax" in q else None
             updated_min = _parse_rfc3339(q["updatedMin"]) if "updatedMin" in q else None
         except ValueError:
-            return _bad("Bad Request")
+            return bad_request("Bad Request")
         if tmin is not None and tmax is not None and tmax <= tmin:
-            return _bad("The specified time range is empty.")
+            return bad_request("The specified time range is empty.")
         filters: list[tuple[str, str, str]] = []
         for scope, param in (("private", "privateExtendedProperty"), ("shared", "sharedExtendedProperty")):
             for raw in q.getall(param, []):
                 if "=" not in raw:
-                    return _bad(f"Invalid value for: {param}")
+                    return bad_request(f"Invalid value for: {param}")
                 key, value = raw.split("=", 1)
                 filters.append((scope, key, value))
         text = (q.get("q") or "").lower()
@@ -189,7 +189,7 @@ def create_app(
                 continue
             if text and not any(text in str(stored.data.get(f, "")).lower() for f in ("summary", "description", "location")):
                 continue
-            if (tmin or tmax) and not stored.cancelled and not _overlaps(stored, cal, tmin, tmax):
+            if (tmin or tmax) and not stored.cancelled and not overlaps_window(stored, cal, tmin, tmax):
                 continue
             chosen.append(stored)
 
@@ -197,12 +197,12 @@ def create_app(
         for stored in chosen:
             if stored.cancelled:
                 items.append(stored.tombstone())
-            elif single and _rrule(stored.data) is not None:
-                items.extend(_instances(stored, cal, tmin, tmax))
+            elif single and parse_rrule(stored.data) is not None:
+                items.extend(expand_instances(stored, cal, tmin, tmax))
             else:
                 items.append(copy.deepcopy(stored.data))
         if order_by == "startTime":
-            items.sort(key=lambda e: _when(e["start"], cal, "start") if "start" in e else datetime.min.replace(tzinfo=UTC))
+            items.sort(key=lambda e: event_time(e["start"], cal, "start") if "start" in e else datetime.min.replace(tzinfo=UTC))
         elif order_by == "updated":
             items.sort(key=lambda e: e.get("updated", ""))
         # The token marks "now" for the whole calendar: an incremental list with it returns
@@ -237,14 +237,14 @@ def create_app(
     async def insert_event(request: web.Request) -> web.Response:
         cal = get_calendar(request)
         if cal is None:
-            return _not_found()
+            return not_found()
         body = await read_json(request)
         if isinstance(body, web.Response):
             return body
         try:
             stored = state.insert(cal, body)
         except InvalidEvent as exc:
-            return _bad(str(exc))
+            return bad_request(str(exc))
         except KeyError:
             return google_error(409, "The requested identifier already exists.", "duplicate")
         return web.json_response(stored.data)
@@ -252,10 +252,10 @@ def create_app(
     def find_event(request: web.Request) -> tuple[Calendar, StoredEvent] | web.Response:
         cal = get_calendar(request)
         if cal is None:
-            return _not_found()
+            return not_found()
         stored = cal.events.get(request.match_info["event_id"])
         if stored is None:
-            return _not_found()
+            return not_found()
         return cal, stored
 
     async def get_event(request: web.Request) -> web.Response:
@@ -272,11 +272,11 @@ def create_app(
         body = await read_json(request)
         if isinstance(body, web.Response):
             return body
-        merged = _merge(stored.data, body)
+        merged = merge_patch(stored.data, body)
         try:
             state.replace(cal, stored, merged)
         except InvalidEvent as exc:
-            return _bad(str(exc))
+            return bad_request(str(exc))
         return web.json_response(stored.data)
 
     async def put_event(request: web.Request) -> web.Response:
@@ -290,7 +290,7 @@ def create_app(
         try:
             state.replace(cal, stored, body)
         except InvalidEvent as exc:
-            return _bad(str(exc))
+            return bad_request(str(exc))
         return web.json_response(stored.data)
 
     async def delete_event(request: web.Request) -> web.Response:
@@ -316,7 +316,7 @@ def create_app(
         if not isinstance(assertion, str) or not assertion:
             return web.json_response({"error": "invalid_request", "error_description": "Missing required parameter: assertion"}, status=400)
         try:
-            _check_assertion(assertion, verifier)
+            check_assertion(assertion, verifier)
         except ValueError as exc:
             return web.json_response({"error": "invalid_grant", "error_description": str(exc)}, status=400)
         access = "ya29.sim-" + secrets.token_urlsafe(32)

@@ -12,7 +12,7 @@ def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-def _check_assertion(assertion: str, public_key: Any) -> dict[str, Any]:
+def check_assertion(assertion: str, public_key: Any) -> dict[str, Any]:
     """Decode and check a JWT-bearer assertion; raises ValueError with the OAuth error text."""
     parts = assertion.split(".")
     if len(parts) != 3:

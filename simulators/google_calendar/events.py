@@ -15,11 +15,11 @@ from simulators.google_calendar.model import (
     EventStatus,
     InvalidEvent,
     StoredEvent,
-    _zone,
+    zone_of,
 )
 
 
-def _when(obj: Any, cal: Calendar, which: str) -> datetime:
+def event_time(obj: Any, cal: Calendar, which: str) -> datetime:
     if not isinstance(obj, dict):
         raise InvalidEvent(f"Missing {which} time.")
     if obj.get("dateTime"):
@@ -30,21 +30,21 @@ def _when(obj: Any, cal: Calendar, which: str) -> datetime:
         if dt.tzinfo is None:
             if not obj.get("timeZone"):
                 raise InvalidEvent(f"Missing time zone definition for {which} time.")
-            dt = dt.replace(tzinfo=_zone(obj["timeZone"]))
+            dt = dt.replace(tzinfo=zone_of(obj["timeZone"]))
         return dt
     if obj.get("date"):
         try:
             d = date.fromisoformat(str(obj["date"]))
         except ValueError as exc:
             raise InvalidEvent(f"Invalid {which} time.") from exc
-        return datetime(d.year, d.month, d.day, tzinfo=_zone(obj.get("timeZone") or cal.time_zone))
+        return datetime(d.year, d.month, d.day, tzinfo=zone_of(obj.get("timeZone") or cal.time_zone))
     raise InvalidEvent(f"Missing {which} time.")
 
 
 def validate_event(data: dict[str, Any], cal: Calendar) -> None:
     """Raise InvalidEvent for what Google rejects with 400."""
-    start = _when(data.get("start"), cal, "start")
-    end = _when(data.get("end"), cal, "end")
+    start = event_time(data.get("start"), cal, "start")
+    end = event_time(data.get("end"), cal, "end")
     if bool(data["start"].get("date")) != bool(data["end"].get("date")):
         raise InvalidEvent("Start and end times must either both be date or both be dateTime.")
     if end < start:
@@ -65,10 +65,10 @@ def validate_event(data: dict[str, Any], cal: Calendar) -> None:
 
 
 def _bounds(data: dict[str, Any], cal: Calendar) -> tuple[datetime, datetime]:
-    return _when(data["start"], cal, "start"), _when(data["end"], cal, "end")
+    return event_time(data["start"], cal, "start"), event_time(data["end"], cal, "end")
 
 
-def _rrule(data: dict[str, Any]) -> dict[str, str] | None:
+def parse_rrule(data: dict[str, Any]) -> dict[str, str] | None:
     for line in data.get("recurrence") or []:
         if line.upper().startswith("RRULE:"):
             parts = dict(p.split("=", 1) for p in line[6:].split(";") if "=" in p)
@@ -82,13 +82,13 @@ _WEEKDAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
 def _occurrences(data: dict[str, Any], cal: Calendar, until: datetime) -> Iterator[tuple[datetime, datetime]]:
     """Start/end of each instance (the event itself when not recurring), up to `until`."""
     start, end = _bounds(data, cal)
-    rule = _rrule(data)
+    rule = parse_rrule(data)
     if rule is None:
         yield start, end
         return
     duration = end - start
     # Recur in wall-clock time of the event's time zone, so 10:00 stays 10:00 across DST.
-    zone: Any = _zone(data["start"].get("timeZone")) if data["start"].get("timeZone") else (start.tzinfo or UTC)
+    zone: Any = zone_of(data["start"].get("timeZone")) if data["start"].get("timeZone") else (start.tzinfo or UTC)
     local = start.astimezone(zone).replace(tzinfo=None)
     freq = rule.get("FREQ", "DAILY")
     interval = max(1, int(rule.get("INTERVAL", "1") or 1))
@@ -149,7 +149,7 @@ def _time_obj(template: dict[str, Any], dt: datetime) -> dict[str, Any]:
     return out
 
 
-def _instances(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: datetime | None) -> list[dict[str, Any]]:
+def expand_instances(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: datetime | None) -> list[dict[str, Any]]:
     data = stored.data
     horizon = tmax or (datetime.now(UTC) + timedelta(days=730))
     out = []
@@ -167,9 +167,9 @@ def _instances(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: 
     return out
 
 
-def _overlaps(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: datetime | None) -> bool:
+def overlaps_window(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: datetime | None) -> bool:
     horizon = tmax or datetime.max.replace(tzinfo=UTC)
-    if _rrule(stored.data) is None:
+    if parse_rrule(stored.data) is None:
         start, end = _bounds(stored.data, cal)
         return (tmin is None or end > tmin) and (tmax is None or start < tmax)
     for _start, end in _occurrences(stored.data, cal, horizon):
@@ -178,7 +178,7 @@ def _overlaps(stored: StoredEvent, cal: Calendar, tmin: datetime | None, tmax: d
     return False
 
 
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(target)
     for key, value in patch.items():
         if value is None:
@@ -186,7 +186,7 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         elif key in ("start", "end"):
             out[key] = copy.deepcopy(value)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_patch(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out

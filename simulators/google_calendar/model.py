@@ -49,7 +49,7 @@ def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
 
 
-def _zone(name: str | None) -> ZoneInfo | timezone:
+def zone_of(name: str | None) -> ZoneInfo | timezone:
     if not name:
         return UTC
     try:
@@ -83,11 +83,11 @@ def google_error(status: int, message: str, reason: str, *, extra: dict[str, str
     return web.json_response(body, status=status, headers=headers)
 
 
-def _bad(message: str) -> web.Response:
+def bad_request(message: str) -> web.Response:
     return google_error(400, message, "invalid")
 
 
-def _not_found() -> web.Response:
+def not_found() -> web.Response:
     return google_error(404, "Not Found", "notFound")
 
 
