@@ -5,17 +5,17 @@ services.platform.ledger.run_marked: the run works from the ledger mark's latest
 the kind's time-box and concurrency limit, and returns its follow-up events (marked,
 then enqueued). Failures are the ledger's business (backoff, dead list, the entity's
 failure fields); these handlers raise only when the ledger itself (Redis) fails.
-The party and bank-account handler is services.beteiligte_sync.handle_sync_event.
+The party and bank-account handler is services.parties.sync.handle_sync_event.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.calendar_sync_jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
+from services.calendar.jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
 from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_redis_client, get_xai
 from services.platform.settings import get_settings
-from services.document_sync_utils import (
+from services.documents.sync import (
     DOCUMENT_TOPICS,
     TOPIC_COLLECTION_ENSURE,
     TOPIC_DOCUMENT_UPDATE,
@@ -36,7 +36,7 @@ def _parse_sync_event(data: Any, ctx: Any, what: str) -> SyncEvent | None:
 
 
 async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
-    """`vmh.document.{create,update,delete}`: services.document_sync_utils.DocumentSyncService
+    """`vmh.document.{create,update,delete}`: services.documents.sync.DocumentSyncService
     (idempotent, under the lock `document_sync:CDokumente:{id}`)."""
     event = _parse_sync_event(data, ctx, "document")
     if event is None:
@@ -63,9 +63,9 @@ async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> R
 
 
 async def handle_collection_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
-    """`vmh.collection.ensure`: services.collection_manager.CollectionManager (under the lock
+    """`vmh.collection.ensure`: services.documents.collections.CollectionManager (under the lock
     `collection_create:{type}:{id}`); follow-ups are the linked documents' updates."""
-    from services.collection_manager import CollectionManager
+    from services.documents.collections import CollectionManager
 
     event = _parse_sync_event(data, ctx, "collection")
     if event is None:
@@ -111,9 +111,9 @@ async def handle_calendar_all_event(data: Any, ctx: Any, *, ledger: Any = None) 
 
 
 async def handle_calendar_employee_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
-    """`calendar.sync.employee`: services.calendar_sync.run_employee_sync under the lock
+    """`calendar.sync.employee`: services.calendar.sync.run_employee_sync under the lock
     `calendar_sync:Mitarbeiter:{Kürzel}` (it records every run in `calendar_sync_status`)."""
-    from services.calendar_sync import LOCK_ENTITY_TYPE, LOCK_STEP, run_employee_sync
+    from services.calendar.sync import LOCK_ENTITY_TYPE, LOCK_STEP, run_employee_sync
     from services.platform.locks import entity_lock
     from services.platform.logging import get_service_logger
 

@@ -13,7 +13,7 @@ import asyncio
 import time
 
 from iii_local.testing import MotiaTester
-from services.calendar_sync import STATUS_SCOPE
+from services.calendar.sync import STATUS_SCOPE
 from services.platform.ledger import POLICIES, SyncKind
 from simulators.sandbox import Simulators
 from tests.e2e import OPS_TOKEN

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Mapping
 
 from services.clients.advoware import paths as P
-from services.beteiligte_mapping import iban_is_valid
+from services.parties.mapping import iban_is_valid
 from services.clients.errors import ApiError, ConflictError, NotFoundError, api_error_for
 
 
@@ -296,7 +296,7 @@ class World:
 
     def __init__(self, *, quiet: bool = False) -> None:
         from iii_local.testing import MemoryState
-        from services.beteiligte_sync import BeteiligteSync
+        from services.parties.sync import BeteiligteSync
 
         self.clock = Clock()
         self.espo = FakeEspo(self.clock)

@@ -1,4 +1,4 @@
-"""services.advoware_proxy: endpoint validation (attack corpus), header filtering, caller
+"""services.proxy.advoware: endpoint validation (attack corpus), header filtering, caller
 authentication, and forwarding against the Advoware simulator and a fake upstream."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from iii_local.testing import MockRequest, mock_context
-from services.advoware_proxy import (
+from services.proxy.advoware import (
     MAX_ENDPOINT_LENGTH,
     EndpointRejected,
     ProxyError,
@@ -29,7 +29,7 @@ from services.advoware_proxy import (
     read_body,
     validate_endpoint,
 )
-from services.advoware_proxy_http import send_answer
+from services.proxy.http import send_answer
 from services.clients.advoware.client import AdvowareAPI
 from services.platform.settings import Settings, load_settings
 from services.clients.retry import RetryPolicy

@@ -1,4 +1,4 @@
-"""Unit tests of services.beteiligte_mapping: mapping both ways, validation, three-way merge."""
+"""Unit tests of services.parties.mapping: mapping both ways, validation, three-way merge."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services import beteiligte_mapping as M
-from services.beteiligte_mapping import BankField, PartyField, Side
+from services.parties import mapping as M
+from services.parties.mapping import BankField, PartyField, Side
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 

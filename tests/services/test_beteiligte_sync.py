@@ -1,4 +1,4 @@
-"""Unit tests of services.beteiligte_sync against in-memory fakes of both systems."""
+"""Unit tests of services.parties.sync against in-memory fakes of both systems."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from services import beteiligte_sync as S
-from services.beteiligte_sync import SyncOutcome
+from services.parties import sync as S
+from services.parties.sync import SyncOutcome
 from services.clients.errors import ApiError
 from services.platform.models import SyncSource
 from tests.services.beteiligte_fakes import World

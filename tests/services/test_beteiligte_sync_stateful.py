@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
-from services import beteiligte_mapping as M
-from services import beteiligte_sync as S
+from services.parties import mapping as M
+from services.parties import sync as S
 from tests.services.beteiligte_fakes import World
 
 PARTY = "CBeteiligte"

@@ -1,11 +1,11 @@
-"""The sync plan (services.calendar_diff): who changed, what is written, conflicts."""
+"""The sync plan (services.calendar.plan): who changed, what is written, conflicts."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from services.calendar_diff import ActionKind, Pair, Side, SyncInput, plan_sync, verification_needed
-from services.calendar_mapping import advoware_hash, google_body, google_hash, item_from_advoware
+from services.calendar.plan import ActionKind, Pair, Side, SyncInput, plan_sync, verification_needed
+from services.calendar.mapping import advoware_hash, google_body, google_hash, item_from_advoware
 from services.platform.settings import ConflictRule
 
 WINDOW = (date(2026, 5, 1), date(2026, 12, 31))

@@ -1,4 +1,4 @@
-"""Advoware appointment ↔ Google event mapping (services.calendar_mapping)."""
+"""Advoware appointment ↔ Google event mapping (services.calendar.mapping)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from services.calendar_mapping import (
+from services.calendar.mapping import (
     FRNR_PROPERTY,
     CalendarItem,
     Freq,

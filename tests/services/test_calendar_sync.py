@@ -1,4 +1,4 @@
-"""One employee's sync run (services.calendar_sync.EmployeeSync) against the Advoware and
+"""One employee's sync run (services.calendar.sync.EmployeeSync) against the Advoware and
 Google simulators in-process, with an in-memory state: recovery after failures, no
 duplicates, adoption, reassignment, conflict rule."""
 
@@ -12,8 +12,8 @@ import pytest
 
 from iii_local.testing import MemoryState, RecordingLogger
 from services.clients.advoware.client import AdvowareAPI
-from services.calendar_mapping import event_frnr
-from services.calendar_sync import STATE_SCOPE, STATUS_SCOPE, EmployeeSync, GoogleReadMode, run_employee_sync
+from services.calendar.mapping import event_frnr
+from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE, EmployeeSync, GoogleReadMode, run_employee_sync
 from services.platform.settings import CalendarSettings, ConflictRule, load_settings
 from services.clients.errors import ApiError
 from services.clients.google_calendar import GoogleCalendarAPI, StaticTokenProvider

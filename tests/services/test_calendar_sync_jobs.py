@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from iii_local.testing import MockRequest, mock_context
-from services.calendar_sync_jobs import (
+from services.calendar.jobs import (
     TOPIC_SYNC_ALL,
     TOPIC_SYNC_EMPLOYEE,
     EmployeeSyncJob,

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from services.collection_manager import (
+from services.documents.collections import (
     CollectionAction,
     CollectionManager,
     collection_metadata,
@@ -19,7 +19,7 @@ from services.collection_manager import (
     plan_collection,
 )
 from services.platform.settings import DEFAULT_XAI_COLLECTION_RULES, XAISettings, _collection_rules
-from services.document_sync_utils import (
+from services.documents.sync import (
     DocumentSyncService,
     LinkedEntity,
     MemoryJournal,
@@ -364,7 +364,7 @@ async def test_manager_recreates_gone_and_deletes_unwanted(world: World) -> None
 
 
 async def test_too_large_file_fails_permanently(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    import services.document_sync_utils as dsu
+    import services.documents.sync as dsu
 
     rk, _ = await world.rk_with_collection()
     doc_id = await world.new_doc(b"x" * 2048, raeumungsklagenIds=[rk])

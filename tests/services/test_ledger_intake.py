@@ -17,9 +17,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from iii_local.testing import MockRequest, mock_context
-from services import beteiligte_sync, calendar_sync_jobs, document_sync_utils
+from services.parties import sync as beteiligte_sync
+from services.calendar import jobs as calendar_sync_jobs
+from services.documents import sync as document_sync_utils
 from services.platform.settings import load_settings
-from services.document_sync_utils import document_webhook_events
+from services.documents.sync import document_webhook_events
 from services.clients.espocrm_webhooks import sign_body
 from services.platform.ledger import Ledger, RunOutcome, SyncKind, read_tag
 from services.platform.ledger import __main__ as cli
@@ -27,7 +29,7 @@ from services.platform.ledger import policies
 from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_replay_body, parse_view_query
 from services.platform.models import EntityAction, WebhookItem
 from services.platform.redis import get_redis
-from services.webhook_intake import accept_webhook, engine_streams_raw_body
+from services.webhooks.intake import accept_webhook, engine_streams_raw_body
 from simulators.runner import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 
 from services.clients.advoware.client import AdvowareAPI
-from services.calendar_mapping import FRNR_PROPERTY, event_frnr
-from services.calendar_sync import STATE_SCOPE, STATUS_SCOPE
+from services.calendar.mapping import FRNR_PROPERTY, event_frnr
+from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE
 from services.platform.container import advoware_from_settings, google_calendar_from_settings
 from services.platform.settings import load_settings
 from services.clients.errors import NotFoundError

@@ -42,7 +42,7 @@ def _sync_status_dead(entity_type: str) -> OnDead:
 
 
 async def calendar_employee_dead(claim: Claim, error: str, ctx: Any) -> None:
-    from services.calendar_sync import STATUS_SCOPE
+    from services.calendar.sync import STATUS_SCOPE
 
     state = getattr(ctx, "state", None)
     if state is None:

@@ -4,7 +4,7 @@ so each employee syncs (and fails, and is retried) on its own. Runs on the sync 
 
 from motia import queue
 
-from services.calendar_sync_jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE
+from services.calendar.jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE
 from services.sync_handlers import handle_calendar_all_event
 
 config = {

@@ -9,7 +9,7 @@ written the answer is 503 and nothing is queued.
 
 from motia import http
 
-from services.calendar_sync_jobs import (
+from services.calendar.jobs import (
     API_PATH,
     TOPIC_SYNC_ALL,
     TOPIC_SYNC_EMPLOYEE,
@@ -23,7 +23,7 @@ from services.platform.container import get_ledger
 from services.platform.settings import get_settings
 from services.platform.ledger import LedgerError, mark_and_enqueue
 from services.platform.models import SyncSource
-from services.webhook_intake import json_response
+from services.webhooks.intake import json_response
 
 config = {
     "name": "Calendar Sync API",

@@ -3,7 +3,7 @@ marked in the sync ledger first; one run per slot across engines (services.platf
 
 from motia import cron
 
-from services.calendar_sync_jobs import CRON_EXPRESSION, TOPIC_SYNC_ALL, SyncAllJob
+from services.calendar.jobs import CRON_EXPRESSION, TOPIC_SYNC_ALL, SyncAllJob
 from services.platform.container import get_ledger, get_redis_client
 from services.platform.ledger import mark_and_enqueue
 from services.platform.ledger.cron import run_once_per_slot

@@ -1,11 +1,11 @@
 """`POST /advoware/proxy?endpoint=<path>`: forwards a POST to the Advoware API (see README.md).
 
-Thin: authentication, endpoint validation and forwarding live in services.advoware_proxy.
+Thin: authentication, endpoint validation and forwarding live in services.proxy.advoware.
 """
 
 from motia import http
 
-from services.advoware_proxy import PROXY_PATH, ProxyMethod, handle_proxy_request
+from services.proxy.advoware import PROXY_PATH, ProxyMethod, handle_proxy_request
 
 config = {
     "name": "Advoware Proxy POST",

@@ -10,7 +10,7 @@ from typing import Any
 
 from motia import queue
 
-from services.beteiligte_sync import TOPIC_BANK, handle_sync_event
+from services.parties.sync import TOPIC_BANK, handle_sync_event
 from services.platform.models import EntityAction, EntityType
 
 config = {

@@ -11,7 +11,7 @@ from motia import cron
 
 from services.platform.container import get_espocrm, get_ledger, get_redis_client
 from services.platform.settings import get_settings
-from services.document_sync_utils import (
+from services.documents.sync import (
     RECONCILE_LIMIT,
     TOPIC_COLLECTION_ENSURE,
     TOPIC_DOCUMENT_UPDATE,

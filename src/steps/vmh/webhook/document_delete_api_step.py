@@ -1,15 +1,15 @@
 """POST /vmh/webhook/document/delete: EspoCRM CDokumente.delete webhook → vmh.document.delete.
 
-Thin: services.webhook_intake.accept_webhook authenticates (signature/token), validates
+Thin: services.webhooks.intake.accept_webhook authenticates (signature/token), validates
 (≤ 50 items with `id`), queues one SyncEvent per document and answers 200/400/401.
 """
 
 from motia import http
 
 from services.platform.settings import get_settings
-from services.document_sync_utils import TOPIC_DOCUMENT_DELETE, document_webhook_events
+from services.documents.sync import TOPIC_DOCUMENT_DELETE, document_webhook_events
 from services.platform.models import EntityAction, WebhookItem
-from services.webhook_intake import accept_webhook
+from services.webhooks.intake import accept_webhook
 
 config = {
     "name": "VMH Document Delete Webhook",

@@ -1,15 +1,15 @@
 """POST /vmh/webhook/document/update: EspoCRM CDokumente.update webhook → vmh.document.update.
 
-Thin: services.webhook_intake.accept_webhook authenticates (signature/token), validates
+Thin: services.webhooks.intake.accept_webhook authenticates (signature/token), validates
 (≤ 50 items with `id`), queues one SyncEvent per document and answers 200/400/401.
 """
 
 from motia import http
 
 from services.platform.settings import get_settings
-from services.document_sync_utils import TOPIC_DOCUMENT_UPDATE, document_webhook_events
+from services.documents.sync import TOPIC_DOCUMENT_UPDATE, document_webhook_events
 from services.platform.models import EntityAction, WebhookItem
-from services.webhook_intake import accept_webhook
+from services.webhooks.intake import accept_webhook
 
 config = {
     "name": "VMH Document Update Webhook",

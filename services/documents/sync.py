@@ -683,7 +683,7 @@ __all__ = [
 
 
 def document_webhook_events(action: EntityAction) -> Any:
-    """`to_events` for services.webhook_intake.accept_webhook on a CDokumente webhook.
+    """`to_events` for services.webhooks.intake.accept_webhook on a CDokumente webhook.
 
     The echo of our own write-back (an update touching only sync fields, is_own_write_echo)
     yields no event: it needs no sync, and as the latest payload of the document's ledger

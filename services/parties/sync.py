@@ -8,7 +8,7 @@ the EspoCRM id of a party in `ExterneId`, so a retry after a crash between "crea
 Advoware" and "advowareId stored in EspoCRM" finds the party instead of creating a second.
 
 Per entity the last synced state (the merged canonical record, see
-`services.beteiligte_mapping`) is kept as a *snapshot* in state; every sync reads both
+`services.parties.mapping`) is kept as a *snapshot* in state; every sync reads both
 sides and runs the three-way merge against it. When both sides equal the snapshot
 nothing is written - that is what stops our own writes (which come back as EspoCRM
 webhooks, and as Advoware changes seen by the cron) from ping-ponging.
@@ -17,7 +17,7 @@ Rules (also in src/steps/vmh/README.md):
 - Created in EspoCRM → created in Advoware (after validation) → `advowareId` stored;
   bank accounts follow once their party has an `advowareId`.
 - Updated on one side → copied to the other; on both sides → conflict rule of
-  `beteiligte_mapping.conflict_winner`, recorded as `syncStatus=conflict` with a note in
+  `services.parties.mapping.conflict_winner`, recorded as `syncStatus=conflict` with a note in
   `syncError` and logged. The note stays until the next real change is synced.
 - Deleted in EspoCRM → the party is deleted in Advoware only when Advoware allows it (it
   refuses with 409 while matters reference it); then it is kept, logged and listed in state
@@ -41,7 +41,7 @@ from enum import StrEnum
 from typing import Any, Callable, Mapping, Protocol
 
 from services.clients.advoware import paths as P
-from services import beteiligte_mapping as M
+from services.parties import mapping as M
 from services.platform.container import get_advoware, get_espocrm, get_redis_client
 from services.clients.errors import (
     ApiError,
@@ -148,7 +148,7 @@ def sync_event(
 
 
 def webhook_events(base: str, action: EntityAction) -> Callable[[Any, str | None], list[dict[str, Any]]]:
-    """`to_events` for services.webhook_intake.accept_webhook on a CBeteiligte (`base` =
+    """`to_events` for services.webhooks.intake.accept_webhook on a CBeteiligte (`base` =
     TOPIC_PARTY) or CBankverbindungen (TOPIC_BANK) webhook: one sync event per record; the
     handler reads both systems itself, so the body's attributes are only noted as changed."""
 

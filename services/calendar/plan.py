@@ -1,8 +1,8 @@
 """The decision of a calendar sync run: given the stored pairs, what Advoware and Google
-look like now, plan the writes. Pure, no I/O (the handler in services.calendar_sync reads,
+look like now, plan the writes. Pure, no I/O (the handler in services.calendar.sync reads,
 calls `plan_sync`, then applies the plan).
 
-Each pair remembers the fingerprint (services.calendar_mapping) of both sides as they were
+Each pair remembers the fingerprint (services.calendar.mapping) of both sides as they were
 after the last sync, so a side "changed" when its fingerprint differs. Our own writes are
 fingerprinted after writing, so they never come back as changes.
 
@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import Any, Iterable, Mapping
 
 from services.clients.advoware.paths import TerminField as F
-from services.calendar_mapping import (
+from services.calendar.mapping import (
     CalendarItem,
     advoware_modified,
     belongs_to,

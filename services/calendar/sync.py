@@ -1,4 +1,4 @@
-"""One calendar sync run for one employee: read both sides, plan (services.calendar_diff),
+"""One calendar sync run for one employee: read both sides, plan (services.calendar.plan),
 write, remember. Knows Motia only through the `state` object it is given (`ctx.state`:
 async get/set(scope, key[, value])).
 
@@ -26,8 +26,8 @@ from enum import StrEnum
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, TypeVar
 
 from services.clients.advoware.paths import TerminField as F
-from services.calendar_diff import Action, ActionKind, Pair, SyncInput, SyncPlan, plan_sync, verification_needed
-from services.calendar_mapping import (
+from services.calendar.plan import Action, ActionKind, Pair, SyncInput, SyncPlan, plan_sync, verification_needed
+from services.calendar.mapping import (
     BERLIN,
     FRNR_PROPERTY,
     advoware_fields,

@@ -13,7 +13,7 @@ Order of checks (nothing leaves before all have passed):
 4. Body larger than `ADVOWARE_PROXY_MAX_BODY_BYTES` → 413; a body that is not what it
    claims (unparsable JSON, shorter than its Content-Length) → 400. How the body is taken
    from the engine (parsed JSON, or the raw stream for other content types) and how the
-   answer goes back (through the response channel) is in services.advoware_proxy_http.
+   answer goes back (through the response channel) is in services.proxy.http.
 Then the call: Advoware unreachable → 502, timed out → 504, answer larger than the limit
 → 502; all with a JSON body `{"error": <reason>, "source": "advoware-proxy"}`.
 
@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import unquote
 
 from services.clients.advoware.paths import TOKEN_PATH
-from services.advoware_proxy_http import ProxyError, read_body, send_answer
+from services.proxy.http import ProxyError, read_body, send_answer
 from services.clients.errors import ApiConnectionError, ApiError, IntegrationError, ValidationError
 from services.platform.logging import get_service_logger
 from services.clients.retry import NO_RETRY

@@ -1,0 +1,1 @@
+"""Document sync: EspoCRM documents to xAI (`sync`) and the per-entity xAI collections (`collections`)."""

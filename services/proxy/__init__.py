@@ -1,0 +1,1 @@
+"""The authenticated Advoware pass-through proxy (`advoware`) and its HTTP request/response handling (`http`)."""

@@ -1,0 +1,1 @@
+"""EspoCRM webhook intake: authenticate, split, validate, mark in the ledger, enqueue (`intake`)."""
