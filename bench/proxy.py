@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import closed_loop, emit, session  # noqa: E402
 
 from iii_local.testing import MotiaTester, free_port  # noqa: E402
-from services.clients.advoware.client import AdvowareAPI  # noqa: E402
+from services.clients.advoware.api import AdvowareAPI  # noqa: E402
 from simulators.advoware import create_app, load_demo_seed  # noqa: E402
 from simulators.runner import start_app  # noqa: E402
 

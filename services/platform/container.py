@@ -85,7 +85,7 @@ def xai_from_settings(s: Settings) -> Any:
 
 def advoware_from_settings(s: Settings, redis: Any = None) -> Any:
     """An Advoware client for these settings, caching its token in `redis` when given."""
-    from services.clients.advoware.client import AdvowareAPI
+    from services.clients.advoware.api import AdvowareAPI
 
     a = s.advoware
     return AdvowareAPI(

@@ -2,7 +2,7 @@
 its credentials. Knows nothing of Motia except the response object the steps return.
 
 `GET|POST|PUT|DELETE /advoware/proxy?endpoint=<path>&...` → `{api_base}<path>` with the
-cached Advoware bearer token (services.clients.advoware.client.AdvowareAPI: HMAC-512 token flow,
+cached Advoware bearer token (services.clients.advoware.api.AdvowareAPI: HMAC-512 token flow,
 Redis token cache, one refresh on 401). The answer is Advoware's status, content type
 and body, byte for byte.
 
@@ -331,7 +331,7 @@ async def forward(
     a ProxyResult: Advoware's answer as it is, or 502 (unreachable, bad token answer, too
     large) / 504 (no answer within `timeout_seconds`). Never retries (writes must not be
     repeated; callers decide), except the client's one token refresh on 401."""
-    from services.clients.advoware.client import ResponseTooLargeError
+    from services.clients.advoware.responses import ResponseTooLargeError
 
     method = ProxyMethod(str(method).upper())
     out_headers = dict(headers or {})

@@ -13,13 +13,10 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from services.clients.advoware.client import (
-    AdvowareAPI,
-    ResponseTooLargeError,
-    discover_urls,
-    format_timestamp,
-    hmac512_signature,
-)
+from services.clients.advoware.api import AdvowareAPI
+from services.clients.advoware.client import discover_urls
+from services.clients.advoware.responses import ResponseTooLargeError
+from services.clients.advoware.token import format_timestamp, hmac512_signature
 from services.clients.errors import ApiConnectionError, ApiError, AuthError, ConflictError, NotFoundError
 from services.clients.retry import RetryPolicy
 from simulators.advoware import create_app, load_demo_seed

@@ -30,7 +30,7 @@ from services.proxy.advoware import (
     validate_endpoint,
 )
 from services.proxy.http import send_answer
-from services.clients.advoware.client import AdvowareAPI
+from services.clients.advoware.api import AdvowareAPI
 from services.platform.settings import Settings, load_settings
 from services.clients.retry import RetryPolicy
 from simulators.advoware import create_app

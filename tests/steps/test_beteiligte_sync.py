@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from iii_local.testing import MotiaTester
-from services.clients.advoware.client import AdvowareAPI
+from services.clients.advoware.api import AdvowareAPI
 from services.parties.sync import KEPT_SCOPE, PARTY_SNAPSHOT_SCOPE
 from services.platform.container import advoware_from_settings, espocrm_from_settings
 from services.platform.settings import Settings, load_settings

@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from services.clients.advoware.client import AdvowareAPI
+from services.clients.advoware.api import AdvowareAPI
 from services.calendar.mapping import FRNR_PROPERTY, event_frnr
 from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE
 from services.platform.container import advoware_from_settings, google_calendar_from_settings

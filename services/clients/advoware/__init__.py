@@ -1,1 +1,3 @@
-"""Advoware: the API client with its HMAC token flow (`client`) and its path and field table (`paths`)."""
+"""Advoware: the HMAC-512 token flow and its shared cache (`token`), the HTTP client (`client`),
+the typed resource calls (`api.AdvowareAPI`), the answers and their errors (`responses`) and
+the path and field table (`paths`)."""

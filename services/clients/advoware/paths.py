@@ -4,7 +4,7 @@ Only the token flow and `TermineActiveSync` are documented (external-apis.md §3
 Parties (Beteiligte), bank accounts (Bankverbindungen), employees (Mitarbeiter) and
 single matters are NOT publicly documented [I]: their paths and field casing below are
 our best guess and must be checked against the customer's Swagger. Correct them HERE;
-the client (`services.clients.advoware.client`), the simulator and the sync logic only use the
+the client (`services.clients.advoware`), the simulator and the sync logic only use the
 names defined in this module.
 
 Paths are relative to the API base (`https://host/`, with `api/v1/...` below it) and have
