@@ -2,7 +2,7 @@
 look like now, plan the writes. Pure, no I/O (the handler in services.calendar.sync reads,
 calls `plan_sync`, then applies the plan).
 
-Each pair remembers the fingerprint (services.calendar.mapping) of both sides as they were
+Each pair remembers the fingerprint (services.calendar.advoware_mapping) of both sides as they were
 after the last sync, so a side "changed" when its fingerprint differs. Our own writes are
 fingerprinted after writing, so they never come back as changes.
 
@@ -34,14 +34,11 @@ from enum import StrEnum
 from typing import Any, Iterable, Mapping
 
 from services.clients.advoware.paths import TerminField as F
-from services.calendar.mapping import (
-    CalendarItem,
-    advoware_modified,
-    belongs_to,
+from services.calendar.advoware_mapping import CalendarItem, advoware_modified, belongs_to, item_from_advoware
+from services.calendar.google_mapping import (
     event_frnr,
     is_cancelled,
     is_syncable_event,
-    item_from_advoware,
     item_from_google,
     parse_google_timestamp,
 )

@@ -27,11 +27,9 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, TypeVa
 
 from services.clients.advoware.paths import TerminField as F
 from services.calendar.plan import Action, ActionKind, Pair, SyncInput, SyncPlan, plan_sync, verification_needed
-from services.calendar.mapping import (
-    BERLIN,
+from services.calendar.advoware_mapping import BERLIN, advoware_fields, advoware_hash
+from services.calendar.google_mapping import (
     FRNR_PROPERTY,
-    advoware_fields,
-    advoware_hash,
     frnr_property,
     google_body,
     google_hash,

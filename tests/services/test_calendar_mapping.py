@@ -1,4 +1,4 @@
-"""Advoware appointment ↔ Google event mapping (services.calendar.mapping)."""
+"""Advoware appointment ↔ Google event mapping (services.calendar.advoware_mapping, services.calendar.google_mapping)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from services.calendar.mapping import (
-    FRNR_PROPERTY,
+from services.calendar.advoware_mapping import (
     CalendarItem,
     Freq,
     Recurrence,
     add_months,
     advoware_fields,
     belongs_to,
+    item_from_advoware,
+)
+from services.calendar.google_mapping import (
+    FRNR_PROPERTY,
     event_frnr,
     google_body,
     is_syncable_event,
-    item_from_advoware,
     item_from_google,
     parse_recurrence,
     to_rrule,

@@ -12,7 +12,7 @@ import pytest
 
 from iii_local.testing import MemoryState, RecordingLogger
 from services.clients.advoware.api import AdvowareAPI
-from services.calendar.mapping import event_frnr
+from services.calendar.google_mapping import event_frnr
 from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE, EmployeeSync, GoogleReadMode, run_employee_sync
 from services.platform.settings import CalendarSettings, ConflictRule, load_settings
 from services.clients.errors import ApiError

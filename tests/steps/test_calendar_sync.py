@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from services.clients.advoware.api import AdvowareAPI
-from services.calendar.mapping import FRNR_PROPERTY, event_frnr
+from services.calendar.google_mapping import FRNR_PROPERTY, event_frnr
 from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE
 from services.platform.container import advoware_from_settings, google_calendar_from_settings
 from services.platform.settings import load_settings
