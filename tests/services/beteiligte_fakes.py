@@ -4,7 +4,8 @@ They follow the simulators' behaviour where the sync depends on it: EspoCRM stor
 changed attributes and moves `modifiedAt` (whole seconds) only when something changed,
 queueing an `update` webhook item; Advoware PUT replaces the record and moves
 `GeaendertAm` (ms), refuses deleting a party used by a matter (409), validates the IBAN
-(400) and requires `Name`. Both count writes. A shared `Clock` advances on every write
+(400, with the fakes' own mod-97 check) and requires `Name`; it logs every call with the
+§3 path it stands for (`calls`). Both count writes. A shared `Clock` advances on every write
 so modification times are ordered. `faults` makes the next N calls of a method fail.
 """
 
@@ -12,17 +13,90 @@ from __future__ import annotations
 
 import copy
 import itertools
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from services.clients.advoware import paths as P
-from services.parties.mapping import iban_is_valid
 from services.clients.errors import ApiError, ConflictError, NotFoundError, api_error_for
+
+# --- The fakes' own knowledge of Advoware ------------------------------------------------
+# Written from ../shared/spec/external-apis.md §3, NOT imported from the project (neither
+# services.clients.advoware.paths nor the production IBAN check) nor from simulators/: when
+# the project gets a path, a field's casing or a check wrong, these tests disagree with it
+# instead of agreeing by construction.
+
+BETEILIGTE_PATH = "api/v1/advonet/Beteiligte"
+"""§3: parties; one party is `{BETEILIGTE_PATH}/{betNr}`."""
+BANKVERBINDUNGEN_SEGMENT = "Bankverbindungen"
+"""§3: a party's bank accounts are `{BETEILIGTE_PATH}/{betNr}/Bankverbindungen[/{id}]`."""
+
+
+def party_path(betnr: int | None = None) -> str:
+    return BETEILIGTE_PATH if betnr is None else f"{BETEILIGTE_PATH}/{betnr}"
+
+
+def bank_accounts_path(betnr: int, bank_id: int | None = None) -> str:
+    base = f"{party_path(betnr)}/{BANKVERBINDUNGEN_SEGMENT}"
+    return base if bank_id is None else f"{base}/{bank_id}"
+
+
+PARTY_FIELDS = (
+    "BetNr", "Anrede", "Titel", "Name", "Vorname", "Rechtsform", "Geburtsdatum", "Email",
+    "Telefon", "Mobil", "Strasse", "PLZ", "Ort", "Land", "ExterneId", "GeaendertAm",
+)  # fmt: skip
+"""PascalCase like the documented resources (§3); BetNr and GeaendertAm are the server's."""
+PARTY_READ_ONLY = frozenset({"BetNr", "GeaendertAm"})
+BANK_FIELDS = ("Id", "IBAN", "BIC", "Bank", "Kontoinhaber", "GeaendertAm")
+
+
+def canonical_keys(record: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """ASP.NET binds request bodies case-insensitively: keys onto `fields`' casing, others kept."""
+    by_lower = {name.lower(): name for name in fields}
+    return {by_lower.get(str(k).lower(), k): v for k, v in record.items()}
+
+
+def utc_stamp(dt: datetime) -> str:
+    """A UTC modification time as the API writes it: `YYYY-MM-DDTHH:MM:SS.fffZ`."""
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+_STAMP_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_stamp(value: str) -> datetime:
+    """A UTC timestamp with 0-9 fractional digits and `Z`, an offset or no zone (UTC)."""
+    m = _STAMP_RE.match(value.strip())
+    if m is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), int((frac or "0")[:6].ljust(6, "0")))
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return dt.replace(tzinfo=UTC)
+
+
+def iban_checksum_ok(iban: str) -> bool:
+    """ISO 13616 as the bank side checks it: country, two check digits, 11-30 alphanumerics,
+    and the remainder of the rearranged number (letters A=10 .. Z=35) mod 97 equal to 1,
+    computed digit by digit."""
+    if re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", iban) is None:
+        return False
+    remainder = 0
+    for ch in iban[4:] + iban[:4]:
+        for digit in str(int(ch, 36)):
+            remainder = (remainder * 10 + int(digit)) % 97
+    return remainder == 1
 
 
 class Clock:
     def __init__(self) -> None:
-        self.t = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+        self.t = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
     def tick(self, ms: int = 400) -> datetime:
         self.t += timedelta(milliseconds=ms)
@@ -143,28 +217,30 @@ class FakeAdvoware:
         self.bank_owner: dict[int, int] = {}
         self.matters: set[int] = set()  # BetNrs referenced by a matter
         self.writes: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, str]] = []
+        """Every call as (method, §3 path) it stands for, faulted ones included."""
         self.faults = Faults()
         self._betnr = itertools.count(1000)
         self._bank_id = itertools.count(1)
 
     def _stamp(self) -> str:
-        return P.format_utc(self.clock.tick())
+        return utc_stamp(self.clock.tick())
 
     def _clean_party(self, body: Mapping[str, Any], betnr: int) -> dict[str, Any]:
-        body = P.normalize_record(body, P.BeteiligterField)
+        body = canonical_keys(body, PARTY_FIELDS)
         name = str(body.get("Name") or "").strip()
         if not name:
             raise ApiError("advoware", 400, 'Das Feld "Name" ist erforderlich.')
-        rec = {f.value: body.get(f.value) for f in P.BeteiligterField if f not in P.BETEILIGTER_READ_ONLY}
+        rec = {f: body.get(f) for f in PARTY_FIELDS if f not in PARTY_READ_ONLY}
         rec["Name"] = name
         if rec.get("Geburtsdatum"):
             rec["Geburtsdatum"] = str(rec["Geburtsdatum"])[:10] + "T00:00:00"
         return {"BetNr": betnr, **rec, "GeaendertAm": self._stamp()}
 
     def _clean_bank(self, body: Mapping[str, Any], bank_id: int) -> dict[str, Any]:
-        body = P.normalize_record(body, P.BankverbindungField)
+        body = canonical_keys(body, BANK_FIELDS)
         iban = str(body.get("IBAN") or "").replace(" ", "").upper()
-        if not iban_is_valid(iban):
+        if not iban_checksum_ok(iban):
             raise ApiError("advoware", 400, f'Die IBAN "{iban}" ist ungültig.')
         return {
             "Id": bank_id,
@@ -178,6 +254,7 @@ class FakeAdvoware:
     # parties
     async def find_party_by_external_id(self, external_id: str) -> dict[str, Any] | None:
         self.faults.check("advoware", "find")
+        self.calls.append(("GET", party_path()))
         for p in self.parties.values():
             if p.get("ExterneId") == external_id:
                 return copy.deepcopy(p)
@@ -185,12 +262,14 @@ class FakeAdvoware:
 
     async def get_party(self, betnr: int) -> dict[str, Any]:
         self.faults.check("advoware", "get")
+        self.calls.append(("GET", party_path(betnr)))
         if betnr not in self.parties:
             raise NotFoundError("advoware", 404, f"Der Beteiligte {betnr} wurde nicht gefunden.")
         return copy.deepcopy(self.parties[betnr])
 
     async def create_party(self, data: Mapping[str, Any]) -> dict[str, Any]:
         self.faults.check("advoware", "create")
+        self.calls.append(("POST", party_path()))
         betnr = next(self._betnr)
         rec = self._clean_party(data, betnr)
         self.parties[betnr] = rec
@@ -208,6 +287,7 @@ class FakeAdvoware:
 
     async def update_party(self, betnr: int, data: Mapping[str, Any], *, merge: bool = True) -> dict[str, Any]:
         self.faults.check("advoware", "update")
+        self.calls.append(("PUT", party_path(betnr)))
         if betnr not in self.parties:
             raise NotFoundError("advoware", 404, "nicht gefunden")
         body = dict(data)
@@ -225,6 +305,7 @@ class FakeAdvoware:
 
     async def delete_party(self, betnr: int) -> None:
         self.faults.check("advoware", "delete")
+        self.calls.append(("DELETE", party_path(betnr)))
         if betnr not in self.parties:
             raise NotFoundError("advoware", 404, "nicht gefunden")
         if betnr in self.matters:
@@ -233,22 +314,25 @@ class FakeAdvoware:
         self.user_delete_party(betnr)
 
     async def list_parties(self, changed_since: Any = None, *, page_size: int = 100, **_: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        self.calls.append(("GET", party_path()))
         items = [copy.deepcopy(self.parties[n]) for n in sorted(self.parties)]
         if changed_since:
-            since = P.parse_utc(changed_since) if isinstance(changed_since, str) else changed_since
-            items = [p for p in items if P.parse_utc(p["GeaendertAm"]) >= since]
+            since = parse_stamp(changed_since) if isinstance(changed_since, str) else changed_since
+            items = [p for p in items if parse_stamp(p["GeaendertAm"]) >= since]
         for i in range(0, len(items), page_size):
             yield items[i : i + page_size]
 
     # bank accounts
     async def list_bank_accounts(self, betnr: int) -> list[dict[str, Any]]:
         self.faults.check("advoware", "list_banks")
+        self.calls.append(("GET", bank_accounts_path(betnr)))
         if betnr not in self.parties:
             raise NotFoundError("advoware", 404, "nicht gefunden")
         return [copy.deepcopy(self.banks[b]) for b in sorted(self.banks) if self.bank_owner[b] == betnr]
 
     async def create_bank_account(self, betnr: int, data: Mapping[str, Any]) -> dict[str, Any]:
         self.faults.check("advoware", "create_bank")
+        self.calls.append(("POST", bank_accounts_path(betnr)))
         if betnr not in self.parties:
             raise NotFoundError("advoware", 404, "nicht gefunden")
         bid = next(self._bank_id)
@@ -263,6 +347,7 @@ class FakeAdvoware:
 
     async def update_bank_account(self, betnr: int, bank_id: int, data: Mapping[str, Any], *, merge: bool = True) -> dict[str, Any]:
         self.faults.check("advoware", "update_bank")
+        self.calls.append(("PUT", bank_accounts_path(betnr, bank_id)))
         if self.bank_owner.get(bank_id) != betnr:
             raise NotFoundError("advoware", 404, "nicht gefunden")
         body = {**self.banks[bank_id], **data} if merge else dict(data)
@@ -272,6 +357,7 @@ class FakeAdvoware:
 
     async def delete_bank_account(self, betnr: int, bank_id: int) -> None:
         self.faults.check("advoware", "delete_bank")
+        self.calls.append(("DELETE", bank_accounts_path(betnr, bank_id)))
         if self.bank_owner.get(bank_id) != betnr:
             raise NotFoundError("advoware", 404, "nicht gefunden")
         self.writes.append(("DELETE", f"bank:{bank_id}"))

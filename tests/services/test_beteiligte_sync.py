@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from services.clients.errors import ApiError
 from services.parties import sync as S
 from services.parties.sync import SyncOutcome
-from services.clients.errors import ApiError
 from services.platform.models import SyncSource
 from tests.services.beteiligte_fakes import World
 
@@ -384,3 +384,30 @@ def test_sync_error_comparison_tolerates_a_cut_field() -> None:
     long = "Konflikt " + "x" * 500
     assert S._same_error(long[:255], long) and S._same_error(None, None)
     assert not S._same_error("kurz", "kurz und anders") and not S._same_error(None, "a")
+
+
+async def test_production_tables_agree_with_the_fakes_own_knowledge() -> None:
+    """The fakes know Advoware from external-apis.md §3 and ISO 13616 on their own (no import
+    of services.clients.advoware.paths or of the production IBAN check), so a wrong path,
+    field name or IBAN check in production disagrees here instead of passing by construction."""
+    from services.clients.advoware import paths as P
+    from services.parties.mapping import iban_is_valid
+    from tests.services import beteiligte_fakes as fakes
+
+    w = World()
+    espo_id, betnr = await created_party(w)
+    w.espo.user_create(BANK, {"iban": IBAN, "beteiligteId": espo_id})
+    await w.drain()
+    (bank_id,) = w.advo.banks
+    assert (P.BETEILIGTE_PATH, P.beteiligter_path(betnr), P.bankverbindungen_path(betnr), P.bankverbindung_path(betnr, bank_id)) == (
+        fakes.party_path(),
+        fakes.party_path(betnr),
+        fakes.bank_accounts_path(betnr),
+        fakes.bank_accounts_path(betnr, bank_id),
+    )
+    assert ("POST", fakes.party_path()) in w.advo.calls and ("POST", fakes.bank_accounts_path(betnr)) in w.advo.calls
+    assert [f.value for f in P.BeteiligterField] == list(fakes.PARTY_FIELDS)
+    assert {f.value for f in P.BETEILIGTER_READ_ONLY} == fakes.PARTY_READ_ONLY
+    assert [f.value for f in P.BankverbindungField] == list(fakes.BANK_FIELDS)
+    for iban in (IBAN, IBAN2, "DE00370400440532013000", "DE8937040044053201300", "XX89370400440532013000", "GB82WEST1234569876543X"):
+        assert iban_is_valid(iban) is fakes.iban_checksum_ok(iban), iban
