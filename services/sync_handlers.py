@@ -15,13 +15,9 @@ from typing import Any
 from services.calendar.jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
 from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_redis_client, get_xai
 from services.platform.settings import get_settings
-from services.documents.sync import (
-    DOCUMENT_TOPICS,
-    TOPIC_COLLECTION_ENSURE,
-    TOPIC_DOCUMENT_UPDATE,
-    DocumentSyncService,
-    StateJournal,
-)
+from services.documents.events import DOCUMENT_TOPICS, TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
+from services.documents.executor import DocumentSyncService
+from services.documents.journal import StateJournal
 from services.clients.errors import ValidationError
 from services.platform.ledger import Claim, RunReport, SyncKind, run_marked
 from services.platform.models import SyncEvent
@@ -36,7 +32,7 @@ def _parse_sync_event(data: Any, ctx: Any, what: str) -> SyncEvent | None:
 
 
 async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
-    """`vmh.document.{create,update,delete}`: services.documents.sync.DocumentSyncService
+    """`vmh.document.{create,update,delete}`: services.documents.executor.DocumentSyncService
     (idempotent, under the lock `document_sync:CDokumente:{id}`)."""
     event = _parse_sync_event(data, ctx, "document")
     if event is None:

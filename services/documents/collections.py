@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from services.documents.sync import ENTITY_DOCUMENTS_LINK, document_event
+from services.documents.events import document_event
+from services.documents.plan import ENTITY_DOCUMENTS_LINK
 from services.clients.errors import NotFoundError, ValidationError
 from services.platform.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
 from services.platform.logging import ServiceLogger, get_service_logger

@@ -19,22 +19,17 @@ from services.documents.collections import (
     plan_collection,
 )
 from services.platform.settings import DEFAULT_XAI_COLLECTION_RULES, XAISettings, _collection_rules
-from services.documents.sync import (
-    DocumentSyncService,
+from services.documents.events import document_webhook_events, is_own_write_echo, link_webhook_events
+from services.documents.executor import DocumentSyncService, SyncOutcome, download_to_tempfile
+from services.documents.journal import MemoryJournal
+from services.documents.plan import (
     LinkedEntity,
-    MemoryJournal,
     SyncDecision,
-    SyncOutcome,
     collections_to_clean,
-    document_webhook_events,
-    download_to_tempfile,
-    is_own_write_echo,
-    iter_reconcile_events,
-    link_webhook_events,
     plan_document_sync,
     reusable_file_candidates,
-    unsynced_documents_where,
 )
+from services.documents.reconcile import iter_reconcile_events, unsynced_documents_where
 from services.clients.espocrm import EspoCRMAPI
 from services.clients.errors import ApiConnectionError, LockBusyError, ValidationError
 from services.platform.locks import RedisLock, lock_key
@@ -364,7 +359,7 @@ async def test_manager_recreates_gone_and_deletes_unwanted(world: World) -> None
 
 
 async def test_too_large_file_fails_permanently(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    import services.documents.sync as dsu
+    import services.documents.executor as dsu
 
     rk, _ = await world.rk_with_collection()
     doc_id = await world.new_doc(b"x" * 2048, raeumungsklagenIds=[rk])

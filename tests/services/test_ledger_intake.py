@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from iii_local.testing import MockRequest, mock_context
 from services.parties import sync as beteiligte_sync
 from services.calendar import jobs as calendar_sync_jobs
-from services.documents import sync as document_sync_utils
+from services.documents import events as document_events
 from services.platform.settings import load_settings
-from services.documents.sync import document_webhook_events
+from services.documents.events import document_webhook_events
 from services.clients.espocrm_webhooks import sign_body
 from services.platform.ledger import Ledger, RunOutcome, SyncKind, read_tag
 from services.platform.ledger import __main__ as cli
@@ -207,10 +207,10 @@ async def test_ops_view_and_cli_list_and_replay_dead_marks(redis_url: str) -> No
 
 
 def test_policy_topics_match_the_services_and_the_steps() -> None:
-    assert policies.TOPIC_DOCUMENT_CREATE == document_sync_utils.TOPIC_DOCUMENT_CREATE
-    assert policies.TOPIC_DOCUMENT_UPDATE == document_sync_utils.TOPIC_DOCUMENT_UPDATE
-    assert policies.TOPIC_DOCUMENT_DELETE == document_sync_utils.TOPIC_DOCUMENT_DELETE
-    assert policies.TOPIC_COLLECTION_ENSURE == document_sync_utils.TOPIC_COLLECTION_ENSURE
+    assert policies.TOPIC_DOCUMENT_CREATE == document_events.TOPIC_DOCUMENT_CREATE
+    assert policies.TOPIC_DOCUMENT_UPDATE == document_events.TOPIC_DOCUMENT_UPDATE
+    assert policies.TOPIC_DOCUMENT_DELETE == document_events.TOPIC_DOCUMENT_DELETE
+    assert policies.TOPIC_COLLECTION_ENSURE == document_events.TOPIC_COLLECTION_ENSURE
     assert policies.TOPIC_CALENDAR_ALL == calendar_sync_jobs.TOPIC_SYNC_ALL
     assert policies.TOPIC_CALENDAR_EMPLOYEE == calendar_sync_jobs.TOPIC_SYNC_EMPLOYEE
     assert set(policies.POLICIES[SyncKind.PARTY].topics) == {f"{beteiligte_sync.TOPIC_PARTY}.{a}" for a in ("create", "update", "delete")}

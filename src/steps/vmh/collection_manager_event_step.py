@@ -8,7 +8,7 @@ document it returns (event storm) is marked, then enqueued. Retries: ledger kind
 
 from motia import queue
 
-from services.documents.sync import TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
+from services.documents.events import TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
 from services.sync_handlers import handle_collection_event
 
 config = {

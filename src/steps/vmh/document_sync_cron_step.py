@@ -11,12 +11,8 @@ from motia import cron
 
 from services.platform.container import get_espocrm, get_ledger, get_redis_client
 from services.platform.settings import get_settings
-from services.documents.sync import (
-    RECONCILE_LIMIT,
-    TOPIC_COLLECTION_ENSURE,
-    TOPIC_DOCUMENT_UPDATE,
-    iter_reconcile_events,
-)
+from services.documents.events import TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
+from services.documents.reconcile import RECONCILE_LIMIT, iter_reconcile_events
 from services.platform.ledger import mark_and_enqueue
 from services.platform.ledger.cron import run_once_per_slot
 

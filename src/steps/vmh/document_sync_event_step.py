@@ -1,6 +1,6 @@
 """Document sync to xAI Collections (queue: vmh.document.create/update/delete).
 
-Thin: services.sync_handlers.handle_document_event runs services.documents.sync.
+Thin: services.sync_handlers.handle_document_event runs services.documents.executor.
 DocumentSyncService (idempotent, locked `document_sync:CDokumente:{id}`) on the sync
 ledger: the run works from the document's ledger mark, is time-boxed, and its follow-ups
 are marked before they are enqueued. Retries, backoff and the dead list are the ledger's
@@ -10,7 +10,7 @@ are marked before they are enqueued. Retries, backoff and the dead list are the 
 
 from motia import queue
 
-from services.documents.sync import (
+from services.documents.events import (
     TOPIC_COLLECTION_ENSURE,
     TOPIC_DOCUMENT_CREATE,
     TOPIC_DOCUMENT_DELETE,

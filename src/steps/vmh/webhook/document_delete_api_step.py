@@ -7,7 +7,7 @@ Thin: services.webhooks.intake.accept_webhook authenticates (signature/token), v
 from motia import http
 
 from services.platform.settings import get_settings
-from services.documents.sync import TOPIC_DOCUMENT_DELETE, document_webhook_events
+from services.documents.events import TOPIC_DOCUMENT_DELETE, document_webhook_events
 from services.platform.models import EntityAction, WebhookItem
 from services.webhooks.intake import accept_webhook
 

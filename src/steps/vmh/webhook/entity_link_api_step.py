@@ -8,7 +8,12 @@ queues vmh.collection.ensure for the entity AND vmh.document.update for the docu
 from motia import http
 
 from services.platform.settings import get_settings
-from services.documents.sync import TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE, link_item_key, link_webhook_events
+from services.documents.events import (
+    TOPIC_COLLECTION_ENSURE,
+    TOPIC_DOCUMENT_UPDATE,
+    link_item_key,
+    link_webhook_events,
+)
 from services.platform.models import EntityAction, LinkWebhookItem
 from services.webhooks.intake import accept_webhook
 

@@ -1,17 +1,10 @@
-"""Document sync EspoCRM → xAI Collections: decisions (pure) and the sync itself (I/O).
+"""What the document sync does: `DocumentSyncService` applies a plan
+(services.documents.plan) through the EspoCRM and xAI clients, idempotently.
 
-Data model (EspoCRM): a `CDokumente` record has an attachment (`fileId`) and is linked to
-entities through `beteiligte` (CBeteiligte), `raeumungsklagen` (Raeumungsklage) and
-`accounts` (Account). An entity owns an xAI collection (`xaiCollectionId`) when
-`settings.xai.should_have_collection(type, record)` says so. A document belongs in the
-collections of its collection-bearing linked entities; the sync keeps the xAI file and
-its collection memberships in line with that and writes the result back (`xaiId`,
-`xaiCollections`, `xaiSyncedHash` = SHA-256 of the synced content, `xaiSyncStatus`, ...).
-
-Pure decisions (unit-tested without I/O): `is_own_write_echo`, `plan_document_sync`,
-`reusable_file_candidates`, `collections_to_clean`. `DocumentSyncService` does the I/O;
-it knows nothing of Motia: it takes the clients, an optional `SyncJournal` (Motia state in
-the step) and returns the follow-up events for the step to enqueue.
+It knows nothing of Motia: it takes the clients, an optional `SyncJournal`
+(services.documents.journal; Motia state in the step) and returns the follow-up events
+for the step to enqueue. Attachments are streamed to a temporary file and hashed on the
+way (`download_to_tempfile`); an upload is journalled before EspoCRM hears of it.
 """
 
 from __future__ import annotations
@@ -21,15 +14,28 @@ import mimetypes
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterable, Protocol
+from typing import Any
 
 from services.clients.errors import (
     IntegrationError,
     NotFoundError,
     ValidationError,
     is_retryable,
+)
+from services.documents.events import collection_event, is_own_write_echo
+from services.documents.journal import UPLOAD_PENDING_KEY, MemoryJournal, SyncJournal
+from services.documents.plan import (
+    DOCUMENT_LINKS,
+    LinkedEntity,
+    SyncDecision,
+    SyncPlan,
+    collections_to_clean,
+    failure_message,
+    plan_document_sync,
+    reusable_file_candidates,
 )
 from services.platform.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
 from services.platform.logging import ServiceLogger, get_service_logger
@@ -40,24 +46,10 @@ from services.platform.models import (
     EntityType,
     FileStatus,
     SyncEvent,
-    SyncSource,
     XAISyncStatus,
     espo_datetime,
     utc_now,
 )
-
-# --------------------------------------------------------------------------- constants
-
-TOPIC_DOCUMENT_CREATE = "vmh.document.create"
-TOPIC_DOCUMENT_UPDATE = "vmh.document.update"
-TOPIC_DOCUMENT_DELETE = "vmh.document.delete"
-TOPIC_COLLECTION_ENSURE = "vmh.collection.ensure"
-
-DOCUMENT_TOPICS: dict[EntityAction, str] = {
-    EntityAction.CREATE: TOPIC_DOCUMENT_CREATE,
-    EntityAction.UPDATE: TOPIC_DOCUMENT_UPDATE,
-    EntityAction.DELETE: TOPIC_DOCUMENT_DELETE,
-}
 
 DOCUMENT_SYNC_LOCK_STEP = "document_sync"
 """Lock key `document_sync:CDokumente:{id}`."""
@@ -66,245 +58,11 @@ DOCUMENT_LOCK_WAIT_SECONDS = 3.0
 """How long a handler waits for a busy document lock before raising LockBusyError:
 long enough to absorb the echo of our own writes, short enough not to block workers."""
 
-JOURNAL_SCOPE = "document_sync.xai"
-"""Motia state scope: document id → {file_id, sha256, collections} (see SyncJournal)."""
-UPLOAD_PENDING_KEY = "upload_pending"
-"""Journal field set just before an upload: {sha256, started_at}. A retry that finds it
-without a file id looks for the orphaned upload in xAI instead of uploading twice."""
-
-DOCUMENT_LINKS: tuple[tuple[str, EntityType], ...] = (
-    ("beteiligte", EntityType.BETEILIGTE),
-    ("raeumungsklagen", EntityType.RAEUMUNGSKLAGE),
-    ("accounts", EntityType.ACCOUNT),
-)
-"""CDokumente link name → entity type (the simulator's DEFAULT_LINKS)."""
-
-ENTITY_DOCUMENTS_LINK = "dokumente"
-"""The link from CBeteiligte / Raeumungsklage / Account back to CDokumente."""
-
 DOCUMENT_FIELD_ID = "espocrm_document_id"
 """xAI document field naming the EspoCRM document (used to find files when a record is gone)."""
 
-OWN_WRITE_FIELDS: frozenset[str] = frozenset(
-    {
-        "xaiId",
-        "xaiCollections",
-        "xaiSyncedHash",
-        "xaiSyncStatus",
-        "xaiSyncError",
-        "xaiLastSync",
-        "fileStatus",
-        "md5sum",
-        "sha256",
-    }
-)
-"""The attributes the sync writes; an update webhook changing only these is our own echo."""
-
-BOOKKEEPING_FIELDS: frozenset[str] = frozenset(
-    {"modifiedAt", "modifiedById", "modifiedByName", "modifiedBy", "versionNumber", "isFollowed"}
-)
-"""Attributes EspoCRM changes on every save; they say nothing about who changed what."""
-
 MAX_FILE_BYTES = 50 * 1024 * 1024
 DOWNLOAD_CHUNK = 64 * 1024
-
-
-# --------------------------------------------------------------------------- decisions
-
-
-class SyncDecision(StrEnum):
-    """What the document sync has to do."""
-
-    UP_TO_DATE = "up_to_date"  # clean, same hash, right collections: nothing to do
-    WAIT_FOR_COLLECTIONS = "wait_for_collections"  # a linked entity still lacks its collection
-    NO_SYNC = "no_sync"  # no collection-bearing entity (or no file): leave xAI, mark no_sync
-    SYNC = "sync"  # upload if needed and fix collection memberships
-
-
-@dataclass(frozen=True)
-class LinkedEntity:
-    """An entity a document is linked to, as the sync sees it."""
-
-    entity_type: EntityType
-    entity_id: str
-    should_have_collection: bool
-    collection_id: str | None = None
-
-
-@dataclass
-class SyncPlan:
-    decision: SyncDecision
-    required: list[str] = field(default_factory=list)
-    """Collections the document must be in (sorted)."""
-    missing: list[LinkedEntity] = field(default_factory=list)
-    """Entities that should have a collection but have none yet."""
-    remove_from: list[str] = field(default_factory=list)
-    """Collections the document is recorded in but no longer belongs to."""
-    needs_download: bool = True
-    """False when EspoCRM's hash fields prove the synced content is current."""
-    reason: str = ""
-
-
-def is_own_write_echo(event: SyncEvent) -> bool:
-    """An update webhook that only reports attributes the sync itself writes.
-
-    EspoCRM sends an `update` webhook for our own write-back (ping-pong); such an event
-    can be dropped without reading anything. Create/link/cron events never are echoes.
-    """
-    if event.action != EntityAction.UPDATE or event.source != SyncSource.WEBHOOK:
-        return False
-    changed = set(event.changed_fields) - BOOKKEEPING_FIELDS
-    return bool(changed) and changed <= OWN_WRITE_FIELDS
-
-
-def content_is_synced(doc: DocumentRecord) -> bool:
-    """EspoCRM's own fields say the synced xAI file holds the current content."""
-    return bool(
-        doc.fileStatus == FileStatus.SYNCED
-        and doc.xaiSyncStatus == XAISyncStatus.CLEAN
-        and doc.xaiId
-        and doc.sha256
-        and doc.xaiSyncedHash
-        and doc.sha256 == doc.xaiSyncedHash
-    )
-
-
-def plan_document_sync(doc: DocumentRecord, linked: Iterable[LinkedEntity]) -> SyncPlan:
-    """Decide what syncing `doc` means, given the entities it is linked to."""
-    linked = list(linked)
-    missing = [e for e in linked if e.should_have_collection and not e.collection_id]
-    required = sorted({e.collection_id for e in linked if e.should_have_collection and e.collection_id})  # type: ignore[type-var]
-    current = set(doc.xaiCollections)
-    if missing:
-        return SyncPlan(SyncDecision.WAIT_FOR_COLLECTIONS, required=required, missing=missing,
-                        reason="linked entity without collection: " + ", ".join(f"{e.entity_type}:{e.entity_id}" for e in missing))
-    if not required or not doc.fileId:
-        reason = "no file attached" if required else "no linked entity with an xAI collection"
-        if doc.xaiSyncStatus == XAISyncStatus.NO_SYNC and not current:
-            return SyncPlan(SyncDecision.UP_TO_DATE, reason=reason)
-        return SyncPlan(SyncDecision.NO_SYNC, remove_from=sorted(current), reason=reason)
-    if content_is_synced(doc) and current == set(required):
-        return SyncPlan(SyncDecision.UP_TO_DATE, required=required, needs_download=False, reason="clean")
-    return SyncPlan(
-        SyncDecision.SYNC,
-        required=required,
-        remove_from=sorted(current - set(required)),
-        needs_download=not content_is_synced(doc),
-        reason="collections differ" if content_is_synced(doc) else "content not synced",
-    )
-
-
-def reusable_file_candidates(doc: DocumentRecord, sha256: str, journal: dict[str, Any] | None) -> list[str]:
-    """xAI file ids that already hold content with this SHA-256 (to verify, then reuse)."""
-    out: list[str] = []
-    if doc.xaiId and doc.xaiSyncedHash and doc.xaiSyncedHash == sha256:
-        out.append(doc.xaiId)
-    if journal and journal.get("file_id") and journal.get("sha256") == sha256 and journal["file_id"] not in out:
-        out.append(str(journal["file_id"]))
-    return out
-
-
-def collections_to_clean(
-    doc: DocumentRecord, journal: dict[str, Any] | None, file_id: str, required: Iterable[str]
-) -> list[tuple[str, str]]:
-    """(collection, file) memberships to remove: the file from collections it no longer
-    belongs to, and older versions of the document from every collection they may be in."""
-    required = set(required)
-    known = set(doc.xaiCollections) | set((journal or {}).get("collections") or [])
-    pairs: set[tuple[str, str]] = {(cid, file_id) for cid in known - required}
-    j = journal or {}
-    old_ids = {doc.xaiId, j.get("file_id"), j.get("previous_file_id")} - {None, "", file_id}
-    for old in old_ids:
-        for cid in known | required:
-            pairs.add((cid, str(old)))
-    return sorted(pairs)
-
-
-def failure_message(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text[:1000]
-
-
-# --------------------------------------------------------------------------- events
-
-
-def document_event(
-    doc_id: str,
-    action: EntityAction = EntityAction.UPDATE,
-    *,
-    source: SyncSource = SyncSource.SYNC,
-    reason: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A `{"topic", "data"}` event asking the document sync to look at `doc_id`."""
-    topic = DOCUMENT_TOPICS.get(action, TOPIC_DOCUMENT_UPDATE)
-    data = SyncEvent(entity_type=EntityType.DOKUMENTE, entity_id=doc_id, action=action, source=source, reason=reason, **extra)
-    return {"topic": topic, "data": data.to_queue()}
-
-
-def collection_event(
-    entity_type: EntityType | str,
-    entity_id: str,
-    *,
-    action: EntityAction = EntityAction.UPDATE,
-    source: SyncSource = SyncSource.SYNC,
-    reason: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A `{"topic", "data"}` event asking the collection manager to check an entity."""
-    data = SyncEvent(entity_type=EntityType(str(entity_type)), entity_id=entity_id, action=action, source=source, reason=reason, **extra)
-    return {"topic": TOPIC_COLLECTION_ENSURE, "data": data.to_queue()}
-
-
-# --------------------------------------------------------------------------- journal
-
-
-class SyncJournal(Protocol):
-    """Where the sync remembers an upload before EspoCRM knows of it (crash safety)."""
-
-    async def get(self, doc_id: str) -> dict[str, Any] | None: ...
-
-    async def set(self, doc_id: str, value: dict[str, Any]) -> None: ...
-
-    async def delete(self, doc_id: str) -> None: ...
-
-
-class StateJournal:
-    """A SyncJournal over a Motia-style state object (`get/set/delete(scope, key)`)."""
-
-    def __init__(self, state: Any, scope: str = JOURNAL_SCOPE) -> None:
-        self.state = state
-        self.scope = scope
-
-    async def get(self, doc_id: str) -> dict[str, Any] | None:
-        value = await self.state.get(self.scope, doc_id)
-        return value if isinstance(value, dict) else None
-
-    async def set(self, doc_id: str, value: dict[str, Any]) -> None:
-        await self.state.set(self.scope, doc_id, value)
-
-    async def delete(self, doc_id: str) -> None:
-        await self.state.delete(self.scope, doc_id)
-
-
-class MemoryJournal:
-    """A SyncJournal in a dict (tests, scripts)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-
-    async def get(self, doc_id: str) -> dict[str, Any] | None:
-        value = self.data.get(doc_id)
-        return dict(value) if value is not None else None
-
-    async def set(self, doc_id: str, value: dict[str, Any]) -> None:
-        self.data[doc_id] = dict(value)
-
-    async def delete(self, doc_id: str) -> None:
-        self.data.pop(doc_id, None)
-
-
-# --------------------------------------------------------------------------- download
 
 
 @dataclass
@@ -346,9 +104,6 @@ async def download_to_tempfile(espocrm: Any, attachment_id: str, max_bytes: int 
             pass
         raise
     return DownloadedFile(path, size, md5.hexdigest(), sha.hexdigest())
-
-
-# --------------------------------------------------------------------------- the sync
 
 
 class SyncOutcome(StrEnum):
@@ -651,165 +406,3 @@ def _str_list(value: Any) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value if v]
     return []
-
-
-__all__ = [
-    "DOCUMENT_LINKS",
-    "DOCUMENT_SYNC_LOCK_STEP",
-    "DocumentSyncService",
-    "LinkedEntity",
-    "MemoryJournal",
-    "OWN_WRITE_FIELDS",
-    "StateJournal",
-    "SyncDecision",
-    "SyncOutcome",
-    "SyncPlan",
-    "SyncResult",
-    "TOPIC_COLLECTION_ENSURE",
-    "TOPIC_DOCUMENT_CREATE",
-    "TOPIC_DOCUMENT_DELETE",
-    "TOPIC_DOCUMENT_UPDATE",
-    "collection_event",
-    "collections_to_clean",
-    "document_event",
-    "download_to_tempfile",
-    "is_own_write_echo",
-    "plan_document_sync",
-    "reusable_file_candidates",
-]
-
-
-# --------------------------------------------------------------------------- webhooks
-
-
-def document_webhook_events(action: EntityAction) -> Any:
-    """`to_events` for services.webhooks.intake.accept_webhook on a CDokumente webhook.
-
-    The echo of our own write-back (an update touching only sync fields, is_own_write_echo)
-    yields no event: it needs no sync, and as the latest payload of the document's ledger
-    mark it would make a pending retry of a real change skip as an echo."""
-
-    def to_events(item: Any, webhook_id: str | None) -> list[dict[str, Any]]:
-        extra: dict[str, Any] = {}
-        if action == EntityAction.UPDATE:
-            extra["changed_fields"] = sorted(item.attributes)
-        event = document_event(item.id, action, source=SyncSource.WEBHOOK, webhook_id=webhook_id, **extra)
-        if is_own_write_echo(SyncEvent.from_queue(event["data"])):
-            return []
-        return [event]
-
-    return to_events
-
-
-def link_webhook_events(action: EntityAction) -> Any:
-    """`to_events` for the link/unlink webhook: the entity's collection check AND the
-    document's sync (event storm; whichever runs first, the other catches up)."""
-
-    def to_events(item: Any, webhook_id: str | None) -> list[dict[str, Any]]:
-        return [
-            collection_event(
-                item.entityType, item.entityId, action=action, source=SyncSource.WEBHOOK, webhook_id=webhook_id,
-                related_entity_type=EntityType.DOKUMENTE, related_entity_id=item.documentId,
-            ),
-            document_event(
-                item.documentId, EntityAction.UPDATE, source=SyncSource.WEBHOOK, webhook_id=webhook_id,
-                reason=f"{action} {item.entityType}:{item.entityId}",
-                related_entity_type=item.entityType, related_entity_id=item.entityId,
-            ),
-        ]
-
-    return to_events
-
-
-def link_item_key(item: Any) -> tuple[str, str, str]:
-    return (str(item.entityType), item.entityId, item.documentId)
-
-
-# --------------------------------------------------------------------------- reconciler
-
-RECONCILE_LIMIT = 500
-RECONCILE_PAGE_SIZE = 200
-
-
-def _rule_where(field_name: str, value: str, *, matches: bool) -> dict[str, Any]:
-    lowered = value.strip().lower()
-    if lowered in ("true", "false"):
-        truthy = (lowered == "true") == matches
-        return {"type": "isTrue" if truthy else "isFalse", "attribute": field_name}
-    if matches:
-        return {"type": "equals", "attribute": field_name, "value": value}
-    return {"type": "or", "value": [
-        {"type": "notEquals", "attribute": field_name, "value": value},
-        {"type": "isNull", "attribute": field_name},
-    ]}
-
-
-def entity_missing_collection_where(field_name: str, value: str) -> list[dict[str, Any]]:
-    """Entities that should have a collection and have no id stored."""
-    return [_rule_where(field_name, value, matches=True), {"type": "isNull", "attribute": "xaiCollectionId"}]
-
-
-def entity_obsolete_collection_where(field_name: str, value: str) -> list[dict[str, Any]]:
-    """Entities with a collection id that should not have one any more."""
-    return [{"type": "isNotNull", "attribute": "xaiCollectionId"}, _rule_where(field_name, value, matches=False)]
-
-
-def unsynced_documents_where(pending_before: str) -> list[dict[str, Any]]:
-    """Documents not clean: file new/changed (unless no_sync), unclean/failed, or
-    pending_sync for longer than a lock can live (a worker died)."""
-    return [{"type": "or", "value": [
-        {"type": "and", "value": [
-            {"type": "in", "attribute": "fileStatus", "value": [FileStatus.NEW.value, FileStatus.CHANGED.value]},
-            {"type": "or", "value": [
-                {"type": "notEquals", "attribute": "xaiSyncStatus", "value": XAISyncStatus.NO_SYNC.value},
-                {"type": "isNull", "attribute": "xaiSyncStatus"},
-            ]},
-        ]},
-        {"type": "in", "attribute": "xaiSyncStatus", "value": [XAISyncStatus.UNCLEAN.value, XAISyncStatus.FAILED.value]},
-        {"type": "and", "value": [
-            {"type": "equals", "attribute": "xaiSyncStatus", "value": XAISyncStatus.PENDING_SYNC.value},
-            {"type": "lessThan", "attribute": "modifiedAt", "value": pending_before},
-        ]},
-    ]}]
-
-
-async def iter_reconcile_events(
-    espocrm: Any,
-    xai_settings: Any,
-    *,
-    lock_ttl: float = DEFAULT_LOCK_TTL_SECONDS,
-    limit: int = RECONCILE_LIMIT,
-    page_size: int = RECONCILE_PAGE_SIZE,
-    now: Any = None,
-) -> Any:
-    """Yield (at most `limit`) events for everything out of line: entities missing or
-    keeping a collection against their rule first, then documents not clean. Reads page by page."""
-    from datetime import timedelta
-
-    from services.platform.models import LINKABLE_ENTITY_TYPES
-
-    count = 0
-    for type_name, rule in sorted(getattr(xai_settings, "collection_rules", {}).items()):
-        try:
-            etype = EntityType(type_name)
-        except ValueError:
-            continue
-        if etype not in LINKABLE_ENTITY_TYPES:
-            continue
-        for reason, where in (
-            ("missing collection", entity_missing_collection_where(rule.field, rule.value)),
-            ("collection no longer wanted", entity_obsolete_collection_where(rule.field, rule.value)),
-        ):
-            async for rec in espocrm.iter_entities(etype.value, where=where, select="id", page_size=page_size):
-                if count >= limit:
-                    return
-                count += 1
-                yield collection_event(etype, str(rec["id"]), source=SyncSource.CRON, reason=reason)
-    cutoff = espo_datetime((now or utc_now()) - timedelta(seconds=lock_ttl))
-    async for rec in espocrm.iter_entities(
-        EntityType.DOKUMENTE.value, where=unsynced_documents_where(cutoff), select="id", page_size=page_size
-    ):
-        if count >= limit:
-            return
-        count += 1
-        yield document_event(str(rec["id"]), source=SyncSource.CRON, reason="reconciler: not clean")
