@@ -102,7 +102,7 @@ class CalendarItem:
         if self.recurrence is not None:
             return self.recurrence.until or date.max
         if self.all_day:
-            return self.end - timedelta(days=1)  # type: ignore[operator,return-value]
+            return self.end - timedelta(days=1)
         end = self.end
         return end.date() if isinstance(end, datetime) else end
 
@@ -254,12 +254,12 @@ def advoware_fields(item: CalendarItem, *, kuerzel: str | None = None) -> dict[s
     """
     rec = item.recurrence
     if item.all_day:
-        first: date = item.start  # type: ignore[assignment]
+        first: date = item.start
         datum = datetime.combine(first, _MIDNIGHT)
         if rec is not None:
             last = rec.until or SERIES_FOREVER
         else:
-            last = max(first, item.end - timedelta(days=1))  # type: ignore[operator]
+            last = max(first, item.end - timedelta(days=1))
         end_time = ALL_DAY_END
     else:
         start: datetime = item.start  # type: ignore[assignment]

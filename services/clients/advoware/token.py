@@ -187,7 +187,7 @@ class TokenProvider:
             self._token = None
         if self._redis is not None:
             try:
-                await self._redis.eval(_DELETE_IF_TOKEN, 1, self.cache_key, failed_token)  # type: ignore[misc]
+                await self._redis.eval(_DELETE_IF_TOKEN, 1, self.cache_key, failed_token)
             except (RedisError, OSError) as exc:
                 log.warning("advoware: could not drop cached token in redis: %s", exc)
 
@@ -230,7 +230,7 @@ class TokenProvider:
     async def _unlock(self, value: str) -> None:
         assert self._redis is not None
         try:
-            await self._redis.eval(_RELEASE_LOCK, 1, self.lock_key, value)  # type: ignore[misc]
+            await self._redis.eval(_RELEASE_LOCK, 1, self.lock_key, value)
         except (RedisError, OSError) as exc:
             log.warning("advoware: could not release token lock: %s", exc)
 
