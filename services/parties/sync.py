@@ -1,7 +1,8 @@
 """Two-way sync of parties (CBeteiligte ↔ Advoware Beteiligte) and their bank accounts
 (CBankverbindungen ↔ Bankverbindungen). Knows nothing of Motia: it takes an EspoCRM client,
 an Advoware client, a state store with the `ctx.state` API (`get/set/delete/list(scope, key)`)
-and a logger; the steps hold the entity lock and enqueue the follow-up events it returns.
+and a logger; the step glue (src/glue/queue_handlers.py) holds the entity lock, runs it on
+the sync ledger and enqueues the follow-up events it returns.
 
 EspoCRM is the hub and keeps the references (`advowareId` on both entities); Advoware keeps
 the EspoCRM id of a party in `ExterneId`, so a retry after a crash between "created in
@@ -29,7 +30,7 @@ Rules (also in src/steps/vmh/README.md):
   with the reason, nothing written to Advoware. Advoware 4xx → `failed` with Advoware's
   message (no exception, the cron re-queues failed records); retryable errors (5xx,
   network, 429) → `failed` noted when possible, then raised: the sync ledger
-  (services.platform.ledger, via handle_sync_event) retries with backoff and, when the budget is
+  (services.platform.ledger, via src.glue.queue_handlers.handle_sync_event) retries with backoff and, when the budget is
   spent, dead-letters the mark and records `syncStatus=failed` with the last error.
 """
 
@@ -42,16 +43,13 @@ from typing import Any, Callable, Mapping, Protocol
 
 from services.clients.advoware import paths as P
 from services.parties import mapping as M
-from services.platform.container import get_advoware, get_espocrm, get_redis_client
 from services.clients.errors import (
     ApiError,
     ConflictError,
     IntegrationError,
     NotFoundError,
-    ValidationError,
     is_retryable,
 )
-from services.platform.locks import entity_lock
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import EntityAction, EntityType, SyncEvent, SyncSource, SyncStatus, espo_datetime
 
@@ -876,45 +874,3 @@ def _is_stale(snap: Mapping[str, Any], now: datetime, stale_after: timedelta) ->
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     return now - at >= stale_after
-
-
-# ====================================================================== queue handler glue
-LOCK_WAIT_SECONDS = 10.0
-"""How long a handler waits for a busy entity lock before LockBusyError (the ledger
-reschedules the run without counting an attempt)."""
-
-
-async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType, *, ledger: Any = None) -> Any:
-    """The whole queue handler of `vmh.beteiligte.*` (CBeteiligte) or `vmh.bankverbindungen.*`
-    (CBankverbindungen), on the sync ledger (services.platform.ledger.run_marked): validate the event,
-    then sync the record of the mark's latest payload under its entity lock, return the
-    follow-ups (the party's bank accounts; marked, then queued) and log the outcome. A
-    malformed event is logged and dropped; failures are rescheduled or dead-lettered by the
-    ledger (exhausted: `syncStatus=failed` with the reason); only a ledger failure raises."""
-    from services.platform.container import get_ledger
-    from services.platform.ledger import Claim, SyncKind, run_marked
-
-    party = entity_type is EntityType.BETEILIGTE
-    name = "beteiligte" if party else "bankverbindungen"
-    try:
-        event = SyncEvent.from_queue(data)
-    except ValidationError as exc:
-        ctx.logger.error(f"Dropping malformed {name} event: {exc}", {"data": data})
-        return None
-    logger = get_service_logger(f"{name}_sync", ctx)
-    lock_step = PARTY_LOCK_STEP if party else BANK_LOCK_STEP
-
-    async def work(claim: Claim) -> list[dict[str, Any]]:
-        current = SyncEvent.from_queue(claim.data)
-        sync = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx)
-        async with entity_lock(get_redis_client(), lock_step, entity_type, current.entity_id, wait=LOCK_WAIT_SECONDS, logger=logger):
-            if party:
-                result = await sync.sync_party(current.entity_id, source=current.source)
-            else:
-                result = await sync.sync_bank(current.entity_id, source=current.source)
-        ctx.logger.info(f"{name} sync {current.action.value} {current.entity_id}: {result.outcome.value}", result.log_data())
-        return result.follow_ups
-
-    kind = SyncKind.PARTY if party else SyncKind.BANK_ACCOUNT
-    base = TOPIC_PARTY if party else TOPIC_BANK
-    return await run_marked(ledger or get_ledger(), kind, event.entity_id, {"topic": topic(base, event.action), "data": data}, ctx, work)

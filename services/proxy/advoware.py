@@ -1,5 +1,5 @@
 """The Advoware proxy: lets the firm's other tools call the Advoware API without holding
-its credentials. Knows nothing of Motia except the response object the steps return.
+its credentials. Knows nothing of Motia: the step glue (src/glue/proxy.py) answers.
 
 `GET|POST|PUT|DELETE /advoware/proxy?endpoint=<path>&...` → `{api_base}<path>` with the
 cached Advoware bearer token (services.clients.advoware.api.AdvowareAPI: HMAC-512 token flow,
@@ -13,7 +13,7 @@ Order of checks (nothing leaves before all have passed):
 4. Body larger than `ADVOWARE_PROXY_MAX_BODY_BYTES` → 413; a body that is not what it
    claims (unparsable JSON, shorter than its Content-Length) → 400. How the body is taken
    from the engine (parsed JSON, or the raw stream for other content types) and how the
-   answer goes back (through the response channel) is in services.proxy.http.
+   answer goes back (through the response channel) is in services.proxy.http and src/glue/proxy.py.
 Then the call: Advoware unreachable → 502, timed out → 504, answer larger than the limit
 → 502; all with a JSON body `{"error": <reason>, "source": "advoware-proxy"}`.
 
@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import unquote
 
 from services.clients.advoware.paths import TOKEN_PATH
-from services.proxy.http import ProxyError, read_body, send_answer
+from services.proxy.http import ProxyError, read_body
 from services.clients.errors import ApiConnectionError, ApiError, IntegrationError, ValidationError
 from services.platform.logging import get_service_logger
 from services.clients.retry import NO_RETRY
@@ -369,21 +369,6 @@ async def forward(
     return ProxyResult(resp.status, resp_headers, body_out, upstream=True)
 
 
-async def handle_proxy_request(
-    method: ProxyMethod | str,
-    request: Any,
-    ctx: Any,
-    *,
-    settings: Any = None,
-    client: Any = None,
-) -> Any:
-    """The whole proxy step: authenticate, validate, forward, answer. The answer is written to
-    the response channel (status, headers and bytes survive the real engine) and None is
-    returned; without a channel (a mock request) the ApiResponse is returned instead."""
-    result = await proxy_request(method, request, ctx, settings=settings, client=client)
-    return await send_answer(request, result.status, result.headers, result.body, get_service_logger("advoware_proxy", ctx))
-
-
 async def proxy_request(
     method: ProxyMethod | str,
     request: Any,
@@ -392,7 +377,8 @@ async def proxy_request(
     settings: Any = None,
     client: Any = None,
 ) -> ProxyResult:
-    """`handle_proxy_request` without the Motia response type (for tests)."""
+    """Check the caller, validate the endpoint and body, forward; the ProxyResult to answer
+    (the step glue src/glue/proxy.py `handle_proxy_request` writes it to the response channel)."""
     method = ProxyMethod(str(method).upper())
     log = get_service_logger("advoware_proxy", ctx)
     if settings is None:

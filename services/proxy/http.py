@@ -13,11 +13,8 @@ Request body (engine/src/modules/rest_api/views.rs 246-289 at iii/v0.8.3):
   just ends the stream) is refused with 400. Nothing cut short is ever passed on.
 - A declared Content-Length above the limit is refused with 413 before anything is read.
 
-Answer (views.rs 380-465): a handler's returned result that reaches the engine before the
-response channel's body is answered as `Json(body)` with `status_code` alone: headers are
-dropped and bytes cannot be sent at all. The proxy therefore writes status, headers and body
-to the response channel itself, closes it and returns nothing (`send_answer`); without a
-response channel (a unit test's mock request) it returns the Motia `ApiResponse`.
+Answer: `body_bytes` is what goes into the response channel; writing it (status, headers,
+bytes, close: views.rs 380-465) is the step glue's, src/glue/proxy.py `send_answer`.
 """
 
 from __future__ import annotations
@@ -121,26 +118,3 @@ def body_bytes(body: Any) -> bytes:
     if isinstance(body, (bytes, bytearray)):
         return bytes(body)
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
-
-
-async def send_answer(request: Any, status: int, headers: Mapping[str, str], body: Any, log: Any = None) -> Any:
-    """Answer through the response channel (status, headers, body, close) and return None;
-    without a channel writer, return the equivalent Motia ApiResponse instead."""
-    response = getattr(request, "response", None)
-    writer = getattr(response, "writer", None)
-    if response is None or writer is None or not hasattr(writer, "close_async"):
-        from motia import ApiResponse
-
-        return ApiResponse(status=status, body=body, headers=dict(headers))
-    try:
-        await response.status(status)
-        if headers:
-            await response.headers(dict(headers))
-        data = body_bytes(body)
-        if data:
-            await writer.write(data)
-        await writer.close_async()
-    except Exception as exc:  # noqa: BLE001 - the engine has answered already (e.g. its timeout)
-        if log is not None:
-            log.warn(f"advoware proxy answer not delivered: {type(exc).__name__}", {"status": status})
-    return None

@@ -1,7 +1,9 @@
 """Receiving EspoCRM webhooks: authenticate, validate, de-duplicate, then queue.
 
-Framework-free decisions (`authenticate`, `split_batch`) plus one glue coroutine
-(`accept_webhook`) that webhook steps call with the request and ctx:
+Framework-free decisions (`authenticate`, `parse_json_body`, `split_batch`,
+`engine_streams_raw_body`); the step glue that applies them with the request and ctx
+(`accept_webhook`, reading the raw body, marking, enqueueing, answering) is
+src/glue/webhook.py. The rules:
 
 1. Authentication, by `ESPOCRM_WEBHOOK_SECRETS` (EspoCRM's `Signature`, or the legacy
    `X-Signature`, over the raw body) or `ESPOCRM_WEBHOOK_TOKEN` (the webhook URL's `?token=`);
@@ -51,10 +53,6 @@ PROXIED_TOKEN_HEADER = "x-auth-token"
 `?token=` into this header and drops the query string, because the real engine records the
 query string in its HTTP span (`url.query`, `url.full`: engine/src/modules/rest_api/views.rs
 dynamic_handler) and redacts this header in its debug log (views.rs SENSITIVE_HEADERS)."""
-
-
-WEBHOOK_LEDGER_PATIENCE_SECONDS = 3.0
-"""How long a webhook waits for an unreachable sync ledger before answering 503."""
 
 
 @dataclass
@@ -204,71 +202,3 @@ def engine_streams_raw_body(request: Any) -> bool:
         return False
     content_type = _lower(getattr(request, "headers", None) or {}).get("content-type", "")
     return "application/json" not in content_type.lower()
-
-
-async def read_raw_body(request: Any) -> bytes | None:
-    """The exact request bytes from the request channel, or None: when the engine parsed the
-    body (JSON; see engine_streams_raw_body) the channel is not touched at all."""
-    if not engine_streams_raw_body(request):
-        return None
-    reader = getattr(request, "request_body", None)
-    if reader is None or not hasattr(reader, "read_all"):
-        return None
-    try:
-        raw = await reader.read_all()
-    except Exception:  # noqa: BLE001 - an engine without raw bodies: fall back to the parsed body
-        return None
-    return raw or None
-
-
-def json_response(status: int, body: Any) -> Any:
-    """An ApiResponse with a JSON content type (status survives the real engine's result path)."""
-    from motia import ApiResponse
-
-    return ApiResponse(status=status, body=body, headers={"Content-Type": "application/json"})
-
-
-async def accept_webhook(
-    request: Any,
-    ctx: Any,
-    *,
-    settings: Settings,
-    model: type[BaseModel],
-    to_events: Callable[[Any, str | None], list[dict[str, Any]]],
-    key: Callable[[Any], Any] = lambda item: item.id,
-    ledger: Any = None,
-) -> Any:
-    """The whole webhook step: authenticate, validate, mark every item in the sync ledger,
-    enqueue the tagged events, answer (see the module docstring).
-
-    `to_events(item, webhook_id)` returns the `{"topic", "data"}` events for one item.
-    `ledger` defaults to the worker's (services.platform.container.get_ledger()).
-    """
-    try:
-        raw = await read_raw_body(request)
-        webhook_id = authenticate(request.headers, raw, getattr(request, "body", None), settings, query=getattr(request, "query_params", None))
-        payload = parse_json_body(raw, getattr(request, "body", None))
-        batch = split_batch(payload, model, key)
-    except WebhookRejected as exc:
-        ctx.logger.warn(f"webhook refused: {exc.reason}", {"status": exc.status})
-        return json_response(exc.status, exc.body())
-    events = [event for item in batch.items for event in to_events(item, webhook_id)]
-    if ledger is None:
-        from services.platform.container import get_ledger
-
-        ledger = get_ledger()
-    from services.platform.ledger import LedgerError, enqueue_marked
-    from services.platform.ledger.glue import patiently
-
-    try:
-        # A Redis restart takes a moment: wait that long, well inside EspoCRM's 10 s timeout.
-        marks = await patiently(lambda: ledger.mark_events(events), patience=WEBHOOK_LEDGER_PATIENCE_SECONDS)
-    except LedgerError as exc:
-        ctx.logger.error(f"webhook refused: the sync ledger is unavailable: {exc}", {"status": 503, "items": len(batch.items)})
-        return json_response(503, {"error": "sync ledger unavailable; nothing was accepted, retry later"})
-    queued = await enqueue_marked(ctx, marks)
-    ctx.logger.info(
-        f"webhook accepted: {len(batch.items)} item(s), {len(marks)} marked, {queued} event(s) queued",
-        {"rejected": len(batch.rejected), "duplicates": batch.duplicates, **({"webhook_id": webhook_id} if webhook_id else {})},
-    )
-    return json_response(200, {"accepted": len(batch.items), "rejected": batch.rejected})

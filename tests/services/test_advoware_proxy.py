@@ -29,7 +29,7 @@ from services.proxy.advoware import (
     read_body,
     validate_endpoint,
 )
-from services.proxy.http import send_answer
+from src.glue.proxy import send_answer
 from services.clients.advoware.api import AdvowareAPI
 from services.platform.settings import Settings, load_settings
 from services.clients.retry import RetryPolicy

@@ -29,7 +29,9 @@ from services.platform.ledger import policies
 from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_replay_body, parse_view_query
 from services.platform.models import EntityAction, WebhookItem
 from services.platform.redis import get_redis
-from services.webhooks.intake import accept_webhook, engine_streams_raw_body
+from services.webhooks.intake import engine_streams_raw_body
+from src.glue import queue_handlers
+from src.glue.webhook import accept_webhook
 from simulators.runner import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,11 +152,11 @@ async def test_invalid_json_with_json_content_type_is_400_without_waiting() -> N
 
 async def test_party_handler_drops_malformed_events_and_runs_tagged_ones(redis_url: str) -> None:
     ledger, ctx = new_ledger(redis_url), mock_context()
-    assert await beteiligte_sync.handle_sync_event({"entity_id": "bad id!"}, ctx, beteiligte_sync.EntityType.BETEILIGTE, ledger=ledger) is None
+    assert await queue_handlers.handle_sync_event({"entity_id": "bad id!"}, ctx, beteiligte_sync.EntityType.BETEILIGTE, ledger=ledger) is None
     assert any("malformed" in m for m in ctx.logger.messages("error"))
     await ledger.mark(SyncKind.PARTY, "someone-else", "vmh.beteiligte.update", {"entity_id": "someone-else"})  # counter ≥ 1
     stale = {"entity_type": "CBeteiligte", "entity_id": "p-gone", "action": "update", "ledger": {"kind": "party", "seq": 1}}
-    report = await beteiligte_sync.handle_sync_event(stale, ctx, beteiligte_sync.EntityType.BETEILIGTE, ledger=ledger)
+    report = await queue_handlers.handle_sync_event(stale, ctx, beteiligte_sync.EntityType.BETEILIGTE, ledger=ledger)
     assert report.outcome is RunOutcome.NOTHING  # no mark: no API call at all
 
 

@@ -5,7 +5,7 @@ so each employee syncs (and fails, and is retried) on its own. Runs on the sync 
 from motia import queue
 
 from services.calendar.jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE
-from services.sync_handlers import handle_calendar_all_event
+from src.glue.queue_handlers import handle_calendar_all_event
 
 config = {
     "name": "Calendar Sync Fan-out",

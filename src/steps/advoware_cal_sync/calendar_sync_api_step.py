@@ -23,7 +23,7 @@ from services.platform.container import get_ledger
 from services.platform.settings import get_settings
 from services.platform.ledger import LedgerError, mark_and_enqueue
 from services.platform.models import SyncSource
-from services.webhooks.intake import json_response
+from src.glue.http import json_response
 
 config = {
     "name": "Calendar Sync API",

@@ -1,7 +1,7 @@
 """`calendar.sync.employee` `{"kuerzel", "full"}`: sync one employee's Advoware appointments
 and Google calendar both ways, under the lock `calendar_sync:Mitarbeiter:{kuerzel}`.
 
-Thin: services.sync_handlers.handle_calendar_employee_event runs services.calendar.sync
+Thin: src.glue.queue_handlers.handle_calendar_employee_event runs services.calendar.sync
 (read, plan, write, remember, record status) on the sync ledger (kind
 `calendar_employee`): a failure is recorded in state `calendar_sync_status` and retried
 with the ledger's backoff; when the budget is spent the status record says `dead`.
@@ -10,7 +10,7 @@ with the ledger's backoff; when the budget is spent the status record says `dead
 from motia import queue
 
 from services.calendar.jobs import TOPIC_SYNC_EMPLOYEE
-from services.sync_handlers import handle_calendar_employee_event
+from src.glue.queue_handlers import handle_calendar_employee_event
 
 config = {
     "name": "Calendar Sync Employee",

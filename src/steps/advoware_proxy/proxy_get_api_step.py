@@ -1,11 +1,13 @@
 """`GET /advoware/proxy?endpoint=<path>`: forwards a GET to the Advoware API (see README.md).
 
-Thin: authentication, endpoint validation and forwarding live in services.proxy.advoware.
+Thin: authentication, endpoint validation and forwarding live in services.proxy.advoware;
+the answer goes through src.glue.proxy (the response channel).
 """
 
 from motia import http
 
-from services.proxy.advoware import PROXY_PATH, ProxyMethod, handle_proxy_request
+from services.proxy.advoware import PROXY_PATH, ProxyMethod
+from src.glue.proxy import handle_proxy_request
 
 config = {
     "name": "Advoware Proxy GET",

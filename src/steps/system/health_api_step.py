@@ -9,7 +9,7 @@ from motia import http
 
 from services.platform.container import get_redis_client
 from services.platform.settings import get_settings
-from services.webhooks.intake import json_response
+from src.glue.http import json_response
 
 SETTINGS = get_settings()  # fail fast at worker start-up
 

@@ -7,7 +7,7 @@ from services.platform.container import get_ledger
 from services.platform.settings import get_settings
 from services.platform.ledger import LedgerError
 from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_view_query
-from services.webhooks.intake import json_response
+from src.glue.http import json_response
 
 config = {
     "name": "Ledger Ops View",

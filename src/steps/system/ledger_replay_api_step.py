@@ -9,7 +9,7 @@ from services.platform.settings import get_settings
 from services.platform.ledger import LedgerError, enqueue_marked
 from services.platform.ledger.ops import OpsRejected, authorize, parse_replay_body, replay_summary
 from services.platform.ledger.policies import all_topics
-from services.webhooks.intake import json_response
+from src.glue.http import json_response
 
 config = {
     "name": "Ledger Ops Replay",

@@ -5,7 +5,8 @@ Pulls the parties changed in Advoware since the bookmark (state
 directly in Advoware, re-queues failed/pending and stale records and those missing on one
 side (services.parties.sync.reconcile); each event is marked in the sync ledger before
 it is enqueued (dead marks stay dead). One run per slot across engines
-(services.platform.ledger.cron), and one sweep at a time (lock `beteiligte_sync_cron:CBeteiligte:sweep`;
+(services.platform.ledger.cron), and one sweep at a time (src.glue.locking.sync_lock
+`beteiligte_sync_cron:CBeteiligte:sweep`;
 a busy lock skips the tick).
 """
 
@@ -18,9 +19,9 @@ from services.platform.container import get_advoware, get_espocrm, get_ledger, g
 from services.clients.errors import LockBusyError
 from services.platform.ledger import mark_and_enqueue
 from services.platform.ledger.cron import run_once_per_slot
-from services.platform.locks import entity_lock
 from services.platform.logging import get_service_logger
 from services.platform.models import EntityAction, EntityType
+from src.glue.locking import sync_lock
 
 STEP = "beteiligte_sync_cron"
 SCHEDULE = "0 */10 * * * *"
@@ -39,7 +40,7 @@ async def handler(_input: Any, ctx: Any) -> None:
         return
     logger = get_service_logger(STEP, ctx)
     try:
-        async with entity_lock(get_redis_client(), STEP, EntityType.BETEILIGTE, "sweep", ttl=600, logger=logger):
+        async with sync_lock(STEP, EntityType.BETEILIGTE, "sweep", logger=logger):
             report = await reconcile(get_espocrm(), get_advoware(), ctx.state, logger=logger)
     except LockBusyError:
         ctx.logger.warn("Beteiligte reconcile skipped: another sweep is running")

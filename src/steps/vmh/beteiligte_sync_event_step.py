@@ -2,7 +2,7 @@
 `vmh.beteiligte.{create,update,delete}` under the lock `beteiligte_sync:CBeteiligte:{id}`.
 
 The decisions live in services.parties.sync.BeteiligteSync (create / three-way merge /
-conflict / delete rules, see src/steps/vmh/README.md); handle_sync_event runs it on the
+conflict / delete rules, see src/steps/vmh/README.md); src.glue.queue_handlers.handle_sync_event runs it on the
 sync ledger (retries, backoff, dead list: ledger kind `party`). Follow-ups (the party's
 bank accounts) are marked, then enqueued.
 """
@@ -11,7 +11,8 @@ from typing import Any
 
 from motia import queue
 
-from services.parties.sync import TOPIC_BANK, TOPIC_PARTY, handle_sync_event
+from services.parties.sync import TOPIC_BANK, TOPIC_PARTY
+from src.glue.queue_handlers import handle_sync_event
 from services.platform.models import EntityAction, EntityType
 
 config = {

@@ -1,6 +1,6 @@
 """Collection manager (queue: vmh.collection.ensure).
 
-Thin: services.sync_handlers.handle_collection_event runs services.documents.collections.
+Thin: src.glue.queue_handlers.handle_collection_event runs services.documents.collections.
 CollectionManager (creates / adopts / deletes the entity's xAI collection under the lock
 `collection_create:{type}:{id}`) on the sync ledger; the vmh.document.update per linked
 document it returns (event storm) is marked, then enqueued. Retries: ledger kind `collection`.
@@ -9,7 +9,7 @@ document it returns (event storm) is marked, then enqueued. Retries: ledger kind
 from motia import queue
 
 from services.documents.events import TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
-from services.sync_handlers import handle_collection_event
+from src.glue.queue_handlers import handle_collection_event
 
 config = {
     "name": "VMH Collection Manager",

@@ -1,6 +1,6 @@
 """Document sync to xAI Collections (queue: vmh.document.create/update/delete).
 
-Thin: services.sync_handlers.handle_document_event runs services.documents.executor.
+Thin: src.glue.queue_handlers.handle_document_event runs services.documents.executor.
 DocumentSyncService (idempotent, locked `document_sync:CDokumente:{id}`) on the sync
 ledger: the run works from the document's ledger mark, is time-boxed, and its follow-ups
 are marked before they are enqueued. Retries, backoff and the dead list are the ledger's
@@ -16,7 +16,7 @@ from services.documents.events import (
     TOPIC_DOCUMENT_DELETE,
     TOPIC_DOCUMENT_UPDATE,
 )
-from services.sync_handlers import handle_document_event
+from src.glue.queue_handlers import handle_document_event
 
 config = {
     "name": "VMH Document Sync",

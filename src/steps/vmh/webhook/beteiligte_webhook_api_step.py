@@ -1,7 +1,7 @@
 """EspoCRM webhooks for parties: `POST /vmh/webhook/beteiligte/{create,update,delete}`.
 
 Authenticates (signature/token), validates and de-duplicates the batch via
-services.webhooks.intake.accept_webhook, then queues one `vmh.beteiligte.{action}` event
+src.glue.webhook.accept_webhook, then queues one `vmh.beteiligte.{action}` event
 (services.platform.models.SyncEvent) per record; the sync handler reads both systems itself, so
 the attributes in the webhook body are not trusted for data.
 """
@@ -13,7 +13,7 @@ from motia import http
 from services.parties.sync import TOPIC_PARTY, webhook_events
 from services.platform.settings import get_settings
 from services.platform.models import EntityAction, WebhookItem
-from services.webhooks.intake import accept_webhook
+from src.glue.webhook import accept_webhook
 
 ACTIONS = (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)
 PATHS = {f"/vmh/webhook/beteiligte/{a.value}": a for a in ACTIONS}

@@ -1,6 +1,6 @@
 """POST /vmh/webhook/document/delete: EspoCRM CDokumente.delete webhook → vmh.document.delete.
 
-Thin: services.webhooks.intake.accept_webhook authenticates (signature/token), validates
+Thin: src.glue.webhook.accept_webhook authenticates (signature/token), validates
 (≤ 50 items with `id`), queues one SyncEvent per document and answers 200/400/401.
 """
 
@@ -9,7 +9,7 @@ from motia import http
 from services.platform.settings import get_settings
 from services.documents.events import TOPIC_DOCUMENT_DELETE, document_webhook_events
 from services.platform.models import EntityAction, WebhookItem
-from services.webhooks.intake import accept_webhook
+from src.glue.webhook import accept_webhook
 
 config = {
     "name": "VMH Document Delete Webhook",

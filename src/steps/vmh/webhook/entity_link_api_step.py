@@ -15,7 +15,7 @@ from services.documents.events import (
     link_webhook_events,
 )
 from services.platform.models import EntityAction, LinkWebhookItem
-from services.webhooks.intake import accept_webhook
+from src.glue.webhook import accept_webhook
 
 config = {
     "name": "VMH Entity Link Webhook",

@@ -1,11 +1,11 @@
-"""The queue handlers of the document, collection and calendar steps, on the sync ledger.
+"""The queue handlers of the document, collection, calendar, party and bank-account steps,
+on the sync ledger (step glue: they take the engine's `ctx`; the syncs they run are services).
 
 Each validates the event (a malformed one is logged and dropped), then hands the run to
 services.platform.ledger.run_marked: the run works from the ledger mark's latest payload, under
 the kind's time-box and concurrency limit, and returns its follow-up events (marked,
 then enqueued). Failures are the ledger's business (backoff, dead list, the entity's
 failure fields); these handlers raise only when the ledger itself (Redis) fails.
-The party and bank-account handler is services.parties.sync.handle_sync_event.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from services.documents.executor import DocumentSyncService
 from services.documents.journal import StateJournal
 from services.clients.errors import ValidationError
 from services.platform.ledger import Claim, RunReport, SyncKind, run_marked
-from services.platform.models import SyncEvent
+from services.platform.logging import get_service_logger
+from services.platform.models import EntityType, SyncEvent
+from src.glue.locking import sync_lock
+from services.parties.sync import BANK_LOCK_STEP, PARTY_LOCK_STEP, TOPIC_BANK, TOPIC_PARTY, BeteiligteSync, topic
 
 
 def _parse_sync_event(data: Any, ctx: Any, what: str) -> SyncEvent | None:
@@ -110,9 +113,6 @@ async def handle_calendar_employee_event(data: Any, ctx: Any, *, ledger: Any = N
     """`calendar.sync.employee`: services.calendar.sync.run_employee_sync under the lock
     `calendar_sync:Mitarbeiter:{Kürzel}` (it records every run in `calendar_sync_status`)."""
     from services.calendar.sync import LOCK_ENTITY_TYPE, LOCK_STEP, run_employee_sync
-    from services.platform.locks import entity_lock
-    from services.platform.logging import get_service_logger
-
     try:
         job = parse_job(EmployeeSyncJob, data)
     except ValidationError as exc:
@@ -127,9 +127,7 @@ async def handle_calendar_employee_event(data: Any, ctx: Any, *, ledger: Any = N
             ctx.logger.warn(f"calendar sync: no calendar mapped for {current.kuerzel}; skipped", {"kuerzel": current.kuerzel})
             return []
         log = get_service_logger("calendar_sync", ctx).bind(kuerzel=current.kuerzel, calendar_id=calendar_id)
-        async with entity_lock(
-            get_redis_client(), LOCK_STEP, LOCK_ENTITY_TYPE, current.kuerzel, settings.lock_ttl_seconds, logger=log
-        ):
+        async with sync_lock(LOCK_STEP, LOCK_ENTITY_TYPE, current.kuerzel, logger=log):
             await run_employee_sync(
                 current.kuerzel, calendar_id, advoware=get_advoware(), google=get_google_calendar(), state=ctx.state,
                 settings=settings.calendar, logger=log, full=current.full, attempt=claim.attempts + 1,
@@ -140,3 +138,34 @@ async def handle_calendar_employee_event(data: Any, ctx: Any, *, ledger: Any = N
         ledger or get_ledger(), SyncKind.CALENDAR_EMPLOYEE, job.kuerzel, {"topic": TOPIC_SYNC_EMPLOYEE, "data": data}, ctx, work
     )
 
+
+
+async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType, *, ledger: Any = None) -> RunReport | None:
+    """`vmh.beteiligte.*` (CBeteiligte) or `vmh.bankverbindungen.*` (CBankverbindungen), on the
+    sync ledger (run_marked): validate the event, then sync the record of the mark's latest
+    payload (services.parties.sync.BeteiligteSync) under its entity lock, return the
+    follow-ups (the party's bank accounts; marked, then queued) and log the outcome. A
+    malformed event is logged and dropped; failures are rescheduled or dead-lettered by the
+    ledger (exhausted: `syncStatus=failed` with the reason); only a ledger failure raises."""
+    party = entity_type is EntityType.BETEILIGTE
+    name = "beteiligte" if party else "bankverbindungen"
+    event = _parse_sync_event(data, ctx, name)
+    if event is None:
+        return None
+    logger = get_service_logger(f"{name}_sync", ctx)
+    lock_step = PARTY_LOCK_STEP if party else BANK_LOCK_STEP
+
+    async def work(claim: Claim) -> list[dict[str, Any]]:
+        current = SyncEvent.from_queue(claim.data)
+        sync = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx)
+        async with sync_lock(lock_step, entity_type, current.entity_id, logger=logger):
+            if party:
+                result = await sync.sync_party(current.entity_id, source=current.source)
+            else:
+                result = await sync.sync_bank(current.entity_id, source=current.source)
+        ctx.logger.info(f"{name} sync {current.action.value} {current.entity_id}: {result.outcome.value}", result.log_data())
+        return result.follow_ups
+
+    kind = SyncKind.PARTY if party else SyncKind.BANK_ACCOUNT
+    base = TOPIC_PARTY if party else TOPIC_BANK
+    return await run_marked(ledger or get_ledger(), kind, event.entity_id, {"topic": topic(base, event.action), "data": data}, ctx, work)

@@ -1,0 +1,12 @@
+"""HTTP answers of the steps (Motia's ApiResponse)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from motia import ApiResponse
+
+
+def json_response(status: int, body: Any) -> ApiResponse:
+    """An ApiResponse with a JSON content type (status survives the real engine's result path)."""
+    return ApiResponse(status=status, body=body, headers={"Content-Type": "application/json"})
