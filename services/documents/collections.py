@@ -24,7 +24,6 @@ from typing import Any
 from services.documents.events import document_event
 from services.documents.plan import ENTITY_DOCUMENTS_LINK
 from services.clients.errors import NotFoundError, ValidationError
-from services.platform.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import LINKABLE_ENTITY_TYPES, EntityRecord, EntityType, SyncSource
 
@@ -102,7 +101,8 @@ class CollectionResult:
 
 
 class CollectionManager:
-    """Creates, adopts and deletes entity collections (idempotent, locked per entity)."""
+    """Creates, adopts and deletes entity collections (idempotent; the caller holds the entity
+    lock `collection_create:{type}:{id}`, src/glue/locking.py)."""
 
     def __init__(
         self,
@@ -110,28 +110,18 @@ class CollectionManager:
         xai: Any,
         xai_settings: Any,
         *,
-        redis: Any = None,
         ctx: Any = None,
-        lock_ttl: float = DEFAULT_LOCK_TTL_SECONDS,
-        lock_wait: float = 2.0,
     ) -> None:
         self.espocrm = espocrm
         self.xai = xai
         self.xai_settings = xai_settings
-        self.redis = redis
-        self.lock_ttl = lock_ttl
-        self.lock_wait = lock_wait
         self.log: ServiceLogger = get_service_logger("collection_manager", ctx)
 
     async def ensure(self, entity_type: EntityType | str, entity_id: str) -> CollectionResult:
         etype = EntityType(str(entity_type))
         if etype not in LINKABLE_ENTITY_TYPES:
             raise ValidationError(f"{etype} cannot own an xAI collection")
-        async with entity_lock(
-            self.redis, COLLECTION_LOCK_STEP, etype.value, entity_id, self.lock_ttl,
-            wait=self.lock_wait, auto_extend=True, logger=self.log,
-        ):
-            return await self._ensure(etype, entity_id)
+        return await self._ensure(etype, entity_id)
 
     async def _ensure(self, etype: EntityType, entity_id: str) -> CollectionResult:
         try:

@@ -37,7 +37,6 @@ from services.documents.plan import (
     plan_document_sync,
     reusable_file_candidates,
 )
-from services.platform.locks import DEFAULT_LOCK_TTL_SECONDS, entity_lock
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import (
     DocumentRecord,
@@ -52,11 +51,8 @@ from services.platform.models import (
 )
 
 DOCUMENT_SYNC_LOCK_STEP = "document_sync"
-"""Lock key `document_sync:CDokumente:{id}`."""
-
-DOCUMENT_LOCK_WAIT_SECONDS = 3.0
-"""How long a handler waits for a busy document lock before raising LockBusyError:
-long enough to absorb the echo of our own writes, short enough not to block workers."""
+"""Lock key `document_sync:CDokumente:{id}`, taken by the step glue (src/glue/locking.py)
+around `handle` when `precheck` found real work."""
 
 DOCUMENT_FIELD_ID = "espocrm_document_id"
 """xAI document field naming the EspoCRM document (used to find files when a record is gone)."""
@@ -137,19 +133,13 @@ class DocumentSyncService:
         xai: Any,
         xai_settings: Any,
         *,
-        redis: Any = None,
         journal: SyncJournal | None = None,
         ctx: Any = None,
-        lock_ttl: float = DEFAULT_LOCK_TTL_SECONDS,
-        lock_wait: float = DOCUMENT_LOCK_WAIT_SECONDS,
     ) -> None:
         self.espocrm = espocrm
         self.xai = xai
         self.xai_settings = xai_settings
-        self.redis = redis
         self.journal: SyncJournal = journal if journal is not None else MemoryJournal()
-        self.lock_ttl = lock_ttl
-        self.lock_wait = lock_wait
         self.log: ServiceLogger = get_service_logger("document_sync", ctx)
 
     # -- reading ------------------------------------------------------------------------
@@ -192,33 +182,42 @@ class DocumentSyncService:
             return SyncResult(SyncOutcome.SKIPPED_ECHO, detail="update only touched sync fields")
         return await self.sync_document(event.entity_id)
 
-    async def sync_document(self, doc_id: str) -> SyncResult:
-        # Cheap check without the lock: a clean document needs nothing (the common case
-        # for redundant events). Only real work takes the lock.
-        doc, linked, plan = await self._plan(doc_id)
+    async def precheck(self, event: SyncEvent) -> SyncResult | None:
+        """The cheap answer that needs no lock, or None when the event needs real work (then
+        the caller takes the entity lock and calls `handle`): an echo of our own write, a
+        document that is gone, up to date or waiting for its collections (neither writes
+        anything). The common case for redundant events, so an unchanged document never
+        takes the lock."""
+        if event.action == EntityAction.DELETE:
+            return None
+        if is_own_write_echo(event):
+            return SyncResult(SyncOutcome.SKIPPED_ECHO, detail="update only touched sync fields")
+        doc, linked, plan = await self._plan(event.entity_id)
         if doc is None or plan is None:
             return SyncResult(SyncOutcome.GONE, detail="document not found")
         if plan.decision in (SyncDecision.UP_TO_DATE, SyncDecision.WAIT_FOR_COLLECTIONS):
-            return await self._execute(doc, plan)  # neither writes anything: no lock needed
-        async with entity_lock(
-            self.redis, DOCUMENT_SYNC_LOCK_STEP, EntityType.DOKUMENTE.value, doc_id,
-            self.lock_ttl, wait=self.lock_wait, auto_extend=True, logger=self.log,
-        ):
-            doc, linked, plan = await self._plan(doc_id)  # again: things may have changed while we waited
-            if doc is None or plan is None:
-                return SyncResult(SyncOutcome.GONE, detail="document not found")
-            try:
-                return await self._execute(doc, plan)
-            except IntegrationError as exc:
-                if isinstance(exc, NotFoundError) and await self.load_document(doc_id) is None:
-                    return SyncResult(SyncOutcome.GONE, detail="document deleted during sync")
-                await self._mark_failed(doc, exc, plan)
-                if is_retryable(exc):
-                    raise
-                return SyncResult(SyncOutcome.FAILED, detail=failure_message(exc))
-            except Exception as exc:  # a bug or an unknown library error: record it, let the queue retry
-                await self._mark_failed(doc, exc, plan)
+            return await self._execute(doc, plan)
+        return None
+
+    async def sync_document(self, doc_id: str) -> SyncResult:
+        """Plan and apply one document's sync. The caller holds the entity lock
+        `document_sync:CDokumente:{id}` (src/glue/locking.py); the plan is made here, after the
+        lock was taken, because things may have changed while the caller waited."""
+        doc, linked, plan = await self._plan(doc_id)
+        if doc is None or plan is None:
+            return SyncResult(SyncOutcome.GONE, detail="document not found")
+        try:
+            return await self._execute(doc, plan)
+        except IntegrationError as exc:
+            if isinstance(exc, NotFoundError) and await self.load_document(doc_id) is None:
+                return SyncResult(SyncOutcome.GONE, detail="document deleted during sync")
+            await self._mark_failed(doc, exc, plan)
+            if is_retryable(exc):
                 raise
+            return SyncResult(SyncOutcome.FAILED, detail=failure_message(exc))
+        except Exception as exc:  # a bug or an unknown library error: record it, let the queue retry
+            await self._mark_failed(doc, exc, plan)
+            raise
 
     async def _execute(self, doc: DocumentRecord, plan: SyncPlan) -> SyncResult:
         if plan.decision == SyncDecision.UP_TO_DATE:
@@ -374,32 +373,29 @@ class DocumentSyncService:
     # -- delete -------------------------------------------------------------------------
 
     async def remove_document(self, doc_id: str, extra_collections: Iterable[str] = ()) -> SyncResult:
-        """The document was deleted in EspoCRM: take its file out of every collection (keep the file)."""
-        async with entity_lock(
-            self.redis, DOCUMENT_SYNC_LOCK_STEP, EntityType.DOKUMENTE.value, doc_id,
-            self.lock_ttl, wait=self.lock_wait, auto_extend=True, logger=self.log,
-        ):
-            journal = await self.journal.get(doc_id)
-            pairs: set[tuple[str, str]] = set()
-            if journal and journal.get("file_id"):
-                for cid in set(journal.get("collections") or []) | set(extra_collections):
-                    pairs.add((cid, str(journal["file_id"])))
-            else:
-                # Nothing remembered: find the document's files by their xAI field.
-                async for col in self.xai.list_collections():
-                    cid = col.get("collection_id")
-                    if not cid:
-                        continue
-                    async for d in self.xai.list_documents(cid):
-                        if str((d.get("fields") or {}).get(DOCUMENT_FIELD_ID)) == doc_id:
-                            fid = (d.get("file_metadata") or {}).get("file_id")
-                            if fid:
-                                pairs.add((cid, fid))
-            for cid, fid in sorted(pairs):
-                await self.xai.remove_from_collection(cid, fid)
-            await self.journal.delete(doc_id)
-            self.log.info(f"Document {doc_id} deleted: removed from {len(pairs)} collection(s), file kept", document_id=doc_id)
-            return SyncResult(SyncOutcome.DELETED, collections=sorted({c for c, _ in pairs}))
+        """The document was deleted in EspoCRM: take its file out of every collection (keep the
+        file). The caller holds the entity lock (src/glue/locking.py)."""
+        journal = await self.journal.get(doc_id)
+        pairs: set[tuple[str, str]] = set()
+        if journal and journal.get("file_id"):
+            for cid in set(journal.get("collections") or []) | set(extra_collections):
+                pairs.add((cid, str(journal["file_id"])))
+        else:
+            # Nothing remembered: find the document's files by their xAI field.
+            async for col in self.xai.list_collections():
+                cid = col.get("collection_id")
+                if not cid:
+                    continue
+                async for d in self.xai.list_documents(cid):
+                    if str((d.get("fields") or {}).get(DOCUMENT_FIELD_ID)) == doc_id:
+                        fid = (d.get("file_metadata") or {}).get("file_id")
+                        if fid:
+                            pairs.add((cid, fid))
+        for cid, fid in sorted(pairs):
+            await self.xai.remove_from_collection(cid, fid)
+        await self.journal.delete(doc_id)
+        self.log.info(f"Document {doc_id} deleted: removed from {len(pairs)} collection(s), file kept", document_id=doc_id)
+        return SyncResult(SyncOutcome.DELETED, collections=sorted({c for c, _ in pairs}))
 
 
 def _str_list(value: Any) -> list[str]:

@@ -25,16 +25,18 @@ LOCK_WAIT_SECONDS = 10.0
 
 
 @contextlib.asynccontextmanager
-async def sync_lock(step: str, entity_type: Any, entity_id: str, *, logger: Any = None, redis: Any = None) -> AsyncIterator[RedisLock]:
+async def sync_lock(
+    step: str, entity_type: Any, entity_id: str, *, logger: Any = None, redis: Any = None, wait: float | None = None
+) -> AsyncIterator[RedisLock]:
     """Hold the entity lock `{step}:{entity_type}:{entity_id}` for the body (rules above).
-    `redis` defaults to the worker's client."""
+    `redis` defaults to the worker's client, `wait` to LOCK_WAIT_SECONDS (tests pass 0)."""
     async with entity_lock(
         redis if redis is not None else get_redis_client(),
         step,
         entity_type,
         entity_id,
         get_settings().lock_ttl_seconds,
-        wait=LOCK_WAIT_SECONDS,
+        wait=LOCK_WAIT_SECONDS if wait is None else wait,
         logger=logger,
     ) as lock:
         yield lock

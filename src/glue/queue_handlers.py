@@ -6,6 +6,8 @@ services.platform.ledger.run_marked: the run works from the ledger mark's latest
 the kind's time-box and concurrency limit, and returns its follow-up events (marked,
 then enqueued). Failures are the ledger's business (backoff, dead list, the entity's
 failure fields); these handlers raise only when the ledger itself (Redis) fails.
+Every per-entity sync runs under its entity lock, taken here and only here
+(src/glue/locking.sync_lock); the services they call take none.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from services.calendar.jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
-from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_redis_client, get_xai
+from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_xai
 from services.platform.settings import get_settings
 from services.documents.events import DOCUMENT_TOPICS, TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
-from services.documents.executor import DocumentSyncService
+from services.documents.executor import DOCUMENT_SYNC_LOCK_STEP, DocumentSyncService, SyncResult
 from services.documents.journal import StateJournal
 from services.clients.errors import ValidationError
 from services.platform.ledger import Claim, RunReport, SyncKind, run_marked
@@ -34,6 +36,17 @@ def _parse_sync_event(data: Any, ctx: Any, what: str) -> SyncEvent | None:
         return None
 
 
+async def run_document_sync(service: DocumentSyncService, event: SyncEvent, *, redis: Any = None, wait: float | None = None) -> SyncResult:
+    """One document event: the cheap check without the lock first (an unchanged document
+    never takes it), else `handle` under `document_sync:CDokumente:{id}` (sync_lock; busy →
+    LockBusyError)."""
+    quick = await service.precheck(event)
+    if quick is not None:
+        return quick
+    async with sync_lock(DOCUMENT_SYNC_LOCK_STEP, EntityType.DOKUMENTE, event.entity_id, logger=service.log, redis=redis, wait=wait):
+        return await service.handle(event)
+
+
 async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
     """`vmh.document.{create,update,delete}`: services.documents.executor.DocumentSyncService
     (idempotent, under the lock `document_sync:CDokumente:{id}`)."""
@@ -44,11 +57,8 @@ async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> R
 
     async def work(claim: Claim) -> list[dict[str, Any]]:
         current = SyncEvent.from_queue(claim.data)
-        service = DocumentSyncService(
-            get_espocrm(), get_xai(), settings.xai,
-            redis=get_redis_client(), journal=StateJournal(ctx.state), ctx=ctx, lock_ttl=settings.lock_ttl_seconds,
-        )
-        result = await service.handle(current)
+        service = DocumentSyncService(get_espocrm(), get_xai(), settings.xai, journal=StateJournal(ctx.state), ctx=ctx)
+        result = await run_document_sync(service, current)
         ctx.logger.info(
             f"document {current.entity_id}: {result.outcome}",
             {"document_id": current.entity_id, "action": str(current.action), "source": str(current.source),
@@ -64,7 +74,7 @@ async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> R
 async def handle_collection_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
     """`vmh.collection.ensure`: services.documents.collections.CollectionManager (under the lock
     `collection_create:{type}:{id}`); follow-ups are the linked documents' updates."""
-    from services.documents.collections import CollectionManager
+    from services.documents.collections import COLLECTION_LOCK_STEP, CollectionManager
 
     event = _parse_sync_event(data, ctx, "collection")
     if event is None:
@@ -73,10 +83,9 @@ async def handle_collection_event(data: Any, ctx: Any, *, ledger: Any = None) ->
 
     async def work(claim: Claim) -> list[dict[str, Any]]:
         current = SyncEvent.from_queue(claim.data)
-        manager = CollectionManager(
-            get_espocrm(), get_xai(), settings.xai, redis=get_redis_client(), ctx=ctx, lock_ttl=settings.lock_ttl_seconds
-        )
-        result = await manager.ensure(current.entity_type, current.entity_id)
+        manager = CollectionManager(get_espocrm(), get_xai(), settings.xai, ctx=ctx)
+        async with sync_lock(COLLECTION_LOCK_STEP, current.entity_type, current.entity_id, logger=manager.log):
+            result = await manager.ensure(current.entity_type, current.entity_id)
         ctx.logger.info(
             f"collection {current.entity_type}:{current.entity_id}: {result.action}",
             {"entity_type": str(current.entity_type), "entity_id": current.entity_id, "action": str(result.action),

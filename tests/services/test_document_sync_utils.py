@@ -48,6 +48,7 @@ from services.clients.xai import XAIService
 from simulators import espocrm as espo_sim
 from simulators import xai as xai_sim
 from simulators.runner import RunningApp, start_app
+from src.glue.queue_handlers import run_document_sync
 
 RK, ACC, BET = EntityType.RAEUMUNGSKLAGE, EntityType.ACCOUNT, EntityType.BETEILIGTE
 SHA = "a" * 64
@@ -202,10 +203,10 @@ class World:
         self.journal = MemoryJournal()
 
     def service(self, **kw: Any) -> DocumentSyncService:
-        return DocumentSyncService(self.espo, self.xai, RULES, redis=self.redis, journal=self.journal, lock_wait=0.0, **kw)
+        return DocumentSyncService(self.espo, self.xai, RULES, journal=self.journal, **kw)
 
     def manager(self) -> CollectionManager:
-        return CollectionManager(self.espo, self.xai, RULES, redis=self.redis, lock_wait=0.0)
+        return CollectionManager(self.espo, self.xai, RULES)
 
     def uploads(self) -> int:
         state = self.xai_run_state()
@@ -318,7 +319,7 @@ async def test_lock_busy_raises(world: World) -> None:
     assert await lock.acquire()
     try:
         with pytest.raises(LockBusyError):
-            await world.service().sync_document(doc_id)
+            await run_document_sync(world.service(), SyncEvent.from_queue({"entity_type": "CDokumente", "entity_id": doc_id, "action": "update"}), redis=world.redis, wait=0.0)
     finally:
         await lock.release()
     assert world.uploads() == 0
