@@ -7,7 +7,7 @@ side (services.parties.sync.reconcile); each event is marked in the sync ledger 
 it is enqueued (dead marks stay dead). One run per slot across engines
 (services.platform.ledger.cron), and one sweep at a time (src.glue.locking.sync_lock
 `beteiligte_sync_cron:CBeteiligte:sweep`;
-a busy lock skips the tick).
+a lock still busy after src.glue.locking.LOCK_WAIT_SECONDS skips the tick).
 """
 
 from typing import Any
