@@ -1,0 +1,385 @@
+"""Property-based (hypothesis, stateful) test of the document sync with in-memory fakes.
+
+Random sequences of: creating Raeumungsklagen (open with a collection, open still waiting
+for one, closed), giving a waiting one its collection, creating documents linked to them
+(or to nothing), replacing a document's file, linking and unlinking, deleting a document,
+and running the sync - once, twice, or with a simulated crash between xAI accepting an
+upload and the journal / EspoCRM hearing of it. Invariants:
+- no content is ever uploaded twice (every upload carries new content);
+- after a sync that reports the document synced or up to date, and the document is clean,
+  its file is in exactly its required collections and no older file of it is in any;
+- a second sync of an unchanged clean document makes no write (EspoCRM or xAI);
+- a deleted document has no file in any collection once its delete is handled;
+- at the end, with every waiting entity given its collection, one sync of each document
+  makes it clean (or no_sync) with exact memberships, and one more sync writes nothing.
+
+The fakes below stand alone (the EspoCRM and xAI behaviour the sync relies on, written
+from the vendors' documented contracts); only the service under test and the clients'
+error type it expects come from the project. Entity locks go to the session's redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from services.clients.errors import NotFoundError
+from services.documents.executor import DocumentSyncService, SyncOutcome
+from services.documents.journal import MemoryJournal
+
+DOC, RK = "CDokumente", "Raeumungsklage"
+DOC_FIELD = "espocrm_document_id"  # the xAI document field the sync tags files with (its contract)
+
+
+class SimulatedCrash(BaseException):
+    """The worker died: nothing after this point of the run happens (no except clause runs)."""
+
+
+# --------------------------------------------------------------------------- fakes
+
+
+class FakeEspo:
+    """CDokumente with attachments, Raeumungsklagen and the `raeumungsklagen` link.
+
+    Like EspoCRM's document hook, a new attachment sets `fileStatus` to `changed`."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.rks: dict[str, dict[str, Any]] = {}
+        self.links: dict[str, set[str]] = {}  # doc id → rk ids
+        self.attachments: dict[str, bytes] = {}
+        self.writes: list[tuple[str, str, dict[str, Any]]] = []
+        self.crash_on_write_back = False
+        self._ids = itertools.count(1)
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids)}"
+
+    async def get_entity(self, entity_type: str, entity_id: str) -> dict[str, Any]:
+        table = self.docs if entity_type == DOC else self.rks
+        if entity_id not in table:
+            raise NotFoundError(f"{entity_type} {entity_id} not found")
+        return dict(table[entity_id])
+
+    async def iter_related(self, entity_type: str, entity_id: str, link: str) -> AsyncIterator[dict[str, Any]]:
+        assert entity_type == DOC
+        if link == "raeumungsklagen":
+            for rk in sorted(self.links.get(entity_id, set())):
+                if rk in self.rks:
+                    yield dict(self.rks[rk])
+
+    async def update_entity(self, entity_type: str, entity_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        if self.crash_on_write_back and "xaiId" in data:
+            self.crash_on_write_back = False
+            raise SimulatedCrash("died before EspoCRM heard of the sync")
+        table = self.docs if entity_type == DOC else self.rks
+        if entity_id not in table:
+            raise NotFoundError(f"{entity_type} {entity_id} not found")
+        self.writes.append((entity_type, entity_id, dict(data)))
+        table[entity_id].update({k: (str(v) if v is not None and not isinstance(v, list) else v) for k, v in data.items()})
+        return dict(table[entity_id])
+
+    async def download_attachment_stream(self, attachment_id: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        data = self.attachments[attachment_id]
+        for i in range(0, len(data), 7):  # small chunks: the sync must hash across them
+            yield data[i : i + 7]
+
+    # user actions (not called by the sync)
+    def set_file(self, doc_id: str, content: bytes) -> None:
+        att = self.new_id("att")
+        self.attachments[att] = content
+        self.docs[doc_id].update({"fileId": att, "fileStatus": "changed"})
+
+
+class FakeXAI:
+    """Files and collections; adding a member twice or removing a non-member changes nothing."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, dict[str, Any]] = {}
+        self.collections: dict[str, dict[str, dict[str, Any]]] = {}  # cid → file id → fields
+        self.uploads: list[str] = []  # sha256 of every accepted upload
+        self.writes = 0
+        self.crash_after_upload = False
+        self._ids = itertools.count(1)
+
+    async def get_file(self, file_id: str) -> dict[str, Any] | None:
+        f = self.files.get(file_id)
+        return {k: v for k, v in f.items() if k != "content"} if f else None
+
+    async def upload_file(self, filename: str, content: Any, mime_type: str = "application/octet-stream") -> str:
+        data = open(content, "rb").read() if isinstance(content, str) else bytes(content)
+        fid = f"file{next(self._ids)}"
+        self.files[fid] = {"id": fid, "filename": filename, "bytes": len(data), "created_at": int(time.time()), "content": data}
+        self.uploads.append(hashlib.sha256(data).hexdigest())
+        self.writes += 1
+        if self.crash_after_upload:
+            self.crash_after_upload = False
+            raise SimulatedCrash("died after xAI accepted the upload")
+        return fid
+
+    async def list_files(self) -> AsyncIterator[dict[str, Any]]:
+        for f in list(self.files.values()):
+            yield {k: v for k, v in f.items() if k != "content"}
+
+    async def add_to_collection(self, collection_id: str, file_id: str, fields: dict[str, Any] | None = None) -> bool:
+        self.writes += 1
+        if collection_id not in self.collections or file_id not in self.files:
+            raise NotFoundError(f"collection {collection_id} or file {file_id} not found")
+        members = self.collections[collection_id]
+        if file_id in members:
+            return False
+        members[file_id] = {k: str(v) for k, v in (fields or {}).items()}
+        return True
+
+    async def remove_from_collection(self, collection_id: str, file_id: str) -> bool:
+        self.writes += 1
+        return self.collections.get(collection_id, {}).pop(file_id, None) is not None
+
+    async def list_collections(self) -> AsyncIterator[dict[str, Any]]:
+        for cid in list(self.collections):
+            yield {"collection_id": cid}
+
+    async def list_documents(self, collection_id: str) -> AsyncIterator[dict[str, Any]]:
+        for fid, fields in list(self.collections.get(collection_id, {}).items()):
+            yield {"fields": dict(fields), "file_metadata": {"file_id": fid}}
+
+    def new_collection(self) -> str:
+        cid = f"col{next(self._ids)}"
+        self.collections[cid] = {}
+        return cid
+
+    def holders(self, file_id: str) -> set[str]:
+        return {cid for cid, members in self.collections.items() if file_id in members}
+
+
+class Rules:
+    """The collection rule the test uses: an open Raeumungsklage has a collection."""
+
+    def should_have_collection(self, entity_type: str, record: Any) -> bool:
+        return entity_type == RK and record.get("status") == "Offen"
+
+
+# --------------------------------------------------------------------------- machine
+
+
+class DocumentSyncMachine(RuleBasedStateMachine):
+    rks = Bundle("rks")
+    docs = Bundle("docs")
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.redis = aioredis.Redis.from_url(redis_url)
+        self.espo, self.xai = FakeEspo(), FakeXAI()
+        self.journal = MemoryJournal()  # survives "crashes", like Motia state
+        self.contents = itertools.count(1)
+        self.deleted: set[str] = set()
+        self.file_ids: dict[str, set[str]] = {}  # doc id → every xAI file that ever held it
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        try:
+            self.run(self.redis.aclose())
+        finally:
+            self.loop.close()
+
+    def service(self) -> DocumentSyncService:
+        params = inspect.signature(DocumentSyncService).parameters
+        kw: dict[str, Any] = {"redis": self.redis} if "redis" in params else {}
+        if "lock_wait" in params:
+            kw["lock_wait"] = 0.0
+        return DocumentSyncService(self.espo, self.xai, Rules(), journal=self.journal, **kw)
+
+    def new_content(self, doc_id: str) -> bytes:
+        # unique per version, sizes vary
+        return f"{doc_id} version {next(self.contents)} ".encode() * (1 + next(self.contents) % 3)
+
+    def required(self, doc_id: str) -> set[str]:
+        rks = [self.espo.rks[r] for r in self.espo.links.get(doc_id, set()) if r in self.espo.rks]
+        return {r["xaiCollectionId"] for r in rks if r.get("status") == "Offen" and r.get("xaiCollectionId")}
+
+    def waiting(self, doc_id: str) -> bool:
+        return any(
+            self.espo.rks[r].get("status") == "Offen" and not self.espo.rks[r].get("xaiCollectionId")
+            for r in self.espo.links.get(doc_id, set())
+        )
+
+    def note_files(self, doc_id: str) -> None:
+        for fid in self.xai.files:
+            if any(members.get(fid, {}).get(DOC_FIELD) == doc_id for members in self.xai.collections.values()):
+                self.file_ids.setdefault(doc_id, set()).add(fid)
+        if doc_id in self.espo.docs and self.espo.docs[doc_id].get("xaiId"):
+            self.file_ids.setdefault(doc_id, set()).add(self.espo.docs[doc_id]["xaiId"])
+
+    def check_clean(self, doc_id: str) -> None:
+        """A clean document's file is in exactly its required collections; older files in none."""
+        d = self.espo.docs[doc_id]
+        if d.get("xaiSyncStatus") != "clean":
+            return
+        fid = d["xaiId"]
+        assert d["xaiSyncedHash"] == hashlib.sha256(self.espo.attachments[d["fileId"]]).hexdigest()
+        assert self.xai.files[fid]["content"] == self.espo.attachments[d["fileId"]]
+        assert self.xai.holders(fid) == self.required(doc_id), (doc_id, self.xai.holders(fid), self.required(doc_id))
+        for old in self.file_ids.get(doc_id, set()) - {fid}:
+            assert not self.xai.holders(old), (doc_id, old, self.xai.holders(old))
+
+    def sync(self, doc_id: str) -> Any:
+        res = self.run(self.service().sync_document(doc_id))
+        self.note_files(doc_id)
+        if res.outcome in (SyncOutcome.SYNCED, SyncOutcome.UP_TO_DATE):
+            self.check_clean(doc_id)
+        event(f"outcome={res.outcome}")
+        return res
+
+    # ------------------------------------------------------------------ entities
+    @rule(target=rks, kind=st.sampled_from(["open", "open", "waiting", "closed"]))
+    def new_rk(self, kind: str) -> str:
+        rk = self.espo.new_id("rk")
+        cid = self.xai.new_collection() if kind == "open" else None
+        self.espo.rks[rk] = {"id": rk, "status": "Abgeschlossen" if kind == "closed" else "Offen", "xaiCollectionId": cid}
+        return rk
+
+    @rule(rk=rks)
+    def give_collection(self, rk: str) -> None:
+        """The collection manager's work, done by hand."""
+        rec = self.espo.rks[rk]
+        if rec["status"] == "Offen" and not rec.get("xaiCollectionId"):
+            rec["xaiCollectionId"] = self.xai.new_collection()
+
+    # ------------------------------------------------------------------ documents
+    @rule(target=docs, rk=st.one_of(st.none(), rks))
+    def new_doc(self, rk: str | None) -> str:
+        doc_id = self.espo.new_id("doc")
+        self.espo.docs[doc_id] = {"id": doc_id, "name": f"{doc_id}.txt", "fileName": f"{doc_id}.txt", "xaiCollections": []}
+        self.espo.set_file(doc_id, self.new_content(doc_id))
+        self.espo.docs[doc_id]["fileStatus"] = "new"
+        self.espo.links[doc_id] = {rk} if rk else set()
+        return doc_id
+
+    @rule(doc=docs)
+    def change_file(self, doc: str) -> None:
+        if doc in self.espo.docs:
+            self.espo.set_file(doc, self.new_content(doc))
+
+    @rule(doc=docs, rk=rks)
+    def link(self, doc: str, rk: str) -> None:
+        if doc in self.espo.docs:
+            self.espo.links[doc].add(rk)
+
+    @rule(doc=docs, rk=rks)
+    def unlink(self, doc: str, rk: str) -> None:
+        if doc in self.espo.docs:
+            self.espo.links[doc].discard(rk)
+
+    @rule(doc=consumes(docs))
+    def delete(self, doc: str) -> None:
+        self.note_files(doc)
+        self.espo.docs.pop(doc, None)
+        self.espo.links.pop(doc, None)
+        res = self.run(self.service().remove_document(doc))
+        assert res.outcome == SyncOutcome.DELETED
+        self.deleted.add(doc)
+        for fid in self.file_ids.get(doc, set()):
+            assert not self.xai.holders(fid), (doc, fid, self.xai.holders(fid))
+
+    # ------------------------------------------------------------------ syncs
+    @rule(doc=docs, twice=st.booleans())
+    def sync_doc(self, doc: str, twice: bool) -> None:
+        if doc not in self.espo.docs:
+            return
+        self.sync(doc)
+        if twice:
+            self.sync_unchanged(doc)
+
+    def sync_unchanged(self, doc: str) -> None:
+        """Syncing a clean, unchanged document again makes no write at all."""
+        clean = self.espo.docs[doc].get("xaiSyncStatus") in ("clean", "no_sync")
+        espo_before, xai_before = len(self.espo.writes), self.xai.writes
+        self.sync(doc)
+        if clean:
+            assert (len(self.espo.writes), self.xai.writes) == (espo_before, xai_before), self.espo.writes[espo_before:]
+
+    @rule(doc=docs, where=st.sampled_from(["after_upload", "before_write_back"]))
+    def sync_with_crash(self, doc: str, where: str) -> None:
+        if doc not in self.espo.docs:
+            return
+        if where == "after_upload":
+            self.xai.crash_after_upload = True
+        else:
+            self.espo.crash_on_write_back = True
+        try:
+            self.run(self.service().sync_document(doc))
+            event("crash point not reached")
+        except SimulatedCrash:
+            event(f"crashed {where}")
+        finally:
+            self.xai.crash_after_upload = self.espo.crash_on_write_back = False
+            self.note_files(doc)
+
+    # ------------------------------------------------------------------ invariants
+    @invariant()
+    def no_content_uploaded_twice(self) -> None:
+        assert len(self.xai.uploads) == len(set(self.xai.uploads)), self.xai.uploads
+
+    @invariant()
+    def deleted_documents_in_no_collection(self) -> None:
+        for doc in self.deleted:
+            for fid in self.file_ids.get(doc, set()):
+                assert not self.xai.holders(fid), (doc, fid)
+
+    def teardown_check(self) -> None:
+        """Every waiting entity gets its collection; then one sync settles every document."""
+        for rk in list(self.espo.rks):
+            self.give_collection(rk)
+        for doc in sorted(self.espo.docs):
+            self.sync(doc)
+            status = self.espo.docs[doc].get("xaiSyncStatus")
+            if self.required(doc):
+                assert status == "clean", (doc, self.espo.docs[doc])
+            else:
+                assert status == "no_sync", (doc, self.espo.docs[doc])
+                for fid in self.file_ids.get(doc, set()):
+                    assert not self.xai.holders(fid), (doc, fid)
+            self.sync_unchanged(doc)
+        self.no_content_uploaded_twice()
+        event(f"docs={len(self.espo.docs)} deleted={len(self.deleted)}")
+
+
+class CheckedMachine(DocumentSyncMachine):
+    def teardown(self) -> None:
+        try:
+            self.teardown_check()
+        finally:
+            super().teardown()
+
+
+SETTINGS = settings(
+    max_examples=int(os.environ.get("DOCUMENT_SYNC_HYPOTHESIS_EXAMPLES", "100")),
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def test_document_sync_stateful(redis_url: str) -> None:
+    run_state_machine_as_test(lambda: CheckedMachine(redis_url), settings=SETTINGS)
