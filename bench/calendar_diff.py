@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import emit, machine  # noqa: E402
 
-from services.calendar.plan import ActionKind, Pair, SyncInput, plan_sync  # noqa: E402
 from services.calendar.advoware_mapping import advoware_hash, item_from_advoware  # noqa: E402
 from services.calendar.google_mapping import google_body, google_hash  # noqa: E402
+from services.calendar.plan import ActionKind, Pair, SyncInput, plan_sync  # noqa: E402
 from services.platform.settings import ConflictRule  # noqa: E402
 
 

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, session  # noqa: E402
 
 from iii_local.testing import MotiaTester, free_port  # noqa: E402
-from services.platform.settings import load_settings  # noqa: E402
 from services.clients.espocrm import EspoCRMAPI  # noqa: E402
+from services.platform.settings import load_settings  # noqa: E402
 from simulators.sandbox import Simulators, start_simulators  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ class Harness:
         self.espo: EspoCRMAPI | None = None
         self.settings: Any = None
 
-    async def start(self) -> "Harness":
+    async def start(self) -> Harness:
         binary = shutil.which("redis-server")
         if binary is None:
             raise SystemExit("redis-server is needed (apt-get install redis-server)")

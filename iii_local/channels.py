@@ -16,9 +16,10 @@ import asyncio
 import secrets
 import uuid
 from collections import deque
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
-Item = Union[str, bytes, None]
+Item = str | bytes | None
 
 EMPTY: Any = object()  # get_nowait: nothing buffered yet, stream not ended
 TIMEOUT: Any = object()  # get(until=...): the time ran out

@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from iii_local.config import EngineConfigError, load_config
@@ -56,7 +56,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
 def _ts(t: float | None) -> str:
     if not t:
         return "-"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _quote(s: str) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -36,13 +37,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
     except ValueError as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"invalid JSON: {exc}"}), content_type="application/json")
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"invalid JSON: {exc}"}), content_type="application/json") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text=json.dumps({"error": "expected a JSON object"}), content_type="application/json")
     return data
 
 
-def console_routes(le: "LocalEngine") -> list[web.RouteDef]:
+def console_routes(le: LocalEngine) -> list[web.RouteDef]:
     engine = le.engine
 
     def guarded(fn: Handler) -> Handler:

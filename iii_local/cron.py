@@ -23,7 +23,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from iii_local.cron_expr import CronExpressionError, CronSchedule
@@ -109,7 +109,7 @@ class RedisCronLock:
 def rfc3339(ns: int) -> str:
     """chrono's `to_rfc3339()` for a UTC time: `+00:00`, fraction of 0, 3, 6 or 9 digits (AutoSi)."""
     secs, nanos = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if nanos == 0:
         frac = ""
     elif nanos % 1_000_000 == 0:

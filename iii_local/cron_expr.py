@@ -19,7 +19,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class CronExpressionError(ValueError):
@@ -145,7 +145,7 @@ class CronSchedule:
     years: frozenset[int]
 
     @classmethod
-    def parse(cls, expression: str) -> "CronSchedule":
+    def parse(cls, expression: str) -> CronSchedule:
         text = _SHORTHANDS.get(expression.strip(), expression)
         fields = text.split()
         if len(fields) not in (6, 7):
@@ -159,7 +159,7 @@ class CronSchedule:
 
     def next_after(self, after: float) -> float | None:
         """The first scheduled time strictly after `after` (epoch seconds, UTC), or None."""
-        start = datetime.fromtimestamp(after, timezone.utc)
+        start = datetime.fromtimestamp(after, UTC)
         nxt = _next_after(self, start)
         return None if nxt is None else nxt.timestamp()
 
@@ -224,7 +224,7 @@ def _in_day(s: CronSchedule, q: _Query, year: int, month: int, day: int) -> date
             if second_start not in s.seconds:
                 q.reset("second")
             for second in sorted(x for x in s.seconds if x >= second_start):
-                candidate = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+                candidate = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
                 if (candidate.isoweekday() % 7) + 1 not in s.days_of_week:  # Sunday = 1
                     return None
                 return candidate

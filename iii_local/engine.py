@@ -22,8 +22,9 @@ import math
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -52,7 +53,7 @@ class InvocationError(Exception):
 class CallContext:
     """Who is calling an engine function, and in which trace."""
 
-    worker: "WorkerConnection | None" = None
+    worker: WorkerConnection | None = None
     traceparent: str | None = None
     baggage: str | None = None
 
@@ -60,7 +61,7 @@ class CallContext:
 @dataclass
 class FunctionEntry:
     id: str
-    worker: "WorkerConnection"
+    worker: WorkerConnection
     description: str | None = None
     metadata: dict[str, Any] | None = None
 
@@ -71,7 +72,7 @@ class TriggerEntry:
     trigger_type: str
     function_id: str
     config: dict[str, Any]
-    worker: "WorkerConnection"
+    worker: WorkerConnection
 
     def public(self) -> dict[str, Any]:
         cfg = dict(self.config)
@@ -216,7 +217,7 @@ class Engine:
                 self._remove_trigger(entry)
         for fid in list(worker.functions):
             self.unregister_function(worker, fid)
-        for inv_id, fut in list(worker.pending.items()):
+        for fut in list(worker.pending.values()):
             if not fut.done():  # invocation/mod.rs 59-68 `halt_invocation`
                 fut.set_exception(InvocationError("invocation_stopped", "Invocation stopped"))
         worker.pending.clear()
@@ -233,7 +234,7 @@ class Engine:
             self.function_waiters.append(fut)
             try:
                 await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
         return True
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
+
 from aiohttp import web
 
 from iii_local.config import RestConfig

@@ -32,7 +32,7 @@ class QueueMode(StrEnum):
     FIFO = "fifo"
 
     @classmethod
-    def parse(cls, value: Any) -> "QueueMode":
+    def parse(cls, value: Any) -> QueueMode:
         """`"fifo"` is FIFO; anything else (`standard`, `concurrent`, junk) is concurrent."""
         return cls.FIFO if value == "fifo" else cls.CONCURRENT
 
@@ -55,7 +55,7 @@ class Job:
 
     @classmethod
     def new(cls, queue: str, data: Any, max_attempts: int, backoff_delay_ms: int,
-            traceparent: str | None = None, baggage: str | None = None) -> "Job":
+            traceparent: str | None = None, baggage: str | None = None) -> Job:
         """`Job::new`: a fresh id, no attempt made yet, no group (the enqueue path never sets one)."""
         return cls(id=str(uuid.uuid4()), queue=queue, data=data, attempts_made=0, max_attempts=max_attempts,
                    backoff_delay_ms=backoff_delay_ms, created_at=now_ms(), traceparent=traceparent, baggage=baggage)
@@ -75,7 +75,7 @@ class Job:
         return {f: getattr(self, f) for f in _JOB_FIELDS}
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Job | None":
+    def from_dict(cls, d: Any) -> Job | None:
         """A stored record back into a job; None when it does not parse (the engine skips those)."""
         if not isinstance(d, dict):
             return None
@@ -103,7 +103,7 @@ class SubscriptionConfig:
     mode: QueueMode | None = None
 
     @classmethod
-    def from_trigger(cls, queue_config: Any) -> "SubscriptionConfig | None":
+    def from_trigger(cls, queue_config: Any) -> SubscriptionConfig | None:
         """`SubscriberQueueConfig::from_value` + the adapter's mapping; None when no known field is set."""
         if not isinstance(queue_config, dict):
             return None

@@ -28,9 +28,10 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from iii_local.config import QueueConfig
 from iii_local.jobs import Job, QueueMode, SubscriptionConfig, now_ms

@@ -83,7 +83,7 @@ class RedisQueueAdapter:
         self.publisher = aioredis.from_url(self.redis_url, retry=_no_retry())
         try:
             await asyncio.wait_for(self.publisher.ping(), CONNECT_TIMEOUT)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise RuntimeError(f"Redis connection timed out after {CONNECT_TIMEOUT}s. Please ensure Redis is running at: {self.redis_url}") from exc
         except Exception as exc:  # noqa: BLE001
             raise RuntimeError(f"Failed to connect to Redis at {self.redis_url}: {exc}") from exc

@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from iii_local.config import ExecConfig
 
@@ -146,7 +146,7 @@ class ExecSupervisor:
         _killpg(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), 3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.log("warn", "Process did not exit gracefully, killing")
             _killpg(proc.pid, signal.SIGKILL)
             await proc.wait()

@@ -13,8 +13,9 @@ import asyncio
 import json
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
 

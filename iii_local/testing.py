@@ -75,7 +75,7 @@ class Response:
 class Watch:
     """Messages enqueued to a topic since the watch began."""
 
-    tester: "MotiaTester"
+    tester: MotiaTester
     topic: str
     after: int
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -183,7 +183,7 @@ class MotiaTester:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
         )
 
-    async def start(self, *, wait_functions: int = 1, timeout: float = 30.0) -> "MotiaTester":
+    async def start(self, *, wait_functions: int = 1, timeout: float = 30.0) -> MotiaTester:
         self.write_config()
         self._spawn_engine()
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
@@ -298,7 +298,7 @@ class MotiaTester:
         self._spawn_engine()
         await self.wait_ready(functions)
 
-    async def __aenter__(self) -> "MotiaTester":
+    async def __aenter__(self) -> MotiaTester:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from dotenv import load_dotenv  # noqa: E402
 
-from services.platform.settings import load_settings  # noqa: E402
 from services.clients.errors import ConfigError  # noqa: E402
+from services.platform.settings import load_settings  # noqa: E402
 
 
 def port_open(host: str, port: int) -> bool:

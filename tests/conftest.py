@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -9,8 +9,8 @@ Tests create their own records (unique ids) and may reset faults with `sims_rese
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import pytest

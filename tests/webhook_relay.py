@@ -44,7 +44,7 @@ class WebhookRelay:
             out: dict[str, Any] = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
             return web.Response(status=resp.status, body=payload, headers=out)
 
-    async def start(self) -> "WebhookRelay":
+    async def start(self) -> WebhookRelay:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._forward)

@@ -7,8 +7,9 @@ Topics: `calendar.sync.all` (fan out to every mapped employee) and
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -28,7 +29,7 @@ class _Job(BaseModel):
     full: bool = False
     """Ignore the Google sync token and list the whole window again."""
     source: SyncSource = SyncSource.MANUAL
-    requested_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    requested_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def to_queue(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

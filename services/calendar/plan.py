@@ -28,12 +28,12 @@ Advoware entries with FrNr < 0 (derived, read-only) are never synced.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from services.clients.advoware.paths import TerminField as F
 from services.calendar.advoware_mapping import CalendarItem, advoware_modified, belongs_to, item_from_advoware
 from services.calendar.google_mapping import (
     event_frnr,
@@ -42,6 +42,7 @@ from services.calendar.google_mapping import (
     item_from_google,
     parse_google_timestamp,
 )
+from services.clients.advoware.paths import TerminField as F
 from services.platform.settings import ConflictRule
 
 
@@ -91,7 +92,7 @@ class Pair:
         return [self.event_id, self.a_hash, self.g_hash]
 
     @classmethod
-    def from_state(cls, frnr: int | str, value: Any) -> "Pair":
+    def from_state(cls, frnr: int | str, value: Any) -> Pair:
         event_id, a_hash, g_hash = value
         return cls(int(frnr), str(event_id), str(a_hash or ""), str(g_hash or ""))
 
@@ -334,15 +335,15 @@ def plan_sync(inp: SyncInput) -> SyncPlan:
     for event_id, event in events.items():
         if event_id in paired_event_ids or is_cancelled(event) or not is_syncable_event(event):
             continue
-        frnr = event_frnr(event)
-        if frnr is None:
+        carried = event_frnr(event)
+        if carried is None:
             new_events.append((event_id, event))
-        elif frnr in inp.pairs:
-            plan.notes.append(f"event {event_id}: carries FrNr {frnr}, which is paired with another event; ignored")
-        elif frnr in adoptable:
-            plan.notes.append(f"event {event_id}: second event for FrNr {frnr}; ignored")
+        elif carried in inp.pairs:
+            plan.notes.append(f"event {event_id}: carries FrNr {carried}, which is paired with another event; ignored")
+        elif carried in adoptable:
+            plan.notes.append(f"event {event_id}: second event for FrNr {carried}; ignored")
         else:
-            adoptable[frnr] = (event_id, event)
+            adoptable[carried] = (event_id, event)
 
     for frnr, record in appointments.items():
         if frnr in inp.pairs or frnr < 0 or not belongs_to(record, inp.kuerzel):
@@ -370,7 +371,7 @@ def plan_sync(inp: SyncInput) -> SyncPlan:
         else:
             actions.append(Action(ActionKind.UPDATE_ADVOWARE, frnr, event_id, g_item, g_hash=g_hash, reason="adopted"))
 
-    for frnr, (event_id, event) in adoptable.items():
+    for frnr, (event_id, _event) in adoptable.items():
         if frnr in inp.advoware_deleted:
             actions.append(Action(ActionKind.DELETE_GOOGLE, frnr, event_id, reason="orphan: its appointment was deleted"))
         elif frnr in appointments:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import time as _time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from services.clients.advoware.paths import TerminField as F
-from services.calendar.plan import Action, ActionKind, Pair, SyncInput, SyncPlan, plan_sync, verification_needed
 from services.calendar.advoware_mapping import BERLIN, advoware_fields, advoware_hash
 from services.calendar.google_mapping import (
     FRNR_PROPERTY,
@@ -36,9 +35,11 @@ from services.calendar.google_mapping import (
     is_cancelled,
     is_syncable_event,
 )
-from services.platform.settings import CalendarSettings
+from services.calendar.plan import Action, ActionKind, Pair, SyncInput, SyncPlan, plan_sync, verification_needed
+from services.clients.advoware.paths import TerminField as F
 from services.clients.errors import IntegrationError, NotFoundError, ValidationError, is_retryable
 from services.clients.google_calendar import SyncTokenExpired
+from services.platform.settings import CalendarSettings
 
 STATE_SCOPE = "calendar_sync"
 STATUS_SCOPE = "calendar_sync_status"
@@ -94,7 +95,7 @@ class EmployeeState:
         }
 
     @classmethod
-    def from_state(cls, doc: Any) -> "EmployeeState":
+    def from_state(cls, doc: Any) -> EmployeeState:
         if not isinstance(doc, Mapping):
             return cls()
         pairs: dict[int, Pair] = {}
@@ -160,7 +161,7 @@ class SyncReport:
 
 
 def berlin_today(now: datetime | None = None) -> date:
-    return (now or datetime.now(timezone.utc)).astimezone(BERLIN).date()
+    return (now or datetime.now(UTC)).astimezone(BERLIN).date()
 
 
 def sync_window(settings: CalendarSettings, today: date) -> tuple[date, date]:
@@ -286,13 +287,16 @@ class EmployeeSync:
             for existing in await self.google.find_by_private_property(self.calendar_id, FRNR_PROPERTY, str(frnr)):
                 if not is_cancelled(existing) and is_syncable_event(existing):
                     self._count("google_patch")
-                    return await self.google.patch_event(self.calendar_id, str(existing["id"]), body)
+                    result: dict[str, Any] = await self.google.patch_event(self.calendar_id, str(existing["id"]), body)
+                    return result
         self._count("google_insert")
-        return await self.google.insert_event(self.calendar_id, body)
+        inserted: dict[str, Any] = await self.google.insert_event(self.calendar_id, body)
+        return inserted
 
     async def _tag(self, event_id: str, frnr: int) -> dict[str, Any]:
         self._count("google_patch")
-        return await self.google.patch_event(self.calendar_id, event_id, {"extendedProperties": frnr_property(frnr)})
+        result: dict[str, Any] = await self.google.patch_event(self.calendar_id, event_id, {"extendedProperties": frnr_property(frnr)})
+        return result
 
     async def _create_advoware(self, action: Action) -> None:
         assert action.item is not None and action.event_id is not None
@@ -437,7 +441,7 @@ async def run_employee_sync(
     sync = EmployeeSync(
         kuerzel, calendar_id, advoware=advoware, google=google, state=state, settings=settings, logger=logger, full=full, today=today
     )
-    at = datetime.now(timezone.utc).isoformat()
+    at = datetime.now(UTC).isoformat()
     previous = await state.get(STATUS_SCOPE, kuerzel)
     failures = int(previous.get("consecutive_failures", 0)) if isinstance(previous, Mapping) else 0
     try:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from enum import Enum, StrEnum
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp

@@ -16,9 +16,10 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 SIGNATURE_HEADER = "Signature"
 LEGACY_SIGNATURE_HEADER = "X-Signature"
@@ -46,7 +47,7 @@ class WebhookEvent:
     field: str | None = None
 
     @classmethod
-    def parse(cls, event: str) -> "WebhookEvent":
+    def parse(cls, event: str) -> WebhookEvent:
         """Parse an event name; raises ValueError when it is malformed."""
         parts = event.split(".")
         if len(parts) < 2 or not parts[0] or not parts[0][0].isalpha():

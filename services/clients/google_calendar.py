@@ -18,9 +18,10 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -355,7 +356,8 @@ class GoogleCalendarAPI(JsonHttpClient):
     async def get_event(self, calendar_id: str, event_id: str) -> dict[str, Any] | None:
         """The event (deleted ones come back with status "cancelled"), or None if unknown."""
         try:
-            return await self.request("GET", self._events_path(calendar_id, event_id))
+            result: dict[str, Any] = await self.request("GET", self._events_path(calendar_id, event_id))
+            return result
         except NotFoundError:
             return None
         except ApiError as exc:
@@ -381,7 +383,8 @@ class GoogleCalendarAPI(JsonHttpClient):
         payload = dict(body)
         payload.setdefault("id", uuid.uuid4().hex)
         try:
-            return await self.request("POST", self._events_path(calendar_id), json_body=payload)
+            result: dict[str, Any] = await self.request("POST", self._events_path(calendar_id), json_body=payload)
+            return result
         except ConflictError:
             existing = await self.get_event(calendar_id, str(payload["id"]))
             if existing is None or is_cancelled(existing):
@@ -390,11 +393,13 @@ class GoogleCalendarAPI(JsonHttpClient):
 
     async def patch_event(self, calendar_id: str, event_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Change the given fields (objects merge, null removes) and return the event."""
-        return await self.request("PATCH", self._events_path(calendar_id, event_id), json_body=dict(body))
+        result: dict[str, Any] = await self.request("PATCH", self._events_path(calendar_id, event_id), json_body=dict(body))
+        return result
 
     async def update_event(self, calendar_id: str, event_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the event with `body` and return it."""
-        return await self.request("PUT", self._events_path(calendar_id, event_id), json_body=dict(body))
+        result: dict[str, Any] = await self.request("PUT", self._events_path(calendar_id, event_id), json_body=dict(body))
+        return result
 
     async def delete_event(self, calendar_id: str, event_id: str) -> bool:
         """Delete an event. False when it was already deleted (410) or never existed (404)."""

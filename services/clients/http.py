@@ -10,10 +10,10 @@ Retryable ones are retried by the client's `RetryPolicy`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-from typing import Any, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -49,7 +49,7 @@ def connection_errors(service: str, method: str, path: str) -> Iterator[None]:
         yield
     except ApiError:
         raise
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise ApiConnectionError(service, f"{method} {path} timed out", timeout=True) from exc
     except aiohttp.ClientError as exc:
         raise ApiConnectionError(service, f"{method} {path}: {exc}") from exc
@@ -102,7 +102,7 @@ class JsonHttpClient:
         if self._session is not None and self._owns_session and not self._session.closed:
             await self._session.close()
 
-    async def __aenter__(self) -> "JsonHttpClient":
+    async def __aenter__(self) -> JsonHttpClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 from services.clients.errors import ApiError, is_retryable
 
@@ -35,7 +36,7 @@ class RetryPolicy:
             return retry_after  # the server knows best; max_total still bounds it
         ceiling = min(self.base_delay * (2 ** (attempt - 1)), self.max_delay)
         if not self.jitter:
-            return ceiling
+            return float(ceiling)
         # "Equal jitter" (half fixed, half random) keeps retries of many clients from
         # marching in step while still growing the wait.
         return random.uniform(ceiling / 2, ceiling)

@@ -18,7 +18,8 @@ import enum
 import logging
 import os
 import tempfile
-from typing import IO, Any, AsyncIterable, AsyncIterator, Callable, Iterable, Union
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import IO, Any, Union
 
 import aiohttp
 from aiohttp import payload as aiohttp_payload
@@ -58,7 +59,7 @@ class XAIDocumentStatus(str, enum.Enum):
     UNKNOWN = "UNKNOWN"
 
     @classmethod
-    def parse(cls, value: Any) -> "XAIDocumentStatus":
+    def parse(cls, value: Any) -> XAIDocumentStatus:
         """Accepts `PROCESSED` as well as the enum-style `DOCUMENT_STATUS_PROCESSED`."""
         text = str(value or "").upper().removeprefix("DOCUMENT_STATUS_")
         try:
@@ -108,7 +109,7 @@ class _UploadSource:
         self.close = cleanup
 
     @classmethod
-    async def of(cls, content: UploadContent, max_bytes: int) -> "_UploadSource":
+    async def of(cls, content: UploadContent, max_bytes: int) -> _UploadSource:
         if isinstance(content, (bytes, bytearray, memoryview)):
             view = memoryview(content)
 
@@ -128,7 +129,7 @@ class _UploadSource:
 
             return cls(size, from_path, lambda: None)
         if isinstance(content, AsyncIterable):
-            spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
+            spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
             size = 0
             try:
                 async for chunk in content:
@@ -201,7 +202,7 @@ class XAIService:
         await self.files.close()
         await self.management.close()
 
-    async def __aenter__(self) -> "XAIService":
+    async def __aenter__(self) -> XAIService:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -264,7 +265,8 @@ class XAIService:
     async def get_file(self, file_id: str) -> dict[str, Any] | None:
         """The file's metadata, or None when xAI does not know it."""
         try:
-            return await self.files.request("GET", f"v1/files/{file_id}")
+            result: dict[str, Any] = await self.files.request("GET", f"v1/files/{file_id}")
+            return result
         except NotFoundError:
             return None
 
@@ -298,11 +300,13 @@ class XAIService:
         body: dict[str, Any] = {"collection_name": name, "metadata": _strings(metadata)}
         if description is not None:
             body["collection_description"] = description
-        return await self.management.request("POST", "v1/collections", json_body=body)
+        result: dict[str, Any] = await self.management.request("POST", "v1/collections", json_body=body)
+        return result
 
     async def get_collection(self, collection_id: str) -> dict[str, Any] | None:
         try:
-            return await self.management.request("GET", f"v1/collections/{collection_id}")
+            result: dict[str, Any] = await self.management.request("GET", f"v1/collections/{collection_id}")
+            return result
         except NotFoundError:
             return None
 
@@ -321,7 +325,8 @@ class XAIService:
             body["collection_description"] = description
         if metadata is not None:
             body["metadata"] = _strings(metadata)
-        return await self.management.request("PUT", f"v1/collections/{collection_id}", json_body=body)
+        result: dict[str, Any] = await self.management.request("PUT", f"v1/collections/{collection_id}", json_body=body)
+        return result
 
     async def delete_collection(self, collection_id: str) -> bool:
         """Delete a collection (its files stay); False when it was already gone."""
@@ -395,7 +400,8 @@ class XAIService:
     async def get_document(self, collection_id: str, file_id: str) -> dict[str, Any] | None:
         """`{file_metadata{file_id,name,size_bytes,content_type,hash}, status, fields}` or None."""
         try:
-            return await self.management.request("GET", f"v1/collections/{collection_id}/documents/{file_id}")
+            result: dict[str, Any] = await self.management.request("GET", f"v1/collections/{collection_id}/documents/{file_id}")
+            return result
         except NotFoundError:
             return None
 

@@ -17,13 +17,13 @@ the event storm that brings the documents into / out of it). Knows nothing of Mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from services.clients.errors import NotFoundError, ValidationError
 from services.documents.events import document_event
 from services.documents.plan import ENTITY_DOCUMENTS_LINK
-from services.clients.errors import NotFoundError, ValidationError
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import LINKABLE_ENTITY_TYPES, EntityRecord, EntityType, SyncSource
 
@@ -52,7 +52,7 @@ class CollectionPlan:
 
 
 def collection_metadata(entity_type: str, entity_id: str, now: datetime | None = None) -> dict[str, str]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return {
         META_ENTITY_TYPE: str(entity_type),
         META_ENTITY_ID: entity_id,
@@ -138,7 +138,7 @@ class CollectionManager:
                 await self.xai.find_collections_by_metadata(META_ENTITY_ID, entity_id), etype.value, entity_id
             )
         plan = plan_collection(should, stored, stored_exists, adoptable)
-        ctx_fields = {"entity_type": etype.value, "entity_id": entity_id, "collection_id": plan.collection_id}
+        ctx_fields: dict[str, Any] = {"entity_type": etype.value, "entity_id": entity_id, "collection_id": plan.collection_id}
         if plan.action in (CollectionAction.KEEP, CollectionAction.NOTHING):
             return CollectionResult(plan.action, plan.collection_id)
         if plan.action == CollectionAction.DELETE:

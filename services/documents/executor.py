@@ -272,7 +272,7 @@ class DocumentSyncService:
                 downloaded = await download_to_tempfile(self.espocrm, doc.fileId)
                 sha, md5 = downloaded.sha256, downloaded.md5
             else:
-                sha, md5 = str(doc.sha256), doc.md5sum
+                sha, md5 = str(doc.sha256), str(doc.md5sum or "")
             file_id: str | None = None
             for candidate in reusable_file_candidates(doc, sha, journal):
                 if await self.xai.get_file(candidate) is not None:

@@ -98,7 +98,7 @@ def plan_document_sync(doc: DocumentRecord, linked: Iterable[LinkedEntity]) -> S
     """Decide what syncing `doc` means, given the entities it is linked to."""
     linked = list(linked)
     missing = [e for e in linked if e.should_have_collection and not e.collection_id]
-    required = sorted({e.collection_id for e in linked if e.should_have_collection and e.collection_id})  # type: ignore[type-var]
+    required = sorted({e.collection_id for e in linked if e.should_have_collection and e.collection_id})
     current = set(doc.xaiCollections)
     if missing:
         return SyncPlan(SyncDecision.WAIT_FOR_COLLECTIONS, required=required, missing=missing,

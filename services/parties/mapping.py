@@ -22,10 +22,11 @@ own data). Conflicts are reported field by field so they can be recorded and log
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 from services.clients.advoware import paths as P
 
@@ -350,8 +351,8 @@ def conflict_winner(espo_modified: datetime | None, advo_modified: datetime | No
     """The documented rule: newer modification (whole seconds) wins; tie/unknown → Advoware."""
     if espo_modified is None or advo_modified is None:
         return Side.ADVOWARE
-    e = espo_modified.astimezone(timezone.utc).replace(microsecond=0)
-    a = advo_modified.astimezone(timezone.utc).replace(microsecond=0)
+    e = espo_modified.astimezone(UTC).replace(microsecond=0)
+    a = advo_modified.astimezone(UTC).replace(microsecond=0)
     return Side.ESPOCRM if e > a else Side.ADVOWARE
 
 

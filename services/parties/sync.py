@@ -36,13 +36,13 @@ Rules (also in src/steps/vmh/README.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from services.clients.advoware import paths as P
-from services.parties import mapping as M
 from services.clients.errors import (
     ApiError,
     ConflictError,
@@ -50,6 +50,7 @@ from services.clients.errors import (
     NotFoundError,
     is_retryable,
 )
+from services.parties import mapping as M
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import EntityAction, EntityType, SyncEvent, SyncSource, SyncStatus, espo_datetime
 
@@ -184,7 +185,7 @@ def _same_error(stored: str | None, error: str | None) -> bool:
 
 
 def _utc_iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat()
+    return dt.astimezone(UTC).isoformat()
 
 
 # --------------------------------------------------------------------------- the sync
@@ -207,7 +208,7 @@ class BeteiligteSync:
         self.advoware = advoware
         self.state = state
         self.logger = logger or get_service_logger("beteiligte_sync", context)
-        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.now = now or (lambda: datetime.now(UTC))
 
     # ------------------------------------------------------------------ snapshots
     async def _party_snapshot(self, espo_id: str) -> dict[str, Any] | None:
@@ -739,7 +740,7 @@ class ReconcileReport:
 
 
 def next_bookmark(
-    bookmark: Mapping[str, Any] | None, parties: list[Mapping[str, Any]]
+    bookmark: Mapping[str, Any] | None, parties: Sequence[Mapping[str, Any]]
 ) -> tuple[dict[str, Any] | None, list[Mapping[str, Any]]]:
     """Singer-style bookmark: the max `GeaendertAm` seen and the BetNrs at exactly that time.
 
@@ -788,7 +789,7 @@ async def reconcile(
        `stale_after` → re-queued (the sync handler decides: delete, or re-check).
     """
     log = logger or get_service_logger("beteiligte_sync_cron")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     report = ReconcileReport()
 
     # 1. changed in Advoware
@@ -872,5 +873,5 @@ def _is_stale(snap: Mapping[str, Any], now: datetime, stale_after: timedelta) ->
     except ValueError:
         return True
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
+        at = at.replace(tzinfo=UTC)
     return now - at >= stale_after

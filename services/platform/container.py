@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from services.platform.settings import Settings, get_settings
 
@@ -25,7 +26,7 @@ def _cached(name: str, factory: Callable[[Settings], T]) -> T:
     if client is None:
         client = factory(get_settings())
         _cache[key] = client
-    return client  # type: ignore[no-any-return]
+    return client
 
 
 def get_redis_client() -> Any:

@@ -28,7 +28,8 @@ import contextlib
 import os
 import secrets
 import socket
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -174,7 +175,7 @@ class RedisLock:
             raise LockBackendError(f"Redis unavailable while checking {self.key}: {exc}") from exc
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
-        return value == self.owner
+        return bool(value == self.owner)
 
     async def ttl_ms(self) -> int:
         """Milliseconds left (-2: no key, -1: no expiry) - for checks and diagnostics."""

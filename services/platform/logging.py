@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 MASK = "***"
 
@@ -116,7 +117,7 @@ class ServiceLogger:
         self.fields: dict[str, Any] = dict(fields or {})
         self.stdlib = logging.getLogger(f"bitbylaw.{name}")
 
-    def bind(self, **fields: Any) -> "ServiceLogger":
+    def bind(self, **fields: Any) -> ServiceLogger:
         return ServiceLogger(self.name, self.ctx, {**self.fields, **fields})
 
     def debug(self, message: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
 from enum import Enum, StrEnum
-from typing import Annotated, Any, Iterable, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -133,7 +134,7 @@ def coerce_enum(enum: type[E], value: Any, aliases: dict[str, E] | None = None) 
 def espo_datetime(dt: datetime) -> str:
     """EspoCRM datetime text `YYYY-MM-DD HH:mm:ss` in UTC (naive datetimes are taken as UTC)."""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc)
+        dt = dt.astimezone(UTC)
     return dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -144,7 +145,7 @@ def espo_date(d: date) -> str:
 
 def utc_now() -> datetime:
     """Now, timezone-aware UTC, without microseconds (EspoCRM stores seconds)."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 _ESPO_DT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?$")
@@ -173,8 +174,8 @@ def parse_espo_datetime(value: str | datetime) -> datetime:
             if len(text) <= 10:  # a bare date is not a datetime
                 raise ValueError(f"not an EspoCRM datetime: {value!r}")
     if dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def parse_espo_date(value: str | date) -> date:
@@ -447,7 +448,7 @@ class SyncEvent(BaseModel):
     entity_id: EntityId
     action: EntityAction
     source: SyncSource = SyncSource.WEBHOOK
-    received_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    received_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     related_entity_type: EntityType | None = None
     """link/unlink: the entity the document was linked to / unlinked from."""
     related_entity_id: EntityId | None = None
@@ -460,11 +461,11 @@ class SyncEvent(BaseModel):
     @field_validator("received_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def to_queue(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_queue(cls, data: Any) -> "SyncEvent":
+    def from_queue(cls, data: Any) -> SyncEvent:
         return validate_model(cls, data, what="sync event")  # type: ignore[no-any-return]

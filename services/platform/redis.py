@@ -12,7 +12,7 @@ import weakref
 
 import redis.asyncio as aioredis
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]]" = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
 

@@ -25,10 +25,11 @@ import binascii
 import json
 import os
 import re
+from collections.abc import Callable, Mapping
 from enum import Enum, StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer

@@ -31,16 +31,17 @@ import hmac
 import re
 import time
 import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote
 
 from services.clients.advoware.paths import TOKEN_PATH
-from services.proxy.http import ProxyError, read_body
 from services.clients.errors import ApiConnectionError, ApiError, IntegrationError, ValidationError
-from services.platform.logging import get_service_logger
 from services.clients.retry import NO_RETRY
+from services.platform.logging import get_service_logger
+from services.proxy.http import ProxyError, read_body
 
 # --- constants --------------------------------------------------------------------------
 
@@ -304,7 +305,7 @@ class ProxyResult:
     """True when this is Advoware's own answer (False: the proxy's error)."""
 
     @classmethod
-    def error(cls, status: int, reason: str, headers: Mapping[str, str] | None = None) -> "ProxyResult":
+    def error(cls, status: int, reason: str, headers: Mapping[str, str] | None = None) -> ProxyResult:
         return cls(
             status,
             {**(headers or {}), "Content-Type": "application/json"},

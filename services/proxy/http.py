@@ -20,8 +20,9 @@ bytes, close: views.rs 380-465) is the step glue's, src/glue/proxy.py `send_answ
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 ENGINE_JSON_MARK = "application/json"
 """views.rs 251: `content_type.contains("application/json")` decides parsed vs streamed."""

@@ -34,14 +34,15 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from services.platform.settings import Settings, WebhookAuthMode
 from services.clients.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
+from services.platform.settings import Settings, WebhookAuthMode
 
 TOKEN_QUERY_PARAM = "token"
 """`ESPOCRM_WEBHOOK_TOKEN` travels in the webhook URL (`.../vmh/webhook/document/create?token=...`).
@@ -158,6 +159,7 @@ def split_batch(
     max_items: int = MAX_BATCH_SIZE,
 ) -> Batch:
     """Validate each item on its own; raise WebhookRejected(400) when nothing is usable."""
+    items: list[Any]
     if isinstance(payload, dict):
         items = [payload]
     elif isinstance(payload, list):

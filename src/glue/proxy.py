@@ -10,7 +10,8 @@ without a response channel (a unit test's mock request) it returns the Motia `Ap
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from motia import ApiResponse
 

@@ -15,17 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 from services.calendar.jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
-from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_xai
-from services.platform.settings import get_settings
+from services.clients.errors import ValidationError
 from services.documents.events import DOCUMENT_TOPICS, TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
 from services.documents.executor import DOCUMENT_SYNC_LOCK_STEP, DocumentSyncService, SyncResult
 from services.documents.journal import StateJournal
-from services.clients.errors import ValidationError
+from services.parties.sync import BANK_LOCK_STEP, PARTY_LOCK_STEP, TOPIC_BANK, TOPIC_PARTY, BeteiligteSync, topic
+from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_xai
 from services.platform.ledger import Claim, RunReport, SyncKind, run_marked
 from services.platform.logging import get_service_logger
 from services.platform.models import EntityType, SyncEvent
+from services.platform.settings import get_settings
 from src.glue.locking import sync_lock
-from services.parties.sync import BANK_LOCK_STEP, PARTY_LOCK_STEP, TOPIC_BANK, TOPIC_PARTY, BeteiligteSync, topic
 
 
 def _parse_sync_event(data: Any, ctx: Any, what: str) -> SyncEvent | None:

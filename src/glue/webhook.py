@@ -7,7 +7,8 @@ when the raw body is read: semantics rows H1/H2) are services.webhooks.intake's 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from motia import ApiResponse
 from pydantic import BaseModel

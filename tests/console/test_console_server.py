@@ -8,8 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -209,7 +210,7 @@ async def _spawn_console(engine_url: str, port: int, token: str | None = None) -
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError(f"console exited: {proc.stdout.read().decode() if proc.stdout else ''}")
+                raise AssertionError(f"console exited: {proc.stdout.read().decode() if proc.stdout else ''}") from None
             await asyncio.sleep(0.1)
     proc.kill()
     raise AssertionError("standalone console did not start")

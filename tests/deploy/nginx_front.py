@@ -46,7 +46,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost (also its own CA); returns (cert, key)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -115,7 +115,7 @@ class NginxFront:
         (self.prefix / "tmp").mkdir(exist_ok=True)
         return conf
 
-    def start(self, timeout: float = 10.0) -> "NginxFront":
+    def start(self, timeout: float = 10.0) -> NginxFront:
         self.write_config()
         args = [self.binary, "-p", str(self.prefix), "-c", "nginx.conf", "-e", str(self.prefix / "main-error.log")]
         check = subprocess.run([*args, "-t"], capture_output=True, text=True)
@@ -129,7 +129,7 @@ class NginxFront:
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"nginx did not start:\n{self.all_logs()}")
+                    raise RuntimeError(f"nginx did not start:\n{self.all_logs()}") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

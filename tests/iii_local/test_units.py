@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from iii_local.config import EngineConfigError, expand_env, load_config, parse_config
 from iii_local.cron_expr import CronExpressionError, CronSchedule
 from iii_local.engine import TriggerEntry
-from iii_local.jobs import Job
 from iii_local.http_json import dumps, format_float, parse_body
 from iii_local.http_routes import Resolution
+from iii_local.jobs import Job
 from iii_local.rest import Router, http_response_from_result
 from iii_local.state import StateError, apply_ops
 from iii_local.store import SqliteStore
@@ -50,17 +50,17 @@ def test_config_rejects_unknown_exec_fields_and_bad_adapters() -> None:
 
 def test_cron_six_and_seven_fields_and_weekday_numbering() -> None:
     spec = CronSchedule.parse("0 */15 * * * *")
-    start = datetime(2026, 11, 22, 10, 7, 3, tzinfo=timezone.utc).timestamp()
-    assert datetime.fromtimestamp(spec.next_after(start), timezone.utc) == datetime(2026, 11, 22, 10, 15, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 22, 10, 7, 3, tzinfo=UTC).timestamp()
+    assert datetime.fromtimestamp(spec.next_after(start), UTC) == datetime(2026, 11, 22, 10, 15, tzinfo=UTC)
     # Engine weekdays: Sunday = 1. 2026-11-22 is a Sunday, so "1" means today.
     sunday = CronSchedule.parse("0 30 9 * * 1")
-    nxt = datetime.fromtimestamp(sunday.next_after(datetime(2026, 11, 21, 12, tzinfo=timezone.utc).timestamp()), timezone.utc)
-    assert nxt == datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+    nxt = datetime.fromtimestamp(sunday.next_after(datetime(2026, 11, 21, 12, tzinfo=UTC).timestamp()), UTC)
+    assert nxt == datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
     weekdays = CronSchedule.parse("0 30 9 * * 2-6")  # Monday–Friday
-    nxt = datetime.fromtimestamp(weekdays.next_after(datetime(2026, 11, 21, 12, tzinfo=timezone.utc).timestamp()), timezone.utc)
+    nxt = datetime.fromtimestamp(weekdays.next_after(datetime(2026, 11, 21, 12, tzinfo=UTC).timestamp()), UTC)
     assert nxt.weekday() == 0  # Monday
     with_year = CronSchedule.parse("0 0 0 1 1 * 2030")
-    nxt = datetime.fromtimestamp(with_year.next_after(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()), timezone.utc)
+    nxt = datetime.fromtimestamp(with_year.next_after(datetime(2026, 1, 1, tzinfo=UTC).timestamp()), UTC)
     assert nxt.year == 2030
     for bad in ("* * * * *", "0 0 0 * * 8", "nonsense"):
         with pytest.raises(CronExpressionError):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web

@@ -21,7 +21,7 @@ from tests.steps.ledger_helpers import dead_mark, settle_ledger
 from tests.steps.test_calendar_sync import AUTH, clients, event_with, marker, seed_termine, sim  # noqa: F401  (clients: fixture)
 
 
-async def test_poison_lands_in_the_dead_list_does_not_block_and_replays(stack: MotiaTester, sims_reset: Simulators, clients) -> None:  # type: ignore[no-untyped-def]
+async def test_poison_lands_in_the_dead_list_does_not_block_and_replays(stack: MotiaTester, sims_reset: Simulators, clients) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     sims = sims_reset
     _, google = clients
     m = marker()

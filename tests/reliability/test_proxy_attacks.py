@@ -9,7 +9,7 @@ import asyncio
 import re
 import time
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import aiohttp

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from iii_local.testing import MotiaTester
-from services.webhooks import intake as webhook_intake
-from services.platform.settings import Settings, WebhookAuthMode, load_settings
-from services.clients.espocrm_webhooks import legacy_signature, php_json_encode, sign_body
 from services.clients.errors import ConfigError
+from services.clients.espocrm_webhooks import legacy_signature, php_json_encode, sign_body
+from services.platform.settings import Settings, WebhookAuthMode, load_settings
+from services.webhooks import intake as webhook_intake
 from services.webhooks.intake import WebhookRejected, authenticate
 from tests.e2e import WEBHOOK_ID, WEBHOOK_SECRET
 from tests.services.test_config import prod_env, sa_file  # noqa: F401  (fixtures)

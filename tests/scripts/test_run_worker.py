@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "scripts" / "run_worker.py"
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import run_worker  # noqa: E402
+import run_worker  # noqa: E402, I001
 
-from tests.processes import alive
+from tests.processes import alive  # noqa: E402
 
 # A worker stand-in: records its pid, then exits with EXIT (or sleeps when EXIT is empty).
 CHILD = (

@@ -6,8 +6,9 @@ import asyncio
 import base64
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import aiohttp
 import pytest
@@ -40,7 +41,7 @@ def test_hmac_spec_vector() -> None:
 
 
 def test_format_timestamp_dotnet_style() -> None:
-    dt = datetime(2021, 1, 29, 14, 4, 26, 795554, tzinfo=timezone.utc)
+    dt = datetime(2021, 1, 29, 14, 4, 26, 795554, tzinfo=UTC)
     assert format_timestamp(dt) == "2021-01-29T14:04:26.7955540Z"
     berlin = datetime(2021, 1, 29, 15, 4, 26, 0, tzinfo=timezone(timedelta(hours=1)))
     assert format_timestamp(berlin) == "2021-01-29T14:04:26.0000000Z"
@@ -118,7 +119,7 @@ async def admin(sim: RunningApp, path: str, body: Any = None) -> Any:
 
 
 def days(n: int) -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=n)
+    return datetime.now(UTC).replace(tzinfo=None) + timedelta(days=n)
 
 
 # --- token handling ---------------------------------------------------------------------
@@ -340,11 +341,11 @@ async def test_aware_datetime_rejected(api) -> None:
     from services.clients.errors import ValidationError
 
     with pytest.raises(ValidationError):
-        await api.create_appointment({"Datum": datetime.now(timezone.utc)})
+        await api.create_appointment({"Datum": datetime.now(UTC)})
 
 
 async def test_parties_crud_and_paging(api) -> None:
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     created = [await api.create_party({"Name": f"Person {i}", "Vorname": "Eva", "ExterneId": f"espo-{i}"}) for i in range(5)]
     pages = [page async for page in api.list_parties(page_size=2)]
     assert [len(p) for p in pages] == [2, 2, 2, 1]
@@ -408,8 +409,8 @@ def test_paths_helpers() -> None:
 
     rec = P.normalize_record({"frNr": 5, "datumBis": "x", "zuletztGeaendertAm": "y", "Extra": 1}, P.TerminField)
     assert rec == {"FrNr": 5, "DatumBis": "x", "ZuletztGeaendertAm": "y", "Extra": 1}
-    assert P.parse_utc("2016-06-22T13:17:01.608") == datetime(2016, 6, 22, 13, 17, 1, 608000, tzinfo=timezone.utc)
-    assert P.parse_utc("2021-01-29T15:04:26.7955547+01:00") == datetime(2021, 1, 29, 14, 4, 26, 795554, tzinfo=timezone.utc)
+    assert P.parse_utc("2016-06-22T13:17:01.608") == datetime(2016, 6, 22, 13, 17, 1, 608000, tzinfo=UTC)
+    assert P.parse_utc("2021-01-29T15:04:26.7955547+01:00") == datetime(2021, 1, 29, 14, 4, 26, 795554, tzinfo=UTC)
     assert P.parse_wall_clock("2026-05-10T09:00:00Z") == datetime(2026, 5, 10, 9, 0)
     assert P.parse_time("23:59") == (23, 59, 0)
     assert P.bankverbindung_path(7, 3) == "api/v1/advonet/Beteiligte/7/Bankverbindungen/3"

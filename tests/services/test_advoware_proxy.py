@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,6 +15,9 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from iii_local.testing import MockRequest, mock_context
+from services.clients.advoware.api import AdvowareAPI
+from services.clients.retry import RetryPolicy
+from services.platform.settings import Settings, load_settings
 from services.proxy.advoware import (
     MAX_ENDPOINT_LENGTH,
     EndpointRejected,
@@ -29,12 +33,9 @@ from services.proxy.advoware import (
     read_body,
     validate_endpoint,
 )
-from src.glue.proxy import send_answer
-from services.clients.advoware.api import AdvowareAPI
-from services.platform.settings import Settings, load_settings
-from services.clients.retry import RetryPolicy
 from simulators.advoware import create_app
 from simulators.runner import RunningApp, start_app
+from src.glue.proxy import send_answer
 
 API_KEY = base64.b64encode(b"proxy-test-secret").decode()
 APP_ID, KANZLEI, DATABASE, USER, PASSWORD = "proxy-app", "Kanzlei", "DB", "MM", "geheim"

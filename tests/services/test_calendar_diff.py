@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from services.calendar.plan import ActionKind, Pair, Side, SyncInput, plan_sync, verification_needed
 from services.calendar.advoware_mapping import advoware_hash, item_from_advoware
 from services.calendar.google_mapping import google_body, google_hash
+from services.calendar.plan import ActionKind, Pair, Side, SyncInput, plan_sync, verification_needed
 from services.platform.settings import ConflictRule
 
 WINDOW = (date(2026, 5, 1), date(2026, 12, 31))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -299,4 +299,4 @@ def test_camel_case_records_are_not_required_but_missing_optional_fields_are_fin
     item = item_from_advoware({"FrNr": 5, "Datum": "2026-06-10T09:00:00"})
     assert item == CalendarItem("", "", "", False, datetime(2026, 6, 10, 9), datetime(2026, 6, 10, 9))
     assert google_body(item)["start"]["dateTime"] == "2026-06-10T09:00:00+02:00"
-    assert datetime.fromisoformat(google_body(item)["start"]["dateTime"]).astimezone(timezone.utc).hour == 7
+    assert datetime.fromisoformat(google_body(item)["start"]["dateTime"]).astimezone(UTC).hour == 7

@@ -4,20 +4,21 @@ duplicates, adoption, reassignment, conflict rule."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 
 from iii_local.testing import MemoryState, RecordingLogger
-from services.clients.advoware.api import AdvowareAPI
 from services.calendar.google_mapping import event_frnr
 from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE, EmployeeSync, GoogleReadMode, run_employee_sync
-from services.platform.settings import CalendarSettings, ConflictRule, load_settings
+from services.clients.advoware.api import AdvowareAPI
 from services.clients.errors import ApiError
 from services.clients.google_calendar import GoogleCalendarAPI, StaticTokenProvider
 from services.clients.retry import RetryPolicy
+from services.platform.settings import CalendarSettings, ConflictRule, load_settings
 from simulators import advoware as advoware_sim
 from simulators import google_calendar as google_sim
 from simulators.runner import RunningApp, start_app

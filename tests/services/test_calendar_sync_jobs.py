@@ -19,9 +19,9 @@ from services.calendar.jobs import (
     parse_job,
     parse_request,
 )
-from services.platform.settings import load_settings, reset_settings_cache
 from services.clients.errors import ValidationError
 from services.platform.models import SyncSource
+from services.platform.settings import load_settings, reset_settings_cache
 
 STEPS = Path(__file__).resolve().parents[2] / "src" / "steps" / "advoware_cal_sync"
 MAPPING = {"MM": "mm@x", "AB": "ab@x"}

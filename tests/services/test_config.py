@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import pydantic
 import pytest
 
+from services.clients.errors import ConfigError
 from services.platform import settings as cfg
 from services.platform.settings import (
     AppMode,
@@ -21,7 +24,6 @@ from services.platform.settings import (
     read_environment,
     reset_settings_cache,
 )
-from services.clients.errors import ConfigError
 
 SECRETS = {
     "ESPOCRM_API_KEY": "espo-key-SECRET-111",
@@ -317,7 +319,7 @@ def test_secrets_not_in_config_error_message(prod_env: dict[str, str]) -> None:
 
 def test_settings_are_frozen() -> None:
     s = load_settings({})
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         s.lock_ttl_seconds = 5  # type: ignore[misc]
 
 

@@ -15,21 +15,20 @@ upload and the journal / EspoCRM hearing of it. Invariants:
 
 The fakes below stand alone (the EspoCRM and xAI behaviour the sync relies on, written
 from the vendors' documented contracts); only the service under test and the clients'
-error type it expects come from the project. Entity locks go to the session's redis.
+error type it expects come from the project. The entity lock is the step glue's, not the
+service's (src/glue/locking.py), so none is taken here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import itertools
 import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -38,7 +37,6 @@ from hypothesis.stateful import (
     consumes,
     invariant,
     rule,
-    run_state_machine_as_test,
 )
 
 from services.clients.errors import NotFoundError
@@ -184,10 +182,9 @@ class DocumentSyncMachine(RuleBasedStateMachine):
     rks = Bundle("rks")
     docs = Bundle("docs")
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.redis = aioredis.Redis.from_url(redis_url)
         self.espo, self.xai = FakeEspo(), FakeXAI()
         self.journal = MemoryJournal()  # survives "crashes", like Motia state
         self.contents = itertools.count(1)
@@ -198,17 +195,10 @@ class DocumentSyncMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     def teardown(self) -> None:
-        try:
-            self.run(self.redis.aclose())
-        finally:
-            self.loop.close()
+        self.loop.close()
 
     def service(self) -> DocumentSyncService:
-        params = inspect.signature(DocumentSyncService).parameters
-        kw: dict[str, Any] = {"redis": self.redis} if "redis" in params else {}
-        if "lock_wait" in params:
-            kw["lock_wait"] = 0.0
-        return DocumentSyncService(self.espo, self.xai, Rules(), journal=self.journal, **kw)
+        return DocumentSyncService(self.espo, self.xai, Rules(), journal=self.journal)
 
     def new_content(self, doc_id: str) -> bytes:
         # unique per version, sizes vary
@@ -381,5 +371,5 @@ SETTINGS = settings(
 )
 
 
-def test_document_sync_stateful(redis_url: str) -> None:
-    run_state_machine_as_test(lambda: CheckedMachine(redis_url), settings=SETTINGS)
+TestDocumentSyncStateful = CheckedMachine.TestCase
+TestDocumentSyncStateful.settings = SETTINGS

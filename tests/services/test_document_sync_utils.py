@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-
 import hashlib
 import tracemalloc
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from services.clients.errors import ApiConnectionError, LockBusyError, ValidationError
+from services.clients.espocrm import EspoCRMAPI
+from services.clients.retry import RetryPolicy
+from services.clients.xai import XAIService
 from services.documents.collections import (
     CollectionAction,
     CollectionManager,
@@ -18,7 +22,6 @@ from services.documents.collections import (
     matching_collections,
     plan_collection,
 )
-from services.platform.settings import DEFAULT_XAI_COLLECTION_RULES, XAISettings, _collection_rules
 from services.documents.events import document_webhook_events, is_own_write_echo, link_webhook_events
 from services.documents.executor import DocumentSyncService, SyncOutcome, download_to_tempfile
 from services.documents.journal import MemoryJournal
@@ -30,8 +33,6 @@ from services.documents.plan import (
     reusable_file_candidates,
 )
 from services.documents.reconcile import iter_reconcile_events, unsynced_documents_where
-from services.clients.espocrm import EspoCRMAPI
-from services.clients.errors import ApiConnectionError, LockBusyError, ValidationError
 from services.platform.locks import RedisLock, lock_key
 from services.platform.models import (
     DocumentRecord,
@@ -43,8 +44,7 @@ from services.platform.models import (
     WebhookItem,
 )
 from services.platform.redis import get_redis
-from services.clients.retry import RetryPolicy
-from services.clients.xai import XAIService
+from services.platform.settings import DEFAULT_XAI_COLLECTION_RULES, XAISettings, _collection_rules
 from simulators import espocrm as espo_sim
 from simulators import xai as xai_sim
 from simulators.runner import RunningApp, start_app

@@ -6,11 +6,13 @@ import base64
 import hashlib
 import hmac
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 
+from services.clients.errors import ApiError, AuthError, ConflictError, NotFoundError
 from services.clients.espocrm import EspoCRMAPI, Order, encode_where
 from services.clients.espocrm_webhooks import (
     WebhookAction,
@@ -21,7 +23,6 @@ from services.clients.espocrm_webhooks import (
     sign_body,
     verify_signature,
 )
-from services.clients.errors import ApiError, AuthError, ConflictError, NotFoundError
 from services.clients.retry import RetryPolicy
 from simulators.espocrm import EspoCRMState, create_app, load_seed_file, state_of
 from simulators.runner import RunningApp, start_app

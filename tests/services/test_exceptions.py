@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 
@@ -90,7 +88,7 @@ def test_connection_error() -> None:
     [
         (aiohttp.ClientConnectionError(), True),
         (aiohttp.ServerDisconnectedError(), True),
-        (asyncio.TimeoutError(), True),
+        (TimeoutError(), True),
         (ConnectionRefusedError(), True),
         (ValueError("bug"), False),
         (RuntimeError("bug"), False),

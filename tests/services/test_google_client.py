@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
 
 import aiohttp
 import pytest
@@ -177,11 +179,11 @@ async def test_find_by_private_property(gcal: GoogleCalendarAPI) -> None:
 
 
 async def test_time_window(gcal: GoogleCalendarAPI) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     await gcal.insert_event(CAL, event("früh", day=1))
     late = await gcal.insert_event(CAL, event("spät", day=20))
-    items, _ = await gcal.list_all(CAL, time_min=datetime(2026, 3, 15, tzinfo=timezone.utc), time_max="2026-04-01T00:00:00Z")
+    items, _ = await gcal.list_all(CAL, time_min=datetime(2026, 3, 15, tzinfo=UTC), time_max="2026-04-01T00:00:00Z")
     assert [e["id"] for e in items] == [late["id"]]
     with pytest.raises(ValidationError):
         await gcal.list_all(CAL, time_min=datetime(2026, 3, 15))

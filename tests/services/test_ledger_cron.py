@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +16,7 @@ from services.platform.redis import get_redis
 
 
 def ts(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def ts(text: str) -> float:
     ],
 )
 def test_slot_is_the_fire_time_at_or_before_now(expression: str, now: str, slot: str) -> None:
-    assert slot_at(expression, datetime.fromtimestamp(ts(now), tz=timezone.utc)) == datetime.fromisoformat(slot).replace(tzinfo=timezone.utc)
+    assert slot_at(expression, datetime.fromtimestamp(ts(now), tz=UTC)) == datetime.fromisoformat(slot).replace(tzinfo=UTC)
 
 
 @pytest.mark.parametrize("bad", ["* * * * *", "61 * * * * *", "0 */5 * * * * 2026 x", "nonsense"])

@@ -11,13 +11,13 @@ import redis.asyncio as aioredis
 
 from iii_local.testing import mock_context
 from services.clients.errors import ApiError, LockBusyError, ValidationError
-from services.platform.ledger import glue
 from services.platform.ledger import (
     Claim,
     Ledger,
     LedgerError,
     RunOutcome,
     SyncKind,
+    glue,
     mark_and_enqueue,
     read_tag,
     run_marked,

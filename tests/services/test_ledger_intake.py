@@ -17,22 +17,21 @@ import pytest
 import redis.asyncio as aioredis
 
 from iii_local.testing import MockRequest, mock_context
-from services.parties import sync as beteiligte_sync
 from services.calendar import jobs as calendar_sync_jobs
-from services.documents import events as document_events
-from services.platform.settings import load_settings
-from services.documents.events import document_webhook_events
 from services.clients.espocrm_webhooks import sign_body
-from services.platform.ledger import Ledger, RunOutcome, SyncKind, read_tag
+from services.documents import events as document_events
+from services.documents.events import document_webhook_events
+from services.parties import sync as beteiligte_sync
+from services.platform.ledger import Ledger, RunOutcome, SyncKind, policies, read_tag
 from services.platform.ledger import __main__ as cli
-from services.platform.ledger import policies
 from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_replay_body, parse_view_query
 from services.platform.models import EntityAction, WebhookItem
 from services.platform.redis import get_redis
+from services.platform.settings import load_settings
 from services.webhooks.intake import engine_streams_raw_body
+from simulators.runner import free_port
 from src.glue import queue_handlers
 from src.glue.webhook import accept_webhook
-from simulators.runner import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = load_settings({"APP_MODE": "sandbox", "ESPOCRM_WEBHOOK_SECRETS": "hook:secret"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError as PydanticValidationError
@@ -140,10 +140,10 @@ def test_espo_datetime_formats_in_utc() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("2026-03-01 12:05:09", datetime(2026, 3, 1, 12, 5, 9, tzinfo=timezone.utc)),
-        ("2026-03-01 12:05", datetime(2026, 3, 1, 12, 5, tzinfo=timezone.utc)),
-        ("2026-03-01T12:05:09Z", datetime(2026, 3, 1, 12, 5, 9, tzinfo=timezone.utc)),
-        ("2026-03-01T14:05:09+02:00", datetime(2026, 3, 1, 12, 5, 9, tzinfo=timezone.utc)),
+        ("2026-03-01 12:05:09", datetime(2026, 3, 1, 12, 5, 9, tzinfo=UTC)),
+        ("2026-03-01 12:05", datetime(2026, 3, 1, 12, 5, tzinfo=UTC)),
+        ("2026-03-01T12:05:09Z", datetime(2026, 3, 1, 12, 5, 9, tzinfo=UTC)),
+        ("2026-03-01T14:05:09+02:00", datetime(2026, 3, 1, 12, 5, 9, tzinfo=UTC)),
     ],
 )
 def test_parse_espo_datetime(text: str, expected: datetime) -> None:
@@ -185,7 +185,7 @@ def test_document_record_tolerant() -> None:
     assert doc.fileStatus is FileStatus.NEW
     assert doc.xaiSyncStatus is None  # unknown status read as None, not an error
     assert doc.xaiCollections == []
-    assert doc.xaiLastSync == datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+    assert doc.xaiLastSync == datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert doc.get("assignedUserId") == "u1"
     assert doc.model_extra == {"createdAt": "2026-01-01 00:00:00", "assignedUserId": "u1"}
     minimal = DocumentRecord.model_validate({"id": "d2"})
@@ -197,7 +197,7 @@ def test_document_record_values_and_dump() -> None:
         {"id": "d1", "fileStatus": "synced", "xaiSyncStatus": "clean", "xaiCollections": ["c1", "c2"], "md5sum": "abc"}
     )
     assert doc.xaiSyncStatus is XAISyncStatus.CLEAN and doc.current_hash == "abc"
-    doc.xaiLastSync = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+    doc.xaiLastSync = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
     doc.fileStatus = "changed"  # type: ignore[assignment]  # validated on assignment
     assert doc.fileStatus is FileStatus.CHANGED
     out = doc.to_espo(include=["fileStatus", "xaiSyncStatus", "xaiCollections", "xaiLastSync"])
@@ -268,7 +268,7 @@ def test_sync_event_accepts_strings_and_extras() -> None:
         }
     )
     assert event.source is SyncSource.COLLECTION_MANAGER
-    assert event.received_at == datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+    assert event.received_at == datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert event.model_extra == {"trace": "abc"}
 
 

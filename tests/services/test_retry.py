@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -76,7 +77,7 @@ async def run(op: Callable[[], Awaitable[Any]], policy: RetryPolicy = POLICY, t:
         LockBusyError("document_sync:CDokumente:x"),
         aiohttp.ClientConnectionError("reset"),
         aiohttp.ServerDisconnectedError(),
-        asyncio.TimeoutError(),
+        TimeoutError(),
         ConnectionResetError(),
     ],
 )
@@ -237,10 +238,10 @@ def test_parse_retry_after_seconds(header: str | None, expected: float | None) -
 
 
 def test_parse_retry_after_http_date() -> None:
-    future = datetime.now(timezone.utc) + timedelta(seconds=120)
+    future = datetime.now(UTC) + timedelta(seconds=120)
     value = parse_retry_after(format_datetime(future, usegmt=True))
     assert value is not None and 110 <= value <= 121
-    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    past = datetime.now(UTC) - timedelta(hours=1)
     assert parse_retry_after(format_datetime(past, usegmt=True)) == 0.0
 
 

@@ -7,8 +7,9 @@ import hashlib
 import hmac
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import pytest
@@ -30,7 +31,7 @@ def sign(product: Any, app_id: str, nonce: str, stamp: str, key_b64: str = API_K
 
 
 def token_body(*, stamp: str | None = None, nonce: str | None = None, **over: Any) -> dict[str, Any]:
-    stamp = stamp or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    stamp = stamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
     nonce = nonce or str(uuid.uuid4())
     body: dict[str, Any] = {
         "AppID": APP_ID,
@@ -85,11 +86,11 @@ async def test_token_issued_with_dotnet_expiration(http, sim) -> None:
     assert doc["access_token"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", doc["expiration_utc"])
     expires = datetime.fromisoformat(doc["expiration_utc"][:26] + "+00:00")
-    assert timedelta(minutes=59) < expires - datetime.now(timezone.utc) <= timedelta(hours=1)
+    assert timedelta(minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=1)
 
 
 async def test_token_accepts_php_iso8601_timestamp(http, sim) -> None:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
     async with http.post(f"{sim.url}/api/v1/Token", json=token_body(stamp=stamp)) as resp:
         assert resp.status == 200
 
@@ -102,7 +103,7 @@ async def test_token_rejects_bad_signature(http, sim) -> None:
 
 
 async def test_token_rejects_signature_with_wrong_key(http, sim) -> None:
-    stamp, nonce = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "n-1"
+    stamp, nonce = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "n-1"
     wrong = sign(64, APP_ID, nonce, stamp, base64.b64encode(b"other-key").decode())
     async with http.post(f"{sim.url}/api/v1/Token", json=token_body(stamp=stamp, nonce=nonce, HMAC512Signature=wrong)) as resp:
         assert resp.status == 401
@@ -110,7 +111,7 @@ async def test_token_rejects_signature_with_wrong_key(http, sim) -> None:
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=-6), timedelta(minutes=6)])
 async def test_token_rejects_stale_or_future_timestamp(http, sim, offset) -> None:
-    stamp = (datetime.now(timezone.utc) + offset).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    stamp = (datetime.now(UTC) + offset).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
     async with http.post(f"{sim.url}/api/v1/Token", json=token_body(stamp=stamp)) as resp:
         assert resp.status == 401
         assert "Zeitfenster" in (await resp.json())["Message"]
@@ -229,7 +230,7 @@ async def test_akten(http, sim, auth) -> None:
 
 
 def days(n: int) -> str:
-    return (datetime.now(timezone.utc).date() + timedelta(days=n)).isoformat()
+    return (datetime.now(UTC).date() + timedelta(days=n)).isoformat()
 
 
 async def list_termine(http, sim, auth, kuerzel: str, start: str, end: str) -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import tracemalloc
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -59,7 +60,7 @@ async def test_auth_is_per_host(sim: RunningApp, http: aiohttp.ClientSession) ->
 
 
 async def test_file_lifecycle(sim: RunningApp, http: aiohttp.ClientSession) -> None:
-    content = "Hallo Welt\n".encode() * 100
+    content = b"Hallo Welt\n" * 100
     info = await upload(http, sim.url, content, "brief.txt")
     assert info["id"].startswith("file-")
     assert info["filename"] == "brief.txt"

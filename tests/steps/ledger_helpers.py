@@ -13,9 +13,9 @@ from typing import Any
 
 from iii_local.testing import MotiaTester
 from services.platform.container import ledger_from_settings
-from services.platform.settings import load_settings
 from services.platform.ledger import Ledger, MarkInfo, SyncKind
 from services.platform.redis import get_redis
+from services.platform.settings import load_settings
 
 
 def stack_ledger(stack: MotiaTester) -> Ledger:

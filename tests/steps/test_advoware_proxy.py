@@ -112,7 +112,7 @@ async def test_json_is_taken_parsed_and_other_bodies_raw(stack: MotiaTester, sim
     assert time.monotonic() - started < 5, "the proxy waited on the request channel of a JSON request"
     assert created.json()["Name"] == name and created.json()["Vorname"] == "Jörg"
 
-    doc = ('{"Name": "%s-raw",\n  "Vorname": "J\\u00f6rg", "Ort": "Köln"}' % name).encode()
+    doc = ('{"Name": "' + name + '-raw",\n  "Vorname": "J\\u00f6rg", "Ort": "Köln"}').encode()
     r = await stack.request("POST", "/advoware/proxy", data=doc, params={"endpoint": BETEILIGTE},
                             headers={**AUTH, "Content-Type": "text/plain; charset=utf-8"})
     assert r.status == 201, r.text

@@ -11,20 +11,21 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 
 from iii_local.testing import MotiaTester
 from services.clients.advoware.api import AdvowareAPI
-from services.parties.sync import KEPT_SCOPE, PARTY_SNAPSHOT_SCOPE
-from services.platform.container import advoware_from_settings, espocrm_from_settings
-from services.platform.settings import Settings, load_settings
 from services.clients.espocrm import EspoCRMAPI
 from services.clients.espocrm_webhooks import php_json_encode, sign_body
-from simulators.sandbox import Simulators
+from services.parties.sync import KEPT_SCOPE, PARTY_SNAPSHOT_SCOPE
+from services.platform.container import advoware_from_settings, espocrm_from_settings
 from services.platform.ledger import SyncKind
+from services.platform.settings import Settings, load_settings
+from simulators.sandbox import Simulators
 from tests.steps.conftest import WEBHOOK_ID, WEBHOOK_SECRET, stack_env
 from tests.steps.ledger_helpers import dead_mark, live_marks, trigger_cron_once
 

@@ -11,20 +11,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 
-from services.clients.advoware.api import AdvowareAPI
 from services.calendar.google_mapping import FRNR_PROPERTY, event_frnr
 from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE
-from services.platform.container import advoware_from_settings, google_calendar_from_settings
-from services.platform.settings import load_settings
+from services.clients.advoware.api import AdvowareAPI
 from services.clients.errors import NotFoundError
 from services.clients.google_calendar import GoogleCalendarAPI
+from services.platform.container import advoware_from_settings, google_calendar_from_settings
 from services.platform.ledger import SyncKind
+from services.platform.settings import load_settings
 from tests.e2e import OPS_TOKEN
 from tests.steps.conftest import PROXY_TOKEN
 from tests.steps.ledger_helpers import dead_mark, settle_ledger

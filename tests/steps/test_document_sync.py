@@ -10,18 +10,19 @@ import asyncio
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
 
 from iii_local.testing import MotiaTester
-from services.platform.settings import load_settings
 from services.clients.espocrm import EspoCRMAPI
 from services.clients.espocrm_webhooks import sign_body
 from services.clients.retry import RetryPolicy
-from simulators.sandbox import Simulators
 from services.platform.ledger import SyncKind
+from services.platform.settings import load_settings
+from simulators.sandbox import Simulators
 from tests.e2e import OPS_TOKEN, WEBHOOK_ID, WEBHOOK_SECRET
 from tests.steps.ledger_helpers import dead_mark, settle_ledger, stack_ledger, trigger_cron_once
 

@@ -37,9 +37,10 @@ Responses use the casing below, but ASP.NET may serialise camelCase on newer ser
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from enum import IntEnum, StrEnum
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 # --- Paths --------------------------------------------------------------------------
@@ -308,8 +309,8 @@ def parse_utc(value: str) -> datetime:
         sign = 1 if tz[0] == "+" else -1
         digits = tz[1:].replace(":", "")
         offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        return (dt - sign * offset).replace(tzinfo=timezone.utc)
-    return dt.replace(tzinfo=timezone.utc)
+        return (dt - sign * offset).replace(tzinfo=UTC)
+    return dt.replace(tzinfo=UTC)
 
 
 def parse_time(value: str) -> tuple[int, int, int]:
@@ -335,7 +336,7 @@ def format_date(d: date) -> str:
 def format_utc(dt: datetime) -> str:
     """A UTC timestamp as the API writes them (`YYYY-MM-DDTHH:MM:SS.fffZ`)."""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc)
+        dt = dt.astimezone(UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

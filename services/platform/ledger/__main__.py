@@ -15,8 +15,9 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime, timezone
-from typing import Any, Sequence, TextIO
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from services.platform.ledger.policies import SyncKind
 
@@ -24,7 +25,7 @@ from services.platform.ledger.policies import SyncKind
 def _when(ts: float | None) -> str:
     if not ts:
         return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _parser() -> argparse.ArgumentParser:

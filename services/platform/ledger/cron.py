@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from croniter import croniter
@@ -41,7 +41,7 @@ def validate_expression(expression: str) -> str:
 
 def slot_at(expression: str, now: datetime) -> datetime:
     """The scheduled fire time at or before `now` (UTC, whole seconds)."""
-    floor = now.astimezone(timezone.utc).replace(microsecond=0)
+    floor = now.astimezone(UTC).replace(microsecond=0)
     return croniter(expression, floor + timedelta(seconds=1), second_at_beginning=True).get_prev(datetime)
 
 
@@ -70,7 +70,7 @@ async def claim_cron_slot(
     """Claim this run's slot; `won=False` means another engine already ran it (return at once).
 
     Raises RedisError when Redis is down (the step fails; the next slot tries again)."""
-    at = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
+    at = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
     slot = slot_at(expression, at)
     interval = interval_after(expression, slot)
     tolerance = min(MAX_TOLERANCE_SECONDS, interval / 2)

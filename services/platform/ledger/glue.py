@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from services.clients.errors import IntegrationError, LockBusyError, is_retryable
 from services.platform.ledger.policies import SyncKind
@@ -93,7 +94,7 @@ class RunReport:
         return data
 
 
-_semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[SyncKind, asyncio.Semaphore]]" = (
+_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[SyncKind, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -116,7 +117,7 @@ def _log(ctx: Any, level: str, message: str, data: dict[str, Any]) -> None:
     logger = getattr(ctx, "logger", None)
     if logger is None:
         return
-    method = getattr(logger, level, None) or getattr(logger, "info")
+    method = getattr(logger, level, None) or logger.info
     method(message, data)
 
 

@@ -12,8 +12,9 @@ The writes are best effort: run_marked logs a failing hook; the dead list keeps 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from services.platform.ledger.glue import OnDead
 from services.platform.ledger.policies import SyncKind
@@ -50,7 +51,7 @@ async def calendar_employee_dead(claim: Claim, error: str, ctx: Any) -> None:
     previous = await state.get(STATUS_SCOPE, claim.entity_id)
     record = dict(previous) if isinstance(previous, Mapping) else {"kuerzel": claim.entity_id}
     record.update({"result": "failed", "dead": True, "error": error[:MAX_ERROR_LENGTH],
-                   "dead_at": datetime.now(timezone.utc).isoformat()})
+                   "dead_at": datetime.now(UTC).isoformat()})
     await state.set(STATUS_SCOPE, claim.entity_id, record)
 
 

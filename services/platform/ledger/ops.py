@@ -8,8 +8,9 @@ configured → 503 (the endpoints are off), missing/wrong → 401. The token is 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from services.platform.ledger.policies import SyncKind
 from services.platform.ledger.store import Ledger, MarkResult

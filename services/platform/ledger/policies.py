@@ -12,9 +12,10 @@ those modules import the ledger (a cycle); a test checks they stay equal.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Callable, Mapping
+from typing import Any
 
 
 class SyncKind(StrEnum):
@@ -78,9 +79,9 @@ class SyncPolicy:
     def backoff(self, failures: int, rnd: Callable[[], float] = random.random) -> float:
         """Seconds to wait after the `failures`-th failed run (1 = the first)."""
         raw = min(self.max_delay, self.base_delay * (2 ** max(0, failures - 1)))
-        return raw / 2 + rnd() * raw / 2
+        return float(raw / 2 + rnd() * raw / 2)
 
-    def scaled(self, *, backoff: float = 1.0, time_box: float = 1.0) -> "SyncPolicy":
+    def scaled(self, *, backoff: float = 1.0, time_box: float = 1.0) -> SyncPolicy:
         """The same policy with delays (base, max, busy) and the time-box multiplied (tests)."""
         return replace(
             self,

@@ -11,9 +11,10 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from redis.exceptions import RedisError
 

@@ -20,9 +20,9 @@ from services.calendar.jobs import (
     parse_request,
 )
 from services.platform.container import get_ledger
-from services.platform.settings import get_settings
 from services.platform.ledger import LedgerError, mark_and_enqueue
 from services.platform.models import SyncSource
+from services.platform.settings import get_settings
 from src.glue.http import json_response
 
 config = {

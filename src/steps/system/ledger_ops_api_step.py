@@ -4,9 +4,9 @@ the live or dead marks) as JSON. `Authorization: Bearer <OPS_TOKEN>`; 503 when u
 from motia import http
 
 from services.platform.container import get_ledger
-from services.platform.settings import get_settings
 from services.platform.ledger import LedgerError
 from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_view_query
+from services.platform.settings import get_settings
 from src.glue.http import json_response
 
 config = {

@@ -5,10 +5,10 @@ to pending with a fresh attempt budget and enqueue them now. Without ids: every 
 from motia import http
 
 from services.platform.container import get_ledger
-from services.platform.settings import get_settings
 from services.platform.ledger import LedgerError, enqueue_marked
 from services.platform.ledger.ops import OpsRejected, authorize, parse_replay_body, replay_summary
 from services.platform.ledger.policies import all_topics
+from services.platform.settings import get_settings
 from src.glue.http import json_response
 
 config = {

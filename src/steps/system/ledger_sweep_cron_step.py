@@ -9,10 +9,10 @@ hand out the same mark (services.platform.ledger.Ledger.due_batch leases atomica
 from motia import cron
 
 from services.platform.container import get_ledger, get_redis_client
-from services.platform.settings import get_settings
 from services.platform.ledger import sweep
 from services.platform.ledger.cron import run_once_per_slot
 from services.platform.ledger.policies import all_topics
+from services.platform.settings import get_settings
 
 STEP = "ledger_sweep_cron"
 SETTINGS = get_settings().ledger

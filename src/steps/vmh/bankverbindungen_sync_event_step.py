@@ -11,8 +11,8 @@ from typing import Any
 from motia import queue
 
 from services.parties.sync import TOPIC_BANK
-from src.glue.queue_handlers import handle_sync_event
 from services.platform.models import EntityAction, EntityType
+from src.glue.queue_handlers import handle_sync_event
 
 config = {
     "name": "VMH Bankverbindungen Sync",

@@ -14,9 +14,9 @@ from typing import Any
 
 from motia import cron
 
+from services.clients.errors import LockBusyError
 from services.parties.sync import TOPIC_BANK, TOPIC_PARTY, reconcile
 from services.platform.container import get_advoware, get_espocrm, get_ledger, get_redis_client
-from services.clients.errors import LockBusyError
 from services.platform.ledger import mark_and_enqueue
 from services.platform.ledger.cron import run_once_per_slot
 from services.platform.logging import get_service_logger

@@ -9,12 +9,12 @@ replays them). One run per slot across engines (services.platform.ledger.cron).
 
 from motia import cron
 
-from services.platform.container import get_espocrm, get_ledger, get_redis_client
-from services.platform.settings import get_settings
 from services.documents.events import TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
 from services.documents.reconcile import RECONCILE_LIMIT, iter_reconcile_events
+from services.platform.container import get_espocrm, get_ledger, get_redis_client
 from services.platform.ledger import mark_and_enqueue
 from services.platform.ledger.cron import run_once_per_slot
+from services.platform.settings import get_settings
 
 STEP = "document_sync_cron"
 SCHEDULE = "0 */5 * * * *"

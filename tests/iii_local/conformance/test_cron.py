@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from iii_local.testing import MotiaTester
@@ -28,8 +28,8 @@ def _parse(ts: str) -> datetime:
 
 def _away_from_midnight() -> None:
     """The weekday steps compute 'today' when the worker loads them: not across UTC midnight."""
-    now = datetime.now(timezone.utc)
-    to_midnight = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), timezone.utc) - now).total_seconds()
+    now = datetime.now(UTC)
+    to_midnight = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()
     if to_midnight < 30:
         time.sleep(to_midnight + 1)
 

@@ -1,6 +1,5 @@
 """Queue behaviours: fan-out to two subscribers, retries, dead letters, slow work."""
 
-import asyncio
 
 from motia import queue
 

@@ -11,8 +11,8 @@ from typing import Any
 from motia import http
 
 from services.parties.sync import TOPIC_PARTY, webhook_events
-from services.platform.settings import get_settings
 from services.platform.models import EntityAction, WebhookItem
+from services.platform.settings import get_settings
 from src.glue.webhook import accept_webhook
 
 ACTIONS = (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)

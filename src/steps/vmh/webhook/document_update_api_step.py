@@ -6,9 +6,9 @@ Thin: src.glue.webhook.accept_webhook authenticates (signature/token), validates
 
 from motia import http
 
-from services.platform.settings import get_settings
 from services.documents.events import TOPIC_DOCUMENT_UPDATE, document_webhook_events
 from services.platform.models import EntityAction, WebhookItem
+from services.platform.settings import get_settings
 from src.glue.webhook import accept_webhook
 
 config = {

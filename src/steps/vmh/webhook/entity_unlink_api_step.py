@@ -7,7 +7,6 @@ queues vmh.collection.ensure for the entity AND vmh.document.update for the docu
 
 from motia import http
 
-from services.platform.settings import get_settings
 from services.documents.events import (
     TOPIC_COLLECTION_ENSURE,
     TOPIC_DOCUMENT_UPDATE,
@@ -15,6 +14,7 @@ from services.documents.events import (
     link_webhook_events,
 )
 from services.platform.models import EntityAction, LinkWebhookItem
+from services.platform.settings import get_settings
 from src.glue.webhook import accept_webhook
 
 config = {
