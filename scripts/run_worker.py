@@ -93,7 +93,10 @@ class Keeper:
         self.stop_signal = signum
         if self.proc is not None and self.proc.poll() is None:
             try:
-                self.proc.send_signal(signum)
+                # SIGINT whatever we got: motia's worker stops on KeyboardInterrupt, so its event
+                # loop winds down and closes the API clients (services.platform.container); a
+                # SIGTERM would end it on the spot.
+                self.proc.send_signal(signal.SIGINT)
             except ProcessLookupError:
                 pass
 

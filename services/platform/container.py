@@ -17,6 +17,7 @@ from services.platform.settings import Settings, get_settings
 
 T = TypeVar("T")
 _cache: dict[tuple[int, str], Any] = {}
+_closers: dict[int, asyncio.Task[None]] = {}
 
 
 def _cached(name: str, factory: Callable[[Settings], T]) -> T:
@@ -26,7 +27,24 @@ def _cached(name: str, factory: Callable[[Settings], T]) -> T:
     if client is None:
         client = factory(get_settings())
         _cache[key] = client
+        _close_with_the_loop(loop)
     return client
+
+
+def _close_with_the_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close this loop's clients when the loop shuts down: `asyncio.run` (how motia runs the
+    worker) cancels every task at its end, and this one closes the clients when cancelled."""
+    if id(loop) in _closers and not _closers[id(loop)].done():
+        return
+
+    async def close_on_shutdown() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            _closers.pop(id(loop), None)
+            await close_all()
+
+    _closers[id(loop)] = loop.create_task(close_on_shutdown(), name="close API clients")
 
 
 def get_redis_client() -> Any:
