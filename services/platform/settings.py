@@ -35,43 +35,13 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
 from services.clients.errors import ConfigError
-from services.clients.retry import RetryPolicy
 
 # --------------------------------------------------------------------------- constants
 # Named constants (developer guide, "Constants"). Import these instead of magic numbers.
 
-# Lock TTLs (seconds)
+# Entity lock (services.platform.locks): max hold and lease, overridable by LOCK_TTL_SECONDS / LOCK_LEASE_SECONDS
 LOCK_TTL_DEFAULT = 1800
 LOCK_LEASE_DEFAULT = 60
-LOCK_TTL_DOCUMENT_SYNC = 1800  # 30 minutes
-LOCK_TTL_COLLECTION_CREATE = 300  # 5 minutes
-LOCK_TTL_ENTITY_SYNC = 1800
-LOCK_TTL_CALENDAR_SYNC = 1800
-
-# Retry configuration (see services.clients.retry.RetryPolicy)
-RETRY_MAX_ATTEMPTS = 3
-RETRY_BASE_DELAY = 1.0
-RETRY_MAX_DELAY = 30.0
-RETRY_MAX_TOTAL = 120.0
-DEFAULT_RETRY_POLICY = RetryPolicy(
-    max_attempts=RETRY_MAX_ATTEMPTS,
-    base_delay=RETRY_BASE_DELAY,
-    max_delay=RETRY_MAX_DELAY,
-    max_total=RETRY_MAX_TOTAL,
-)
-
-# xAI
-XAI_RATE_LIMIT_RETRY_AFTER = 60  # default wait on 429 without Retry-After (seconds)
-# The guide says 512, but the Files API documents a 50 MB maximum upload (external-apis.md §2).
-XAI_MAX_FILE_SIZE_MB = 50
-XAI_MAX_FILE_SIZE_BYTES = XAI_MAX_FILE_SIZE_MB * 1024 * 1024
-
-# EspoCRM
-ESPOCRM_DEFAULT_PAGE_SIZE = 50
-ESPOCRM_MAX_PAGE_SIZE = 200
-ESPOCRM_WEBHOOK_BATCH_SIZE = 50  # EspoCRM sends at most this many items per webhook request
-ESPOCRM_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # always UTC
-ESPOCRM_DATE_FORMAT = "%Y-%m-%d"
 
 # Advoware
 ADVOWARE_DEFAULT_ROLE = 2

@@ -391,15 +391,6 @@ def test_proxy_prefixes_parsed() -> None:
     assert s.advoware.proxy_allowed_prefixes == ("api/v1/Akten", "api/v1/advonet/TermineActiveSync")
 
 
-def test_constants() -> None:
-    assert cfg.LOCK_TTL_DOCUMENT_SYNC == 1800
-    assert cfg.LOCK_TTL_COLLECTION_CREATE == 300
-    assert (cfg.RETRY_MAX_ATTEMPTS, cfg.RETRY_BASE_DELAY, cfg.RETRY_MAX_DELAY) == (3, 1.0, 30.0)
-    assert cfg.DEFAULT_RETRY_POLICY.max_attempts == 3
-    assert (cfg.ESPOCRM_DEFAULT_PAGE_SIZE, cfg.ESPOCRM_MAX_PAGE_SIZE) == (50, 200)
-    assert cfg.XAI_MAX_FILE_SIZE_BYTES == cfg.XAI_MAX_FILE_SIZE_MB * 1024 * 1024
-
-
 # --------------------------------------------------------------------------- .env and caching
 
 
