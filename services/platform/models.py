@@ -247,7 +247,6 @@ StrList = Annotated[list[str], BeforeValidator(_to_str_list)]
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
-MAX_WEBHOOK_ITEMS = 1000
 """Upper bound of items per webhook request (EspoCRM batches up to 50); guards against abuse."""
 
 EntityId = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
@@ -304,43 +303,6 @@ def validate_model(model: type[BaseModel], data: Any, *, what: str | None = None
         return model.model_validate(data)
     except PydanticValidationError as exc:
         raise ValidationError(f"Invalid {what or model.__name__}: {_describe(exc)}") from None
-
-
-def parse_webhook_items(
-    payload: Any,
-    model: type[BaseModel] = WebhookItem,
-    *,
-    max_items: int = MAX_WEBHOOK_ITEMS,
-) -> list[Any]:
-    """A webhook body (a JSON array, or a single object) as validated items.
-
-    Raises ValidationError (→ answer 400) when the body is not a list/object, is empty,
-    is too long, or any item is invalid.
-    """
-    if isinstance(payload, dict):
-        items: list[Any] = [payload]
-    elif isinstance(payload, list):
-        items = payload
-    else:
-        raise ValidationError(f"Webhook body must be a JSON array of objects, got {type(payload).__name__}")
-    if not items:
-        raise ValidationError("Webhook body is an empty array")
-    if len(items) > max_items:
-        raise ValidationError(f"Webhook body has {len(items)} items, more than {max_items}")
-    result = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ValidationError(f"Webhook item {index} must be an object, got {type(item).__name__}")
-        try:
-            result.append(model.model_validate(item))
-        except PydanticValidationError as exc:
-            raise ValidationError(f"Invalid webhook item {index}: {_describe(exc)}") from None
-    return result
-
-
-def unique_ids(items: Iterable[WebhookItem]) -> list[str]:
-    """The items' ids, first occurrence order, duplicates dropped."""
-    return list(dict.fromkeys(item.id for item in items))
 
 
 # --------------------------------------------------------------------------- EspoCRM records

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from services.clients.errors import PermanentError, ValidationError
+from services.clients.errors import ValidationError
 from services.platform.models import (
     LINKABLE_ENTITY_TYPES,
     BankverbindungRecord,
@@ -28,8 +28,6 @@ from services.platform.models import (
     espo_datetime,
     parse_espo_date,
     parse_espo_datetime,
-    parse_webhook_items,
-    unique_ids,
 )
 
 
@@ -79,38 +77,13 @@ def test_webhook_item_rejects_bad_ids(bad: dict) -> None:
         WebhookItem.model_validate(bad)
 
 
-def test_parse_webhook_items() -> None:
-    items = parse_webhook_items([{"id": "a1"}, {"id": "b2", "x": 1}, {"id": "a1"}])
-    assert [i.id for i in items] == ["a1", "b2", "a1"]
-    assert unique_ids(items) == ["a1", "b2"]
-    assert [i.id for i in parse_webhook_items({"id": "single"})] == ["single"]
-
-
-@pytest.mark.parametrize(
-    ("payload", "fragment"),
-    [
-        ("text", "JSON array"),
-        (None, "JSON array"),
-        ([], "empty"),
-        ([{"id": "ok"}, "nope"], "item 1 must be an object"),
-        ([{"id": "ok"}, {"id": "bad id"}], "item 1"),
-        ([{"id": f"i{n}"} for n in range(1001)], "more than 1000"),
-    ],
-)
-def test_parse_webhook_items_rejects(payload: object, fragment: str) -> None:
-    with pytest.raises(ValidationError) as info:
-        parse_webhook_items(payload)
-    assert fragment in str(info.value)
-    assert isinstance(info.value, PermanentError)  # → answer 400, do not retry
-
-
 def test_link_webhook_item_camel_and_snake_case() -> None:
     camel = LinkWebhookItem.model_validate({"entityType": "Raeumungsklage", "entityId": "r1", "documentId": "d1"})
     snake = LinkWebhookItem.model_validate({"entity_type": "Account", "entity_id": "a1", "document_id": "d2"})
     assert camel.entityType is EntityType.RAEUMUNGSKLAGE and camel.entityId == "r1" and camel.documentId == "d1"
     assert snake.entityType is EntityType.ACCOUNT and snake.entityId == "a1" and snake.documentId == "d2"
-    items = parse_webhook_items([{"entityType": "CBeteiligte", "entityId": "b1", "documentId": "d3"}], LinkWebhookItem)
-    assert items[0].entityType is EntityType.BETEILIGTE
+    item = LinkWebhookItem.model_validate({"entityType": "CBeteiligte", "entityId": "b1", "documentId": "d3"})
+    assert item.entityType is EntityType.BETEILIGTE
 
 
 @pytest.mark.parametrize(
@@ -123,8 +96,8 @@ def test_link_webhook_item_camel_and_snake_case() -> None:
     ],
 )
 def test_link_webhook_item_rejects(bad: dict) -> None:
-    with pytest.raises(ValidationError):
-        parse_webhook_items([bad], LinkWebhookItem)
+    with pytest.raises(PydanticValidationError):
+        LinkWebhookItem.model_validate(bad)
 
 
 # --------------------------------------------------------------------------- datetimes
