@@ -4,10 +4,14 @@ Key format, exactly as the guide has it and WITHOUT any prefix:
 
     {step}:{entity_type}:{entity_id}      e.g. document_sync:CDokumente:abc123
 
-so `redis-cli --scan --pattern 'document_sync:*'` lists a step's locks. The value is a
-random owner token; acquire is `SET key token NX PX ttl`; release and extend are Lua
-compare-and-delete / compare-and-pexpire, so only the owner can release or extend.
-The TTL (default 30 min) frees the lock of a worker that died while holding it.
+so `redis-cli --scan --pattern 'document_sync:*'` lists a step's locks. The lock itself is
+redis-py's `redis.asyncio.lock.Lock`, which uses its `name` as the Redis key unchanged (we
+pass the key above) and our `host:pid:random` owner token as its token: acquire is
+`SET key token NX PX ttl`; release and extend are redis-py's Lua compare-and-delete /
+compare-and-pexpire, so only the owner can release or extend. `RedisLock` wraps it (booleans
+instead of LockError/LockNotOwnedError, LockBackendError when Redis is unreachable, re-taking
+a lock the same owner holds refreshes it). The TTL (default 30 min) frees the lock of a
+worker that died while holding it; the lease renewal below is ours, on top of `extend`.
 
 Handlers use `entity_lock(...)`: busy → `LockBusyError` (retryable: the queue tries again
 later); the lock is released in `finally`, also when the body raises.
@@ -31,7 +35,8 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
 
 from services.clients.errors import LockBusyError, RetryableError, ValidationError
 
@@ -47,26 +52,6 @@ def configure_lease(seconds: float) -> None:
     settings; applied by services.platform.container when the worker builds its Redis client)."""
     global _configured_lease
     _configured_lease = float(seconds)
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-# ARGV[2] = milliseconds; ARGV[3] = '1' to set the TTL to ARGV[2], '0' to add ARGV[2] to what is left.
-_EXTEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-    return 0
-end
-local ttl = tonumber(ARGV[2])
-if ARGV[3] == '0' then
-    local left = redis.call('PTTL', KEYS[1])
-    if left > 0 then ttl = ttl + left end
-end
-return redis.call('PEXPIRE', KEYS[1], ttl)
-"""
 
 
 class LockBackendError(RetryableError):
@@ -103,8 +88,29 @@ def _ms(seconds: float) -> int:
     return max(1, int(round(seconds * 1000)))
 
 
+class _OwnerLock(Lock):
+    """redis-py's Lock, with one difference: taking a lock this owner token already holds
+    succeeds and resets its expiry to the timeout (redis-py's own `do_acquire` is a bare
+    `SET NX PX`, which fails on a key that exists even when it holds our token). The
+    compare-and-pexpire is redis-py's own `LUA_REACQUIRE_SCRIPT`."""
+
+    async def do_acquire(self, token: str | bytes) -> bool:
+        if await super().do_acquire(token):
+            return True
+        reacquire: Any = self.lua_reacquire  # registered by Lock.__init__ (typed None in redis-py)
+        ms = int(float(self.timeout or 0) * 1000)
+        return bool(await reacquire(keys=[self.name], args=[token, ms], client=self.redis))
+
+
 class RedisLock:
-    """One lock on `key`, held under a random owner token. TTL in seconds (fractions allowed)."""
+    """One lock on `key`, held under a random owner token. TTL in seconds (fractions allowed).
+
+    Built on `redis.asyncio.lock.Lock` (the key is the Lock's `name`, unprefixed; token
+    ownership, `acquire(blocking_timeout=...)`, `extend(..., replace_ttl=...)`, `release()`
+    with `LockNotOwnedError`); this wrapper answers with booleans instead of redis-py's
+    LockError/LockNotOwnedError, keeps `acquired`/`lost` for the holder, and turns an
+    unreachable Redis into the retryable LockBackendError.
+    """
 
     def __init__(self, redis: Any, key: str, ttl_seconds: float = DEFAULT_LOCK_TTL_SECONDS, owner: str | None = None):
         self.redis = redis
@@ -116,6 +122,8 @@ class RedisLock:
         """Whether this object believes it holds the lock (see `held()` for the truth in Redis)."""
         self.lost = False
         """Set when an extension found the lock gone or taken over."""
+        # thread_local=False: the body and the lease renewal are two tasks sharing one token.
+        self._lock = _OwnerLock(redis, key, timeout=self._ttl_ms / 1000, blocking=False, thread_local=False)
 
     def __repr__(self) -> str:
         return f"RedisLock(key={self.key!r}, ttl={self.ttl_seconds:g}s, acquired={self.acquired})"
@@ -126,30 +134,29 @@ class RedisLock:
         Re-acquiring a lock this owner already holds succeeds and refreshes its TTL.
         Raises LockBackendError when Redis is unreachable.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(0.0, timeout)
-        while True:
-            try:
-                ok = await self.redis.set(self.key, self.owner, nx=True, px=self._ttl_ms)
-                if not ok:
-                    ok = bool(await self.redis.eval(_EXTEND, 1, self.key, self.owner, self._ttl_ms, "1"))
-            except RedisError as exc:
-                raise LockBackendError(f"Redis unavailable while locking {self.key}: {exc}") from exc
-            if ok:
-                self.acquired = True
-                self.lost = False
-                return True
-            if loop.time() + retry_interval > deadline:
-                return False
-            await asyncio.sleep(retry_interval)
+        self._lock.sleep = retry_interval
+        try:
+            ok = bool(
+                await self._lock.acquire(blocking=timeout > 0, blocking_timeout=max(0.0, timeout), token=self.owner)
+            )
+        except RedisError as exc:
+            raise LockBackendError(f"Redis unavailable while locking {self.key}: {exc}") from exc
+        if ok:
+            self.acquired = True
+            self.lost = False
+        return ok
 
     async def release(self) -> bool:
-        """Delete the key if this owner still holds it; False if it expired or another owner has it."""
+        """Delete the key if this owner still holds it; False if it expired, another owner has
+        it, or this object never took it."""
         self.acquired = False
         try:
-            return bool(await self.redis.eval(_RELEASE, 1, self.key, self.owner))
+            await self._lock.release()
+        except LockError:  # LockNotOwnedError included: expired or taken over, or not ours
+            return False
         except RedisError as exc:
             raise LockBackendError(f"Redis unavailable while unlocking {self.key}: {exc}") from exc
+        return True
 
     async def extend(self, extra_ttl: float | None = None, *, replace_ttl: bool = False) -> bool:
         """Add `extra_ttl` seconds (default: the lock's TTL) to the remaining TTL, or with
@@ -159,7 +166,10 @@ class RedisLock:
         """
         ms = _ms(self.ttl_seconds if extra_ttl is None else extra_ttl)
         try:
-            ok = bool(await self.redis.eval(_EXTEND, 1, self.key, self.owner, ms, "1" if replace_ttl else "0"))
+            await self._lock.extend(ms / 1000, replace_ttl=replace_ttl)
+            ok = True
+        except LockError:  # not ours (any more), or never taken by this object
+            ok = False
         except RedisError as exc:
             raise LockBackendError(f"Redis unavailable while extending {self.key}: {exc}") from exc
         if not ok:
