@@ -4,7 +4,8 @@ parties (CBeteiligte ↔ Beteiligte) and bank accounts (CBankverbindungen ↔ Ba
 Pure functions, no I/O. Both sides are first translated into one *canonical* form (a dict
 keyed by `PartyField` / `BankField`, EspoCRM attribute names, values normalised: strings
 stripped, blanks → None, dates `YYYY-MM-DD`, country ISO alpha-2 upper case, IBAN/BIC upper
-case without spaces). Comparisons, snapshots and the merge all work on that form.
+case without spaces). Comparisons, snapshots and the merge all work on that form. IBAN and
+BIC are validated by `schwifty` (country-specific IBAN length and format, check digits).
 
 Name rule: Advoware has `Name` (surname, or the company name) and `Vorname`; EspoCRM has
 `firstName`, `lastName` and a display `name`. Canonical `lastName` = EspoCRM `lastName`, or
@@ -27,6 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
+
+from schwifty import BIC, IBAN
+from schwifty.exceptions import SchwiftyException
 
 from services.clients.advoware import paths as P
 
@@ -258,22 +262,32 @@ def espo_modified_at(record: Mapping[str, Any]) -> datetime | None:
 # --------------------------------------------------------------------------- validation
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_IBAN_RE = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$")
-_BIC_RE = re.compile(r"^[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?$")
 
 
 def iban_is_valid(iban: str | None) -> bool:
-    """ISO 13616: format (country, check digits, 11-30 alphanumerics) and mod-97 checksum."""
+    """ISO 13616 by `schwifty`: allowed characters, the country's IBAN length and BBAN format
+    (from the IBAN registry), and the mod-97 check digits. Spaces and case do not matter."""
     value = norm_compact_upper(iban)
-    if not value or not _IBAN_RE.match(value):
+    if not value:
         return False
-    rearranged = value[4:] + value[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+    try:
+        IBAN(value)
+    except SchwiftyException:
+        return False
+    return True
 
 
 def bic_is_valid(bic: str | None) -> bool:
+    """ISO 9362 by `schwifty` (SWIFT-compliant: a letters-only bank code): 8 or 11 characters,
+    bank code, a known country, location and branch code. Spaces and case do not matter."""
     value = norm_compact_upper(bic)
-    return bool(value and _BIC_RE.match(value))
+    if not value:
+        return False
+    try:
+        BIC(value, enforce_swift_compliance=True)
+    except SchwiftyException:
+        return False
+    return True
 
 
 def validate_party(values: Mapping[str, Any]) -> list[str]:

@@ -132,6 +132,30 @@ def test_validate_party() -> None:
     assert any("Geburtsdatum" in e for e in M.validate_party({**good, "geburtsdatum": "17.05.1980"}))
 
 
+@pytest.mark.parametrize(
+    "iban,bic,ok",
+    [
+        ("DE89370400440532013000", "COBADEFFXXX", True),
+        # each of these passes the bare mod-97 check:
+        ("DE543704004405320130001", None, False),  # DE IBANs have exactly 22 characters
+        ("GB04WEST123456987654", None, False),  # GB: 22 characters
+        ("XY43370400440532013000", None, False),  # no such country
+        (None, "COBAXXFF", False),  # BIC with an unknown country
+        (None, "1OBADEFF", False),  # SWIFT: letters-only bank code
+        (None, "cobade ff", True),
+    ],
+)
+def test_iban_bic_country_rules(iban: str | None, bic: str | None, ok: bool) -> None:
+    """IBAN/BIC come from schwifty: country-specific length and format, not just mod-97."""
+    if iban is not None and not ok:
+        digits = "".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])
+        assert int(digits) % 97 == 1, "the case must pass the bare mod-97 check"
+    if iban is not None:
+        assert M.iban_is_valid(iban) is ok
+    if bic is not None:
+        assert M.bic_is_valid(bic) is ok
+
+
 def test_validate_bank() -> None:
     good = M.normalize_bank({"iban": "DE89370400440532013000", "bic": "COBADEFFXXX"})
     assert M.validate_bank(good) == []
