@@ -483,3 +483,19 @@ def test_lock_lease_is_validated_and_defaults_to_a_minute() -> None:
         load_settings({"LOCK_LEASE_SECONDS": "1800", "LOCK_TTL_SECONDS": "1800"})
     with pytest.raises(ConfigError, match="LOCK_LEASE_SECONDS"):
         load_settings({"LOCK_LEASE_SECONDS": "1"})
+
+
+def test_explicit_mapping_ignores_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-settings would read os.environ by default: a given mapping is the only source."""
+    monkeypatch.setenv("ESPOCRM_API_KEY", "from-os-environ")
+    monkeypatch.setenv("LOCK_TTL_SECONDS", "not a number")
+    s = load_settings({})
+    assert s.mode is AppMode.SANDBOX
+    assert s.espocrm.api_key.get_secret_value() == "sandbox-espocrm-key"
+    assert s.lock_ttl_seconds == 1800
+
+
+def test_sections_built_in_code_are_not_env_parsed() -> None:
+    """Values given by field name are the caller's, not environment text: no URL/base64 parsing."""
+    xai = cfg.XAISettings(api_base_url="u", management_base_url="u", api_key="k", management_key="k")
+    assert xai.api_base_url == "u" and "Account" in xai.collection_rules

@@ -1,0 +1,42 @@
+"""Named defaults of the settings (developer guide, "Constants"): import these instead of magic numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Entity lock (services.platform.locks): max hold and lease, overridable by LOCK_TTL_SECONDS / LOCK_LEASE_SECONDS
+LOCK_TTL_DEFAULT = 1800
+LOCK_LEASE_DEFAULT = 60
+
+# Advoware
+ADVOWARE_DEFAULT_ROLE = 2
+ADVOWARE_DEFAULT_PRODUCT = 64
+ADVOWARE_PROXY_DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # 10 MiB
+
+# Simulators (sandbox)
+SIM_DEFAULT_PORTS = {"espocrm": 3201, "advoware": 3202, "xai": 3203, "google": 3204}
+
+# Production endpoints with a fixed public address
+XAI_PROD_API_BASE_URL = "https://api.x.ai"
+XAI_PROD_MANAGEMENT_BASE_URL = "https://management-api.x.ai"
+GOOGLE_PROD_CALENDAR_BASE_URL = "https://www.googleapis.com/calendar/v3"
+GOOGLE_PROD_TOKEN_URL = "https://oauth2.googleapis.com/token"
+GOOGLE_CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar"
+
+DEFAULT_XAI_COLLECTION_RULES = "Account:status=Active;Raeumungsklage:status=Offen;CBeteiligte:xaiCollectionEnabled=true"
+SANDBOX_CALENDAR_MAPPING = {
+    "MM": "mm@kanzlei.example",
+    "AB": "ab@kanzlei.example",
+    "CK": "ck@kanzlei.example",
+}
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+WEBHOOK_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+"""ESPOCRM_WEBHOOK_TOKEN rides in the webhook URL: only RFC 3986 unreserved characters."""
+WEBHOOK_TOKEN_MIN_LENGTH = 32
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_ENV_FILE = PROJECT_ROOT / ".env"
+ENV_FILE_VARIABLE = "APP_ENV_FILE"
+"""Set this to read another dotenv file instead of `<project>/.env`."""
