@@ -2,8 +2,8 @@
 Knows nothing of Motia.
 
 Token providers: `StaticTokenProvider` (sandbox/simulator) and `ServiceAccountTokenProvider`
-(RS256-signed JWT-bearer grant, optional domain-wide delegation `subject`, token cached until
-shortly before expiry). On a 401 the client drops the token and retries once.
+(JWT-bearer grant, the key read and the JWT signed by google-auth, posted on aiohttp;
+optional domain-wide delegation `subject`, token cached until shortly before expiry). On a 401 the client drops the token and retries once.
 
 Incremental sync: `list_all(calendar_id)` does a full list and returns the items plus the
 `nextSyncToken`; `list_all(calendar_id, sync_token=...)` returns what changed since (deleted
@@ -14,17 +14,19 @@ token raises `SyncTokenExpired`: clear the stored token and do a full sync.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
+from google.auth import jwt as google_jwt
+from google.auth.crypt import Signer
+from google.oauth2 import service_account
 from yarl import URL
 
 from services.clients.errors import (
@@ -43,6 +45,10 @@ GOOGLE_CALENDAR_BASE_URL = "https://www.googleapis.com/calendar/v3"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+# google-auth's functions carry no annotations; these names give them their documented types.
+_credentials_from_info: Callable[..., service_account.Credentials] = service_account.Credentials.from_service_account_info
+_jwt_encode: Callable[[Signer, Mapping[str, Any]], bytes] = google_jwt.encode
 DEFAULT_PAGE_SIZE = 250
 EVENT_STATUS_CANCELLED = "cancelled"
 
@@ -87,16 +93,24 @@ class StaticTokenProvider:
         return None
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 class ServiceAccountTokenProvider:
     """OAuth2 access tokens for a Google service account (JWT-bearer grant, RS256).
 
     `service_account_info` is the parsed JSON key file (`client_email`, `private_key`,
     optional `private_key_id`, `token_uri`); `subject` impersonates a user through
     domain-wide delegation. Tokens are cached until `refresh_margin` seconds before expiry.
+
+    google-auth reads the key file (`google.oauth2.service_account.Credentials`) and signs
+    the assertion (`google.auth.jwt.encode` with the credentials' RSA signer, `kid` from
+    `private_key_id`); this class posts the grant itself, on aiohttp. Why not
+    `Credentials.refresh()` (google-auth 2.62.2): its transports are blocking (requests,
+    which would need a thread per refresh) or private/experimental for asyncio
+    (`google.oauth2._service_account_async` over `google.auth.transport._aiohttp_requests`;
+    the public `google.auth.aio` has only static and anonymous credentials); its refresh
+    would bypass the retry policy and typed errors every client shares (`AuthError` with the
+    OAuth reason, `Retry-After`); and its assertion's `aud` is Google's endpoint whatever
+    `token_uri` says, while the token URL must stay configurable (GOOGLE_TOKEN_URL: the
+    sandbox's simulator serves it).
     """
 
     def __init__(
@@ -112,25 +126,25 @@ class ServiceAccountTokenProvider:
         refresh_margin: float = 60.0,
         lifetime: int = 3600,
     ) -> None:
-        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
+        for required in ("client_email", "private_key"):
+            if required not in service_account_info:
+                raise ConfigError(f"service account info lacks {required}")
+        self.token_url = token_url or str(service_account_info.get("token_uri") or GOOGLE_TOKEN_URL)
         try:
-            self.client_email = str(service_account_info["client_email"])
-            pem = str(service_account_info["private_key"]).encode()
-        except KeyError as exc:
-            raise ConfigError(f"service account info lacks {exc.args[0]}") from exc
-        try:
-            key = load_pem_private_key(pem, password=None)
+            credentials = _credentials_from_info(
+                {**service_account_info, "token_uri": self.token_url}, scopes=list(scopes), subject=subject
+            )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"service account private_key is not a usable PEM key: {exc}") from exc
-        if not isinstance(key, RSAPrivateKey):
-            raise ConfigError("service account private_key must be an RSA key")
-        self._key = key
+        self._signer: Signer = credentials.signer
+        try:  # google-auth loads any PEM key; an RS256 signature needs an RSA one
+            self._signer.sign(b"probe")
+        except (ValueError, TypeError) as exc:
+            raise ConfigError("service account private_key must be an RSA key") from exc
+        self.client_email = str(service_account_info["client_email"])
         self.key_id = service_account_info.get("private_key_id")
         self.scopes = list(scopes)
         self.subject = subject
-        self.token_url = token_url or str(service_account_info.get("token_uri") or GOOGLE_TOKEN_URL)
         self.refresh_margin = refresh_margin
         self.lifetime = min(lifetime, 3600)
         url = URL(self.token_url)
@@ -142,14 +156,8 @@ class ServiceAccountTokenProvider:
         self._lock = asyncio.Lock()
 
     def assertion(self, now: float | None = None) -> str:
-        """The signed JWT for the token request."""
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
+        """The signed JWT for the token request (signed by google-auth; `aud` = our token URL)."""
         issued = int(now if now is not None else time.time())
-        header: dict[str, Any] = {"alg": "RS256", "typ": "JWT"}
-        if self.key_id:
-            header["kid"] = self.key_id
         claims: dict[str, Any] = {
             "iss": self.client_email,
             "scope": " ".join(self.scopes),
@@ -159,13 +167,7 @@ class ServiceAccountTokenProvider:
         }
         if self.subject:
             claims["sub"] = self.subject
-        signing_input = (
-            _b64url(json.dumps(header, separators=(",", ":")).encode())
-            + "."
-            + _b64url(json.dumps(claims, separators=(",", ":")).encode())
-        )
-        signature = self._key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        return signing_input + "." + _b64url(signature)
+        return _jwt_encode(self._signer, claims).decode("ascii")
 
     async def token(self) -> str:
         if self._token and time.time() < self._expires_at - self.refresh_margin:
