@@ -19,7 +19,8 @@ from services.clients.errors import ValidationError
 from services.documents.events import DOCUMENT_TOPICS, TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
 from services.documents.executor import DOCUMENT_SYNC_LOCK_STEP, DocumentSyncService, SyncResult
 from services.documents.journal import StateJournal
-from services.parties.sync import BANK_LOCK_STEP, PARTY_LOCK_STEP, TOPIC_BANK, TOPIC_PARTY, BeteiligteSync, topic
+from services.parties.events import BANK_LOCK_STEP, PARTY_LOCK_STEP, TOPIC_BANK, TOPIC_PARTY, topic
+from services.parties.executor import BeteiligteSync
 from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_xai
 from services.platform.ledger import Claim, RunReport, SyncKind, run_marked
 from services.platform.logging import get_service_logger
@@ -152,7 +153,7 @@ async def handle_calendar_employee_event(data: Any, ctx: Any, *, ledger: Any = N
 async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType, *, ledger: Any = None) -> RunReport | None:
     """`vmh.beteiligte.*` (CBeteiligte) or `vmh.bankverbindungen.*` (CBankverbindungen), on the
     sync ledger (run_marked): validate the event, then sync the record of the mark's latest
-    payload (services.parties.sync.BeteiligteSync) under its entity lock, return the
+    payload (services.parties.executor.BeteiligteSync) under its entity lock, return the
     follow-ups (the party's bank accounts; marked, then queued) and log the outcome. A
     malformed event is logged and dropped; failures are rescheduled or dead-lettered by the
     ledger (exhausted: `syncStatus=failed` with the reason); only a ledger failure raises."""

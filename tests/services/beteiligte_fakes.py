@@ -382,7 +382,7 @@ class World:
 
     def __init__(self, *, quiet: bool = False) -> None:
         from iii_local.testing import MemoryState
-        from services.parties.sync import BeteiligteSync
+        from services.parties.executor import BeteiligteSync
 
         self.clock = Clock()
         self.espo = FakeEspo(self.clock)

@@ -1,4 +1,5 @@
-"""Unit tests of services.parties.sync against in-memory fakes of both systems."""
+"""Unit tests of the party sync (services.parties.executor, .deletes, .imports, .reconcile)
+against in-memory fakes of both systems."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from datetime import timedelta
 import pytest
 
 from services.clients.errors import ApiError
-from services.parties import sync as S
-from services.parties.sync import SyncOutcome
+from services.parties import plan, state
+from services.parties.plan import SyncOutcome
+from services.parties.reconcile import next_bookmark, reconcile
 from services.platform.models import SyncSource
 from tests.services.beteiligte_fakes import World
 
@@ -48,7 +50,7 @@ async def test_create_in_espocrm_creates_in_advoware_and_stores_the_id() -> None
     assert len(w.espo.writes) == 1  # advowareId + status, once; the echo wrote nothing
     assert w.results[0].outcome is SyncOutcome.CREATED
     assert w.results[-1].outcome is SyncOutcome.UNCHANGED
-    snap = await w.state.get(S.PARTY_SNAPSHOT_SCOPE, espo_id)
+    snap = await w.state.get(state.PARTY_SNAPSHOT_SCOPE, espo_id)
     assert snap["advowareId"] == betnr and snap["fields"]["lastName"] == "Mustermann"
 
 
@@ -71,7 +73,7 @@ async def test_crash_between_advoware_create_and_espocrm_update_does_not_duplica
         await w.run("party", rec["id"])
     assert len(w.advo.parties) == 1 and "advowareId" not in w.espo.table(PARTY)[rec["id"]]
     # the snapshot is lost too (worst case): ExterneId still finds the party
-    await w.state.delete(S.PARTY_SNAPSHOT_SCOPE, rec["id"])
+    await w.state.delete(state.PARTY_SNAPSHOT_SCOPE, rec["id"])
     r = await w.run("party", rec["id"])
     assert r.outcome is SyncOutcome.LINKED
     await w.drain()
@@ -190,7 +192,7 @@ async def test_delete_in_espocrm_deletes_in_advoware() -> None:
     await w.drain()
     assert betnr not in w.advo.parties
     assert w.results[-1].outcome is SyncOutcome.DELETED_IN_ADVOWARE
-    assert await w.state.get(S.PARTY_SNAPSHOT_SCOPE, espo_id) is None
+    assert await w.state.get(state.PARTY_SNAPSHOT_SCOPE, espo_id) is None
 
 
 async def test_delete_in_espocrm_keeps_a_party_with_matters() -> None:
@@ -201,7 +203,7 @@ async def test_delete_in_espocrm_keeps_a_party_with_matters() -> None:
     await w.drain()
     assert betnr in w.advo.parties
     assert w.results[-1].outcome is SyncOutcome.KEPT_IN_ADVOWARE
-    kept = await w.state.get(S.KEPT_SCOPE, str(betnr))
+    kept = await w.state.get(state.KEPT_SCOPE, str(betnr))
     assert kept["espoId"] == espo_id and "Akte" in kept["reason"]
     # a later sync of the same id does not try again
     r = await w.run("party", espo_id)
@@ -276,7 +278,7 @@ async def test_bank_crash_retry_links_by_iban() -> None:
     w.espo.faults.inject("update", 2)
     with pytest.raises(ApiError):
         await w.run("bank", bank["id"])
-    await w.state.delete(S.BANK_SNAPSHOT_SCOPE, bank["id"])
+    await w.state.delete(state.BANK_SNAPSHOT_SCOPE, bank["id"])
     r = await w.run("bank", bank["id"])
     assert r.outcome is SyncOutcome.LINKED and len(w.advo.banks) == 1
 
@@ -301,25 +303,25 @@ def test_next_bookmark_is_max_geaendert_am_and_skips_seen() -> None:
         {"BetNr": 2, "GeaendertAm": "2026-03-01T12:00:00.300Z"},
         {"BetNr": 3, "GeaendertAm": "2026-03-01T12:00:00.300Z"},
     ]
-    bm, fresh = S.next_bookmark(None, parties)
+    bm, fresh = next_bookmark(None, parties)
     assert bm == {"geaendertAm": "2026-03-01T12:00:00.300Z", "betnrs": [2, 3]} and len(fresh) == 3
-    bm2, fresh2 = S.next_bookmark(bm, parties[1:] + [{"BetNr": 4, "GeaendertAm": "2026-03-01T12:00:00.300Z"}])
+    bm2, fresh2 = next_bookmark(bm, parties[1:] + [{"BetNr": 4, "GeaendertAm": "2026-03-01T12:00:00.300Z"}])
     assert [p["BetNr"] for p in fresh2] == [4] and bm2 == {"geaendertAm": "2026-03-01T12:00:00.300Z", "betnrs": [2, 3, 4]}
-    bm3, fresh3 = S.next_bookmark(bm2, [])
+    bm3, fresh3 = next_bookmark(bm2, [])
     assert bm3 == bm2 and fresh3 == []
 
 
 async def test_reconcile_pulls_advoware_changes_and_imports_new_parties() -> None:
     w = World()
     espo_id, betnr = await created_party(w)
-    first = await S.reconcile(w.espo, w.advo, w.state, now=w.clock())
+    first = await reconcile(w.espo, w.advo, w.state, now=w.clock())
     assert {e["data"]["entity_id"] for e in first.events} == {espo_id}
-    assert (await w.state.get(S.META_SCOPE, S.BOOKMARK_KEY))["betnrs"] == [betnr]
-    again = await S.reconcile(w.espo, w.advo, w.state, now=w.clock())
+    assert (await w.state.get(state.META_SCOPE, state.BOOKMARK_KEY))["betnrs"] == [betnr]
+    again = await reconcile(w.espo, w.advo, w.state, now=w.clock())
     assert again.events == []  # nothing new since the bookmark
     w.advo.user_update_party(betnr, {"Ort": "Bonn"})
     new = w.advo.user_create_party({"Name": "Direkt", "Vorname": "In Advoware"})
-    report = await S.reconcile(w.espo, w.advo, w.state, now=w.clock())
+    report = await reconcile(w.espo, w.advo, w.state, now=w.clock())
     assert report.imported == 1 and report.changed_in_advoware == 2
     for e in report.events:
         await w.run("party", e["data"]["entity_id"], SyncSource.CRON)
@@ -330,7 +332,7 @@ async def test_reconcile_pulls_advoware_changes_and_imports_new_parties() -> Non
     assert imported[0]["syncStatus"] == "clean"
     assert w.advo.parties[new["BetNr"]]["ExterneId"] == imported[0]["id"]
     # the import's own writes do not import it twice
-    report2 = await S.reconcile(w.espo, w.advo, w.state, now=w.clock())
+    report2 = await reconcile(w.espo, w.advo, w.state, now=w.clock())
     assert report2.imported == 0
 
 
@@ -339,15 +341,15 @@ async def test_reconcile_requeues_failed_missing_and_stale() -> None:
     espo_id, betnr = await created_party(w)
     bad = w.espo.user_create(PARTY, {"emailAddress": "x@example.com"})
     await w.drain()
-    await S.reconcile(w.espo, w.advo, w.state, now=w.clock())  # consume the bookmark
+    await reconcile(w.espo, w.advo, w.state, now=w.clock())  # consume the bookmark
     w.advo.user_delete_party(betnr)
-    report = await S.reconcile(w.espo, w.advo, w.state, now=w.clock())
+    report = await reconcile(w.espo, w.advo, w.state, now=w.clock())
     ids = {e["data"]["entity_id"] for e in report.events}
     assert bad["id"] in ids and espo_id in ids and report.missing == 1 and report.requeued_failed == 1
     assert all(e["data"]["source"] == "cron" for e in report.events)
     other_id, _ = await created_party(w, name="Erika M", firstName="Erika", lastName="M")
     later = w.clock() + timedelta(hours=25)
-    stale = await S.reconcile(w.espo, w.advo, w.state, now=later)
+    stale = await reconcile(w.espo, w.advo, w.state, now=later)
     assert other_id in {e["data"]["entity_id"] for e in stale.events} and stale.requeued_stale >= 1
 
 
@@ -377,13 +379,13 @@ async def test_bank_accounts_of_a_party_deleted_in_espocrm_end_failed() -> None:
     assert betnr not in w.advo.parties and not w.advo.banks
     stored = w.espo.table(BANK)[bank["id"]]
     assert stored["syncStatus"] == "failed" and espo_id in stored["syncError"]
-    assert await w.state.get(S.BANK_SNAPSHOT_SCOPE, bank["id"]) is None
+    assert await w.state.get(state.BANK_SNAPSHOT_SCOPE, bank["id"]) is None
 
 
 def test_sync_error_comparison_tolerates_a_cut_field() -> None:
     long = "Konflikt " + "x" * 500
-    assert S._same_error(long[:255], long) and S._same_error(None, None)
-    assert not S._same_error("kurz", "kurz und anders") and not S._same_error(None, "a")
+    assert plan.same_error(long[:255], long) and plan.same_error(None, None)
+    assert not plan.same_error("kurz", "kurz und anders") and not plan.same_error(None, "a")
 
 
 async def test_production_tables_agree_with_the_fakes_own_knowledge() -> None:

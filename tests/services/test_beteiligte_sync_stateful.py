@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from services.parties import mapping as M
-from services.parties import sync as S
+from services.parties.events import TOPIC_PARTY
+from services.parties.reconcile import reconcile
+from services.parties.state import PARTY_SNAPSHOT_SCOPE
 from tests.services.beteiligte_fakes import World
 
 PARTY = "CBeteiligte"
@@ -79,7 +81,7 @@ class PartySyncMachine(RuleBasedStateMachine):
         rec = self.w.espo.table(PARTY).get(espo_id)
         if rec and rec.get("advowareId"):
             return int(rec["advowareId"])
-        snap = self.w.state.data.get(S.PARTY_SNAPSHOT_SCOPE, {}).get(espo_id)
+        snap = self.w.state.data.get(PARTY_SNAPSHOT_SCOPE, {}).get(espo_id)
         return int(snap["advowareId"]) if snap else None
 
     def _check_history(self, rid: str, final_c: dict[str, Any], fields: list[str]) -> bool:
@@ -254,9 +256,9 @@ class PartySyncMachine(RuleBasedStateMachine):
         w.advo.faults.pending.clear()
         self.run(w.drain())
         # one cron sweep (re-queues failed/missing) and the queue after it
-        report = self.run(S.reconcile(w.espo, w.advo, w.state, now=w.clock(), import_new=False))
+        report = self.run(reconcile(w.espo, w.advo, w.state, now=w.clock(), import_new=False))
         for ev in report.events:
-            kind = "party" if ev["topic"].startswith(S.TOPIC_PARTY) else "bank"
+            kind = "party" if ev["topic"].startswith(TOPIC_PARTY) else "bank"
             w.events.append((kind, ev["data"]["entity_id"], "cron"))
         # the cron also re-checks every known party (Advoware-side edits are seen this way)
         for espo_id in list(w.espo.table(PARTY)):

@@ -21,11 +21,11 @@ from services.calendar import jobs as calendar_sync_jobs
 from services.clients.espocrm_webhooks import sign_body
 from services.documents import events as document_events
 from services.documents.events import document_webhook_events
-from services.parties import sync as beteiligte_sync
+from services.parties.events import TOPIC_PARTY
 from services.platform.ledger import Ledger, RunOutcome, SyncKind, policies, read_tag
 from services.platform.ledger import __main__ as cli
 from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_replay_body, parse_view_query
-from services.platform.models import EntityAction, WebhookItem
+from services.platform.models import EntityAction, EntityType, WebhookItem
 from services.platform.redis import get_redis
 from services.platform.settings import load_settings
 from services.webhooks.intake import engine_streams_raw_body
@@ -151,11 +151,11 @@ async def test_invalid_json_with_json_content_type_is_400_without_waiting() -> N
 
 async def test_party_handler_drops_malformed_events_and_runs_tagged_ones(redis_url: str) -> None:
     ledger, ctx = new_ledger(redis_url), mock_context()
-    assert await queue_handlers.handle_sync_event({"entity_id": "bad id!"}, ctx, beteiligte_sync.EntityType.BETEILIGTE, ledger=ledger) is None
+    assert await queue_handlers.handle_sync_event({"entity_id": "bad id!"}, ctx, EntityType.BETEILIGTE, ledger=ledger) is None
     assert any("malformed" in m for m in ctx.logger.messages("error"))
     await ledger.mark(SyncKind.PARTY, "someone-else", "vmh.beteiligte.update", {"entity_id": "someone-else"})  # counter ≥ 1
     stale = {"entity_type": "CBeteiligte", "entity_id": "p-gone", "action": "update", "ledger": {"kind": "party", "seq": 1}}
-    report = await queue_handlers.handle_sync_event(stale, ctx, beteiligte_sync.EntityType.BETEILIGTE, ledger=ledger)
+    report = await queue_handlers.handle_sync_event(stale, ctx, EntityType.BETEILIGTE, ledger=ledger)
     assert report.outcome is RunOutcome.NOTHING  # no mark: no API call at all
 
 
@@ -214,7 +214,7 @@ def test_policy_topics_match_the_services_and_the_steps() -> None:
     assert policies.TOPIC_COLLECTION_ENSURE == document_events.TOPIC_COLLECTION_ENSURE
     assert policies.TOPIC_CALENDAR_ALL == calendar_sync_jobs.TOPIC_SYNC_ALL
     assert policies.TOPIC_CALENDAR_EMPLOYEE == calendar_sync_jobs.TOPIC_SYNC_EMPLOYEE
-    assert set(policies.POLICIES[SyncKind.PARTY].topics) == {f"{beteiligte_sync.TOPIC_PARTY}.{a}" for a in ("create", "update", "delete")}
+    assert set(policies.POLICIES[SyncKind.PARTY].topics) == {f"{TOPIC_PARTY}.{a}" for a in ("create", "update", "delete")}
     saved = dict(os.environ)
     os.environ.update({"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env"})
     subscribed: set[str] = set()

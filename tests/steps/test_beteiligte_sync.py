@@ -21,7 +21,7 @@ from iii_local.testing import MotiaTester
 from services.clients.advoware.api import AdvowareAPI
 from services.clients.espocrm import EspoCRMAPI
 from services.clients.espocrm_webhooks import php_json_encode, sign_body
-from services.parties.sync import KEPT_SCOPE, PARTY_SNAPSHOT_SCOPE
+from services.parties.state import KEPT_SCOPE, PARTY_SNAPSHOT_SCOPE
 from services.platform.container import advoware_from_settings, espocrm_from_settings
 from services.platform.ledger import SyncKind
 from services.platform.settings import Settings, load_settings

@@ -10,7 +10,7 @@ from typing import Any
 
 from motia import queue
 
-from services.parties.sync import TOPIC_BANK
+from services.parties.events import TOPIC_BANK
 from services.platform.models import EntityAction, EntityType
 from src.glue.queue_handlers import handle_sync_event
 

@@ -3,7 +3,7 @@
 Pulls the parties changed in Advoware since the bookmark (state
 `beteiligte_sync_meta/advoware_bookmark`, max GeaendertAm seen), imports parties created
 directly in Advoware, re-queues failed/pending and stale records and those missing on one
-side (services.parties.sync.reconcile); each event is marked in the sync ledger before
+side (services.parties.reconcile.reconcile); each event is marked in the sync ledger before
 it is enqueued (dead marks stay dead). One run per slot across engines
 (services.platform.ledger.cron), and one sweep at a time (src.glue.locking.sync_lock
 `beteiligte_sync_cron:CBeteiligte:sweep`;
@@ -15,7 +15,8 @@ from typing import Any
 from motia import cron
 
 from services.clients.errors import LockBusyError
-from services.parties.sync import TOPIC_BANK, TOPIC_PARTY, reconcile
+from services.parties.events import TOPIC_BANK, TOPIC_PARTY
+from services.parties.reconcile import reconcile
 from services.platform.container import get_advoware, get_espocrm, get_ledger, get_redis_client
 from services.platform.ledger import mark_and_enqueue
 from services.platform.ledger.cron import run_once_per_slot

@@ -1,8 +1,9 @@
 """Queue handler: sync one party (CBeteiligte ↔ Advoware Beteiligte) for
 `vmh.beteiligte.{create,update,delete}` under the lock `beteiligte_sync:CBeteiligte:{id}`.
 
-The decisions live in services.parties.sync.BeteiligteSync (create / three-way merge /
-conflict / delete rules, see src/steps/vmh/README.md); src.glue.queue_handlers.handle_sync_event runs it on the
+The decisions live in services.parties.plan (create / three-way merge / conflict rules) and
+services.parties.deletes, applied by services.parties.executor.BeteiligteSync (see
+src/steps/vmh/README.md); src.glue.queue_handlers.handle_sync_event runs it on the
 sync ledger (retries, backoff, dead list: ledger kind `party`). Follow-ups (the party's
 bank accounts) are marked, then enqueued.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 from motia import queue
 
-from services.parties.sync import TOPIC_BANK, TOPIC_PARTY
+from services.parties.events import TOPIC_BANK, TOPIC_PARTY
 from services.platform.models import EntityAction, EntityType
 from src.glue.queue_handlers import handle_sync_event
 

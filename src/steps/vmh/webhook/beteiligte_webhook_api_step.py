@@ -10,7 +10,7 @@ from typing import Any
 
 from motia import http
 
-from services.parties.sync import TOPIC_PARTY, webhook_events
+from services.parties.events import TOPIC_PARTY, webhook_events
 from services.platform.models import EntityAction, WebhookItem
 from services.platform.settings import get_settings
 from src.glue.webhook import accept_webhook
