@@ -246,12 +246,14 @@ class DocumentSyncService:
             return SyncResult(SyncOutcome.NO_SYNC, detail=plan.reason)
         return await self._sync(doc, plan, journal)
 
-    async def _find_orphan_upload(self, filename: str, size: int, started_at: float) -> str | None:
-        """The file an interrupted run uploaded: same name and size, created after it started.
+    async def _find_orphan_upload(self, filename: str, size: int, started_at: float, sha256: str) -> str | None:
+        """The file an interrupted run uploaded: same name and size, created after it started,
+        and - read back from xAI - the same SHA-256.
 
         Only called after a crash inside the upload window (an `upload_pending` journal entry),
-        so walking the file list is rare. Same name, size and hash-checked intent make any
-        match the same content."""
+        so walking the file list (and reading a candidate back) is rare. Name, size and time
+        alone are not enough: an earlier version of the same document with the same size,
+        uploaded seconds before (xAI's `created_at` has whole seconds), matches them too."""
         async for f in self.xai.list_files():
             created = f.get("created_at")
             try:
@@ -259,7 +261,11 @@ class DocumentSyncService:
             except (TypeError, ValueError):
                 created_ts = 0.0
             if f.get("filename") == filename and int(f.get("bytes") or -1) == size and created_ts >= started_at - 5:
-                return str(f["id"])
+                digest = hashlib.sha256()
+                async for chunk in self.xai.iter_file_content(str(f["id"])):
+                    digest.update(chunk)
+                if digest.hexdigest() == sha256:
+                    return str(f["id"])
         return None
 
     async def _sync(self, doc: DocumentRecord, plan: SyncPlan, journal: dict[str, Any] | None) -> SyncResult:
@@ -287,7 +293,9 @@ class DocumentSyncService:
                 pending = (journal or {}).get(UPLOAD_PENDING_KEY)
                 if pending and pending.get("sha256") == sha:
                     # A run died between xAI accepting an upload and the journal entry.
-                    file_id = await self._find_orphan_upload(filename, downloaded.size, float(pending.get("started_at") or 0))
+                    file_id = await self._find_orphan_upload(
+                        filename, downloaded.size, float(pending.get("started_at") or 0), sha
+                    )
                     if file_id:
                         self.log.warn(f"Document {doc.id}: adopted upload {file_id} of a run that died", document_id=doc.id, file_id=file_id)
             if file_id is None:
