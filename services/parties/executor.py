@@ -173,7 +173,9 @@ class BeteiligteSync:
         self.logger = logger or get_service_logger("beteiligte_sync", context)
         self.now = now or (lambda: datetime.now(UTC))
         self.deletes = Deletes(espocrm, advoware, state, self.logger, self.now)
-        self.snapshots = {kind.label: Snapshots(state, kind.snapshot_scope, indexed=kind is BANK, now=self.now) for kind in (PARTY, BANK)}
+
+    def _snapshots(self, kind: Kind) -> Snapshots:
+        return self.deletes.parties if kind is PARTY else self.deletes.banks
 
     # ------------------------------------------------------------------ entry points
     async def sync_party(self, espo_id: str, *, source: SyncSource = SyncSource.WEBHOOK) -> SyncResult:
@@ -194,7 +196,7 @@ class BeteiligteSync:
 
     # ------------------------------------------------------------------ per kind
     async def _sync_party(self, record: dict[str, Any], source: SyncSource) -> SyncResult:
-        snap = await self.snapshots[PARTY.label].load(record["id"])
+        snap = await self._snapshots(PARTY).load(record["id"])
         result, newly_linked = await self._sync_pair(PARTY, record, record, snap, PartySide(self.advoware))
         if result.outcome is SyncOutcome.DELETED_IN_ESPOCRM or result.outcome is SyncOutcome.FAILED:
             return result
@@ -211,19 +213,19 @@ class BeteiligteSync:
 
     async def _sync_bank(self, record: dict[str, Any]) -> SyncResult:
         espo_id = record["id"]
-        snapshots = self.snapshots[BANK.label]
+        snapshots = self._snapshots(BANK)
         party: dict[str, Any] | None = None
         if record.get(PARTY_FK):
             try:
                 party = await self.espocrm.get_entity(PARTY.entity_type.value, record[PARTY_FK])
             except NotFoundError:
                 party = None
-        snap = await snapshots.load(espo_id) if party is not None else None
+        snap = await snapshots.load(espo_id)
         parent = plan_bank_parent(record, party, snap)
         if parent.step is ParentStep.FAIL:
             return await self._fail(BANK, record, parent.reason or "")
         if parent.step is ParentStep.DROP_AND_FAIL:
-            await snapshots.drop(espo_id, await snapshots.load(espo_id))
+            await snapshots.drop(espo_id, snap)
             return await self._fail(BANK, record, parent.reason or "")
         if parent.step is ParentStep.WAIT:
             await self._mark(BANK, record, SyncStatus.PENDING_SYNC, WAITING_NOTE)
@@ -256,7 +258,7 @@ class BeteiligteSync:
         """Plan and apply one pair; returns the result and whether `advowareId` was newly
         stored. `espo` is the record as the planner sees it (a moved bank account: unlinked)."""
         espo_id = record["id"]
-        snapshots = self.snapshots[kind.label]
+        snapshots = self._snapshots(kind)
         plan = plan_pair(kind, espo, snap, parent=parent)
         advo: dict[str, Any] | None = None
         if plan.step is Step.LOOK_UP:
