@@ -171,7 +171,7 @@ class _BearerClient(JsonHttpClient):
                 return await resp.json(content_type=None)
 
 
-class XAIService:
+class XAIAPI:
     """Files, collections, documents and search on xAI."""
 
     def __init__(
@@ -189,7 +189,7 @@ class XAIService:
         page_size: int = 100,
     ) -> None:
         if not api_key or not management_key:
-            raise ConfigError("XAIService needs both the API key and the management key")
+            raise ConfigError("XAIAPI needs both the API key and the management key")
         common: dict[str, Any] = {"timeout": timeout, "retry_policy": retry_policy, "session": session}
         self.files = _BearerClient("xai", api_base_url, api_key, **common)
         self.management = _BearerClient("xai-management", management_base_url, management_key, **common)
@@ -202,7 +202,7 @@ class XAIService:
         await self.files.close()
         await self.management.close()
 
-    async def __aenter__(self) -> XAIService:
+    async def __aenter__(self) -> XAIAPI:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -453,6 +453,6 @@ __all__ = [
     "XAI_MANAGEMENT_BASE_URL",
     "XAI_RETRY_POLICY",
     "XAIDocumentStatus",
-    "XAIService",
+    "XAIAPI",
     "document_status",
 ]

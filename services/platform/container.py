@@ -96,10 +96,10 @@ def espocrm_from_settings(s: Settings) -> Any:
 
 def xai_from_settings(s: Settings) -> Any:
     """An xAI client for these settings (a new one; steps use get_xai())."""
-    from services.clients.xai import XAIService
+    from services.clients.xai import XAIAPI
 
     x = s.xai
-    return XAIService(x.api_base_url, x.management_base_url, x.api_key.get_secret_value(), x.management_key.get_secret_value())
+    return XAIAPI(x.api_base_url, x.management_base_url, x.api_key.get_secret_value(), x.management_key.get_secret_value())
 
 
 def advoware_from_settings(s: Settings, redis: Any = None) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from services.clients.errors import ApiConnectionError, LockBusyError, ValidationError
 from services.clients.espocrm import EspoCRMAPI
 from services.clients.retry import RetryPolicy
-from services.clients.xai import XAIService
+from services.clients.xai import XAIAPI
 from services.documents.collections import (
     CollectionAction,
     CollectionManager,
@@ -197,7 +197,7 @@ FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_total=2.
 
 
 class World:
-    def __init__(self, espo: EspoCRMAPI, xai: XAIService, redis: Any, espo_run: RunningApp, xai_run: RunningApp) -> None:
+    def __init__(self, espo: EspoCRMAPI, xai: XAIAPI, redis: Any, espo_run: RunningApp, xai_run: RunningApp) -> None:
         self.espo, self.xai, self.redis = espo, xai, redis
         self.espo_run, self.xai_run = espo_run, xai_run
         self.journal = MemoryJournal()
@@ -236,7 +236,7 @@ async def world(redis_url: str) -> AsyncIterator[World]:
     espo_run = await start_app(espo_app, "127.0.0.1", 0)
     xai_run = await start_app(xai_app, "127.0.0.1", 0)
     espo = EspoCRMAPI(f"{espo_run.url}/api/v1", API_KEY, retry_policy=FAST)
-    xai = XAIService(xai_run.url, xai_run.url, XKEY, XMGMT, retry_policy=FAST)
+    xai = XAIAPI(xai_run.url, xai_run.url, XKEY, XMGMT, retry_policy=FAST)
     w = World(espo, xai, get_redis(redis_url), espo_run, xai_run)
     w.xai_app = xai_app  # type: ignore[attr-defined]
     yield w

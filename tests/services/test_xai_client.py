@@ -1,4 +1,4 @@
-"""XAIService against the xAI simulator: files, collections, documents, search, retries."""
+"""XAIAPI against the xAI simulator: files, collections, documents, search, retries."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from services.clients.errors import ApiError, AuthError, ConfigError, ValidationError
 from services.clients.retry import RetryPolicy
-from services.clients.xai import XAIDocumentStatus, XAIService, document_status
+from services.clients.xai import XAIAPI, XAIDocumentStatus, document_status
 from simulators.runner import RunningApp, start_app
 from simulators.xai import create_app
 
@@ -31,8 +31,8 @@ async def sim() -> AsyncIterator[RunningApp]:
 
 
 @pytest.fixture
-async def xai(sim: RunningApp) -> AsyncIterator[XAIService]:
-    service = XAIService(sim.url, sim.url, API_KEY, MGMT_KEY, timeout=10, retry_policy=FAST, page_size=2)
+async def xai(sim: RunningApp) -> AsyncIterator[XAIAPI]:
+    service = XAIAPI(sim.url, sim.url, API_KEY, MGMT_KEY, timeout=10, retry_policy=FAST, page_size=2)
     yield service
     await service.close()
 
@@ -47,7 +47,7 @@ async def posts_to(sim: RunningApp, path_re: str, method: str = "POST") -> list[
     return [r["status"] for r in await admin(sim, "GET", "requests", params={"path": path_re, "method": method})]
 
 
-async def test_upload_bytes_path_and_iterator(xai: XAIService, tmp_path: Path) -> None:
+async def test_upload_bytes_path_and_iterator(xai: XAIAPI, tmp_path: Path) -> None:
     fid = await xai.upload_file("a.txt", b"Inhalt A", "text/plain")
     assert fid.startswith("file-")
     info = await xai.get_file(fid)
@@ -75,7 +75,7 @@ async def test_upload_bytes_path_and_iterator(xai: XAIService, tmp_path: Path) -
     assert not await xai.file_exists(fid)
 
 
-async def test_upload_5mb_with_bounded_memory(xai: XAIService) -> None:
+async def test_upload_5mb_with_bounded_memory(xai: XAIAPI) -> None:
     block = hashlib.sha256(b"seed").digest() * 2048  # 64 KiB
     count = 80  # 5 MiB
 
@@ -97,7 +97,7 @@ async def test_upload_5mb_with_bounded_memory(xai: XAIService) -> None:
 
 
 async def test_upload_size_limits(sim: RunningApp) -> None:
-    small = XAIService(sim.url, sim.url, API_KEY, MGMT_KEY, retry_policy=FAST, max_file_bytes=1000)
+    small = XAIAPI(sim.url, sim.url, API_KEY, MGMT_KEY, retry_policy=FAST, max_file_bytes=1000)
     try:
         with pytest.raises(ValidationError):
             await small.upload_file("x.bin", b"x" * 1001)
@@ -112,7 +112,7 @@ async def test_upload_size_limits(sim: RunningApp) -> None:
         await small.close()
     # The server's own limit is a permanent error, not retried.
     running = await start_app(create_app(API_KEY, MGMT_KEY, max_file_bytes=1000))
-    service = XAIService(running.url, running.url, API_KEY, MGMT_KEY, retry_policy=FAST)
+    service = XAIAPI(running.url, running.url, API_KEY, MGMT_KEY, retry_policy=FAST)
     try:
         with pytest.raises(ApiError) as err:
             await service.upload_file("x.bin", b"x" * 1001)
@@ -124,7 +124,7 @@ async def test_upload_size_limits(sim: RunningApp) -> None:
 
 
 async def test_wrong_keys_raise_auth_error(sim: RunningApp) -> None:
-    bad = XAIService(sim.url, sim.url, "wrong", "also-wrong", retry_policy=FAST)
+    bad = XAIAPI(sim.url, sim.url, "wrong", "also-wrong", retry_policy=FAST)
     try:
         with pytest.raises(AuthError):
             await bad.upload_file("a.txt", b"x")
@@ -135,10 +135,10 @@ async def test_wrong_keys_raise_auth_error(sim: RunningApp) -> None:
     finally:
         await bad.close()
     with pytest.raises(ConfigError):
-        XAIService(sim.url, sim.url, "", MGMT_KEY)
+        XAIAPI(sim.url, sim.url, "", MGMT_KEY)
 
 
-async def test_collections_crud_paging_and_metadata_lookup(xai: XAIService, sim: RunningApp) -> None:
+async def test_collections_crud_paging_and_metadata_lookup(xai: XAIAPI, sim: RunningApp) -> None:
     created = []
     for i in range(5):
         col = await xai.create_collection(
@@ -166,7 +166,7 @@ async def test_collections_crud_paging_and_metadata_lookup(xai: XAIService, sim:
     assert await xai.get_collection(created[0]) is None
 
 
-async def test_documents_are_idempotent(xai: XAIService) -> None:
+async def test_documents_are_idempotent(xai: XAIAPI) -> None:
     fid = await xai.upload_file("d.txt", b"Dokument", "text/plain")
     c1 = (await xai.create_collection("eins", {}))["collection_id"]
     c2 = (await xai.create_collection("zwei", {}))["collection_id"]
@@ -190,7 +190,7 @@ async def test_documents_are_idempotent(xai: XAIService) -> None:
     assert await xai.file_exists(fid)  # removing never deletes the file
 
 
-async def test_add_to_collections_raises_retryable_after_trying_all(xai: XAIService, sim: RunningApp) -> None:
+async def test_add_to_collections_raises_retryable_after_trying_all(xai: XAIAPI, sim: RunningApp) -> None:
     fid = await xai.upload_file("d.txt", b"Dokument", "text/plain")
     c1 = (await xai.create_collection("eins", {}))["collection_id"]
     c2 = (await xai.create_collection("zwei", {}))["collection_id"]
@@ -203,7 +203,7 @@ async def test_add_to_collections_raises_retryable_after_trying_all(xai: XAIServ
     assert await xai.add_to_collections([c1, c2], fid) == [c1, c2]
 
 
-async def test_search(xai: XAIService) -> None:
+async def test_search(xai: XAIAPI) -> None:
     fid = await xai.upload_file("m.txt", "Räumungsklage gegen Mieter Schulz".encode(), "text/plain")
     cid = (await xai.create_collection("suche", {}))["collection_id"]
     await xai.add_to_collection(cid, fid)
@@ -212,14 +212,14 @@ async def test_search(xai: XAIService) -> None:
     assert await xai.search("Vollstreckung", [cid]) == []
 
 
-async def test_retries_injected_500_on_upload(xai: XAIService, sim: RunningApp) -> None:
+async def test_retries_injected_500_on_upload(xai: XAIAPI, sim: RunningApp) -> None:
     await admin(sim, "POST", "faults", json={"path": "^/v1/files$", "method": "POST", "status": 500, "times": 2})
     fid = await xai.upload_file("r.txt", b"retry me", "text/plain")
     assert b"".join([c async for c in xai.iter_file_content(fid)]) == b"retry me"
     assert await posts_to(sim, "^/v1/files$") == [500, 500, 200]
 
 
-async def test_429_honours_retry_after(xai: XAIService, sim: RunningApp) -> None:
+async def test_429_honours_retry_after(xai: XAIAPI, sim: RunningApp) -> None:
     cid = (await xai.create_collection("rl", {}))["collection_id"]
     await admin(sim, "POST", "faults", json={"path": "^/v1/collections/", "method": "GET", "status": 429, "retry_after": 0.3, "times": 1})
     started = time.monotonic()
@@ -231,7 +231,7 @@ async def test_429_honours_retry_after(xai: XAIService, sim: RunningApp) -> None
 
 
 async def test_429_gives_up_after_max_attempts(sim: RunningApp) -> None:
-    service = XAIService(sim.url, sim.url, API_KEY, MGMT_KEY, retry_policy=RetryPolicy(max_attempts=3, base_delay=0.01, jitter=False))
+    service = XAIAPI(sim.url, sim.url, API_KEY, MGMT_KEY, retry_policy=RetryPolicy(max_attempts=3, base_delay=0.01, jitter=False))
     try:
         await admin(sim, "POST", "faults", json={"path": "^/v1/files$", "method": "POST", "status": 429, "retry_after": 0.01})
         with pytest.raises(ApiError) as err:
