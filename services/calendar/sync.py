@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Any, NotRequired, Protocol, TypedDict, TypeVar, Unpack
 
 from services.calendar.advoware_mapping import BERLIN, advoware_fields, advoware_hash
 from services.calendar.google_mapping import (
@@ -40,6 +40,7 @@ from services.clients.advoware.paths import TerminField as F
 from services.clients.errors import IntegrationError, NotFoundError, ValidationError, is_retryable
 from services.clients.google_calendar import SyncTokenExpired
 from services.platform.settings import CalendarSettings
+from services.platform.state import ReadWriteState
 
 STATE_SCOPE = "calendar_sync"
 STATUS_SCOPE = "calendar_sync_status"
@@ -62,12 +63,6 @@ class GoogleReadMode(StrEnum):
     INCREMENTAL = "incremental"
     FULL = "full"
     FULL_AFTER_410 = "full_after_410"
-
-
-class StateStore(Protocol):
-    async def get(self, scope: str, key: str) -> Any: ...
-
-    async def set(self, scope: str, key: str, value: Any) -> Any: ...
 
 
 class Logger(Protocol):
@@ -178,31 +173,33 @@ async def _gather_limited(items: Iterable[T], fn: Callable[[T], Awaitable[Any]],
     await asyncio.gather(*(run(i) for i in items))
 
 
+class SyncOptions(TypedDict):
+    """The keywords of one employee's run, shared by `EmployeeSync` and `run_employee_sync`:
+    the two API clients, the state store, the calendar settings, the logger, `full` (ignore the
+    sync token and read everything; default False) and `today` (default: today in Berlin)."""
+
+    advoware: Any
+    google: Any
+    state: ReadWriteState
+    settings: CalendarSettings
+    logger: Logger
+    full: NotRequired[bool]
+    today: NotRequired[date | None]
+
+
 class EmployeeSync:
     """One run (see module docstring). Use `run()`."""
 
-    def __init__(
-        self,
-        kuerzel: str,
-        calendar_id: str,
-        *,
-        advoware: Any,
-        google: Any,
-        state: StateStore,
-        settings: CalendarSettings,
-        logger: Logger,
-        full: bool = False,
-        today: date | None = None,
-    ) -> None:
+    def __init__(self, kuerzel: str, calendar_id: str, **options: Unpack[SyncOptions]) -> None:
         self.kuerzel = kuerzel
         self.calendar_id = calendar_id
-        self.advoware = advoware
-        self.google = google
-        self.state = state
-        self.settings = settings
-        self.log = logger
-        self.full = full
-        self.window = sync_window(settings, today or berlin_today())
+        self.advoware = options["advoware"]
+        self.google = options["google"]
+        self.state = options["state"]
+        self.settings = options["settings"]
+        self.log = options["logger"]
+        self.full = options.get("full", False)
+        self.window = sync_window(self.settings, options.get("today") or berlin_today())
         self.emp = EmployeeState()
         self.report = SyncReport(kuerzel, calendar_id, GoogleReadMode.INCREMENTAL, self.window)
 
@@ -423,24 +420,13 @@ class EmployeeSync:
 
 
 async def run_employee_sync(
-    kuerzel: str,
-    calendar_id: str,
-    *,
-    advoware: Any,
-    google: Any,
-    state: StateStore,
-    settings: CalendarSettings,
-    logger: Logger,
-    full: bool = False,
-    today: date | None = None,
-    attempt: int | None = None,
+    kuerzel: str, calendar_id: str, *, attempt: int | None = None, **options: Unpack[SyncOptions]
 ) -> SyncReport:
     """Run one employee's sync, log it and record the outcome in `calendar_sync_status`.
 
     Failures are recorded and re-raised (the queue retries the run)."""
-    sync = EmployeeSync(
-        kuerzel, calendar_id, advoware=advoware, google=google, state=state, settings=settings, logger=logger, full=full, today=today
-    )
+    sync = EmployeeSync(kuerzel, calendar_id, **options)
+    state, logger = options["state"], options["logger"]
     at = datetime.now(UTC).isoformat()
     previous = await state.get(STATUS_SCOPE, kuerzel)
     failures = int(previous.get("consecutive_failures", 0)) if isinstance(previous, Mapping) else 0

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
+
+from services.platform.state import StateStore as StateStore
 
 PARTY_SNAPSHOT_SCOPE = "beteiligte_sync_snapshots"
 """key = EspoCRM id → {"espoId", "advowareId", "fields", "verifiedAt"}."""
@@ -26,16 +28,6 @@ KEPT_SCOPE = "beteiligte_sync_kept"
 META_SCOPE = "beteiligte_sync_meta"
 BOOKMARK_KEY = "advoware_bookmark"
 """{"geaendertAm": <max GeaendertAm seen>, "betnrs": [BetNrs with exactly that time]}."""
-
-
-class StateStore(Protocol):
-    async def get(self, scope: str, key: str) -> Any: ...
-
-    async def set(self, scope: str, key: str, value: Any) -> Any: ...
-
-    async def delete(self, scope: str, key: str) -> Any: ...
-
-    async def list(self, scope: str) -> list[Any]: ...
 
 
 def utc_iso(dt: datetime) -> str:
