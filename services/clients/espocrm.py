@@ -15,7 +15,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
 import aiohttp
@@ -72,14 +72,19 @@ def encode_where(where: Sequence[WhereItem], prefix: str = "where") -> QueryPair
     return out
 
 
-def _list_params(
-    where: Sequence[WhereItem] | None,
-    select: str | Iterable[str] | None,
-    order_by: str | None,
-    order: Order | str | None,
-    max_size: int,
-    offset: int,
-) -> QueryPairs:
+class ListQuery(TypedDict, total=False):
+    """What every list call may filter and order by (all optional): `where` items (see
+    `encode_where`), `select` (names, or one comma-separated string), `order_by`, `order`."""
+
+    where: Sequence[WhereItem] | None
+    select: str | Iterable[str] | None
+    order_by: str | None
+    order: Order | str | None
+
+
+def _list_params(query: ListQuery, max_size: int, offset: int) -> QueryPairs:
+    where, select = query.get("where"), query.get("select")
+    order_by, order = query.get("order_by"), query.get("order")
     if max_size > MAX_PAGE_SIZE:
         raise ValueError(f"max_size must not exceed {MAX_PAGE_SIZE} (EspoCRM answers 403); use offset paging")
     params: QueryPairs = [("maxSize", str(max_size)), ("offset", str(offset))]
@@ -96,6 +101,10 @@ def _list_params(
 
 def _seg(value: str) -> str:
     return quote(str(value), safe="")
+
+
+def _related_path(entity_type: str, entity_id: str, link: str) -> str:
+    return f"{_seg(entity_type)}/{_seg(entity_id)}/{_seg(link)}"
 
 
 class EspoCRMAPI(JsonHttpClient):
@@ -161,50 +170,30 @@ class EspoCRMAPI(JsonHttpClient):
         return await self._call("GET", f"{_seg(entity_type)}/{_seg(entity_id)}")  # type: ignore[no-any-return]
 
     async def list_entities(
-        self,
-        entity_type: str,
-        where: Sequence[WhereItem] | None = None,
-        select: str | Iterable[str] | None = None,
-        order_by: str | None = None,
-        order: Order | str | None = None,
-        max_size: int = DEFAULT_PAGE_SIZE,
-        offset: int = 0,
+        self, entity_type: str, *, max_size: int = DEFAULT_PAGE_SIZE, offset: int = 0, **query: Unpack[ListQuery]
     ) -> dict[str, Any]:
         """One page: `{"list": [...], "total": N}`."""
-        params = _list_params(where, select, order_by, order, max_size, offset)
-        return await self._call("GET", _seg(entity_type), params=params)  # type: ignore[no-any-return]
+        return await self._list_page(_seg(entity_type), max_size, offset, query)
 
     async def iter_entities(
-        self,
-        entity_type: str,
-        where: Sequence[WhereItem] | None = None,
-        select: str | Iterable[str] | None = None,
-        order_by: str | None = None,
-        order: Order | str | None = None,
-        page_size: int = MAX_PAGE_SIZE,
+        self, entity_type: str, *, page_size: int = MAX_PAGE_SIZE, **query: Unpack[ListQuery]
     ) -> AsyncIterator[dict[str, Any]]:
         """Every matching record, page by page (ordered by `id` unless `order_by` is given)."""
-        async for record in self._iter_pages(
-            _seg(entity_type), where, select, order_by, order, page_size
-        ):
+        async for record in self._iter_pages(_seg(entity_type), page_size, query):
             yield record
 
-    async def _iter_pages(
-        self,
-        path: str,
-        where: Sequence[WhereItem] | None,
-        select: str | Iterable[str] | None,
-        order_by: str | None,
-        order: Order | str | None,
-        page_size: int,
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def _list_page(self, path: str, max_size: int, offset: int, query: ListQuery) -> dict[str, Any]:
+        params = _list_params(query, max_size, offset)
+        return await self._call("GET", path, params=params)  # type: ignore[no-any-return]
+
+    async def _iter_pages(self, path: str, page_size: int, query: ListQuery) -> AsyncIterator[dict[str, Any]]:
         if page_size <= 0:
             raise ValueError("page_size must be positive")
-        if not order_by:
-            order_by, order = "id", order or Order.ASC
+        if not query.get("order_by"):
+            query = {**query, "order_by": "id", "order": query.get("order") or Order.ASC}
         offset = 0
         while True:
-            params = _list_params(where, select, order_by, order, page_size, offset)
+            params = _list_params(query, page_size, offset)
             page = await self._call("GET", path, params=params)
             records = page.get("list", []) if isinstance(page, dict) else []
             for record in records:
@@ -239,32 +228,19 @@ class EspoCRMAPI(JsonHttpClient):
         entity_type: str,
         entity_id: str,
         link: str,
-        where: Sequence[WhereItem] | None = None,
-        select: str | Iterable[str] | None = None,
-        order_by: str | None = None,
-        order: Order | str | None = None,
+        *,
         max_size: int = DEFAULT_PAGE_SIZE,
         offset: int = 0,
+        **query: Unpack[ListQuery],
     ) -> dict[str, Any]:
         """One page of the records related through `link`: `{"list", "total"}`."""
-        params = _list_params(where, select, order_by, order, max_size, offset)
-        path = f"{_seg(entity_type)}/{_seg(entity_id)}/{_seg(link)}"
-        return await self._call("GET", path, params=params)  # type: ignore[no-any-return]
+        return await self._list_page(_related_path(entity_type, entity_id, link), max_size, offset, query)
 
     async def iter_related(
-        self,
-        entity_type: str,
-        entity_id: str,
-        link: str,
-        where: Sequence[WhereItem] | None = None,
-        select: str | Iterable[str] | None = None,
-        order_by: str | None = None,
-        order: Order | str | None = None,
-        page_size: int = MAX_PAGE_SIZE,
+        self, entity_type: str, entity_id: str, link: str, *, page_size: int = MAX_PAGE_SIZE, **query: Unpack[ListQuery]
     ) -> AsyncIterator[dict[str, Any]]:
         """Every record related through `link`, page by page."""
-        path = f"{_seg(entity_type)}/{_seg(entity_id)}/{_seg(link)}"
-        async for record in self._iter_pages(path, where, select, order_by, order, page_size):
+        async for record in self._iter_pages(_related_path(entity_type, entity_id, link), page_size, query):
             yield record
 
     @staticmethod
@@ -278,12 +254,12 @@ class EspoCRMAPI(JsonHttpClient):
 
     async def link_entities(self, entity_type: str, entity_id: str, link: str, ids: str | Sequence[str]) -> bool:
         """Relate one record (or several) through `link`."""
-        path = f"{_seg(entity_type)}/{_seg(entity_id)}/{_seg(link)}"
+        path = _related_path(entity_type, entity_id, link)
         return bool(await self._call("POST", path, json_body=self._link_body(ids)))
 
     async def unlink_entities(self, entity_type: str, entity_id: str, link: str, ids: str | Sequence[str]) -> bool:
         """Remove the relation(s) through `link`."""
-        path = f"{_seg(entity_type)}/{_seg(entity_id)}/{_seg(link)}"
+        path = _related_path(entity_type, entity_id, link)
         return bool(await self._call("DELETE", path, json_body=self._link_body(ids)))
 
     # --- attachments
