@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from services.clients.http import JsonHttpClient
+from services.clients.http import JsonHttpClient, RequestParts
 from services.clients.retry import DEFAULT_POLICY, RetryPolicy
 
 DEFAULT_PAGE_SIZE = 50
@@ -145,24 +145,9 @@ class EspoCRMAPI(JsonHttpClient):
             headers["X-Hmac-Authorization"] = self.hmac_header(method, path)
         return headers
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Any = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        expect_json: bool = True,
-    ) -> Any:
-        return await self.request(
-            method,
-            path,
-            params=params,
-            json_body=json_body,
-            headers=self._headers(method, path, headers),
-            expect_json=expect_json,
-        )
+    async def _call(self, method: str, path: str, *, expect_json: bool = True, **parts: Unpack[RequestParts]) -> Any:
+        parts["headers"] = self._headers(method, path, parts.get("headers"))
+        return await self.request(method, path, expect_json=expect_json, **parts)
 
     # --- records
     async def get_entity(self, entity_type: str, entity_id: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import aiohttp
 
@@ -53,6 +53,16 @@ def connection_errors(service: str, method: str, path: str) -> Iterator[None]:
         raise ApiConnectionError(service, f"{method} {path} timed out", timeout=True) from exc
     except aiohttp.ClientError as exc:
         raise ApiConnectionError(service, f"{method} {path}: {exc}") from exc
+
+
+class RequestParts(TypedDict, total=False):
+    """What a request may carry besides method and path (all optional): query `params`, a
+    `json_body` or raw `data`, and extra `headers` (auth headers are added by the client)."""
+
+    params: Any
+    json_body: Any
+    data: Any
+    headers: Mapping[str, str] | None
 
 
 async def error_from_response(service: str, resp: aiohttp.ClientResponse) -> ApiError:
@@ -119,69 +129,56 @@ class JsonHttpClient:
         """Called once on a 401; return True to retry the request once (token refresh)."""
         return False
 
-    async def _send_once(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Any = None,
-        json_body: Any = None,
-        data: Any = None,
-        headers: Mapping[str, str] | None = None,
-        expect_json: bool = True,
-    ) -> Any:
+    @contextlib.asynccontextmanager
+    async def open_response(
+        self, method: str, path: str, headers: Mapping[str, str], parts: RequestParts
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request to `path` with exactly `headers` (the caller adds auth) and the
+        parts' params/body; connection trouble inside the block becomes ApiConnectionError."""
         session = await self._get_session()
+        with connection_errors(self.service, method, path):
+            async with session.request(
+                method,
+                self.url(path),
+                params=parts.get("params"),
+                json=parts.get("json_body"),
+                data=parts.get("data"),
+                headers=dict(headers),
+            ) as resp:
+                yield resp
+
+    async def _send_once(self, method: str, path: str, expect_json: bool, parts: RequestParts) -> Any:
         refreshed = False
         while True:
-            all_headers = {**(await self.auth_headers()), **(headers or {})}
-            with connection_errors(self.service, method, path):
-                async with session.request(
-                    method,
-                    self.url(path),
-                    params=params,
-                    json=json_body,
-                    data=data,
-                    headers=all_headers,
-                ) as resp:
-                    if resp.status == 401 and not refreshed and await self.on_auth_failure():
-                        refreshed = True
-                        continue
-                    if resp.status >= 400:
-                        raise await error_from_response(self.service, resp)
-                    if not expect_json:
-                        return await resp.read()
-                    text = await resp.text()
-                    if not text:
-                        return None
-                    try:
-                        return json.loads(text)
-                    except ValueError:
-                        return text
+            all_headers = {**(await self.auth_headers()), **(parts.get("headers") or {})}
+            async with self.open_response(method, path, all_headers, parts) as resp:
+                if resp.status == 401 and not refreshed and await self.on_auth_failure():
+                    refreshed = True
+                    continue
+                if resp.status >= 400:
+                    raise await error_from_response(self.service, resp)
+                if not expect_json:
+                    return await resp.read()
+                text = await resp.text()
+                if not text:
+                    return None
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    return text
 
     async def request(
         self,
         method: str,
         path: str,
         *,
-        params: Any = None,
-        json_body: Any = None,
-        data: Any = None,
-        headers: Mapping[str, str] | None = None,
         expect_json: bool = True,
         retry_policy: RetryPolicy | None = None,
+        **parts: Unpack[RequestParts],
     ) -> Any:
         """Send a request, retrying what is retryable; return parsed JSON (or bytes)."""
         return await retry_async(
-            lambda: self._send_once(
-                method,
-                path,
-                params=params,
-                json_body=json_body,
-                data=data,
-                headers=headers,
-                expect_json=expect_json,
-            ),
-            retry_policy or self.retry_policy,
+            lambda: self._send_once(method, path, expect_json, parts), retry_policy or self.retry_policy
         )
 
     async def stream(
@@ -193,11 +190,9 @@ class JsonHttpClient:
         chunk_size: int = 65536,
     ) -> AsyncIterator[bytes]:
         """GET `path` and yield the body in chunks (no retry once bytes have flowed)."""
-        session = await self._get_session()
         all_headers = {**(await self.auth_headers()), **(headers or {})}
-        with connection_errors(self.service, "GET", path):
-            async with session.get(self.url(path), params=params, headers=all_headers) as resp:
-                if resp.status >= 400:
-                    raise await error_from_response(self.service, resp)
-                async for chunk in resp.content.iter_chunked(chunk_size):
-                    yield chunk
+        async with self.open_response("GET", path, all_headers, {"params": params}) as resp:
+            if resp.status >= 400:
+                raise await error_from_response(self.service, resp)
+            async for chunk in resp.content.iter_chunked(chunk_size):
+                yield chunk

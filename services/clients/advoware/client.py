@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -30,7 +30,7 @@ from services.clients.errors import (
     api_error_for,
     is_retryable_status,
 )
-from services.clients.http import JsonHttpClient, connection_errors
+from services.clients.http import JsonHttpClient, RequestParts
 from services.clients.retry import DEFAULT_POLICY, NO_RETRY, RetryPolicy, parse_retry_after, retry_async
 
 try:  # redis is a dependency, but the client also works without a cache
@@ -193,39 +193,27 @@ class AdvowareHttpClient(JsonHttpClient):
         return clean
 
     async def _exchange(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Any = None,
-        json_body: Any = None,
-        data: Any = None,
-        headers: Mapping[str, str] | None = None,
-        max_response_bytes: int | None = None,
+        self, method: str, path: str, *, max_response_bytes: int | None = None, **parts: Unpack[RequestParts]
     ) -> AdvowareResponse:
         """One call with one token refresh on 401; connection trouble → ApiConnectionError."""
-        session = await self._get_session()
-        url = self.url(self._check_path(path))
-        extra = {k: v for k, v in (headers or {}).items() if k.lower() not in _STRIPPED_REQUEST_HEADERS}
+        self._check_path(path)
+        extra = {k: v for k, v in (parts.get("headers") or {}).items() if k.lower() not in _STRIPPED_REQUEST_HEADERS}
         for attempt in (1, 2):
             token = await self.get_token()
             all_headers = {"Accept": "application/json", **extra, "Authorization": f"Bearer {token}"}
-            with connection_errors(SERVICE, method, path):
-                async with session.request(
-                    method, url, params=params, json=json_body, data=data, headers=all_headers
-                ) as resp:
-                    if resp.status == 401 and attempt == 1:
-                        await resp.read()
-                        log.info("advoware: 401 on %s %s, refreshing the token once", method, path)
-                        await self.invalidate_token(token)
-                        continue
-                    body = await self._read_limited(resp, max_response_bytes)
-                    return AdvowareResponse(
-                        status=resp.status,
-                        headers=CIMultiDictProxy(CIMultiDict(resp.headers)),
-                        body=body,
-                        content_type=resp.content_type,
-                    )
+            async with self.open_response(method, path, all_headers, parts) as resp:
+                if resp.status == 401 and attempt == 1:
+                    await resp.read()
+                    log.info("advoware: 401 on %s %s, refreshing the token once", method, path)
+                    await self.invalidate_token(token)
+                    continue
+                body = await self._read_limited(resp, max_response_bytes)
+                return AdvowareResponse(
+                    status=resp.status,
+                    headers=CIMultiDictProxy(CIMultiDict(resp.headers)),
+                    body=body,
+                    content_type=resp.content_type,
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
