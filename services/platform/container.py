@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from services.platform.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from services.clients.advoware.token import AdvowareLogin
 
 T = TypeVar("T")
 _cache: dict[tuple[int, str], Any] = {}
@@ -110,18 +113,26 @@ def advoware_from_settings(s: Settings, redis: Any = None) -> Any:
     return AdvowareAPI(
         a.api_base_url,
         a.token_url,
-        app_id=a.app_id,
-        api_key_b64=a.api_key.get_secret_value(),
-        kanzlei=a.kanzlei,
-        database=a.database,
-        user=a.user,
-        password=a.password.get_secret_value(),
         role=a.role,
         product=a.product,
         redis=redis,
         refresh_margin_seconds=a.token_refresh_margin_seconds,
         timeout=a.timeout_seconds,
+        **advoware_login(s),
     )
+
+
+def advoware_login(s: Settings) -> AdvowareLogin:
+    """The login fields of the Advoware settings, secrets revealed, as the client takes them."""
+    a = s.advoware
+    return {
+        "app_id": a.app_id,
+        "api_key_b64": a.api_key.get_secret_value(),
+        "kanzlei": a.kanzlei,
+        "database": a.database,
+        "user": a.user,
+        "password": a.password.get_secret_value(),
+    }
 
 
 def google_calendar_from_settings(s: Settings) -> Any:

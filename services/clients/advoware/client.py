@@ -21,7 +21,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from services.clients.advoware import paths as P
 from services.clients.advoware.responses import SERVICE, AdvowareResponse, ResponseTooLargeError, message_of
-from services.clients.advoware.token import TokenProvider, log_retry
+from services.clients.advoware.token import AdvowareLogin, TokenProvider, log_retry
 from services.clients.errors import (
     ApiConnectionError,
     ApiError,
@@ -108,12 +108,6 @@ class AdvowareHttpClient(JsonHttpClient):
         base_url: str,
         token_url: str,
         *,
-        app_id: str,
-        api_key_b64: str,
-        kanzlei: str,
-        database: str,
-        user: str,
-        password: str,
         role: int = P.DEFAULT_ROLE,
         product: int = P.DEFAULT_PRODUCT,
         redis: Redis | None = None,
@@ -124,6 +118,7 @@ class AdvowareHttpClient(JsonHttpClient):
         session: aiohttp.ClientSession | None = None,
         token_lock_ttl_seconds: float = 15.0,
         token_lock_poll_seconds: float = 0.05,
+        **login: Unpack[AdvowareLogin],
     ) -> None:
         """`base_url`: the API base (`https://host/`, `api/v1/...` lies below it).
         `token_url`: the token endpoint, or the security gateway base (then `api/v1/Token` is added)."""
@@ -131,17 +126,11 @@ class AdvowareHttpClient(JsonHttpClient):
         if not token_url.rstrip("/").lower().endswith("/token"):
             token_url = token_url.rstrip("/") + "/" + P.TOKEN_PATH
         try:
-            base64.b64decode(api_key_b64, validate=True)
+            base64.b64decode(login["api_key_b64"], validate=True)
         except ValueError as exc:
             raise ConfigError("ADVOWARE api key is not valid base64") from exc
         self.tokens = TokenProvider(
             token_url.rstrip("/"),
-            app_id=app_id,
-            api_key_b64=api_key_b64,
-            kanzlei=kanzlei,
-            database=database,
-            user=user,
-            password=password,
             role=role,
             product=product,
             get_session=self._get_session,
@@ -151,6 +140,7 @@ class AdvowareHttpClient(JsonHttpClient):
             refresh_margin_seconds=refresh_margin_seconds,
             lock_ttl_seconds=token_lock_ttl_seconds,
             lock_poll_seconds=token_lock_poll_seconds,
+            **login,
         )
 
     @property

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import aiohttp
 
@@ -115,6 +115,18 @@ def log_retry(what: str) -> Callable[[int, BaseException, float], None]:
     return on_retry
 
 
+class AdvowareLogin(TypedDict):
+    """One Advoware login, as the token request names it: the app's id and base64 API key,
+    the Kanzlei, the Datenbank, the user and the password."""
+
+    app_id: str
+    api_key_b64: str
+    kanzlei: str
+    database: str
+    user: str
+    password: str
+
+
 class TokenProvider:
     """The bearer token of one Advoware login: memory, then Redis, then the gateway."""
 
@@ -122,12 +134,6 @@ class TokenProvider:
         self,
         token_url: str,
         *,
-        app_id: str,
-        api_key_b64: str,
-        kanzlei: str,
-        database: str,
-        user: str,
-        password: str,
         role: int,
         product: int,
         get_session: Callable[[], Awaitable[aiohttp.ClientSession]],
@@ -137,15 +143,16 @@ class TokenProvider:
         refresh_margin_seconds: float = 60,
         lock_ttl_seconds: float = 15.0,
         lock_poll_seconds: float = 0.05,
+        **login: Unpack[AdvowareLogin],
     ) -> None:
         """`get_session` and `retry_policy` are the owning client's, read at each fetch."""
         self.token_url = token_url
-        self.app_id = app_id
-        self._api_key_b64 = api_key_b64
-        self.kanzlei = kanzlei
-        self.database = database
-        self.user = user
-        self._password = password
+        self.app_id = login["app_id"]
+        self._api_key_b64 = login["api_key_b64"]
+        self.kanzlei = login["kanzlei"]
+        self.database = login["database"]
+        self.user = login["user"]
+        self._password = login["password"]
         self.role = role
         self.product = product
         self._get_session = get_session
