@@ -16,7 +16,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -117,25 +117,24 @@ def verify_signature(headers: Mapping[str, str], body: bytes, secrets: Mapping[s
     `headers` must have lower-case keys; either `signature` (hex digest) or the legacy
     `x-signature` (raw digest) is accepted. Comparisons are constant-time.
     """
-    value = headers.get("signature")
-    if value:
-        parsed = _split_token(value)
-        if parsed is not None:
-            webhook_id, given = parsed
-            secret = secrets.get(webhook_id)
-            if secret is not None:
-                expected = _digest(secret, body).hex().encode("ascii")
-                if hmac.compare_digest(expected, given.lower()):
-                    return webhook_id
-    value = headers.get("x-signature")
-    if value:
-        parsed = _split_token(value)
-        if parsed is not None:
-            webhook_id, given = parsed
-            secret = secrets.get(webhook_id)
-            if secret is not None and hmac.compare_digest(_digest(secret, body), given):
-                return webhook_id
-    return None
+    by_hex = _signer(
+        headers.get("signature"),
+        secrets,
+        lambda secret, given: hmac.compare_digest(_digest(secret, body).hex().encode("ascii"), given.lower()),
+    )
+    return by_hex or _signer(
+        headers.get("x-signature"), secrets, lambda secret, given: hmac.compare_digest(_digest(secret, body), given)
+    )
+
+
+def _signer(value: str | None, secrets: Mapping[str, str], matches: Callable[[str, bytes], bool]) -> str | None:
+    """The webhook id named in the header `value` when its secret `matches` the given digest."""
+    parsed = _split_token(value) if value else None
+    if parsed is None:
+        return None
+    webhook_id, given = parsed
+    secret = secrets.get(webhook_id)
+    return webhook_id if secret is not None and matches(secret, given) else None
 
 
 def parse_webhook_secrets(value: str) -> dict[str, str]:

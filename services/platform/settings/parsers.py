@@ -238,13 +238,17 @@ def calendar_mapping(value: str) -> dict[str, str]:
     return _validate_calendar_mapping(list(pairs))
 
 
-def calendar_mapping_file(value: str) -> dict[str, str]:
-    """A JSON file `{"KÜRZEL": "calendar id"}`; a Kürzel given twice is an error (not last-one-wins)."""
-    path = Path(value)
+def _read_text(value: str) -> str:
+    """The UTF-8 text of the file `value` names; ValueError (with the OS's reason) when unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(value).read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
+
+
+def calendar_mapping_file(value: str) -> dict[str, str]:
+    """A JSON file `{"KÜRZEL": "calendar id"}`; a Kürzel given twice is an error (not last-one-wins)."""
+    text = _read_text(value)
     try:
         data = json.loads(text, object_pairs_hook=list)
     except json.JSONDecodeError as exc:
@@ -289,10 +293,7 @@ def prefixes(value: str) -> tuple[str, ...]:
 def service_account_file(value: str) -> Path:
     """A readable JSON object with client_email and private_key."""
     path = Path(value)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
+    text = _read_text(value)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
