@@ -264,22 +264,14 @@ class XAIAPI:
 
     async def get_file(self, file_id: str) -> dict[str, Any] | None:
         """The file's metadata, or None when xAI does not know it."""
-        try:
-            result: dict[str, Any] = await self.files.request("GET", f"v1/files/{file_id}")
-            return result
-        except NotFoundError:
-            return None
+        return await _found(self.files, f"v1/files/{file_id}")
 
     async def file_exists(self, file_id: str) -> bool:
         return await self.get_file(file_id) is not None
 
     async def delete_file(self, file_id: str) -> bool:
         """Delete a file; False when it was already gone."""
-        try:
-            await self.files.request("DELETE", f"v1/files/{file_id}")
-        except NotFoundError:
-            return False
-        return True
+        return await _deleted(self.files, f"v1/files/{file_id}")
 
     async def list_files(self) -> AsyncIterator[dict[str, Any]]:
         """All files, walking the pages."""
@@ -304,11 +296,7 @@ class XAIAPI:
         return result
 
     async def get_collection(self, collection_id: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self.management.request("GET", f"v1/collections/{collection_id}")
-            return result
-        except NotFoundError:
-            return None
+        return await _found(self.management, f"v1/collections/{collection_id}")
 
     async def update_collection(
         self,
@@ -330,11 +318,7 @@ class XAIAPI:
 
     async def delete_collection(self, collection_id: str) -> bool:
         """Delete a collection (its files stay); False when it was already gone."""
-        try:
-            await self.management.request("DELETE", f"v1/collections/{collection_id}")
-        except NotFoundError:
-            return False
-        return True
+        return await _deleted(self.management, f"v1/collections/{collection_id}")
 
     async def list_collections(self) -> AsyncIterator[dict[str, Any]]:
         """All collections, walking the pages."""
@@ -391,19 +375,11 @@ class XAIAPI:
 
     async def remove_from_collection(self, collection_id: str, file_id: str) -> bool:
         """Remove a file from a collection (the file itself stays). False if it was not there."""
-        try:
-            await self.management.request("DELETE", f"v1/collections/{collection_id}/documents/{file_id}")
-        except NotFoundError:
-            return False
-        return True
+        return await _deleted(self.management, f"v1/collections/{collection_id}/documents/{file_id}")
 
     async def get_document(self, collection_id: str, file_id: str) -> dict[str, Any] | None:
         """`{file_metadata{file_id,name,size_bytes,content_type,hash}, status, fields}` or None."""
-        try:
-            result: dict[str, Any] = await self.management.request("GET", f"v1/collections/{collection_id}/documents/{file_id}")
-            return result
-        except NotFoundError:
-            return None
+        return await _found(self.management, f"v1/collections/{collection_id}/documents/{file_id}")
 
     async def list_documents(self, collection_id: str) -> AsyncIterator[dict[str, Any]]:
         """All documents of a collection, walking the pages."""
@@ -441,6 +417,24 @@ class XAIAPI:
             log.warning("xAI %s attempt %d failed (%s); retrying in %.1f s", what, attempt, exc, delay)
 
         return on_retry
+
+
+async def _found(client: JsonHttpClient, path: str) -> dict[str, Any] | None:
+    """GET `path`; None when xAI answers 404."""
+    try:
+        result: dict[str, Any] = await client.request("GET", path)
+    except NotFoundError:
+        return None
+    return result
+
+
+async def _deleted(client: JsonHttpClient, path: str) -> bool:
+    """DELETE `path`; False when it was already gone (404)."""
+    try:
+        await client.request("DELETE", path)
+    except NotFoundError:
+        return False
+    return True
 
 
 def _strings(values: dict[str, Any] | None) -> dict[str, str]:
