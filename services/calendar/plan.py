@@ -28,7 +28,7 @@ Advoware entries with FrNr < 0 (derived, read-only) are never synced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -203,18 +203,21 @@ def verification_needed(
 
 
 def _google_item(plan: SyncPlan, event: Mapping[str, Any]) -> CalendarItem | None:
-    try:
-        return item_from_google(event)
-    except (ValueError, TypeError, KeyError) as exc:
-        plan.notes.append(f"event {event.get('id')}: unreadable ({exc}); skipped")
-        return None
+    return _readable(plan, item_from_google, event, f"event {event.get('id')}")
 
 
 def _advoware_item(plan: SyncPlan, record: Mapping[str, Any]) -> CalendarItem | None:
+    return _readable(plan, item_from_advoware, record, f"FrNr {record.get(F.FRNR)}")
+
+
+def _readable(
+    plan: SyncPlan, parse: Callable[[Mapping[str, Any]], CalendarItem], raw: Mapping[str, Any], label: str
+) -> CalendarItem | None:
+    """`parse(raw)`, or None with a note on the plan when the record cannot be read (skipped)."""
     try:
-        return item_from_advoware(record)
+        return parse(raw)
     except (ValueError, TypeError, KeyError) as exc:
-        plan.notes.append(f"FrNr {record.get(F.FRNR)}: unreadable ({exc}); skipped")
+        plan.notes.append(f"{label}: unreadable ({exc}); skipped")
         return None
 
 
