@@ -41,17 +41,11 @@ async def send_answer(request: Any, status: int, headers: Mapping[str, str], bod
     return None
 
 
-async def handle_proxy_request(
-    method: ProxyMethod | str,
-    request: Any,
-    ctx: Any,
-    *,
-    settings: Any = None,
-    client: Any = None,
-) -> ApiResponse | None:
+async def handle_proxy_request(method: ProxyMethod | str, request: Any, ctx: Any, **options: Any) -> ApiResponse | None:
     """The whole proxy step: authenticate, validate, forward (services.proxy.advoware), answer.
+    `options` (`settings`, `client`) go to services.proxy.advoware.proxy_request unchanged.
     The answer is written to the response channel (status, headers and bytes survive the real
     engine) and None is returned; without a channel (a mock request) the ApiResponse is
     returned instead."""
-    result = await proxy_request(method, request, ctx, settings=settings, client=client)
+    result = await proxy_request(method, request, ctx, **options)
     return await send_answer(request, result.status, result.headers, result.body, get_service_logger("advoware_proxy", ctx))

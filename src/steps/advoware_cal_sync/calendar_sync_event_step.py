@@ -7,19 +7,11 @@ Thin: src.glue.queue_handlers.handle_calendar_employee_event runs services.calen
 with the ledger's backoff; when the budget is spent the status record says `dead`.
 """
 
-from motia import queue
-
 from services.calendar.jobs import TOPIC_SYNC_EMPLOYEE
 from src.glue.queue_handlers import handle_calendar_employee_event
+from src.glue.steps import queue_step
 
-config = {
-    "name": "Calendar Sync Employee",
-    "description": "Bidirectional sync of one employee's Advoware appointments and Google calendar",
-    "flows": ["advoware-calendar-sync"],
-    "triggers": [queue(TOPIC_SYNC_EMPLOYEE)],
-    "enqueues": [],
-}
-
-
-async def handler(data, ctx):
-    await handle_calendar_employee_event(data, ctx)
+config, handler = queue_step(
+    [TOPIC_SYNC_EMPLOYEE], handle_calendar_employee_event, flow="advoware-calendar-sync", enqueues=[],
+    name="Calendar Sync Employee", description="Bidirectional sync of one employee's Advoware appointments and Google calendar",
+)

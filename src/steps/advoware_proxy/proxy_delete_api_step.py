@@ -4,19 +4,7 @@ Thin: authentication, endpoint validation and forwarding live in services.proxy.
 the answer goes through src.glue.proxy (the response channel).
 """
 
-from motia import http
+from services.proxy.advoware import ProxyMethod
+from src.glue.steps import proxy_step
 
-from services.proxy.advoware import PROXY_PATH, ProxyMethod
-from src.glue.proxy import handle_proxy_request
-
-config = {
-    "name": "Advoware Proxy DELETE",
-    "description": "Forwards DELETE requests to the Advoware API with the cached bearer token (caller needs the proxy token)",
-    "flows": ["advoware-proxy"],
-    "triggers": [http(ProxyMethod.DELETE.value, PROXY_PATH)],
-    "enqueues": [],
-}
-
-
-async def handler(request, ctx):
-    return await handle_proxy_request(ProxyMethod.DELETE, request, ctx)
+config, handler = proxy_step(ProxyMethod.DELETE)

@@ -10,16 +10,11 @@ from motia import http
 from services.platform.container import get_redis_client
 from services.platform.settings import get_settings
 from src.glue.http import json_response
+from src.glue.steps import step_config
 
 SETTINGS = get_settings()  # fail fast at worker start-up
 
-config = {
-    "name": "System Health",
-    "description": "Liveness and readiness of the worker: mode and Redis reachability",
-    "flows": ["system"],
-    "triggers": [http("GET", "/health")],
-    "enqueues": [],
-}
+config = step_config("System Health", "Liveness and readiness of the worker: mode and Redis reachability", "system", [http("GET", "/health")], [])
 
 
 async def handler(request, ctx):

@@ -8,14 +8,9 @@ from services.platform.ledger import LedgerError
 from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_view_query
 from services.platform.settings import get_settings
 from src.glue.http import json_response
+from src.glue.steps import step_config
 
-config = {
-    "name": "Ledger Ops View",
-    "description": "Operators: the sync ledger's marks (pending, retrying, dead) per kind",
-    "flows": ["system"],
-    "triggers": [http("GET", "/ops/ledger")],
-    "enqueues": [],
-}
+config = step_config("Ledger Ops View", "Operators: the sync ledger's marks (pending, retrying, dead) per kind", "system", [http("GET", "/ops/ledger")], [])
 
 
 async def handler(request, ctx):

@@ -6,22 +6,15 @@ A bank account follows its party: while the party has no advowareId it waits
 (syncStatus pending_sync) and the party's sync re-queues it once linked.
 """
 
-from typing import Any
-
-from motia import queue
+from functools import partial
 
 from services.parties.events import TOPIC_BANK
-from services.platform.models import EntityAction, EntityType
+from services.platform.models import EntityType
 from src.glue.queue_handlers import handle_sync_event
+from src.glue.steps import PARTY_ACTIONS, queue_step
 
-config = {
-    "name": "VMH Bankverbindungen Sync",
-    "description": "Two-way sync of one CBankverbindungen with its Advoware bank account",
-    "flows": ["vmh-beteiligte"],
-    "triggers": [queue(f"{TOPIC_BANK}.{a.value}") for a in (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)],
-    "enqueues": [],
-}
-
-
-async def handler(data: Any, ctx: Any) -> None:
-    await handle_sync_event(data, ctx, EntityType.BANKVERBINDUNGEN)
+config, handler = queue_step(
+    [f"{TOPIC_BANK}.{a.value}" for a in PARTY_ACTIONS], partial(handle_sync_event, entity_type=EntityType.BANKVERBINDUNGEN),
+    flow="vmh-beteiligte", enqueues=[],
+    name="VMH Bankverbindungen Sync", description="Two-way sync of one CBankverbindungen with its Advoware bank account",
+)

@@ -12,33 +12,30 @@ a lock still busy after src.glue.locking.LOCK_WAIT_SECONDS skips the tick).
 
 from typing import Any
 
-from motia import cron
-
 from services.clients.errors import LockBusyError
 from services.parties.events import TOPIC_BANK, TOPIC_PARTY
 from services.parties.reconcile import reconcile
-from services.platform.container import get_advoware, get_espocrm, get_ledger, get_redis_client
+from services.platform.container import get_advoware, get_espocrm, get_ledger
 from services.platform.ledger import mark_and_enqueue
-from services.platform.ledger.cron import run_once_per_slot
 from services.platform.logging import get_service_logger
 from services.platform.models import EntityAction, EntityType
 from src.glue.locking import sync_lock
+from src.glue.steps import cron_config, once_per_slot
 
 STEP = "beteiligte_sync_cron"
 SCHEDULE = "0 */10 * * * *"
 
-config = {
-    "name": "VMH Beteiligte Sync Cron",
-    "description": "Reconciles CBeteiligte/CBankverbindungen with Advoware (changes, failures, deletions)",
-    "flows": ["vmh-beteiligte"],
-    "triggers": [cron(SCHEDULE)],
-    "enqueues": [f"{TOPIC_PARTY}.{EntityAction.UPDATE.value}", f"{TOPIC_BANK}.{EntityAction.UPDATE.value}"],
-}
+config = cron_config(
+    SCHEDULE,
+    name="VMH Beteiligte Sync Cron",
+    description="Reconciles CBeteiligte/CBankverbindungen with Advoware (changes, failures, deletions)",
+    flow="vmh-beteiligte",
+    enqueues=[f"{TOPIC_PARTY}.{EntityAction.UPDATE.value}", f"{TOPIC_BANK}.{EntityAction.UPDATE.value}"],
+)
 
 
+@once_per_slot(STEP, SCHEDULE)
 async def handler(_input: Any, ctx: Any) -> None:
-    if not await run_once_per_slot(get_redis_client(), STEP, SCHEDULE, ctx):
-        return
     logger = get_service_logger(STEP, ctx)
     try:
         async with sync_lock(STEP, EntityType.BETEILIGTE, "sweep", logger=logger):

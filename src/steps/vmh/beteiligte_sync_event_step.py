@@ -8,22 +8,15 @@ sync ledger (retries, backoff, dead list: ledger kind `party`). Follow-ups (the 
 bank accounts) are marked, then enqueued.
 """
 
-from typing import Any
-
-from motia import queue
+from functools import partial
 
 from services.parties.events import TOPIC_BANK, TOPIC_PARTY
 from services.platform.models import EntityAction, EntityType
 from src.glue.queue_handlers import handle_sync_event
+from src.glue.steps import PARTY_ACTIONS, queue_step
 
-config = {
-    "name": "VMH Beteiligte Sync",
-    "description": "Two-way sync of one CBeteiligte with its Advoware party",
-    "flows": ["vmh-beteiligte"],
-    "triggers": [queue(f"{TOPIC_PARTY}.{a.value}") for a in (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)],
-    "enqueues": [f"{TOPIC_BANK}.{EntityAction.UPDATE.value}"],
-}
-
-
-async def handler(data: Any, ctx: Any) -> None:
-    await handle_sync_event(data, ctx, EntityType.BETEILIGTE)
+config, handler = queue_step(
+    [f"{TOPIC_PARTY}.{a.value}" for a in PARTY_ACTIONS], partial(handle_sync_event, entity_type=EntityType.BETEILIGTE),
+    flow="vmh-beteiligte", enqueues=[f"{TOPIC_BANK}.{EntityAction.UPDATE.value}"],
+    name="VMH Beteiligte Sync", description="Two-way sync of one CBeteiligte with its Advoware party",
+)

@@ -6,19 +6,11 @@ CollectionManager (creates / adopts / deletes the entity's xAI collection under 
 document it returns (event storm) is marked, then enqueued. Retries: ledger kind `collection`.
 """
 
-from motia import queue
-
 from services.documents.events import TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
 from src.glue.queue_handlers import handle_collection_event
+from src.glue.steps import queue_step
 
-config = {
-    "name": "VMH Collection Manager",
-    "description": "Ensure an entity's xAI collection matches its should-have-a-collection rule",
-    "flows": ["vmh-documents"],
-    "triggers": [queue(TOPIC_COLLECTION_ENSURE)],
-    "enqueues": [TOPIC_DOCUMENT_UPDATE],
-}
-
-
-async def handler(data, ctx):
-    await handle_collection_event(data, ctx)
+config, handler = queue_step(
+    [TOPIC_COLLECTION_ENSURE], handle_collection_event, flow="vmh-documents", enqueues=[TOPIC_DOCUMENT_UPDATE],
+    name="VMH Collection Manager", description="Ensure an entity's xAI collection matches its should-have-a-collection rule",
+)

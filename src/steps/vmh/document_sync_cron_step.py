@@ -7,30 +7,27 @@ marked in the sync ledger before it is enqueued (dead marks stay dead: an operat
 replays them). One run per slot across engines (services.platform.ledger.cron).
 """
 
-from motia import cron
-
 from services.documents.events import TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
 from services.documents.reconcile import RECONCILE_LIMIT, iter_reconcile_events
-from services.platform.container import get_espocrm, get_ledger, get_redis_client
+from services.platform.container import get_espocrm, get_ledger
 from services.platform.ledger import mark_and_enqueue
-from services.platform.ledger.cron import run_once_per_slot
 from services.platform.settings import get_settings
+from src.glue.steps import cron_config, once_per_slot
 
 STEP = "document_sync_cron"
 SCHEDULE = "0 */5 * * * *"
 
-config = {
-    "name": "VMH Document Sync Reconciler",
-    "description": "Every 5 minutes: queue documents not clean and entities whose collection is missing",
-    "flows": ["vmh-documents"],
-    "triggers": [cron(SCHEDULE)],
-    "enqueues": [TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE],
-}
+config = cron_config(
+    SCHEDULE,
+    name="VMH Document Sync Reconciler",
+    description="Every 5 minutes: queue documents not clean and entities whose collection is missing",
+    flow="vmh-documents",
+    enqueues=[TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE],
+)
 
 
+@once_per_slot(STEP, SCHEDULE)
 async def handler(_input, ctx):
-    if not await run_once_per_slot(get_redis_client(), STEP, SCHEDULE, ctx):
-        return
     settings = get_settings()
     events = [
         event

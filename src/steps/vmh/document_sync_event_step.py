@@ -8,8 +8,6 @@ are marked before they are enqueued. Retries, backoff and the dead list are the 
 (semantics row Q2), so none are declared here.
 """
 
-from motia import queue
-
 from services.documents.events import (
     TOPIC_COLLECTION_ENSURE,
     TOPIC_DOCUMENT_CREATE,
@@ -17,15 +15,10 @@ from services.documents.events import (
     TOPIC_DOCUMENT_UPDATE,
 )
 from src.glue.queue_handlers import handle_document_event
+from src.glue.steps import queue_step
 
-config = {
-    "name": "VMH Document Sync",
-    "description": "Sync CDokumente to xAI collections (upload once, fix memberships, write back)",
-    "flows": ["vmh-documents"],
-    "triggers": [queue(TOPIC_DOCUMENT_CREATE), queue(TOPIC_DOCUMENT_UPDATE), queue(TOPIC_DOCUMENT_DELETE)],
-    "enqueues": [TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE],
-}
-
-
-async def handler(data, ctx):
-    await handle_document_event(data, ctx)
+config, handler = queue_step(
+    [TOPIC_DOCUMENT_CREATE, TOPIC_DOCUMENT_UPDATE, TOPIC_DOCUMENT_DELETE], handle_document_event,
+    flow="vmh-documents", enqueues=[TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE],
+    name="VMH Document Sync", description="Sync CDokumente to xAI collections (upload once, fix memberships, write back)",
+)

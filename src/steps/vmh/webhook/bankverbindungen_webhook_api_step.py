@@ -1,32 +1,10 @@
 """EspoCRM webhooks for bank accounts: `POST /vmh/webhook/bankverbindungen/{create,update,delete}`.
 
-Authenticates (signature/token), validates and de-duplicates the batch via
-src.glue.webhook.accept_webhook, then queues one `vmh.bankverbindungen.{action}` event
-(services.platform.models.SyncEvent) per record; the sync handler reads both systems itself, so
-the attributes in the webhook body are not trusted for data.
+The same intake as the parties' webhook (src.glue.steps.party_webhook_step): one
+`vmh.bankverbindungen.{action}` sync event per record; the body's attributes are not trusted.
 """
 
-from typing import Any
+from services.parties.events import TOPIC_BANK
+from src.glue.steps import party_webhook_step
 
-from motia import http
-
-from services.parties.events import TOPIC_BANK, webhook_events
-from services.platform.models import EntityAction, WebhookItem
-from services.platform.settings import get_settings
-from src.glue.webhook import accept_webhook
-
-ACTIONS = (EntityAction.CREATE, EntityAction.UPDATE, EntityAction.DELETE)
-PATHS = {f"/vmh/webhook/bankverbindungen/{a.value}": a for a in ACTIONS}
-
-config = {
-    "name": "VMH Bankverbindungen Webhook",
-    "description": "Receives EspoCRM CBankverbindungen create/update/delete webhooks and queues sync events",
-    "flows": ["vmh-beteiligte"],
-    "triggers": [http("POST", path) for path in PATHS],
-    "enqueues": [f"{TOPIC_BANK}.{a.value}" for a in ACTIONS],
-}
-
-
-async def handler(request: Any, ctx: Any) -> Any:
-    to_events = webhook_events(TOPIC_BANK, PATHS[ctx.trigger.path])
-    return await accept_webhook(request, ctx, settings=get_settings(), model=WebhookItem, to_events=to_events)
+config, handler = party_webhook_step("bankverbindungen", TOPIC_BANK)

@@ -5,30 +5,7 @@ queues vmh.collection.ensure for the entity AND vmh.document.update for the docu
 (event storm: whichever runs first, the other catches up).
 """
 
-from motia import http
+from services.platform.models import EntityAction
+from src.glue.steps import link_webhook_step
 
-from services.documents.events import (
-    TOPIC_COLLECTION_ENSURE,
-    TOPIC_DOCUMENT_UPDATE,
-    link_item_key,
-    link_webhook_events,
-)
-from services.platform.models import EntityAction, LinkWebhookItem
-from services.platform.settings import get_settings
-from src.glue.webhook import accept_webhook
-
-config = {
-    "name": "VMH Entity Unlink Webhook",
-    "description": "Receives CDokumente.unlink webhooks: collection check + document sync",
-    "flows": ["vmh-documents"],
-    "triggers": [http("POST", "/vmh/webhook/entity/unlink")],
-    "enqueues": [TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE],
-}
-
-_to_events = link_webhook_events(EntityAction.UNLINK)
-
-
-async def handler(request, ctx):
-    return await accept_webhook(
-        request, ctx, settings=get_settings(), model=LinkWebhookItem, to_events=_to_events, key=link_item_key
-    )
+config, handler = link_webhook_step(EntityAction.UNLINK)
