@@ -7,8 +7,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 
 from simulators.runner import free_port
@@ -88,6 +89,13 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of the session's private redis-server."""
     return redis_server.url
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp client session for tests that talk to a simulator or the engine."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 from tests.e2e import sims, sims_reset, stack, stack_and_sims  # noqa: E402,F401  (end-to-end fixtures)

@@ -194,6 +194,12 @@ def create_app(
         except ValueError:
             raise Invalid(f'Der Parameter "frnr" muss eine Ganzzahl sein: "{raw}".', TerminQuery.FRNR) from None
 
+    def required_frnr(request: web.Request) -> int:
+        frnr = frnr_param(request)
+        if frnr is None:
+            raise Invalid('Der Parameter "frnr" ist erforderlich.', TerminQuery.FRNR)
+        return frnr
+
     def termin_matches(rec: dict[str, Any], kuerzel: str | None, start: date, end: date) -> bool:
         if kuerzel:
             k = kuerzel.upper()
@@ -233,9 +239,7 @@ def create_app(
         return web.json_response(frnr)
 
     async def termine_put(request: web.Request, _: dict[str, str]) -> web.Response:
-        frnr = frnr_param(request)
-        if frnr is None:
-            raise Invalid('Der Parameter "frnr" ist erforderlich.', TerminQuery.FRNR)
+        frnr = required_frnr(request)
         if frnr not in state.termine:
             return api_error(404, f"Der Termin mit FrNr {frnr} wurde nicht gefunden.")
         if frnr < 0:
@@ -246,9 +250,7 @@ def create_app(
         return web.json_response(rec)
 
     async def termine_delete(request: web.Request, _: dict[str, str]) -> web.Response:
-        frnr = frnr_param(request)
-        if frnr is None:
-            raise Invalid('Der Parameter "frnr" ist erforderlich.', TerminQuery.FRNR)
+        frnr = required_frnr(request)
         if state.termine.pop(frnr, None) is None:
             return api_error(404, f"Der Termin mit FrNr {frnr} wurde nicht gefunden.")
         return web.Response(status=200)

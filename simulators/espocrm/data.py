@@ -331,7 +331,9 @@ class EspoCRMState(SimulatorState):
             if isinstance(r.get("name"), str) and r["name"].strip().casefold() == key
         ]
 
-    def create(self, entity_type: str, data: dict[str, Any], *, skip_duplicate_check: bool = False) -> dict[str, Any]:
+    def _checked_input(self, entity_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """A create/update body without read-only attributes, validated, with its link input
+        (`{link}Ids`) split off and every linked record checked to exist."""
         data = {k: v for k, v in data.items() if k not in READ_ONLY_ATTRIBUTES}
         link_input = self._split_link_input(entity_type, data)
         self._validate(entity_type, data)
@@ -339,6 +341,10 @@ class EspoCRMState(SimulatorState):
         for link, ids in link_input.items():
             for fid in ids:
                 self.require(self.other_type(entity_type, link), fid, what="Related record")
+        return data, link_input
+
+    def create(self, entity_type: str, data: dict[str, Any], *, skip_duplicate_check: bool = False) -> dict[str, Any]:
+        data, link_input = self._checked_input(entity_type, data)
         if not skip_duplicate_check:
             dups = self._find_duplicates(entity_type, data)
             if dups:
@@ -369,13 +375,7 @@ class EspoCRMState(SimulatorState):
 
     def update(self, entity_type: str, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
         record = self.require(entity_type, record_id)
-        data = {k: v for k, v in data.items() if k not in READ_ONLY_ATTRIBUTES}
-        link_input = self._split_link_input(entity_type, data)
-        self._validate(entity_type, data)
-        self._belongs_to_input(entity_type, data)
-        for link, ids in link_input.items():
-            for fid in ids:
-                self.require(self.other_type(entity_type, link), fid, what="Related record")
+        data, link_input = self._checked_input(entity_type, data)
         self._document_hook(entity_type, data, record)
         old = dict(record)
         changed = {k: v for k, v in data.items() if k not in record or not same_value(record[k], v)}

@@ -264,7 +264,8 @@ def create_app(
             return found
         return web.json_response(found[1].data)
 
-    async def patch_event(request: web.Request) -> web.Response:
+    async def write_event(request: web.Request, *, patch: bool) -> web.Response:
+        """PATCH merges the body into the stored event (merge_patch), PUT replaces it."""
         found = find_event(request)
         if isinstance(found, web.Response):
             return found
@@ -272,26 +273,17 @@ def create_app(
         body = await read_json(request)
         if isinstance(body, web.Response):
             return body
-        merged = merge_patch(stored.data, body)
         try:
-            state.replace(cal, stored, merged)
+            state.replace(cal, stored, merge_patch(stored.data, body) if patch else body)
         except InvalidEvent as exc:
             return bad_request(str(exc))
         return web.json_response(stored.data)
 
+    async def patch_event(request: web.Request) -> web.Response:
+        return await write_event(request, patch=True)
+
     async def put_event(request: web.Request) -> web.Response:
-        found = find_event(request)
-        if isinstance(found, web.Response):
-            return found
-        cal, stored = found
-        body = await read_json(request)
-        if isinstance(body, web.Response):
-            return body
-        try:
-            state.replace(cal, stored, body)
-        except InvalidEvent as exc:
-            return bad_request(str(exc))
-        return web.json_response(stored.data)
+        return await write_event(request, patch=False)
 
     async def delete_event(request: web.Request) -> web.Response:
         found = find_event(request)

@@ -9,7 +9,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,16 @@ def _page(items: list[Any], request: web.Request) -> tuple[list[Any], str | None
     nxt = offset + limit
     next_token = base64.urlsafe_b64encode(f"o:{nxt}".encode()).decode() if nxt < len(items) else None
     return chunk, next_token
+
+
+def _paged_response(items: list[Any], request: web.Request, field: str, public: Callable[[Any], Any]) -> web.Response:
+    """One page of `items` (_page) as `{field: [public(item), ...], "pagination_token": ...}`,
+    or _page's 400."""
+    paged = _page(items, request)
+    if isinstance(paged, web.Response):
+        return paged
+    page, token = paged
+    return web.json_response({field: [public(item) for item in page], "pagination_token": token})
 
 
 def _string_map(value: Any, name: str) -> dict[str, str] | web.Response:
@@ -207,11 +217,7 @@ def create_app(
 
     async def list_files(request: web.Request) -> web.Response:
         items = sorted(state.files.values(), key=lambda f: (f.created_at, f.id))
-        paged = _page(items, request)
-        if isinstance(paged, web.Response):
-            return paged
-        page, token = paged
-        return web.json_response({"data": [f.public() for f in page], "pagination_token": token})
+        return _paged_response(items, request, "data", lambda f: f.public())
 
     async def get_file(request: web.Request) -> web.Response:
         stored = state.files.get(request.match_info["file_id"])
@@ -265,11 +271,7 @@ def create_app(
 
     async def list_collections(request: web.Request) -> web.Response:
         items = sorted(state.collections.values(), key=lambda c: (c.created_at, c.collection_id))
-        paged = _page(items, request)
-        if isinstance(paged, web.Response):
-            return paged
-        page, token = paged
-        return web.json_response({"collections": [c.public() for c in page], "pagination_token": token})
+        return _paged_response(items, request, "collections", lambda c: c.public())
 
     def find_collection(request: web.Request) -> Collection | None:
         return state.collections.get(request.match_info["collection_id"])
@@ -330,13 +332,7 @@ def create_app(
         if col is None:
             return _not_found("Collection")
         items = sorted(col.documents.values(), key=lambda d: (d.added_at, d.file_id))
-        paged = _page(items, request)
-        if isinstance(paged, web.Response):
-            return paged
-        page, token = paged
-        return web.json_response(
-            {"documents": [state.document_public(col, d) for d in page], "pagination_token": token}
-        )
+        return _paged_response(items, request, "documents", lambda d: state.document_public(col, d))
 
     async def get_document(request: web.Request) -> web.Response:
         col = find_collection(request)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -20,15 +19,9 @@ from services.clients.advoware.responses import ResponseTooLargeError
 from services.clients.advoware.token import format_timestamp, hmac512_signature
 from services.clients.errors import ApiConnectionError, ApiError, AuthError, ConflictError, NotFoundError
 from services.clients.retry import RetryPolicy
-from simulators.advoware import create_app, load_demo_seed
-from simulators.runner import RunningApp, start_app
+from simulators.runner import RunningApp
+from tests.advoware_demo import API_KEY, APP_ID, DATABASE, KANZLEI, PASSWORD, USER, advoware_demo
 
-API_KEY = base64.b64encode(b"test-secret-key").decode()
-APP_ID = "app-123"
-KANZLEI = "Kanzlei-Demo"
-DATABASE = "DEMO"
-USER = "MM"
-PASSWORD = "geheim"
 FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, jitter=False)
 
 
@@ -53,12 +46,8 @@ def test_format_timestamp_dotnet_style() -> None:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[RunningApp]:
-    app = create_app(API_KEY, APP_ID, KANZLEI, DATABASE, USER, PASSWORD, seed=load_demo_seed())
-    running = await start_app(app)
-    try:
+    async with advoware_demo() as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
 
-import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -26,6 +25,7 @@ from services.clients.google_calendar import (
 from services.clients.retry import RetryPolicy
 from simulators.google_calendar import create_app
 from simulators.runner import RunningApp, start_app
+from tests.sim_admin import request_statuses, sim_admin
 
 TOKEN = "sandbox-token"
 CAL = "mm@kanzlei.example"
@@ -75,14 +75,11 @@ async def gcal(sim: RunningApp) -> AsyncIterator[GoogleCalendarAPI]:
     await api.close()
 
 
-async def admin(sim: RunningApp, method: str, path: str, json_body: Any = None, params: Any = None) -> Any:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(method, f"{sim.url}/_sim/{path}", json=json_body, params=params) as resp:
-            return await resp.json()
+admin = sim_admin
 
 
 async def statuses(sim: RunningApp, path_re: str, method: str = "*") -> list[int]:
-    return [r["status"] for r in await admin(sim, "GET", "requests", params={"path": path_re, "method": method})]
+    return await request_statuses(sim, path_re, method)
 
 
 async def test_crud_and_double_delete(gcal: GoogleCalendarAPI) -> None:

@@ -7,9 +7,7 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from services.clients.errors import ApiError, AuthError, ConfigError, ValidationError
@@ -17,6 +15,7 @@ from services.clients.retry import RetryPolicy
 from services.clients.xai import XAIAPI, XAIDocumentStatus, document_status
 from simulators.runner import RunningApp, start_app
 from simulators.xai import create_app
+from tests.sim_admin import request_statuses, sim_admin
 
 API_KEY = "xai-test-key"
 MGMT_KEY = "xai-token-mgmt"
@@ -37,14 +36,11 @@ async def xai(sim: RunningApp) -> AsyncIterator[XAIAPI]:
     await service.close()
 
 
-async def admin(sim: RunningApp, method: str, path: str, json: Any = None, params: Any = None) -> Any:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(method, f"{sim.url}/_sim/{path}", json=json, params=params) as resp:
-            return await resp.json()
+admin = sim_admin
 
 
 async def posts_to(sim: RunningApp, path_re: str, method: str = "POST") -> list[int]:
-    return [r["status"] for r in await admin(sim, "GET", "requests", params={"path": path_re, "method": method})]
+    return await request_statuses(sim, path_re, method)
 
 
 async def test_upload_bytes_path_and_iterator(xai: XAIAPI, tmp_path: Path) -> None:

@@ -16,13 +16,7 @@ import pytest
 
 from simulators.advoware import create_app, iban_is_valid, load_demo_seed
 from simulators.runner import RunningApp, start_app
-
-API_KEY = base64.b64encode(b"test-secret-key").decode()
-APP_ID = "app-123"
-KANZLEI = "Kanzlei-Demo"
-DATABASE = "DEMO"
-USER = "MM"
-PASSWORD = "geheim"
+from tests.advoware_demo import API_KEY, APP_ID, DATABASE, KANZLEI, PASSWORD, USER, advoware_demo
 
 
 def sign(product: Any, app_id: str, nonce: str, stamp: str, key_b64: str = API_KEY) -> str:
@@ -51,18 +45,8 @@ def token_body(*, stamp: str | None = None, nonce: str | None = None, **over: An
 
 @pytest.fixture
 async def sim() -> AsyncIterator[RunningApp]:
-    app = create_app(API_KEY, APP_ID, KANZLEI, DATABASE, USER, PASSWORD, seed=load_demo_seed())
-    running = await start_app(app)
-    try:
+    async with advoware_demo() as running:
         yield running
-    finally:
-        await running.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def get_token(http: aiohttp.ClientSession, sim: RunningApp) -> str:

@@ -28,12 +28,6 @@ async def sim() -> AsyncIterator[RunningApp]:
     await running.stop()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def events_url(sim: RunningApp, cal: str = CAL) -> str:
     return f"{sim.url}/calendar/v3/calendars/{cal}/events"
 

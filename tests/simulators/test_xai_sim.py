@@ -27,12 +27,6 @@ async def sim() -> AsyncIterator[RunningApp]:
     await running.stop()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def upload(http: aiohttp.ClientSession, url: str, content: bytes, name: str = "a.txt", ctype: str = "text/plain") -> dict[str, Any]:
     form = aiohttp.FormData()
     form.add_field("purpose", "assistants")
