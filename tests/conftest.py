@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from simulators.runner import free_port
+from tests.processes import stop_process
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -56,15 +57,7 @@ class RedisServer:
     def stop(self, *, kill: bool = False) -> None:
         if self.proc is None:
             return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, grace=5, kill=kill)
         self.proc = None
 
     def restart(self, *, down_for: float = 0.0) -> None:

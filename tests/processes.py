@@ -1,18 +1,20 @@
-"""Process helpers shared by the tests that start, kill and watch processes."""
+"""Stopping the helper processes the tests start (redis-server, nginx, the standalone console)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import subprocess
+from typing import Any
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie (a zombie is dead for our purpose)."""
+def stop_process(proc: subprocess.Popen[Any], *, grace: float = 10.0, kill: bool = False) -> None:
+    """Terminate `proc` (SIGKILL at once with `kill`) and reap it; one still running after
+    `grace` seconds is killed and reaped."""
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

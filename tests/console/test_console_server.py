@@ -21,6 +21,7 @@ from iii_local.server import LocalEngine
 from iii_local.telemetry import InvocationRecord, LogRecord
 from iii_local.testing import PROJECT_ROOT, free_port
 from tests.console.conftest import ConsoleTester, applied
+from tests.processes import stop_process
 
 TIMEOUT = 15_000
 SEEDED = 10_000
@@ -217,12 +218,7 @@ async def _spawn_console(engine_url: str, port: int, token: str | None = None) -
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    stop_process(proc, grace=10)
 
 
 async def test_standalone_console_proxies_with_the_token(tmp_path: Path) -> None:

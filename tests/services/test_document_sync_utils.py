@@ -261,6 +261,16 @@ async def test_sync_uploads_once_and_is_idempotent(world: World) -> None:
     assert world.uploads() == 1
 
 
+async def resync_without_upload(world: World, doc_id: str) -> Any:
+    """Sync `doc_id` again after a failure: it ends clean on the one file already uploaded."""
+    res = await world.service().sync_document(doc_id)
+    assert res.outcome == SyncOutcome.SYNCED and not res.uploaded
+    assert world.uploads() == 1
+    d = await world.espo.get_entity("CDokumente", doc_id)
+    assert d["xaiSyncStatus"] == "clean" and d["xaiId"] == res.file_id
+    return res
+
+
 async def test_crash_between_upload_and_write_back_does_not_upload_twice(world: World) -> None:
     rk, cid = await world.rk_with_collection()
     doc_id = await world.new_doc(b"crash me", raeumungsklagenIds=[rk])
@@ -279,11 +289,7 @@ async def test_crash_between_upload_and_write_back_does_not_upload_twice(world: 
     d = await world.espo.get_entity("CDokumente", doc_id)
     assert d["xaiSyncStatus"] == "failed" and "connection reset" in d["xaiSyncError"]
     assert world.uploads() == 1
-    res = await world.service().sync_document(doc_id)  # the queue's retry
-    assert res.outcome == SyncOutcome.SYNCED and not res.uploaded
-    assert world.uploads() == 1
-    d = await world.espo.get_entity("CDokumente", doc_id)
-    assert d["xaiSyncStatus"] == "clean" and d["xaiId"] == res.file_id
+    res = await resync_without_upload(world, doc_id)  # the queue's retry
     assert [x["file_metadata"]["file_id"] async for x in world.xai.list_documents(cid)] == [res.file_id]
 
 
@@ -305,11 +311,7 @@ async def test_death_right_after_upload_adopts_the_orphan_instead_of_uploading_a
         await world.service().sync_document(doc_id)
     world.journal.set = original  # type: ignore[method-assign]
     assert world.uploads() == 1
-    res = await world.service().sync_document(doc_id)  # the queue's redelivery
-    assert res.outcome == SyncOutcome.SYNCED and not res.uploaded
-    assert world.uploads() == 1
-    d = await world.espo.get_entity("CDokumente", doc_id)
-    assert d["xaiSyncStatus"] == "clean" and d["xaiId"] == res.file_id
+    await resync_without_upload(world, doc_id)  # the queue's redelivery
 
 
 async def test_lock_busy_raises(world: World) -> None:

@@ -45,12 +45,6 @@ async def espo(stack: MotiaTester, sims: Simulators) -> AsyncIterator[EspoCRMAPI
     await client.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -142,6 +136,21 @@ async def doc_when(espo: EspoCRMAPI, doc_id: str, *, status: str = "clean", time
     return await wait_until(check, timeout, f"document {doc_id} {status}")
 
 
+async def synced_document(stack: MotiaTester, espo: EspoCRMAPI, content: bytes, **links: Any) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A new document (linked as `links` say), synced clean, with the worker settled: the
+    created record, its file name and the clean record."""
+    doc, filename = await new_document(espo, content, **links)
+    clean = await doc_when(espo, doc["id"])
+    await settle(stack)
+    return doc, filename, clean
+
+
+async def ensure_collection(stack: MotiaTester, espo: EspoCRMAPI, rk: dict[str, Any]) -> None:
+    """Queue the collection check of the Räumungsklage `rk` and wait until it has one."""
+    await stack.enqueue("vmh.collection.ensure", {"entity_type": RK, "entity_id": rk["id"], "action": "update"})
+    await wait_until(lambda: _has_collection(espo, RK, rk["id"]), 20, "collection")
+
+
 async def settle(stack: MotiaTester) -> None:
     """Engine idle and no sync ledger mark pending or retrying (retries live in the ledger)."""
     await settle_ledger(stack)
@@ -173,9 +182,7 @@ async def test_create_links_and_syncs_into_the_entity_collection(stack: MotiaTes
 
 async def test_changed_file_is_uploaded_once_more_and_old_version_leaves(stack: MotiaTester, espo: EspoCRMAPI, xai: Xai) -> None:
     rk = await new_rk(espo)
-    doc, filename = await new_document(espo, b"version one", raeumungsklagenIds=[rk["id"]])
-    first = await doc_when(espo, doc["id"])
-    await settle(stack)
+    doc, filename, first = await synced_document(stack, espo, b"version one", raeumungsklagenIds=[rk["id"]])
     att = await espo.upload_attachment(filename, b"version two, longer", "text/plain", DOC, "file")
     await espo.update_entity(DOC, doc["id"], {"fileId": att["id"]})
 
@@ -195,9 +202,7 @@ async def test_changed_file_is_uploaded_once_more_and_old_version_leaves(stack: 
 async def test_link_second_entity_adds_without_reupload_and_unlink_removes(stack: MotiaTester, espo: EspoCRMAPI, xai: Xai) -> None:
     rk = await new_rk(espo)
     acc = await new_account(espo)
-    doc, filename = await new_document(espo, b"Kuendigung", raeumungsklagenIds=[rk["id"]])
-    first = await doc_when(espo, doc["id"])
-    await settle(stack)
+    doc, filename, first = await synced_document(stack, espo, b"Kuendigung", raeumungsklagenIds=[rk["id"]])
     await espo.link_entities(DOC, doc["id"], "accounts", acc["id"])
 
     async def in_two() -> Any:
@@ -255,8 +260,7 @@ async def test_event_storm_uploads_once(stack: MotiaTester, espo: EspoCRMAPI, xa
     rk = await new_rk(espo)
     await espo.update_entity(RK, rk["id"], {"name": rk["name"] + " x"})
     # The collection first, so the storm hits the document sync itself.
-    await stack.enqueue("vmh.collection.ensure", {"entity_type": RK, "entity_id": rk["id"], "action": "update"})
-    await wait_until(lambda: _has_collection(espo, RK, rk["id"]), 20, "collection")
+    await ensure_collection(stack, espo, rk)
     filename = uid("storm") + ".txt"
     att = await espo.upload_attachment(filename, b"storm content", "text/plain", DOC, "file")
     doc = await espo.create_entity(DOC, {"name": filename, "fileId": att["id"], "raeumungsklagenIds": [rk["id"]]})
@@ -274,8 +278,7 @@ async def _has_collection(espo: EspoCRMAPI, etype: str, eid: str) -> Any:
 
 async def test_xai_429_and_500_bursts_end_clean(stack: MotiaTester, espo: EspoCRMAPI, xai: Xai, sims_reset: Simulators) -> None:
     rk = await new_rk(espo)
-    await stack.enqueue("vmh.collection.ensure", {"entity_type": RK, "entity_id": rk["id"], "action": "update"})
-    await wait_until(lambda: _has_collection(espo, RK, rk["id"]), 20, "collection")
+    await ensure_collection(stack, espo, rk)
     await xai.fault(method="POST", path="^/v1/files$", status=429, retry_after=0.2, times=3)
     await xai.fault(method="POST", path="/documents/", status=500, times=2)
     doc, filename = await new_document(espo, b"rate limited", raeumungsklagenIds=[rk["id"]])
@@ -289,8 +292,7 @@ async def test_xai_429_and_500_bursts_end_clean(stack: MotiaTester, espo: EspoCR
 
 async def test_permanent_error_marks_failed_with_reason(stack: MotiaTester, espo: EspoCRMAPI, xai: Xai, sims_reset: Simulators) -> None:
     rk = await new_rk(espo)
-    await stack.enqueue("vmh.collection.ensure", {"entity_type": RK, "entity_id": rk["id"], "action": "update"})
-    await wait_until(lambda: _has_collection(espo, RK, rk["id"]), 20, "collection")
+    await ensure_collection(stack, espo, rk)
     await xai.fault(method="POST", path="^/v1/files$", status=400, body={"code": "InvalidArgument", "error": "unsupported file"})
     doc, filename = await new_document(espo, b"bad", raeumungsklagenIds=[rk["id"]])
     d = await doc_when(espo, doc["id"], status="failed")
@@ -312,8 +314,7 @@ async def test_exhausted_retries_dead_letter_mark_failed_and_replay_syncs(
     backoff, then dead-letters the mark and records xaiSyncStatus=failed with the last
     error; an operator's replay (POST /ops/ledger/replay) after the outage syncs it."""
     rk = await new_rk(espo)
-    await stack.enqueue("vmh.collection.ensure", {"entity_type": RK, "entity_id": rk["id"], "action": "update"})
-    await wait_until(lambda: _has_collection(espo, RK, rk["id"]), 20, "collection")
+    await ensure_collection(stack, espo, rk)
     filename = uid("outage") + ".txt"
     att = await espo.upload_attachment(filename, b"outage", "text/plain", DOC, "file")
     fault = {"method": "GET", "path": f"^/api/v1/Attachment/file/{att['id']}$", "status": 503}
@@ -342,9 +343,7 @@ async def test_exhausted_retries_dead_letter_mark_failed_and_replay_syncs(
 
 async def test_collection_gone_is_recreated_and_document_follows(stack: MotiaTester, espo: EspoCRMAPI, xai: Xai) -> None:
     rk = await new_rk(espo)
-    doc, _ = await new_document(espo, b"recreate me", raeumungsklagenIds=[rk["id"]])
-    first = await doc_when(espo, doc["id"])
-    await settle(stack)
+    doc, _, first = await synced_document(stack, espo, b"recreate me", raeumungsklagenIds=[rk["id"]])
     old_cid = first["xaiCollections"][0]
     await xai.delete_collection(old_cid)
     await stack.enqueue("vmh.collection.ensure", {"entity_type": RK, "entity_id": rk["id"], "action": "update"})
@@ -361,9 +360,7 @@ async def test_collection_gone_is_recreated_and_document_follows(stack: MotiaTes
 
 async def test_entity_no_longer_wanted_loses_collection(stack: MotiaTester, espo: EspoCRMAPI, xai: Xai) -> None:
     rk = await new_rk(espo)
-    doc, _ = await new_document(espo, b"closed case", raeumungsklagenIds=[rk["id"]])
-    first = await doc_when(espo, doc["id"])
-    await settle(stack)
+    doc, _, first = await synced_document(stack, espo, b"closed case", raeumungsklagenIds=[rk["id"]])
     cid = first["xaiCollections"][0]
     await espo.update_entity(RK, rk["id"], {"status": "Abgeschlossen"})
     await stack.enqueue("vmh.collection.ensure", {"entity_type": RK, "entity_id": rk["id"], "action": "update"})
