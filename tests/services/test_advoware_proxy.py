@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -314,6 +315,19 @@ async def sim_admin(sim: RunningApp, method: str, path: str, body: Any = None) -
             return await r.json()
 
 
+@asynccontextmanager
+async def client_with_fault(sim: RunningApp, fault: dict[str, Any], *, timeout: float = 10.0) -> AsyncIterator[AdvowareAPI]:
+    """A client that already holds its token, with `fault` then armed on the simulator's
+    TermineActiveSync; closed on exit."""
+    client = client_for(sim.url, timeout=timeout)
+    try:
+        await client.get_token()
+        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", **fault})
+        yield client
+    finally:
+        await client.close()
+
+
 async def api_requests(sim: RunningApp) -> list[dict[str, Any]]:
     return [r for r in await sim_admin(sim, "GET", "/_sim/requests") if not r["path"].lower().endswith("/token")]
 
@@ -335,39 +349,24 @@ async def test_forward_passes_answers_and_errors_through(sim: RunningApp) -> Non
 
 
 async def test_timeout_is_504(sim: RunningApp) -> None:
-    client = client_for(sim.url)
-    try:
-        await client.get_token()
-        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", "status": 0, "latency_ms": 2000})
+    async with client_with_fault(sim, {"status": 0, "latency_ms": 2000}) as client:
         started = asyncio.get_running_loop().time()
         result = await forward(client, ProxyMethod.GET, TERMINE, params=[("frnr", "1")], timeout_seconds=0.3)
         assert asyncio.get_running_loop().time() - started < 1.5
         assert result.status == 504 and not result.upstream
         assert "did not answer" in result.body["error"]
-    finally:
-        await client.close()
 
 
 async def test_client_timeout_is_504_too(sim: RunningApp) -> None:
-    client = client_for(sim.url, timeout=0.3)
-    try:
-        await client.get_token()
-        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", "status": 0, "latency_ms": 2000})
+    async with client_with_fault(sim, {"status": 0, "latency_ms": 2000}, timeout=0.3) as client:
         result = await forward(client, ProxyMethod.POST, TERMINE, body=b"{}", timeout_seconds=5)
         assert result.status == 504
-    finally:
-        await client.close()
 
 
 async def test_reset_is_502_and_unreachable_is_502(sim: RunningApp) -> None:
-    client = client_for(sim.url)
-    try:
-        await client.get_token()
-        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", "reset": True, "times": 3})
+    async with client_with_fault(sim, {"reset": True, "times": 3}) as client:
         result = await forward(client, ProxyMethod.GET, TERMINE, params=[("frnr", "1")])
         assert result.status == 502 and "unreachable" in result.body["error"]
-    finally:
-        await client.close()
     from simulators.runner import free_port
 
     dead = client_for(f"http://127.0.0.1:{free_port()}")
