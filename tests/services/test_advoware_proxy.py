@@ -316,16 +316,23 @@ async def sim_admin(sim: RunningApp, method: str, path: str, body: Any = None) -
 
 
 @asynccontextmanager
-async def client_with_fault(sim: RunningApp, fault: dict[str, Any], *, timeout: float = 10.0) -> AsyncIterator[AdvowareAPI]:
-    """A client that already holds its token, with `fault` then armed on the simulator's
-    TermineActiveSync; closed on exit."""
-    client = client_for(sim.url, timeout=timeout)
+async def opened_client(url: str, *, timeout: float = 10.0) -> AsyncIterator[AdvowareAPI]:
+    """client_for(url), closed on exit."""
+    client = client_for(url, timeout=timeout)
     try:
-        await client.get_token()
-        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", **fault})
         yield client
     finally:
         await client.close()
+
+
+@asynccontextmanager
+async def client_with_fault(sim: RunningApp, fault: dict[str, Any], *, timeout: float = 10.0) -> AsyncIterator[AdvowareAPI]:
+    """A client that already holds its token, with `fault` then armed on the simulator's
+    TermineActiveSync; closed on exit."""
+    async with opened_client(sim.url, timeout=timeout) as client:
+        await client.get_token()
+        await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", **fault})
+        yield client
 
 
 async def api_requests(sim: RunningApp) -> list[dict[str, Any]]:
@@ -333,8 +340,7 @@ async def api_requests(sim: RunningApp) -> list[dict[str, Any]]:
 
 
 async def test_forward_passes_answers_and_errors_through(sim: RunningApp) -> None:
-    client = client_for(sim.url)
-    try:
+    async with opened_client(sim.url) as client:
         ok = await forward(client, ProxyMethod.GET, TERMINE, params=[("from", "2026-01-01"), ("to", "2026-01-31")])
         assert ok.status == 200 and ok.upstream and json.loads(ok.body) == []
         assert ok.headers["Content-Type"].startswith("application/json")
@@ -344,8 +350,6 @@ async def test_forward_passes_answers_and_errors_through(sim: RunningApp) -> Non
         await sim_admin(sim, "POST", "/_sim/faults", {"path": "TermineActiveSync", "status": 503, "times": 1})
         down = await forward(client, ProxyMethod.GET, TERMINE, params=[("frnr", "1")])
         assert down.status == 503 and down.upstream  # passed through, not retried
-    finally:
-        await client.close()
 
 
 async def test_timeout_is_504(sim: RunningApp) -> None:
@@ -416,8 +420,7 @@ async def fake_upstream() -> AsyncIterator[tuple[RunningApp, list[dict[str, Any]
 
 async def test_binary_passes_through_intact(fake_upstream: tuple[RunningApp, list[dict[str, Any]]]) -> None:
     upstream, _ = fake_upstream
-    client = client_for(upstream.url)
-    try:
+    async with opened_client(upstream.url) as client:
         result = await forward(client, ProxyMethod.GET, "api/v1/Dokumente/7/Inhalt", headers={"accept": "application/pdf"})
         assert result.status == 200
         assert isinstance(result.body, bytes) and result.body == PDF
@@ -426,20 +429,15 @@ async def test_binary_passes_through_intact(fake_upstream: tuple[RunningApp, lis
         assert "Set-Cookie" not in result.headers and "Location" not in result.headers
         empty = await forward(client, ProxyMethod.DELETE, "api/v1/empty")
         assert empty.status == 204 and empty.body is None
-    finally:
-        await client.close()
 
 
 async def test_response_limit_is_502(fake_upstream: tuple[RunningApp, list[dict[str, Any]]]) -> None:
     upstream, _ = fake_upstream
-    client = client_for(upstream.url)
-    try:
+    async with opened_client(upstream.url) as client:
         result = await forward(client, ProxyMethod.GET, "api/v1/big", max_response_bytes=1000)
         assert result.status == 502 and "1000 bytes" in result.body["error"]
         ok = await forward(client, ProxyMethod.GET, "api/v1/big", max_response_bytes=5000)
         assert ok.status == 200 and len(ok.body) == 5000
-    finally:
-        await client.close()
 
 
 # --- the whole request path with a mock context ------------------------------------------
