@@ -202,11 +202,6 @@ def _to_datetime(value: Any) -> datetime | None:
     return None if value is None else parse_espo_datetime(value)
 
 
-def _to_date(value: Any) -> date | None:
-    value = _blank_to_none(value)
-    return None if value is None else parse_espo_date(value)
-
-
 def _to_str_list(value: Any) -> list[str]:
     """EspoCRM array fields: a list, None, or (older layouts) JSON text."""
     value = _blank_to_none(value)
@@ -235,19 +230,12 @@ EspoDateTime = Annotated[
 ]
 """A datetime read from / written as EspoCRM text (UTC)."""
 
-EspoDate = Annotated[
-    date | None,
-    BeforeValidator(_to_date),
-    PlainSerializer(lambda v: espo_date(v) if v is not None else None, return_type=str | None),
-]
-
 StrList = Annotated[list[str], BeforeValidator(_to_str_list)]
 
 # --------------------------------------------------------------------------- webhook input
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
-"""Upper bound of items per webhook request (EspoCRM batches up to 50); guards against abuse."""
 
 EntityId = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
 """An EspoCRM record id: 1-64 characters of [A-Za-z0-9_-]."""
@@ -357,41 +345,6 @@ class EntityRecord(EspoRecord):
     """An entity that may own an xAI collection (Account, Raeumungsklage, CBeteiligte...)."""
 
     xaiCollectionId: str | None = None
-
-
-class BeteiligteRecord(EspoRecord):
-    """CBeteiligte (party), synced with Advoware's Beteiligte."""
-
-    firstName: str | None = None
-    lastName: str | None = None
-    rechtsform: str | None = None
-    geburtsdatum: EspoDate = None
-    emailAddress: str | None = None
-    phoneNumber: str | None = None
-    addressStreet: str | None = None
-    addressCity: str | None = None
-    addressPostalCode: str | None = None
-    addressCountry: str | None = None
-    advowareId: int | str | None = None
-    syncStatus: Annotated[SyncStatus | None, _enum_field(SyncStatus)] = None
-    advowareLastSync: EspoDateTime = None
-    syncError: str | None = None
-    modifiedAt: EspoDateTime = None
-
-
-class BankverbindungRecord(EspoRecord):
-    """CBankverbindungen (bank account of a party)."""
-
-    iban: str | None = None
-    bic: str | None = None
-    bankName: str | None = None
-    kontoinhaber: str | None = None
-    beteiligteId: str | None = None
-    advowareId: int | str | None = None
-    syncStatus: Annotated[SyncStatus | None, _enum_field(SyncStatus)] = None
-    advowareLastSync: EspoDateTime = None
-    syncError: str | None = None
-    modifiedAt: EspoDateTime = None
 
 
 # --------------------------------------------------------------------------- queue payload

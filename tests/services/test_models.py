@@ -10,8 +10,6 @@ from pydantic import ValidationError as PydanticValidationError
 from services.clients.errors import ValidationError
 from services.platform.models import (
     LINKABLE_ENTITY_TYPES,
-    BankverbindungRecord,
-    BeteiligteRecord,
     DocumentRecord,
     EntityAction,
     EntityRecord,
@@ -190,29 +188,9 @@ def test_document_record_rejects_missing_id_and_bad_datetime() -> None:
         DocumentRecord.model_validate({"id": "d", "xaiLastSync": "gestern"})
 
 
-def test_entity_beteiligte_bank_records() -> None:
+def test_entity_record() -> None:
     entity = EntityRecord.model_validate({"id": "a1", "name": "ACME", "xaiCollectionId": None, "status": "Active"})
     assert entity.xaiCollectionId is None and entity.get("status") == "Active"
-    bet = BeteiligteRecord.model_validate(
-        {
-            "id": "b1",
-            "firstName": "Max",
-            "lastName": "Muster",
-            "geburtsdatum": "1980-05-17",
-            "advowareId": 4711,
-            "syncStatus": "conflict",
-            "modifiedAt": "2026-03-01 08:00:00",
-            "advowareLastSync": "",
-        }
-    )
-    assert bet.geburtsdatum == date(1980, 5, 17) and bet.advowareId == 4711
-    assert bet.syncStatus is SyncStatus.CONFLICT and bet.advowareLastSync is None
-    assert bet.to_espo(include=["geburtsdatum", "modifiedAt"]) == {
-        "geburtsdatum": "1980-05-17",
-        "modifiedAt": "2026-03-01 08:00:00",
-    }
-    bank = BankverbindungRecord.model_validate({"id": "k1", "iban": "DE02120300000000202051", "beteiligteId": "b1", "syncStatus": None})
-    assert bank.iban == "DE02120300000000202051" and bank.syncStatus is None
 
 
 # --------------------------------------------------------------------------- queue events
