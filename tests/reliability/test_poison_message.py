@@ -35,7 +35,11 @@ async def test_poison_lands_in_the_dead_list_does_not_block_and_replays(stack: M
     while (dead := await dead_mark(stack, SyncKind.CALENDAR_EMPLOYEE, "CK")) is None:
         assert time.monotonic() < deadline, "the poison mark never reached the ledger's dead list"
         await asyncio.sleep(0.5)
-    assert dead.attempts == POLICIES[SyncKind.CALENDAR_EMPLOYEE].max_attempts == 4
+    budget = POLICIES[SyncKind.CALENDAR_EMPLOYEE].max_attempts
+    assert budget == 4
+    # One more when a newer request for CK (e.g. the 15-minute cron) arrived during the last
+    # failed run (ledger invariant 5).
+    assert budget <= dead.attempts <= budget + 1
     assert "500" in dead.last_error
     assert (await stack.state_get(STATUS_SCOPE, "CK"))["dead"] is True
     # The others were not blocked.

@@ -323,7 +323,9 @@ async def test_exhausted_retries_dead_letter_mark_failed_and_replay_syncs(
     doc = await espo.create_entity(DOC, {"name": filename, "fileId": att["id"], "raeumungsklagenIds": [rk["id"]]})
     dead = await wait_until(lambda: dead_mark(stack, SyncKind.DOCUMENT, doc["id"]), 110, "dead-lettered document")
     budget = stack_ledger(stack).policy(SyncKind.DOCUMENT).max_attempts
-    assert dead.attempts == budget and "503" in dead.last_error
+    # The kind's budget; one more when a newer event for the document (its own create and link
+    # webhooks race the first run) arrived during the last failed run (ledger invariant 5).
+    assert budget <= dead.attempts <= budget + 1 and "503" in dead.last_error
 
     async def recorded() -> Any:
         d = await espo.get_entity(DOC, doc["id"])
