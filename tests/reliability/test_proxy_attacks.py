@@ -18,7 +18,7 @@ from yarl import URL
 from iii_local.testing import MotiaTester
 from simulators.sandbox import Simulators
 from tests.e2e import PROXY_TOKEN
-from tests.services.test_advoware_proxy import ATTACKS
+from tests.services.proxy.test_advoware import ATTACKS
 
 AUTH = {"Authorization": f"Bearer {PROXY_TOKEN}"}
 

@@ -27,7 +27,7 @@ from services.platform.settings import Settings, WebhookAuthMode, load_settings
 from services.webhooks import intake as webhook_intake
 from services.webhooks.intake import WebhookRejected, authenticate
 from tests.e2e import WEBHOOK_ID, WEBHOOK_SECRET
-from tests.services.test_config import prod_env, sa_file  # noqa: F401  (fixtures)
+from tests.services.platform.test_settings import prod_env, sa_file  # noqa: F401  (fixtures)
 
 ENDPOINT = "/vmh/webhook/document/update"
 AS_NGINX_FORWARDS = {"Content-Type": "application/octet-stream", "X-Original-Content-Type": "application/json"}

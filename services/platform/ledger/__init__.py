@@ -24,7 +24,7 @@ sync":
   batches. Duplicates are cheap: a tagged event whose mark is gone, dead or being run
   elsewhere returns without an API call.
 
-Invariants (tests/services/test_ledger.py, test_ledger_stateful.py):
+Invariants (tests/services/platform/ledger/test_store.py, test_stateful.py):
 1. A live mark (pending/retrying) is in exactly `due:{kind}`; a dead one exactly in
    `dead:{kind}`; `retrying:{kind}` holds exactly the live marks in state retrying.
 2. A mark is deleted only by `complete` of a claim that saw its current seq: no mark

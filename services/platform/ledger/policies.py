@@ -1,7 +1,7 @@
 """What queues work, and how each kind of work is retried: declared once, here.
 
 A *kind* is one sort of queued work on one sort of entity. Every queue topic the steps
-subscribe to belongs to exactly one kind (tests/services/test_ledger_policies.py checks
+subscribe to belongs to exactly one kind (tests/services/webhooks/test_intake.py checks
 this against the step files), and `SyncPolicy.key(data)` names the entity of an event,
 so (kind, key) identifies one mark in the ledger.
 

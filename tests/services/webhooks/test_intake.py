@@ -33,7 +33,7 @@ from simulators.runner import free_port
 from src.glue import queue_handlers
 from src.glue.webhook import accept_webhook
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SETTINGS = load_settings({"APP_MODE": "sandbox", "ESPOCRM_WEBHOOK_SECRETS": "hook:secret"})
 
 

@@ -26,7 +26,7 @@ from services.parties import mapping as M
 from services.parties.events import TOPIC_PARTY
 from services.parties.reconcile import reconcile
 from services.parties.state import PARTY_SNAPSHOT_SCOPE
-from tests.services.beteiligte_fakes import World
+from tests.services.parties.fakes import World
 
 PARTY = "CBeteiligte"
 BANK = "CBankverbindungen"

@@ -12,7 +12,7 @@ from services.parties import plan, state
 from services.parties.plan import SyncOutcome
 from services.parties.reconcile import next_bookmark, reconcile
 from services.platform.models import SyncSource
-from tests.services.beteiligte_fakes import World
+from tests.services.parties.fakes import World
 
 PARTY = "CBeteiligte"
 BANK = "CBankverbindungen"
@@ -394,7 +394,7 @@ async def test_production_tables_agree_with_the_fakes_own_knowledge() -> None:
     field name or IBAN check in production disagrees here instead of passing by construction."""
     from services.clients.advoware import paths as P
     from services.parties.mapping import iban_is_valid
-    from tests.services import beteiligte_fakes as fakes
+    from tests.services.parties import fakes
 
     w = World()
     espo_id, betnr = await created_party(w)

@@ -23,7 +23,7 @@ from services.clients.errors import ValidationError
 from services.platform.models import SyncSource
 from services.platform.settings import load_settings, reset_settings_cache
 
-STEPS = Path(__file__).resolve().parents[2] / "src" / "steps" / "advoware_cal_sync"
+STEPS = Path(__file__).resolve().parents[3] / "src" / "steps" / "advoware_cal_sync"
 MAPPING = {"MM": "mm@x", "AB": "ab@x"}
 
 
