@@ -2,18 +2,36 @@
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+TOOLS := .venv-tools
 
-.PHONY: run dev test bench venv system-deps test-deps clean
+.PHONY: run dev test bench venv system-deps test-deps clean lock audit
 
-$(STAMP): requirements.txt
+# Dependencies come from the lock files only, every package pinned with its hashes
+# (pip refuses anything else): requirements.txt is the runtime (production installs it),
+# requirements-dev.txt adds tests, lint and types. Their sources are requirements*.in.
+$(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PY)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
 	$(PY) -m venv $(VENV)
-	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PYTHON) -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# The tools that write and check the lock files live in a venv of their own.
+$(TOOLS)/bin/pip-audit:
+	$(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --disable-pip-version-check pip-tools==7.6.2 pip-audit==2.10.1
+
+# Recompiles the lock files from requirements*.in (after changing a pin there).
+lock: $(TOOLS)/bin/pip-audit
+	$(TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	$(TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
+
+# Known vulnerabilities in the locked packages (PyPI's advisory data via pip-audit).
+audit: $(TOOLS)/bin/pip-audit
+	@$(PY) scripts/audit.py $(TOOLS)/bin/pip-audit requirements.txt requirements-dev.txt
 
 # Debian packages, installed when missing and we may (root + apt-get), else we say which
 # apt-get line to run. `make run` needs only redis-server. `make test` also needs nginx (the
@@ -60,4 +78,4 @@ bench: venv system-deps
 	$(PYTHON) bench/run_all.py
 
 clean:
-	rm -rf data .pytest_cache .hypothesis
+	rm -rf data .pytest_cache .hypothesis $(TOOLS)
