@@ -182,6 +182,13 @@ class _Query:
         for u in order[order.index(unit):]:
             self.first[u] = False
 
+    def start(self, unit: str, initial: int, minimum: int, allowed: frozenset[int]) -> int:
+        """The unit's lower bound; one the schedule does not allow resets this unit and the smaller ones."""
+        value = self.lower(unit, initial, minimum)
+        if value not in allowed:
+            self.reset(unit)
+        return value
+
 
 def _next_after(s: CronSchedule, after: datetime) -> datetime | None:
     """Port of `Schedule::next_after` (cron 0.15 src/schedule.rs), loop for loop."""
@@ -190,13 +197,9 @@ def _next_after(s: CronSchedule, after: datetime) -> datetime | None:
     for year in sorted(y for y in s.years if y >= ini.year):
         if year > after.year:
             q.reset("month")
-        month_start = q.lower("month", ini.month, 1)
-        if month_start not in s.months:
-            q.reset("month")
+        month_start = q.start("month", ini.month, 1, s.months)
         for month in sorted(m for m in s.months if m >= month_start):
-            dom_start = q.lower("day", ini.day, 1)
-            if dom_start not in s.days_of_month:
-                q.reset("day")
+            dom_start = q.start("day", ini.day, 1, s.days_of_month)
             dom_end = calendar.monthrange(year, month)[1]
             for day in sorted(d for d in s.days_of_month if min(dom_start, dom_end) <= d <= dom_end):
                 found = _in_day(s, q, year, month, day)
@@ -212,17 +215,11 @@ def _in_day(s: CronSchedule, q: _Query, year: int, month: int, day: int) -> date
     The weekday is checked on the first candidate time of the day (crate: `continue 'day_loop`).
     """
     ini = q.initial
-    hour_start = q.lower("hour", ini.hour, 0)
-    if hour_start not in s.hours:
-        q.reset("hour")
+    hour_start = q.start("hour", ini.hour, 0, s.hours)
     for hour in sorted(h for h in s.hours if h >= hour_start):
-        minute_start = q.lower("minute", ini.minute, 0)
-        if minute_start not in s.minutes:
-            q.reset("minute")
+        minute_start = q.start("minute", ini.minute, 0, s.minutes)
         for minute in sorted(m for m in s.minutes if m >= minute_start):
-            second_start = q.lower("second", ini.second, 0)
-            if second_start not in s.seconds:
-                q.reset("second")
+            second_start = q.start("second", ini.second, 0, s.seconds)
             for second in sorted(x for x in s.seconds if x >= second_start):
                 candidate = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
                 if (candidate.isoweekday() % 7) + 1 not in s.days_of_week:  # Sunday = 1
