@@ -17,6 +17,7 @@ import pytest
 from simulators.advoware import create_app, iban_is_valid, load_demo_seed
 from simulators.runner import RunningApp, start_app
 from tests.advoware_demo import API_KEY, APP_ID, DATABASE, KANZLEI, PASSWORD, USER, advoware_demo
+from tests.simulators.http_status import status
 
 
 def sign(product: Any, app_id: str, nonce: str, stamp: str, key_b64: str = API_KEY) -> str:
@@ -75,8 +76,7 @@ async def test_token_issued_with_dotnet_expiration(http, sim) -> None:
 
 async def test_token_accepts_php_iso8601_timestamp(http, sim) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
-    async with http.post(f"{sim.url}/api/v1/Token", json=token_body(stamp=stamp)) as resp:
-        assert resp.status == 200
+    assert await status(http.post(f"{sim.url}/api/v1/Token", json=token_body(stamp=stamp))) == 200
 
 
 async def test_token_rejects_bad_signature(http, sim) -> None:
@@ -89,8 +89,7 @@ async def test_token_rejects_bad_signature(http, sim) -> None:
 async def test_token_rejects_signature_with_wrong_key(http, sim) -> None:
     stamp, nonce = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "n-1"
     wrong = sign(64, APP_ID, nonce, stamp, base64.b64encode(b"other-key").decode())
-    async with http.post(f"{sim.url}/api/v1/Token", json=token_body(stamp=stamp, nonce=nonce, HMAC512Signature=wrong)) as resp:
-        assert resp.status == 401
+    assert await status(http.post(f"{sim.url}/api/v1/Token", json=token_body(stamp=stamp, nonce=nonce, HMAC512Signature=wrong))) == 401
 
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=-6), timedelta(minutes=6)])
@@ -103,8 +102,7 @@ async def test_token_rejects_stale_or_future_timestamp(http, sim, offset) -> Non
 
 async def test_token_rejects_replayed_nonce(http, sim) -> None:
     body = token_body()
-    async with http.post(f"{sim.url}/api/v1/Token", json=body) as resp:
-        assert resp.status == 200
+    assert await status(http.post(f"{sim.url}/api/v1/Token", json=body)) == 200
     async with http.post(f"{sim.url}/api/v1/Token", json=body) as resp:
         assert resp.status == 401
         assert "Nonce" in (await resp.json())["Message"]
@@ -140,8 +138,7 @@ async def test_discovery_points_at_itself(http, sim) -> None:
     async with http.get(f"{sim.url}/AdvonetConfigurator/api/Url", params={"Kanzlei": KANZLEI.lower()}) as resp:
         doc = await resp.json()
     assert doc == {"relayUrl": sim.url + "/", "connectorUrl": sim.url + "/", "securityGateway": sim.url + "/"}
-    async with http.get(f"{sim.url}/AdvonetConfigurator/api/Url", params={"Kanzlei": "unbekannt"}) as resp:
-        assert resp.status == 404
+    assert await status(http.get(f"{sim.url}/AdvonetConfigurator/api/Url", params={"Kanzlei": "unbekannt"})) == 404
 
 
 # --- auth on the API --------------------------------------------------------------------
@@ -152,15 +149,13 @@ async def test_api_needs_live_bearer_token(http, sim, auth) -> None:
     async with http.get(url) as resp:
         assert resp.status == 401
         assert "ist nicht angemeldet" in (await resp.json())["Message"]
-    async with http.get(url, headers={"Authorization": "Bearer erfunden"}) as resp:
-        assert resp.status == 401
+    assert await status(http.get(url, headers={"Authorization": "Bearer erfunden"})) == 401
     async with http.get(url, headers=auth) as resp:
         assert resp.status == 200
         assert {m["Kuerzel"] for m in await resp.json()} == {"MM", "AB", "CK"}
     async with http.post(f"{sim.url}/_sim/expire-tokens") as resp:
         assert (await resp.json())["expired"] >= 1
-    async with http.get(url, headers=auth) as resp:
-        assert resp.status == 401
+    assert await status(http.get(url, headers=auth)) == 401
 
 
 async def test_token_expires_after_ttl(http) -> None:
@@ -168,8 +163,7 @@ async def test_token_expires_after_ttl(http) -> None:
     running = await start_app(app)
     try:
         token = await get_token(http, running)
-        async with http.get(f"{running.url}/api/v1/Akten", headers={"Authorization": f"Bearer {token}"}) as resp:
-            assert resp.status == 401
+        assert await status(http.get(f"{running.url}/api/v1/Akten", headers={"Authorization": f"Bearer {token}"})) == 401
     finally:
         await running.stop()
 
@@ -184,17 +178,13 @@ async def test_unknown_path_and_method(http, sim, auth) -> None:
 
 
 async def test_paths_are_case_insensitive(http, sim, auth) -> None:
-    async with http.get(f"{sim.url}/API/V1/ADVONET/mitarbeiter", headers=auth) as resp:
-        assert resp.status == 200
+    assert await status(http.get(f"{sim.url}/API/V1/ADVONET/mitarbeiter", headers=auth)) == 200
 
 
 async def test_fault_injection_applies(http, sim, auth) -> None:
-    async with http.post(f"{sim.url}/_sim/faults", json={"path": "Akten", "status": 503, "times": 1}) as resp:
-        assert resp.status == 200
-    async with http.get(f"{sim.url}/api/v1/Akten", headers=auth) as resp:
-        assert resp.status == 503
-    async with http.get(f"{sim.url}/api/v1/Akten", headers=auth) as resp:
-        assert resp.status == 200
+    assert await status(http.post(f"{sim.url}/_sim/faults", json={"path": "Akten", "status": 503, "times": 1})) == 200
+    assert await status(http.get(f"{sim.url}/api/v1/Akten", headers=auth)) == 503
+    assert await status(http.get(f"{sim.url}/api/v1/Akten", headers=auth)) == 200
 
 
 # --- matters ----------------------------------------------------------------------------
@@ -206,8 +196,7 @@ async def test_akten(http, sim, auth) -> None:
     assert [a["Nr"] for a in akten] == [1001, 1002]
     async with http.get(f"{sim.url}/api/v1/Akten/1002", headers=auth) as resp:
         assert (await resp.json())["Az"] == "1002/25"
-    async with http.get(f"{sim.url}/api/v1/Akten/9", headers=auth) as resp:
-        assert resp.status == 404
+    assert await status(http.get(f"{sim.url}/api/v1/Akten/9", headers=auth)) == 404
 
 
 # --- appointments -----------------------------------------------------------------------
@@ -265,10 +254,8 @@ async def test_termin_crud(http, sim, auth) -> None:
     # PUT replaces: a field left out falls back to its default
     async with http.put(url, params={"frnr": str(frnr)}, json={"Datum": rec["Datum"]}, headers=auth) as resp:
         assert (await resp.json())["Text"] == ""
-    async with http.delete(url, params={"frnr": str(frnr)}, headers=auth) as resp:
-        assert resp.status == 200
-    async with http.get(url, params={"frnr": str(frnr)}, headers=auth) as resp:
-        assert resp.status == 404
+    assert await status(http.delete(url, params={"frnr": str(frnr)}, headers=auth)) == 200
+    assert await status(http.get(url, params={"frnr": str(frnr)}, headers=auth)) == 404
 
 
 @pytest.mark.parametrize(
@@ -291,8 +278,7 @@ async def test_termin_validation(http, sim, auth, body, fragment) -> None:
 
 
 async def test_termin_list_needs_range(http, sim, auth) -> None:
-    async with http.get(f"{sim.url}/api/v1/advonet/TermineActiveSync", params={"kuerzel": "MM"}, headers=auth) as resp:
-        assert resp.status == 400
+    assert await status(http.get(f"{sim.url}/api/v1/advonet/TermineActiveSync", params={"kuerzel": "MM"}, headers=auth)) == 400
 
 
 # --- parties and bank accounts ------------------------------------------------------------
@@ -318,8 +304,7 @@ async def test_beteiligte_paging_and_filters(http, sim, auth) -> None:
     since = created[0]["GeaendertAm"]
     async with http.get(url, params={"geaendertSeit": since}, headers=auth) as resp:
         assert [p["BetNr"] for p in await resp.json()] == [3, 4, 5, 6, 7]
-    async with http.get(url, params={"geaendertSeit": "kaputt"}, headers=auth) as resp:
-        assert resp.status == 400
+    assert await status(http.get(url, params={"geaendertSeit": "kaputt"}, headers=auth)) == 400
 
 
 async def test_beteiligter_crud_and_conflict(http, sim, auth) -> None:
@@ -338,10 +323,8 @@ async def test_beteiligter_crud_and_conflict(http, sim, auth) -> None:
         assert resp.status == 409
         message = (await resp.json())["Message"]
     assert "Akte" in message and "1001/25" in message
-    async with http.delete(f"{url}/{betnr}", headers=auth) as resp:
-        assert resp.status == 200
-    async with http.get(f"{url}/{betnr}", headers=auth) as resp:
-        assert resp.status == 404
+    assert await status(http.delete(f"{url}/{betnr}", headers=auth)) == 200
+    assert await status(http.get(f"{url}/{betnr}", headers=auth)) == 404
 
 
 async def test_bankverbindungen(http, sim, auth) -> None:
@@ -357,15 +340,11 @@ async def test_bankverbindungen(http, sim, auth) -> None:
     assert bank["IBAN"] == "DE02120300000000202051"
     async with http.put(f"{url}/{bank['Id']}", json={**bank, "BIC": "BYLADEM1001"}, headers=auth) as resp:
         assert (await resp.json())["BIC"] == "BYLADEM1001"
-    async with http.put(f"{url}/{bank['Id']}", json={**bank, "BIC": "XX"}, headers=auth) as resp:
-        assert resp.status == 400
+    assert await status(http.put(f"{url}/{bank['Id']}", json={**bank, "BIC": "XX"}, headers=auth)) == 400
     # a bank account of another party is not reachable under this one
-    async with http.delete(f"{sim.url}/api/v1/advonet/Beteiligte/2/Bankverbindungen/{bank['Id']}", headers=auth) as resp:
-        assert resp.status == 404
-    async with http.delete(f"{url}/{bank['Id']}", headers=auth) as resp:
-        assert resp.status == 200
-    async with http.get(f"{sim.url}/api/v1/advonet/Beteiligte/99/Bankverbindungen", headers=auth) as resp:
-        assert resp.status == 404
+    assert await status(http.delete(f"{sim.url}/api/v1/advonet/Beteiligte/2/Bankverbindungen/{bank['Id']}", headers=auth)) == 404
+    assert await status(http.delete(f"{url}/{bank['Id']}", headers=auth)) == 200
+    assert await status(http.get(f"{sim.url}/api/v1/advonet/Beteiligte/99/Bankverbindungen", headers=auth)) == 404
 
 
 def test_iban_checksum() -> None:
@@ -376,12 +355,10 @@ def test_iban_checksum() -> None:
 
 
 async def test_reset_and_reseed(http, sim, auth) -> None:
-    async with http.post(f"{sim.url}/_sim/reset", json={}) as resp:
-        assert resp.status == 200
+    assert await status(http.post(f"{sim.url}/_sim/reset", json={})) == 200
     async with http.get(f"{sim.url}/api/v1/Akten", headers=auth) as resp:
         assert await resp.json() == []
-    async with http.post(f"{sim.url}/_sim/reset", json={"seed": True}) as resp:
-        assert resp.status == 200
+    assert await status(http.post(f"{sim.url}/_sim/reset", json={"seed": True})) == 200
     async with http.get(f"{sim.url}/api/v1/Akten", headers=auth) as resp:
         assert len(await resp.json()) == 2
 

@@ -29,6 +29,7 @@ from simulators.espocrm import (
     state_of,
 )
 from simulators.runner import RunningApp, start_app
+from tests.simulators.http_status import status
 
 KEY = "test-key"
 HMAC_VECTOR = "bXlhcGlrZXk6ZTg2MjdiMDY2NDU0Yjk3MGQ4YjNhM2I0MTMxYjU2ZmUxMzUzZDRiYjgzMWYyYmI2ZWNhNDAxMzdhNzlhN2FhZA=="
@@ -149,11 +150,9 @@ async def test_hmac_test_vector_is_accepted(make_sim: Maker) -> None:
         async with s.get(f"{url}/api/v1/Contact/55643ca033f7ab4c6", headers={"X-Hmac-Authorization": HMAC_VECTOR}) as r:
             assert r.status == 401
             assert r.headers["X-Status-Reason"]
-        async with s.delete(target, headers={"X-Hmac-Authorization": HMAC_VECTOR}) as r:
-            assert r.status == 401
+        assert await status(s.delete(target, headers={"X-Hmac-Authorization": HMAC_VECTOR})) == 401
         # an HMAC API user cannot use the plain key
-        async with s.get(target, headers={"X-Api-Key": "myapikey"}) as r:
-            assert r.status == 401
+        assert await status(s.get(target, headers={"X-Api-Key": "myapikey"})) == 401
 
 
 async def test_api_key_and_basic_auth(make_sim: Maker) -> None:
@@ -168,13 +167,10 @@ async def test_api_key_and_basic_auth(make_sim: Maker) -> None:
         async with s.get(f"{url}/api/v1/Account", headers={"X-Api-Key": KEY}) as r:
             assert r.status == 200
             assert await r.json() == {"total": 0, "list": []}
-        async with s.get(f"{url}/api/v1/Account", auth=aiohttp.BasicAuth("admin", "pw")) as r:
-            assert r.status == 200
-        async with s.get(f"{url}/api/v1/Account", auth=aiohttp.BasicAuth("admin", "bad")) as r:
-            assert r.status == 401
+        assert await status(s.get(f"{url}/api/v1/Account", auth=aiohttp.BasicAuth("admin", "pw"))) == 200
+        assert await status(s.get(f"{url}/api/v1/Account", auth=aiohttp.BasicAuth("admin", "bad"))) == 401
         # the admin API needs no auth
-        async with s.get(f"{url}/_sim/requests") as r:
-            assert r.status == 200
+        assert await status(s.get(f"{url}/_sim/requests")) == 200
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -204,10 +200,8 @@ async def test_crud_round_trip(make_sim: Maker, http: aiohttp.ClientSession) -> 
     async with http.get(f"{base}/Raeumungsklage/{rid}") as r:
         assert r.status == 404
         assert rid in r.headers["X-Status-Reason"]
-    async with http.put(f"{base}/Raeumungsklage/{rid}", json={"name": "x"}) as r:
-        assert r.status == 404
-    async with http.delete(f"{base}/Raeumungsklage/{rid}") as r:
-        assert r.status == 404
+    assert await status(http.put(f"{base}/Raeumungsklage/{rid}", json={"name": "x"})) == 404
+    assert await status(http.delete(f"{base}/Raeumungsklage/{rid}")) == 404
 
 
 async def test_duplicate_check_and_skip(make_sim: Maker, http: aiohttp.ClientSession) -> None:
@@ -219,12 +213,10 @@ async def test_duplicate_check_and_skip(make_sim: Maker, http: aiohttp.ClientSes
         assert r.status == 409
         assert r.headers["X-Status-Reason"] == "duplicate"
         assert [d["id"] for d in await r.json()] == [first["id"]]
-    async with http.post(f"{base}/CBeteiligte", json={"name": "Max Mustermann"}, headers={"X-Skip-Duplicate-Check": "true"}) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{base}/CBeteiligte", json={"name": "Max Mustermann"}, headers={"X-Skip-Duplicate-Check": "true"})) == 200
     # other entity types have no duplicate check
     for _ in range(2):
-        async with http.post(f"{base}/CDokumente", json={"name": "same"}) as r:
-            assert r.status == 200
+        assert await status(http.post(f"{base}/CDokumente", json={"name": "same"})) == 200
 
 
 async def test_enum_validation(make_sim: Maker, http: aiohttp.ClientSession) -> None:
@@ -242,8 +234,7 @@ async def test_paging_order_select_and_max_size(make_sim: Maker, http: aiohttp.C
     async with http.get(base, params={"maxSize": "201"}) as r:
         assert r.status == 403
         assert r.headers["X-Status-Reason"] == "Max size should not exceed 200. Use offset and limit."
-    async with http.get(base, params={"maxSize": "abc"}) as r:
-        assert r.status == 400
+    assert await status(http.get(base, params={"maxSize": "abc"})) == 400
     async with http.get(base) as r:
         assert len((await r.json())["list"]) == 45  # default maxSize is the limit, as in EspoCRM
     async with http.get(base, params={"maxSize": "10", "offset": "40", "orderBy": "n", "order": "asc", "select": "name"}) as r:
@@ -323,8 +314,7 @@ async def test_where_errors(make_sim: Maker, http: aiohttp.ClientSession) -> Non
     async with http.get(f"{url}/api/v1/Thing?{where_qs([{'type': 'fuzzy', 'attribute': 'name', 'value': 'x'}])}") as r:
         assert r.status == 400
         assert "fuzzy" in r.headers["X-Status-Reason"]
-    async with http.get(f"{url}/api/v1/Thing", params={"searchParams": "{not json"}) as r:
-        assert r.status == 400
+    assert await status(http.get(f"{url}/api/v1/Thing", params={"searchParams": "{not json"})) == 400
 
 
 async def test_where_linked_with_on_demo_seed(demo: tuple[str, EspoCRMState], http: aiohttp.ClientSession) -> None:
@@ -384,10 +374,8 @@ async def test_relationships_are_symmetric(demo: tuple[str, EspoCRMState], http:
     # errors
     async with http.get(f"{base}/CDokumente/{DOC_KUENDIGUNG}/nolink") as r:
         assert r.status == 404 and "nolink" in r.headers["X-Status-Reason"]
-    async with http.post(f"{base}/CDokumente/{DOC_KUENDIGUNG}/beteiligte", json={"id": "missing"}) as r:
-        assert r.status == 404
-    async with http.post(f"{base}/CDokumente/{DOC_KUENDIGUNG}/beteiligte", json={}) as r:
-        assert r.status == 400
+    assert await status(http.post(f"{base}/CDokumente/{DOC_KUENDIGUNG}/beteiligte", json={"id": "missing"})) == 404
+    assert await status(http.post(f"{base}/CDokumente/{DOC_KUENDIGUNG}/beteiligte", json={})) == 400
 
 
 async def test_bank_account_belongs_to_one_party(demo: tuple[str, EspoCRMState], http: aiohttp.ClientSession) -> None:
@@ -397,8 +385,7 @@ async def test_bank_account_belongs_to_one_party(demo: tuple[str, EspoCRMState],
         accounts = (await r.json())["list"]
     assert len(accounts) == 2
     moved = accounts[0]["id"]
-    async with http.post(f"{base}/CBeteiligte/{ERIKA}/bankverbindungen", json={"id": moved}) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{base}/CBeteiligte/{ERIKA}/bankverbindungen", json={"id": moved})) == 200
     async with http.get(f"{base}/CBankverbindungen/{moved}") as r:
         rec = await r.json()
     assert rec["beteiligteId"] == ERIKA and rec["beteiligteName"] == "Erika Mustermann"
@@ -432,10 +419,8 @@ async def test_attachment_round_trip_and_document_hook(make_sim: Maker, http: ai
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("text/plain")
         assert await r.read() == content
-    async with http.get(f"{base}/Attachment/file/nope") as r:
-        assert r.status == 404
-    async with http.post(f"{base}/Attachment", json={**body, "file": "not-a-data-uri"}) as r:
-        assert r.status == 400
+    assert await status(http.get(f"{base}/Attachment/file/nope")) == 404
+    assert await status(http.post(f"{base}/Attachment", json={**body, "file": "not-a-data-uri"})) == 400
     async with http.post(f"{base}/CDokumente", json={"name": "Schriftsatz", "fileId": att["id"]}) as r:
         doc = await r.json()
     assert doc["fileName"] == "schriftsatz.txt"
@@ -443,8 +428,7 @@ async def test_attachment_round_trip_and_document_hook(make_sim: Maker, http: ai
     assert doc["sha256"] == hashlib.sha256(content).hexdigest()
     assert doc["fileStatus"] == "new"
     # a synced document that gets a new file becomes 'changed'
-    async with http.put(f"{base}/CDokumente/{doc['id']}", json={"fileStatus": "synced"}) as r:
-        assert r.status == 200
+    assert await status(http.put(f"{base}/CDokumente/{doc['id']}", json={"fileStatus": "synced"})) == 200
     async with http.post(f"{base}/Attachment", json={**body, "file": "data:text/plain;base64," + base64.b64encode(b"v2").decode()}) as r:
         att2 = await r.json()
     async with http.put(f"{base}/CDokumente/{doc['id']}", json={"fileId": att2["id"]}) as r:
@@ -497,16 +481,11 @@ async def test_demo_seed_is_consistent(demo: tuple[str, EspoCRMState], http: aio
     async with http.get(f"{url}/api/v1/Raeumungsklage/{RK}/dokumente") as r:
         assert (await r.json())["total"] == 3
     # reset with re-seed restores the demo data
-    async with http.delete(f"{url}/api/v1/Account/{ACC}") as r:
-        assert r.status == 200
-    async with http.post(f"{url}/_sim/reset", json={"seed": True}) as r:
-        assert r.status == 200
-    async with http.get(f"{url}/api/v1/Account/{ACC}") as r:
-        assert r.status == 200
-    async with http.post(f"{url}/_sim/reset") as r:
-        assert r.status == 200
-    async with http.get(f"{url}/api/v1/Account/{ACC}") as r:
-        assert r.status == 404
+    assert await status(http.delete(f"{url}/api/v1/Account/{ACC}")) == 200
+    assert await status(http.post(f"{url}/_sim/reset", json={"seed": True})) == 200
+    assert await status(http.get(f"{url}/api/v1/Account/{ACC}")) == 200
+    assert await status(http.post(f"{url}/_sim/reset")) == 200
+    assert await status(http.get(f"{url}/api/v1/Account/{ACC}")) == 404
 
 
 async def test_seed_via_admin_api(make_sim: Maker, http: aiohttp.ClientSession) -> None:
@@ -516,12 +495,10 @@ async def test_seed_via_admin_api(make_sim: Maker, http: aiohttp.ClientSession) 
         "entities": {"CDokumente": [{"id": "d1", "name": "D", "fileId": "att1"}], "Account": [{"id": "acc1", "name": "A"}]},
         "links": [{"entityType": "Account", "id": "acc1", "link": "dokumente", "foreignId": "d1"}],
     }
-    async with http.post(f"{url}/_sim/seed", json=doc) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{url}/_sim/seed", json=doc)) == 200
     async with http.get(f"{url}/api/v1/CDokumente/d1/accounts") as r:
         assert [x["id"] for x in (await r.json())["list"]] == ["acc1"]
-    async with http.post(f"{url}/_sim/seed", json={"links": [{"entityType": "Account", "id": "acc1", "link": "dokumente", "foreignId": "zz"}]}) as r:
-        assert r.status == 400
+    assert await status(http.post(f"{url}/_sim/seed", json={"links": [{"entityType": "Account", "id": "acc1", "link": "dokumente", "foreignId": "zz"}]})) == 400
 
 
 # --- outgoing webhooks ---------------------------------------------------------------------------------
@@ -541,8 +518,7 @@ async def test_webhooks_are_batched_and_signed(make_sim: Maker, http: aiohttp.Cl
     updated = await _register(http, url, "CDokumente.update", hook_url)
     deleted = await _register(http, url, "CDokumente.delete", hook_url)
     secrets = {h["id"]: h["secretKey"] for h in (created, updated, deleted)}
-    async with http.post(f"{url}/api/v1/Webhook", json={"event": "CDokumente.explode", "url": hook_url}) as r:
-        assert r.status == 400
+    assert await status(http.post(f"{url}/api/v1/Webhook", json={"event": "CDokumente.explode", "url": hook_url})) == 400
 
     ids = []
     for i in range(5):  # through the API
@@ -567,12 +543,10 @@ async def test_webhooks_are_batched_and_signed(make_sim: Maker, http: aiohttp.Cl
     assert items[0]["name"] == "Akte/5 Größe" and items[0]["n"] == 5 and "createdAt" in items[0]
 
     rec.requests.clear()
-    async with http.put(f"{url}/api/v1/CDokumente/{ids[0]}", json={"name": "Akte/5 Größe", "n": 99}) as r:
-        assert r.status == 200
+    assert await status(http.put(f"{url}/api/v1/CDokumente/{ids[0]}", json={"name": "Akte/5 Größe", "n": 99})) == 200
     async with http.put(f"{url}/api/v1/CDokumente/{ids[0]}", json={"n": 99}) as r:  # no change: no event
         assert r.status == 200
-    async with http.delete(f"{url}/api/v1/CDokumente/{ids[1]}") as r:
-        assert r.status == 200
+    assert await status(http.delete(f"{url}/api/v1/CDokumente/{ids[1]}")) == 200
     await eventually(lambda: len(rec.items()) == 2)
     await asyncio.sleep(0.15)
     by_hook = {verify_signature(h, b, secrets): json.loads(b) for h, b in rec.requests}
@@ -591,12 +565,9 @@ async def test_field_update_and_link_notifications(demo: tuple[str, EspoCRMState
     await _register(http, url, "CDokumente.link", hook_url)
     await _register(http, url, "CDokumente.unlink", hook_url)
     await _register(http, url, "CDokumente.update", hook_url)
-    async with http.put(f"{url}/api/v1/CDokumente/{DOC_KUENDIGUNG}", json={"xaiSyncStatus": "clean"}) as r:
-        assert r.status == 200
-    async with http.post(f"{url}/api/v1/Account/{ACC}/dokumente", json={"id": DOC_KUENDIGUNG}) as r:
-        assert r.status == 200
-    async with http.delete(f"{url}/api/v1/CDokumente/{DOC_KUENDIGUNG}/raeumungsklagen", json={"id": RK}) as r:
-        assert r.status == 200
+    assert await status(http.put(f"{url}/api/v1/CDokumente/{DOC_KUENDIGUNG}", json={"xaiSyncStatus": "clean"})) == 200
+    assert await status(http.post(f"{url}/api/v1/Account/{ACC}/dokumente", json={"id": DOC_KUENDIGUNG})) == 200
+    assert await status(http.delete(f"{url}/api/v1/CDokumente/{DOC_KUENDIGUNG}/raeumungsklagen", json={"id": RK})) == 200
     await eventually(lambda: len(rec.items()) == 4)
     items = rec.items()
     assert {"id": DOC_KUENDIGUNG, "xaiSyncStatus": "clean"} in items  # fieldUpdate and update look alike here
@@ -610,8 +581,7 @@ async def test_webhook_retries_on_503(make_sim: Maker, http: aiohttp.ClientSessi
     rec, hook_url = await receiver_factory([503, 503])
     hook = await _register(http, url, "Account.create", hook_url)
     started = time.monotonic()
-    async with http.post(f"{url}/api/v1/Account", json={"name": "Retry GmbH"}) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{url}/api/v1/Account", json={"name": "Retry GmbH"})) == 200
     assert time.monotonic() - started < 0.5  # sending does not block the API answer
     await eventually(lambda: len(rec.requests) == 3)
     bodies = [b for _, b in rec.requests]
@@ -626,8 +596,7 @@ async def test_webhook_gives_up_after_max_attempts_and_on_other_4xx(make_sim: Ma
     url, state = await make_sim(webhook_debounce=0.01, webhook_retry_interval=0.05, webhook_attempts=3)
     rec, hook_url = await receiver_factory([500] * 10)
     await _register(http, url, "Account.create", hook_url)
-    async with http.post(f"{url}/api/v1/Account", json={"name": "A"}) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{url}/api/v1/Account", json={"name": "A"})) == 200
     await eventually(lambda: state.dispatcher.pending() == 0)
     await asyncio.sleep(0.15)
     assert len(rec.requests) == 3
@@ -637,8 +606,7 @@ async def test_webhook_gives_up_after_max_attempts_and_on_other_4xx(make_sim: Ma
     await _register(http, url, "Account.delete", hook_url2)
     async with http.get(f"{url}/api/v1/Account") as r:
         acc_id = (await r.json())["list"][0]["id"]
-    async with http.delete(f"{url}/api/v1/Account/{acc_id}") as r:
-        assert r.status == 200
+    assert await status(http.delete(f"{url}/api/v1/Account/{acc_id}")) == 200
     await eventually(lambda: state.dispatcher.pending() == 0)
     await asyncio.sleep(0.15)
     assert len(rec2.requests) == 1  # 400 is not retried
@@ -648,14 +616,12 @@ async def test_webhook_is_deleted_on_410(make_sim: Maker, http: aiohttp.ClientSe
     url, state = await make_sim(webhook_debounce=0.01, webhook_retry_interval=0.05)
     rec, hook_url = await receiver_factory([410])
     hook = await _register(http, url, "Account.create", hook_url)
-    async with http.post(f"{url}/api/v1/Account", json={"name": "Gone"}) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{url}/api/v1/Account", json={"name": "Gone"})) == 200
     await eventually(lambda: len(rec.requests) == 1)
     await eventually(lambda: hook["id"] not in state.dispatcher.webhooks)
     async with http.get(f"{url}/api/v1/Webhook") as r:
         assert (await r.json())["total"] == 0
-    async with http.post(f"{url}/api/v1/Account", json={"name": "Gone 2"}) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{url}/api/v1/Account", json={"name": "Gone 2"})) == 200
     await asyncio.sleep(0.15)
     assert len(rec.requests) == 1
 
@@ -665,8 +631,7 @@ async def test_webhook_retries_when_receiver_is_down(make_sim: Maker, http: aioh
 
     url, state = await make_sim(webhook_debounce=0.01, webhook_retry_interval=0.05, webhook_attempts=2)
     await _register(http, url, "Account.create", f"http://127.0.0.1:{free_port()}/hook")
-    async with http.post(f"{url}/api/v1/Account", json={"name": "Down"}) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{url}/api/v1/Account", json={"name": "Down"})) == 200
     await eventually(lambda: len(state.dispatcher.deliveries) == 2)
     assert [(d["status"], d["outcome"]) for d in state.dispatcher.deliveries] == [(0, "retry"), (0, "failed")]
 
@@ -675,8 +640,7 @@ async def test_seeded_webhooks_use_given_secret(make_sim: Maker, http: aiohttp.C
     rec, hook_url = await receiver_factory()
     seed = {"webhooks": [{"id": "wh1", "event": "CBeteiligte.create", "url": hook_url, "secretKey": "s3cret"}]}
     url, _ = await make_sim(seed=seed, webhook_debounce=0.01)
-    async with http.post(f"{url}/api/v1/CBeteiligte", json={"name": "Neu"}) as r:
-        assert r.status == 200
+    assert await status(http.post(f"{url}/api/v1/CBeteiligte", json={"name": "Neu"})) == 200
     await eventually(lambda: len(rec.requests) == 1)
     headers, body = rec.requests[0]
     assert verify_signature(headers, body, {"wh1": "s3cret"}) == "wh1"

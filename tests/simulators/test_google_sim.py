@@ -14,6 +14,7 @@ import pytest
 
 from simulators.google_calendar import create_app
 from simulators.runner import RunningApp, start_app
+from tests.simulators.http_status import status
 
 TOKEN = "sandbox-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -61,16 +62,16 @@ async def test_auth_errors_look_like_google(sim: RunningApp, http: aiohttp.Clien
 
 
 async def test_seeded_demo_calendars(sim: RunningApp, http: aiohttp.ClientSession) -> None:
-    status, page = await list_events(http, sim)
-    assert status == 200
+    code, page = await list_events(http, sim)
+    assert code == 200
     assert [e["summary"] for e in page["items"]] == ["Mandantentermin Schulz"]
     assert page["items"][0]["start"]["timeZone"] == "Europe/Berlin"
     assert "{{" not in page["items"][0]["start"]["dateTime"]
     for cal in ("ab@kanzlei.example", "ck@kanzlei.example"):
-        status, page = await list_events(http, sim, cal=cal)
-        assert status == 200 and len(page["items"]) == 1
-    status, page = await list_events(http, sim, cal="nobody@kanzlei.example")
-    assert status == 404 and page["error"]["errors"][0]["reason"] == "notFound"
+        code, page = await list_events(http, sim, cal=cal)
+        assert code == 200 and len(page["items"]) == 1
+    code, page = await list_events(http, sim, cal="nobody@kanzlei.example")
+    assert code == 404 and page["error"]["errors"][0]["reason"] == "notFound"
 
 
 async def test_insert_get_patch_put_delete(sim: RunningApp, http: aiohttp.ClientSession) -> None:
@@ -96,24 +97,20 @@ async def test_insert_get_patch_put_delete(sim: RunningApp, http: aiohttp.Client
     assert patched["etag"] != created["etag"] and patched["updated"] > created["updated"]
     assert patched["created"] == created["created"]
 
-    async with http.patch(url, json={"start": {"date": "2026-03-10"}}, headers=AUTH) as resp:
-        assert resp.status == 400  # date start with dateTime end
+    assert await status(http.patch(url, json={"start": {"date": "2026-03-10"}}, headers=AUTH)) == 400  # date start with dateTime end
     async with http.put(url, json=body("Ersetzt", day=12), headers=AUTH) as resp:
         replaced = await resp.json()
     assert replaced["summary"] == "Ersetzt" and "location" not in replaced and replaced["id"] == eid
     assert replaced["sequence"] == 1
 
-    async with http.delete(url, headers=AUTH) as resp:
-        assert resp.status == 204
+    assert await status(http.delete(url, headers=AUTH)) == 204
     async with http.delete(url, headers=AUTH) as resp:
         assert resp.status == 410
         assert (await resp.json())["error"]["message"] == "Resource has been deleted"
     async with http.get(url, headers=AUTH) as resp:
         assert (await resp.json())["status"] == "cancelled"
-    async with http.delete(f"{events_url(sim)}/unknownevent1", headers=AUTH) as resp:
-        assert resp.status == 404
-    async with http.patch(f"{events_url(sim)}/unknownevent1", json={}, headers=AUTH) as resp:
-        assert resp.status == 404
+    assert await status(http.delete(f"{events_url(sim)}/unknownevent1", headers=AUTH)) == 404
+    assert await status(http.patch(f"{events_url(sim)}/unknownevent1", json={}, headers=AUTH)) == 404
 
 
 async def test_insert_validation_and_client_ids(sim: RunningApp, http: aiohttp.ClientSession) -> None:
@@ -124,12 +121,10 @@ async def test_insert_validation_and_client_ids(sim: RunningApp, http: aiohttp.C
         body("bad id", id="UPPERCASE!"),
     ]
     for data in bad:
-        async with http.post(events_url(sim), json=data, headers=AUTH) as resp:
-            assert resp.status == 400, data
+        assert await status(http.post(events_url(sim), json=data, headers=AUTH)) == 400, data
     first = await insert(http, sim, body("mit id", id="abc123def456"))
     assert first["id"] == "abc123def456"
-    async with http.post(events_url(sim), json=body("mit id", id="abc123def456"), headers=AUTH) as resp:
-        assert resp.status == 409
+    assert await status(http.post(events_url(sim), json=body("mit id", id="abc123def456"), headers=AUTH)) == 409
     allday = await insert(http, sim, {"summary": "Urlaub", "start": {"date": "2026-03-10"}, "end": {"date": "2026-03-12"}})
     assert allday["start"] == {"date": "2026-03-10"}
 
@@ -140,8 +135,8 @@ async def test_paging_and_full_then_incremental_sync(sim: RunningApp, http: aioh
     params: dict[str, str] = {"maxResults": "2"}
     pages = 0
     while True:
-        status, page = await list_events(http, sim, params)
-        assert status == 200
+        code, page = await list_events(http, sim, params)
+        assert code == 200
         pages += 1
         seen += [e["id"] for e in page["items"]]
         if "nextPageToken" in page:
@@ -153,32 +148,30 @@ async def test_paging_and_full_then_incremental_sync(sim: RunningApp, http: aioh
     assert pages == 3 and len(seen) == 6 and set(ids) <= set(seen)  # 5 + the seeded one
 
     # Nothing changed: an empty incremental result and a fresh token.
-    status, page = await list_events(http, sim, {"syncToken": sync})
-    assert status == 200 and page["items"] == [] and page["nextSyncToken"]
+    code, page = await list_events(http, sim, {"syncToken": sync})
+    assert code == 200 and page["items"] == [] and page["nextSyncToken"]
 
-    async with http.patch(f"{events_url(sim)}/{ids[0]}", json={"summary": "neu"}, headers=AUTH) as resp:
-        assert resp.status == 200
-    async with http.delete(f"{events_url(sim)}/{ids[1]}", headers=AUTH) as resp:
-        assert resp.status == 204
+    assert await status(http.patch(f"{events_url(sim)}/{ids[0]}", json={"summary": "neu"}, headers=AUTH)) == 200
+    assert await status(http.delete(f"{events_url(sim)}/{ids[1]}", headers=AUTH)) == 204
     new = await insert(http, sim, body("dazu"))
-    status, page = await list_events(http, sim, {"syncToken": sync})
+    code, page = await list_events(http, sim, {"syncToken": sync})
     changed = {e["id"]: e for e in page["items"]}
     assert set(changed) == {ids[0], ids[1], new["id"]}
     assert changed[ids[0]]["summary"] == "neu"
     assert changed[ids[1]]["status"] == "cancelled"
     assert set(changed[ids[1]]) <= {"kind", "etag", "id", "status", "updated"}
     sync2 = page["nextSyncToken"]
-    status, page = await list_events(http, sim, {"syncToken": sync2})
+    code, page = await list_events(http, sim, {"syncToken": sync2})
     assert page["items"] == []
     # Full list hides the deleted one unless showDeleted.
-    status, page = await list_events(http, sim)
+    code, page = await list_events(http, sim)
     assert ids[1] not in {e["id"] for e in page["items"]}
-    status, page = await list_events(http, sim, {"showDeleted": "true"})
+    code, page = await list_events(http, sim, {"showDeleted": "true"})
     assert ids[1] in {e["id"] for e in page["items"]}
 
 
 async def test_sync_token_errors(sim: RunningApp, http: aiohttp.ClientSession) -> None:
-    status, page = await list_events(http, sim)
+    code, page = await list_events(http, sim)
     sync = page["nextSyncToken"]
     for extra in (
         {"timeMin": "2026-01-01T00:00:00Z"},
@@ -188,44 +181,44 @@ async def test_sync_token_errors(sim: RunningApp, http: aiohttp.ClientSession) -
         {"orderBy": "updated"},
         {"showDeleted": "false"},
     ):
-        status, err = await list_events(http, sim, {"syncToken": sync, **extra})
-        assert status == 400, extra
+        code, err = await list_events(http, sim, {"syncToken": sync, **extra})
+        assert code == 400, extra
         assert err["error"]["code"] == 400
-    status, err = await list_events(http, sim, {"syncToken": "CPbogus"})
-    assert status == 410 and err["error"]["errors"][0]["reason"] == "fullSyncRequired"
-    status, _ = await list_events(http, sim, {"syncToken": sync})
-    assert status == 200
+    code, err = await list_events(http, sim, {"syncToken": "CPbogus"})
+    assert code == 410 and err["error"]["errors"][0]["reason"] == "fullSyncRequired"
+    code, _ = await list_events(http, sim, {"syncToken": sync})
+    assert code == 200
     # A token is bound to its calendar.
-    status, _ = await list_events(http, sim, {"syncToken": sync}, cal="ab@kanzlei.example")
-    assert status == 410
+    code, _ = await list_events(http, sim, {"syncToken": sync}, cal="ab@kanzlei.example")
+    assert code == 410
     async with http.post(f"{sim.url}/_sim/expire-sync-tokens") as resp:
         assert (await resp.json())["expired"] >= 1
-    status, _ = await list_events(http, sim, {"syncToken": sync})
-    assert status == 410
-    status, _ = await list_events(http, sim, {"pageToken": "nonsense"})
-    assert status == 400
+    code, _ = await list_events(http, sim, {"syncToken": sync})
+    assert code == 410
+    code, _ = await list_events(http, sim, {"pageToken": "nonsense"})
+    assert code == 400
 
 
 async def test_filters(sim: RunningApp, http: aiohttp.ClientSession) -> None:
     a = await insert(http, sim, body("A", day=5, extendedProperties={"private": {"advowareFrNr": "1", "kind": "x"}}))
     b = await insert(http, sim, body("B", day=6, extendedProperties={"private": {"advowareFrNr": "2", "kind": "x"}}))
-    status, page = await list_events(http, sim, [("privateExtendedProperty", "advowareFrNr=2")])
+    code, page = await list_events(http, sim, [("privateExtendedProperty", "advowareFrNr=2")])
     assert [e["id"] for e in page["items"]] == [b["id"]]
-    status, page = await list_events(http, sim, [("privateExtendedProperty", "kind=x"), ("privateExtendedProperty", "advowareFrNr=1")])
+    code, page = await list_events(http, sim, [("privateExtendedProperty", "kind=x"), ("privateExtendedProperty", "advowareFrNr=1")])
     assert [e["id"] for e in page["items"]] == [a["id"]]
-    status, page = await list_events(http, sim, {"timeMin": "2026-03-06T00:00:00+01:00", "timeMax": "2026-03-07T00:00:00+01:00"})
+    code, page = await list_events(http, sim, {"timeMin": "2026-03-06T00:00:00+01:00", "timeMax": "2026-03-07T00:00:00+01:00"})
     assert [e["id"] for e in page["items"]] == [b["id"]]
-    status, _ = await list_events(http, sim, {"timeMin": "2026-03-06T00:00:00"})
-    assert status == 400  # no offset
-    status, page = await list_events(http, sim, {"q": "b"})
+    code, _ = await list_events(http, sim, {"timeMin": "2026-03-06T00:00:00"})
+    assert code == 400  # no offset
+    code, page = await list_events(http, sim, {"q": "b"})
     assert b["id"] in [e["id"] for e in page["items"]] and a["id"] not in [e["id"] for e in page["items"]]
-    status, _ = await list_events(http, sim, {"orderBy": "startTime"})
-    assert status == 400  # needs singleEvents
+    code, _ = await list_events(http, sim, {"orderBy": "startTime"})
+    assert code == 400  # needs singleEvents
 
 
 async def test_single_events_expands_recurrence(sim: RunningApp, http: aiohttp.ClientSession) -> None:
     weekly = await insert(http, sim, body("Jour fixe", day=2, recurrence=["RRULE:FREQ=WEEKLY;COUNT=5"]))
-    status, page = await list_events(http, sim, {"singleEvents": "true", "orderBy": "startTime",
+    code, page = await list_events(http, sim, {"singleEvents": "true", "orderBy": "startTime",
                                                  "timeMin": "2026-03-01T00:00:00Z", "timeMax": "2026-04-30T00:00:00Z"})
     inst = [e for e in page["items"] if e.get("recurringEventId") == weekly["id"]]
     assert [e["start"]["dateTime"][:10] for e in inst] == ["2026-03-02", "2026-03-09", "2026-03-16", "2026-03-23", "2026-03-30"]
@@ -233,9 +226,9 @@ async def test_single_events_expands_recurrence(sim: RunningApp, http: aiohttp.C
     # Across the DST change (29 March) the wall-clock time stays 10:00 in Berlin.
     assert inst[3]["start"]["dateTime"] == "2026-03-23T10:00:00+01:00"
     assert inst[4]["start"]["dateTime"] == "2026-03-30T10:00:00+02:00"
-    status, page = await list_events(http, sim, {"timeMin": "2026-03-27T00:00:00Z"})
+    code, page = await list_events(http, sim, {"timeMin": "2026-03-27T00:00:00Z"})
     assert weekly["id"] in [e["id"] for e in page["items"]]  # the series overlaps via its last instance
-    status, page = await list_events(http, sim, {"timeMin": "2026-04-01T00:00:00Z"})
+    code, page = await list_events(http, sim, {"timeMin": "2026-04-01T00:00:00Z"})
     assert weekly["id"] not in [e["id"] for e in page["items"]]
 
 
@@ -262,8 +255,7 @@ async def test_token_endpoint(http: aiohttp.ClientSession) -> None:
         async with http.post(f"{running.url}/token", data={"grant_type": grant, "assertion": jwt(key, claims)}) as resp:
             answer = await resp.json()
         assert resp.status == 200 and answer["token_type"] == "Bearer" and answer["expires_in"] == 3600
-        async with http.get(events_url(running), headers={"Authorization": f"Bearer {answer['access_token']}"}) as resp:
-            assert resp.status == 200
+        assert await status(http.get(events_url(running), headers={"Authorization": f"Bearer {answer['access_token']}"})) == 200
         for form in (
             {"grant_type": grant, "assertion": jwt(other, claims)},  # wrong key
             {"grant_type": grant, "assertion": jwt(key, {**claims, "exp": now - 10})},  # expired
@@ -276,7 +268,6 @@ async def test_token_endpoint(http: aiohttp.ClientSession) -> None:
                 assert (await resp.json())["error"] in ("invalid_grant", "unsupported_grant_type")
         async with http.post(f"{running.url}/_sim/revoke-tokens") as resp:
             assert (await resp.json())["revoked"] == 1
-        async with http.get(events_url(running), headers={"Authorization": f"Bearer {answer['access_token']}"}) as resp:
-            assert resp.status == 401
+        assert await status(http.get(events_url(running), headers={"Authorization": f"Bearer {answer['access_token']}"})) == 401
     finally:
         await running.stop()

@@ -13,6 +13,7 @@ import pytest
 
 from simulators.runner import RunningApp, start_app
 from simulators.xai import create_app
+from tests.simulators.http_status import status
 
 API_KEY = "xai-test-key"
 MGMT_KEY = "xai-token-mgmt"
@@ -43,14 +44,10 @@ async def test_auth_is_per_host(sim: RunningApp, http: aiohttp.ClientSession) ->
             body = await resp.json()
             assert body["error"]
     for headers in ({}, API):
-        async with http.get(f"{sim.url}/v1/collections", headers=headers) as resp:
-            assert resp.status == 401
-    async with http.post(f"{sim.url}/v1/documents/search", json={"query": "x"}, headers=MGMT) as resp:
-        assert resp.status == 401
-    async with http.get(f"{sim.url}/v1/files", headers=API) as resp:
-        assert resp.status == 200
-    async with http.get(f"{sim.url}/v1/collections", headers=MGMT) as resp:
-        assert resp.status == 200
+        assert await status(http.get(f"{sim.url}/v1/collections", headers=headers)) == 401
+    assert await status(http.post(f"{sim.url}/v1/documents/search", json={"query": "x"}, headers=MGMT)) == 401
+    assert await status(http.get(f"{sim.url}/v1/files", headers=API)) == 200
+    assert await status(http.get(f"{sim.url}/v1/collections", headers=MGMT)) == 200
 
 
 async def test_file_lifecycle(sim: RunningApp, http: aiohttp.ClientSession) -> None:
@@ -71,18 +68,15 @@ async def test_file_lifecycle(sim: RunningApp, http: aiohttp.ClientSession) -> N
         assert listing["pagination_token"] is None
     async with http.delete(f"{sim.url}/v1/files/{info['id']}", headers=API) as resp:
         assert await resp.json() == {"id": info["id"], "object": "file", "deleted": True}
-    async with http.get(f"{sim.url}/v1/files/{info['id']}", headers=API) as resp:
-        assert resp.status == 404
-    async with http.delete(f"{sim.url}/v1/files/{info['id']}", headers=API) as resp:
-        assert resp.status == 404
+    assert await status(http.get(f"{sim.url}/v1/files/{info['id']}", headers=API)) == 404
+    assert await status(http.delete(f"{sim.url}/v1/files/{info['id']}", headers=API)) == 404
 
 
 async def test_upload_requires_file_part(sim: RunningApp, http: aiohttp.ClientSession) -> None:
     form = aiohttp.FormData()
     form.add_field("purpose", "assistants")
     form.add_field("other", b"x", filename="x.bin")
-    async with http.post(f"{sim.url}/v1/files", data=form, headers=API) as resp:
-        assert resp.status == 400
+    assert await status(http.post(f"{sim.url}/v1/files", data=form, headers=API)) == 400
 
 
 async def test_upload_too_large_is_413(http: aiohttp.ClientSession) -> None:
@@ -90,8 +84,7 @@ async def test_upload_too_large_is_413(http: aiohttp.ClientSession) -> None:
     try:
         form = aiohttp.FormData()
         form.add_field("file", b"x" * 100_001, filename="big.bin")
-        async with http.post(f"{running.url}/v1/files", data=form, headers=API) as resp:
-            assert resp.status == 413
+        assert await status(http.post(f"{running.url}/v1/files", data=form, headers=API)) == 413
         info = await upload(http, running.url, b"x" * 100_000, "ok.bin")
         assert info["bytes"] == 100_000
     finally:
@@ -124,8 +117,7 @@ async def test_streamed_upload_keeps_memory_bounded(sim: RunningApp, http: aioht
     # The stored hash covers the whole stream.
     async with http.post(f"{sim.url}/v1/collections", json={"collection_name": "c"}, headers=MGMT) as resp:
         cid = (await resp.json())["collection_id"]
-    async with http.post(f"{sim.url}/v1/collections/{cid}/documents/{info['id']}", json={}, headers=MGMT) as resp:
-        assert resp.status == 200
+    assert await status(http.post(f"{sim.url}/v1/collections/{cid}/documents/{info['id']}", json={}, headers=MGMT)) == 200
     async with http.get(f"{sim.url}/v1/collections/{cid}/documents/{info['id']}", headers=MGMT) as resp:
         assert (await resp.json())["file_metadata"]["hash"] == digest
 
@@ -159,22 +151,16 @@ async def test_collections_crud_and_paging(sim: RunningApp, http: aiohttp.Client
         if not token:
             break
     assert pages == 3 and seen == ids
-    async with http.get(f"{sim.url}/v1/collections", params={"pagination_token": "%%%"}, headers=MGMT) as resp:
-        assert resp.status == 400
+    assert await status(http.get(f"{sim.url}/v1/collections", params={"pagination_token": "%%%"}, headers=MGMT)) == 400
 
     async with http.put(f"{sim.url}/v1/collections/{ids[0]}", json={"collection_name": "Neu", "metadata": {"k": "v"}}, headers=MGMT) as resp:
         col = await resp.json()
         assert col["collection_name"] == "Neu" and col["metadata"] == {"k": "v"}
-    async with http.post(f"{sim.url}/v1/collections", json={"collection_name": "x", "metadata": {"n": 1}}, headers=MGMT) as resp:
-        assert resp.status == 400
-    async with http.post(f"{sim.url}/v1/collections", json={}, headers=MGMT) as resp:
-        assert resp.status == 400
-    async with http.delete(f"{sim.url}/v1/collections/{ids[0]}", headers=MGMT) as resp:
-        assert resp.status == 200
-    async with http.get(f"{sim.url}/v1/collections/{ids[0]}", headers=MGMT) as resp:
-        assert resp.status == 404
-    async with http.delete(f"{sim.url}/v1/collections/{ids[0]}", headers=MGMT) as resp:
-        assert resp.status == 404
+    assert await status(http.post(f"{sim.url}/v1/collections", json={"collection_name": "x", "metadata": {"n": 1}}, headers=MGMT)) == 400
+    assert await status(http.post(f"{sim.url}/v1/collections", json={}, headers=MGMT)) == 400
+    assert await status(http.delete(f"{sim.url}/v1/collections/{ids[0]}", headers=MGMT)) == 200
+    assert await status(http.get(f"{sim.url}/v1/collections/{ids[0]}", headers=MGMT)) == 404
+    assert await status(http.delete(f"{sim.url}/v1/collections/{ids[0]}", headers=MGMT)) == 404
 
 
 async def test_documents_add_remove_and_status(sim: RunningApp, http: aiohttp.ClientSession) -> None:
@@ -182,14 +168,10 @@ async def test_documents_add_remove_and_status(sim: RunningApp, http: aiohttp.Cl
     async with http.post(f"{sim.url}/v1/collections", json={"collection_name": "c"}, headers=MGMT) as resp:
         cid = (await resp.json())["collection_id"]
     docs = f"{sim.url}/v1/collections/{cid}/documents"
-    async with http.post(f"{docs}/file-unknown", json={}, headers=MGMT) as resp:
-        assert resp.status == 404
-    async with http.post(f"{sim.url}/v1/collections/collection_nope/documents/{info['id']}", json={}, headers=MGMT) as resp:
-        assert resp.status == 404
-    async with http.post(f"{docs}/{info['id']}", json={"fields": {"aktenzeichen": "1/26"}}, headers=MGMT) as resp:
-        assert resp.status == 200
-    async with http.post(f"{docs}/{info['id']}", json={}, headers=MGMT) as resp:
-        assert resp.status == 409
+    assert await status(http.post(f"{docs}/file-unknown", json={}, headers=MGMT)) == 404
+    assert await status(http.post(f"{sim.url}/v1/collections/collection_nope/documents/{info['id']}", json={}, headers=MGMT)) == 404
+    assert await status(http.post(f"{docs}/{info['id']}", json={"fields": {"aktenzeichen": "1/26"}}, headers=MGMT)) == 200
+    assert await status(http.post(f"{docs}/{info['id']}", json={}, headers=MGMT)) == 409
     async with http.get(f"{docs}/{info['id']}", headers=MGMT) as resp:
         doc = await resp.json()
     assert doc["status"] == "PROCESSING"
@@ -209,13 +191,10 @@ async def test_documents_add_remove_and_status(sim: RunningApp, http: aiohttp.Cl
         listing = await resp.json()
     assert [d["status"] for d in listing["documents"]] == ["PROCESSED"]
     assert listing["pagination_token"] is None
-    async with http.delete(f"{docs}/{info['id']}", headers=MGMT) as resp:
-        assert resp.status == 200
-    async with http.delete(f"{docs}/{info['id']}", headers=MGMT) as resp:
-        assert resp.status == 404
+    assert await status(http.delete(f"{docs}/{info['id']}", headers=MGMT)) == 200
+    assert await status(http.delete(f"{docs}/{info['id']}", headers=MGMT)) == 404
     # Removing from the collection keeps the file.
-    async with http.get(f"{sim.url}/v1/files/{info['id']}", headers=API) as resp:
-        assert resp.status == 200
+    assert await status(http.get(f"{sim.url}/v1/files/{info['id']}", headers=API)) == 200
 
 
 async def test_search_matches_processed_documents(http: aiohttp.ClientSession) -> None:
@@ -228,8 +207,7 @@ async def test_search_matches_processed_documents(http: aiohttp.ClientSession) -
             async with http.post(f"{running.url}/v1/collections", json={"collection_name": name}, headers=MGMT) as resp:
                 cids.append((await resp.json())["collection_id"])
         for fid in (a["id"], b["id"]):
-            async with http.post(f"{running.url}/v1/collections/{cids[0]}/documents/{fid}", json={}, headers=MGMT) as resp:
-                assert resp.status == 200
+            assert await status(http.post(f"{running.url}/v1/collections/{cids[0]}/documents/{fid}", json={}, headers=MGMT)) == 200
         search = f"{running.url}/v1/documents/search"
         async with http.post(search, json={"query": "mietvertrags", "source": {"collection_ids": [cids[0]]}, "limit": 5}, headers=API) as resp:
             matches = (await resp.json())["matches"]
@@ -243,10 +221,8 @@ async def test_search_matches_processed_documents(http: aiohttp.ClientSession) -
         assert matches[0]["file_id"] == a["id"]  # two of three words beat one of three
         async with http.post(search, json={"query": "Mietvertrags", "source": {"collection_ids": [cids[1]]}}, headers=API) as resp:
             assert (await resp.json())["matches"] == []
-        async with http.post(search, json={"query": "x", "source": {"collection_ids": ["collection_nope"]}}, headers=API) as resp:
-            assert resp.status == 404
-        async with http.post(search, json={"source": {"collection_ids": [cids[0]]}}, headers=API) as resp:
-            assert resp.status == 400
+        assert await status(http.post(search, json={"query": "x", "source": {"collection_ids": ["collection_nope"]}}, headers=API)) == 404
+        assert await status(http.post(search, json={"source": {"collection_ids": [cids[0]]}}, headers=API)) == 400
     finally:
         await running.stop()
 
@@ -262,16 +238,12 @@ async def test_seed_reset_and_fault_injection(http: aiohttp.ClientSession) -> No
     try:
         async with http.get(f"{running.url}/v1/collections/collection_seeded/documents/file-seeded", headers=MGMT) as resp:
             assert (await resp.json())["status"] == "PROCESSED"
-        async with http.post(f"{running.url}/_sim/reset", json={}) as resp:
-            assert resp.status == 200
-        async with http.get(f"{running.url}/v1/files/file-seeded", headers=API) as resp:
-            assert resp.status == 404
-        async with http.post(f"{running.url}/_sim/reset", json={"seed": True}) as resp:
-            assert resp.status == 200
-        async with http.get(f"{running.url}/v1/files/file-seeded", headers=API) as resp:
-            assert resp.status == 200
-        async with http.post(f"{running.url}/_sim/faults", json={"path": "^/v1/files$", "method": "POST", "status": 429, "retry_after": 3, "times": 1}) as resp:
-            assert resp.status == 200
+        assert await status(http.post(f"{running.url}/_sim/reset", json={})) == 200
+        assert await status(http.get(f"{running.url}/v1/files/file-seeded", headers=API)) == 404
+        assert await status(http.post(f"{running.url}/_sim/reset", json={"seed": True})) == 200
+        assert await status(http.get(f"{running.url}/v1/files/file-seeded", headers=API)) == 200
+        fault = {"path": "^/v1/files$", "method": "POST", "status": 429, "retry_after": 3, "times": 1}
+        assert await status(http.post(f"{running.url}/_sim/faults", json=fault)) == 200
         form = aiohttp.FormData()
         form.add_field("file", b"x", filename="x")
         async with http.post(f"{running.url}/v1/files", data=form, headers=API) as resp:
