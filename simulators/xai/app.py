@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
+import json
 import re
 import tempfile
 import time
@@ -37,16 +38,27 @@ def _not_found(what: str) -> web.Response:
     return _error(404, "NotFound", f"{what} not found")
 
 
-def _bad_request(message: str) -> web.Response:
-    return _error(400, "InvalidArgument", message)
+class _BadRequest(web.HTTPBadRequest):
+    """xAI's 400 (`InvalidArgument`); the request checks raise it, aiohttp answers it (and the
+    fault middleware logs it) like a returned response."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(text=json.dumps({"code": "InvalidArgument", "error": message}), content_type="application/json")
 
 
-def _page(items: list[Any], request: web.Request) -> tuple[list[Any], str | None] | web.Response:
+def _required_text(value: Any, message: str) -> str:
+    """`value` when it is a string that is not blank, else a 400 with `message`."""
+    if not isinstance(value, str) or not value.strip():
+        raise _BadRequest(message)
+    return value
+
+
+def _page(items: list[Any], request: web.Request) -> tuple[list[Any], str | None]:
     """Slice `items` by `limit`/`pagination_token`; the token is an opaque offset."""
     try:
         limit = int(request.query.get("limit", DEFAULT_PAGE))
     except ValueError:
-        return _bad_request("limit must be an integer")
+        raise _BadRequest("limit must be an integer") from None
     if limit <= 0:
         limit = DEFAULT_PAGE
     limit = min(limit, MAX_PAGE)
@@ -56,7 +68,7 @@ def _page(items: list[Any], request: web.Request) -> tuple[list[Any], str | None
         try:
             offset = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("o:"))
         except (ValueError, UnicodeDecodeError):
-            return _bad_request("invalid pagination_token")
+            raise _BadRequest("invalid pagination_token") from None
     chunk = items[offset : offset + limit]
     nxt = offset + limit
     next_token = base64.urlsafe_b64encode(f"o:{nxt}".encode()).decode() if nxt < len(items) else None
@@ -64,32 +76,28 @@ def _page(items: list[Any], request: web.Request) -> tuple[list[Any], str | None
 
 
 def _paged_response(items: list[Any], request: web.Request, field: str, public: Callable[[Any], Any]) -> web.Response:
-    """One page of `items` (_page) as `{field: [public(item), ...], "pagination_token": ...}`,
-    or _page's 400."""
-    paged = _page(items, request)
-    if isinstance(paged, web.Response):
-        return paged
-    page, token = paged
+    """One page of `items` (_page) as `{field: [public(item), ...], "pagination_token": ...}`."""
+    page, token = _page(items, request)
     return web.json_response({field: [public(item) for item in page], "pagination_token": token})
 
 
-def _string_map(value: Any, name: str) -> dict[str, str] | web.Response:
+def _string_map(value: Any, name: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        return _bad_request(f"{name} must be an object with string values")
+        raise _BadRequest(f"{name} must be an object with string values")
     return dict(value)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
+async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
-        return _bad_request("request body is not valid JSON")
+        raise _BadRequest("request body is not valid JSON") from None
     if not isinstance(body, dict):
-        return _bad_request("request body must be a JSON object")
+        raise _BadRequest("request body must be a JSON object")
     return body
 
 
@@ -153,7 +161,7 @@ def create_app(
 
     async def upload_file(request: web.Request) -> web.Response:
         if not request.content_type.startswith("multipart/"):
-            return _bad_request("expected multipart/form-data")
+            raise _BadRequest("expected multipart/form-data")
         reader = await request.multipart()
         purpose = ""
         stored_args: dict[str, Any] | None = None
@@ -211,7 +219,7 @@ def create_app(
                 stored_args["data"].close()
             return _error(413, "PayloadTooLarge", f"File exceeds the maximum size of {max_file_bytes} bytes")
         if stored_args is None:
-            return _bad_request("multipart field 'file' is required")
+            raise _BadRequest("multipart field 'file' is required")
         stored = state.add_file(purpose=purpose, **stored_args)
         return web.json_response(stored.public())
 
@@ -251,14 +259,8 @@ def create_app(
 
     async def create_collection(request: web.Request) -> web.Response:
         body = await _json_body(request)
-        if isinstance(body, web.Response):
-            return body
-        name = body.get("collection_name")
-        if not isinstance(name, str) or not name.strip():
-            return _bad_request("collection_name is required")
+        name = _required_text(body.get("collection_name"), "collection_name is required")
         metadata = _string_map(body.get("metadata", body.get("fields")), "metadata")
-        if isinstance(metadata, web.Response):
-            return metadata
         col = Collection(
             collection_id=f"collection_{uuid.uuid4()}",
             collection_name=name,
@@ -287,20 +289,12 @@ def create_app(
         if col is None:
             return _not_found("Collection")
         body = await _json_body(request)
-        if isinstance(body, web.Response):
-            return body
         if "collection_name" in body:
-            name = body["collection_name"]
-            if not isinstance(name, str) or not name.strip():
-                return _bad_request("collection_name must be a non-empty string")
-            col.collection_name = name
+            col.collection_name = _required_text(body["collection_name"], "collection_name must be a non-empty string")
         if "collection_description" in body:
             col.collection_description = str(body["collection_description"] or "")
         if "metadata" in body or "fields" in body:
-            metadata = _string_map(body.get("metadata", body.get("fields")), "metadata")
-            if isinstance(metadata, web.Response):
-                return metadata
-            col.metadata = metadata
+            col.metadata = _string_map(body.get("metadata", body.get("fields")), "metadata")
         return web.json_response(col.public())
 
     async def delete_collection(request: web.Request) -> web.Response:
@@ -316,12 +310,7 @@ def create_app(
         file_id = request.match_info["file_id"]
         if file_id not in state.files:
             return _not_found("File")
-        body = await _json_body(request)
-        if isinstance(body, web.Response):
-            return body
-        fields = _string_map(body.get("fields"), "fields")
-        if isinstance(fields, web.Response):
-            return fields
+        fields = _string_map((await _json_body(request)).get("fields"), "fields")
         if file_id in col.documents:
             return _error(409, "AlreadyExists", f"Document {file_id} already exists in collection {col.collection_id}")
         state.add_document(col, file_id, fields)
@@ -355,19 +344,15 @@ def create_app(
 
     async def search(request: web.Request) -> web.Response:
         body = await _json_body(request)
-        if isinstance(body, web.Response):
-            return body
-        query = body.get("query")
-        if not isinstance(query, str) or not query.strip():
-            return _bad_request("query is required")
+        query = _required_text(body.get("query"), "query is required")
         source = body.get("source") or {}
         cids = source.get("collection_ids") if isinstance(source, dict) else None
         if not isinstance(cids, list) or not cids or not all(isinstance(c, str) for c in cids):
-            return _bad_request("source.collection_ids must be a non-empty list of strings")
+            raise _BadRequest("source.collection_ids must be a non-empty list of strings")
         try:
             limit = int(body.get("limit") or 10)
         except (TypeError, ValueError):
-            return _bad_request("limit must be an integer")
+            raise _BadRequest("limit must be an integer") from None
         matches: list[dict[str, Any]] = []
         for cid in cids:
             col = state.collections.get(cid)
