@@ -33,11 +33,13 @@ OWN_WRITE_FIELDS: frozenset[str] = frozenset(
         "xaiSyncError",
         "xaiLastSync",
         "fileStatus",
-        "md5sum",
         "sha256",
     }
 )
-"""The attributes the sync writes; an update webhook changing only these is our own echo."""
+"""The attributes the sync writes; an update webhook changing only these is our own echo.
+Not `md5sum`: it is EspoCRM's hash of the current file, and a change of it alone (a file
+replaced while `fileStatus` stays synced) must reach the sync. The sync writes it only when
+EspoCRM had none or another value than the bytes' MD5; that echo costs one read-only run."""
 
 BOOKKEEPING_FIELDS: frozenset[str] = frozenset(
     {"modifiedAt", "modifiedById", "modifiedByName", "modifiedBy", "versionNumber", "isFollowed"}

@@ -4,7 +4,10 @@
 It knows nothing of Motia: it takes the clients, an optional `SyncJournal`
 (services.documents.journal; Motia state in the step) and returns the follow-up events
 for the step to enqueue. Attachments are streamed to a temporary file and hashed on the
-way (`download_to_tempfile`); an upload is journalled before EspoCRM hears of it.
+way (`download_to_tempfile`, MD5 and SHA-256); an upload is journalled before EspoCRM hears
+of it. `xaiSyncedHash` is written as the MD5 of the synced bytes (the guide's rule, see
+services.documents.plan); a record still holding a legacy SHA-256 there is migrated by
+`_migrate_hash` with one download and no upload.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -34,8 +37,10 @@ from services.documents.plan import (
     SyncPlan,
     collections_to_clean,
     failure_message,
+    migrated_hash,
     plan_document_sync,
     reusable_file_candidates,
+    same_hash,
 )
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import (
@@ -105,6 +110,7 @@ async def download_to_tempfile(espocrm: Any, attachment_id: str, max_bytes: int 
 class SyncOutcome(StrEnum):
     SKIPPED_ECHO = "skipped_echo"
     UP_TO_DATE = "up_to_date"
+    MIGRATED = "migrated"  # a legacy SHA-256 xaiSyncedHash became the MD5, nothing uploaded
     WAITING = "waiting_for_collections"
     NO_SYNC = "no_sync"
     SYNCED = "synced"
@@ -244,7 +250,46 @@ class DocumentSyncService:
             )
             self.log.info(f"Document {doc.id}: no_sync ({plan.reason})", document_id=doc.id, removed_from=sorted(known))
             return SyncResult(SyncOutcome.NO_SYNC, detail=plan.reason)
+        if plan.decision == SyncDecision.MIGRATE_HASH:
+            return await self._migrate_hash(doc, plan, journal)
         return await self._sync(doc, plan, journal)
+
+    async def _migrate_hash(self, doc: DocumentRecord, plan: SyncPlan, journal: dict[str, Any] | None) -> SyncResult:
+        """Rewrite a legacy SHA-256 `xaiSyncedHash` to the MD5, without uploading.
+
+        An MD5 cannot be computed from a SHA-256, xAI reports no MD5, and EspoCRM's `md5sum` is
+        exactly the field that changes when the file does, so it proves nothing about the bytes
+        in xAI. The cheapest honest proof is one streamed download of the EspoCRM file, hashed
+        both ways: its SHA-256 equal to the legacy hash (and to the journal's, when the journal
+        names the same file) proves `xaiId` holds these bytes, and their MD5 is written. No xAI
+        call, no `pending_sync`. Other bytes → the normal sync, reusing this download. A file
+        replaced meanwhile → `unclean` (its own update syncs it)."""
+        assert doc.fileId, "plan_document_sync guarantees a file"
+        downloaded = await download_to_tempfile(self.espocrm, doc.fileId)
+        try:
+            if not migrated_hash(doc, journal, downloaded.md5, downloaded.sha256):
+                self.log.info(f"Document {doc.id}: content differs from the legacy hash, syncing", document_id=doc.id)
+                sync_plan = replace(plan, decision=SyncDecision.SYNC, needs_download=True, reason="content differs from the legacy hash")
+                return await self._sync(doc, sync_plan, journal, downloaded=downloaded)
+        finally:
+            downloaded.remove()
+        md5, sha = downloaded.md5, downloaded.sha256
+        entry = journal if journal and journal.get("file_id") == doc.xaiId else {"file_id": doc.xaiId, "collections": list(plan.required)}
+        await self.journal.set(doc.id, {**entry, "sha256": sha, "md5": md5})
+        current = await self.load_document(doc.id)
+        if current is None:
+            return SyncResult(SyncOutcome.GONE, file_id=doc.xaiId, detail="document deleted during the hash migration")
+        update: dict[str, Any] = {"xaiSyncedHash": md5}
+        if current.fileId != doc.fileId:
+            update["xaiSyncStatus"] = XAISyncStatus.UNCLEAN
+        else:
+            if not current.md5sum:
+                update["md5sum"] = md5
+            if not same_hash(current.sha256, sha):
+                update["sha256"] = sha
+        await self.espocrm.update_entity(EntityType.DOKUMENTE.value, doc.id, update)
+        self.log.info(f"Document {doc.id}: xaiSyncedHash migrated to MD5 (no upload)", document_id=doc.id, file_id=doc.xaiId)
+        return SyncResult(SyncOutcome.MIGRATED, file_id=doc.xaiId, collections=plan.required, detail="legacy SHA-256 replaced by the MD5")
 
     async def _find_orphan_upload(self, filename: str, size: int, started_at: float, sha256: str) -> str | None:
         """The file an interrupted run uploaded: same name and size, created after it started,
@@ -268,19 +313,28 @@ class DocumentSyncService:
                     return str(f["id"])
         return None
 
-    async def _sync(self, doc: DocumentRecord, plan: SyncPlan, journal: dict[str, Any] | None) -> SyncResult:
+    async def _sync(
+        self, doc: DocumentRecord, plan: SyncPlan, journal: dict[str, Any] | None, *, downloaded: DownloadedFile | None = None
+    ) -> SyncResult:
+        """Upload when needed, fix the memberships, write back (`xaiSyncedHash` = the MD5).
+        `downloaded`: the file already fetched (and hashed) by the caller, who removes it."""
         assert doc.fileId, "plan_document_sync guarantees a file"
         if doc.xaiSyncStatus != XAISyncStatus.PENDING_SYNC:
             await self.espocrm.update_entity(EntityType.DOKUMENTE.value, doc.id, {"xaiSyncStatus": XAISyncStatus.PENDING_SYNC})
-        downloaded: DownloadedFile | None = None
+        given = downloaded
         try:
-            if plan.needs_download:
+            sha: str | None
+            if downloaded is None and plan.needs_download:
                 downloaded = await download_to_tempfile(self.espocrm, doc.fileId)
+            if downloaded is not None:
                 sha, md5 = downloaded.sha256, downloaded.md5
             else:
-                sha, md5 = str(doc.sha256), str(doc.md5sum or "")
+                # Proven synced (md5sum == xaiSyncedHash): the SHA-256 written with it, or the journal's.
+                md5 = str(doc.md5sum)
+                j = journal or {}
+                sha = doc.sha256 or (str(j["sha256"]) if j.get("sha256") and j.get("file_id") == doc.xaiId else None)
             file_id: str | None = None
-            for candidate in reusable_file_candidates(doc, sha, journal):
+            for candidate in reusable_file_candidates(doc, md5, sha, journal):
                 if await self.xai.get_file(candidate) is not None:
                     file_id = candidate
                     break
@@ -292,6 +346,7 @@ class DocumentSyncService:
                 filename = doc.fileName or doc.name or f"{doc.id}.bin"
                 pending = (journal or {}).get(UPLOAD_PENDING_KEY)
                 if pending and pending.get("sha256") == sha:
+                    assert sha is not None
                     # A run died between xAI accepting an upload and the journal entry.
                     file_id = await self._find_orphan_upload(
                         filename, downloaded.size, float(pending.get("started_at") or 0), sha
@@ -300,20 +355,20 @@ class DocumentSyncService:
                         self.log.warn(f"Document {doc.id}: adopted upload {file_id} of a run that died", document_id=doc.id, file_id=file_id)
             if file_id is None:
                 assert downloaded is not None
-                await self.journal.set(doc.id, {**(journal or {}), UPLOAD_PENDING_KEY: {"sha256": sha, "started_at": time.time()}})
+                await self.journal.set(doc.id, {**(journal or {}), UPLOAD_PENDING_KEY: {"sha256": sha, "md5": md5, "started_at": time.time()}})
                 mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
                 file_id = await self.xai.upload_file(filename, downloaded.path, mime)
                 uploaded = True
                 # Remember the upload BEFORE EspoCRM knows of it: a retry after a crash reuses it.
-                journal = {"file_id": file_id, "sha256": sha, "collections": list((journal or {}).get("collections") or []),
+                journal = {"file_id": file_id, "sha256": sha, "md5": md5, "collections": list((journal or {}).get("collections") or []),
                            "previous_file_id": (journal or {}).get("file_id") or doc.xaiId}
                 await self.journal.set(doc.id, journal)
                 self.log.info(f"Document {doc.id}: uploaded to xAI as {file_id}", document_id=doc.id, file_id=file_id, size=downloaded.size)
         finally:
-            if downloaded is not None:
+            if downloaded is not None and downloaded is not given:
                 downloaded.remove()
 
-        fields = {DOCUMENT_FIELD_ID: doc.id, "espocrm_document_name": doc.name or "", "sha256": sha}
+        fields = {DOCUMENT_FIELD_ID: doc.id, "espocrm_document_name": doc.name or "", "md5": md5, **({"sha256": sha} if sha else {})}
         gone: list[str] = []
         for cid in plan.required:
             try:
@@ -323,7 +378,7 @@ class DocumentSyncService:
         for cid, fid in collections_to_clean(doc, journal, file_id, plan.required):
             await self.xai.remove_from_collection(cid, fid)
         in_collections = [c for c in plan.required if c not in gone]
-        await self.journal.set(doc.id, {"file_id": file_id, "sha256": sha, "collections": in_collections})
+        await self.journal.set(doc.id, {"file_id": file_id, "sha256": sha, "md5": md5, "collections": in_collections})
 
         if gone:
             # A stored collection id points at a deleted collection: let the manager recreate it.
@@ -335,7 +390,7 @@ class DocumentSyncService:
             ]
             await self.espocrm.update_entity(
                 EntityType.DOKUMENTE.value, doc.id,
-                {"xaiId": file_id, "xaiCollections": in_collections, "xaiSyncedHash": sha, "md5sum": md5, "sha256": sha,
+                {"xaiId": file_id, "xaiCollections": in_collections, "xaiSyncedHash": md5,
                  "xaiSyncStatus": XAISyncStatus.UNCLEAN, "xaiSyncError": f"collections missing in xAI: {', '.join(gone)}"},
             )
             self.log.warn(f"Document {doc.id}: collections gone, asked the collection manager", document_id=doc.id, gone=gone)
@@ -348,14 +403,18 @@ class DocumentSyncService:
         update: dict[str, Any] = {
             "xaiId": file_id,
             "xaiCollections": in_collections,
-            "xaiSyncedHash": sha,
+            "xaiSyncedHash": md5,
             "xaiSyncError": None,
             "xaiLastSync": espo_datetime(utc_now()),
         }
-        if current.fileId == doc.fileId:
-            update.update({"md5sum": md5, "sha256": sha, "fileStatus": FileStatus.SYNCED, "xaiSyncStatus": XAISyncStatus.CLEAN})
+        if current.fileId == doc.fileId and (not current.md5sum or same_hash(current.md5sum, doc.md5sum) or same_hash(current.md5sum, md5)):
+            update.update({"fileStatus": FileStatus.SYNCED, "xaiSyncStatus": XAISyncStatus.CLEAN})
+            if not same_hash(current.md5sum, md5):
+                update["md5sum"] = md5  # EspoCRM had none (or an older one): the bytes' MD5
+            if sha and not same_hash(current.sha256, sha):
+                update["sha256"] = sha
         else:
-            update["xaiSyncStatus"] = XAISyncStatus.UNCLEAN
+            update["xaiSyncStatus"] = XAISyncStatus.UNCLEAN  # the file changed meanwhile
         await self.espocrm.update_entity(EntityType.DOKUMENTE.value, doc.id, update)
         self.log.info(
             f"Document {doc.id}: synced to {len(in_collections)} collection(s)",

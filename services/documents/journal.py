@@ -1,9 +1,11 @@
 """Where the document sync remembers an upload before EspoCRM knows of it (crash safety).
 
-Rules: the journal entry of a document is `{file_id, sha256, collections[, previous_file_id]}`.
-Just before an upload the sync sets `upload_pending = {sha256, started_at}`; a retry that
-finds it without a file id looks for the orphaned upload in xAI instead of uploading twice.
-Right after xAI accepts an upload the file id is written, before EspoCRM is told.
+Rules: the journal entry of a document is `{file_id, sha256, md5, collections[, previous_file_id]}`
+(the xAI file and the hashes of the bytes it holds; entries written before the MD5 rule have
+no `md5`, and the hash migration adds it). Just before an upload the sync sets
+`upload_pending = {sha256, md5, started_at}`; a retry that finds it without a file id looks
+for the orphaned upload in xAI instead of uploading twice. Right after xAI accepts an upload
+the file id is written, before EspoCRM is told.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 JOURNAL_SCOPE = "document_sync.xai"
-"""Motia state scope: document id → {file_id, sha256, collections} (see SyncJournal)."""
+"""Motia state scope: document id → {file_id, sha256, md5, collections} (see SyncJournal)."""
 UPLOAD_PENDING_KEY = "upload_pending"
-"""Journal field set just before an upload: {sha256, started_at}. A retry that finds it
+"""Journal field set just before an upload: {sha256, md5, started_at}. A retry that finds it
 without a file id looks for the orphaned upload in xAI instead of uploading twice."""
 
 

@@ -7,19 +7,30 @@ entities through `beteiligte` (CBeteiligte), `raeumungsklagen` (Raeumungsklage) 
 `settings.xai.should_have_collection(type, record)` says so. A document belongs in the
 collections of its collection-bearing linked entities; the sync keeps the xAI file and
 its collection memberships in line with that and writes the result back (`xaiId`,
-`xaiCollections`, `xaiSyncedHash` = SHA-256 of the synced content, `xaiSyncStatus`, ...).
+`xaiCollections`, `xaiSyncedHash`, `xaiSyncStatus`, ...).
+
+Hashes (the firm's guide): `md5sum` is EspoCRM's MD5 of the current file, `xaiSyncedHash`
+the MD5 of the bytes in the xAI file `xaiId` at the last sync, `sha256` the SHA-256 the sync
+also writes (kept for the xAI document fields and for the migration). A `xaiSyncedHash` of 64
+hex digits is a SHA-256 written before the MD5 rule (LEGACY_HASH_LENGTH).
 
 Rules (`plan_document_sync`):
 - a linked entity should have a collection but has none yet → WAIT_FOR_COLLECTIONS (ask the
   collection manager, write nothing);
 - no collection-bearing linked entity, or no file → NO_SYNC (take the file out of every
   recorded collection, mark no_sync), or UP_TO_DATE when already marked so with none left;
-- content synced (`fileStatus` synced, status clean, `sha256 == xaiSyncedHash`, an `xaiId`)
-  and recorded collections == required → UP_TO_DATE (no download, no write);
+- content synced (`fileStatus` synced, status clean, an `xaiId`, `md5sum == xaiSyncedHash`,
+  both set) and recorded collections == required → UP_TO_DATE (no download, no write). A file
+  change that updates `md5sum` while `fileStatus` stays synced is therefore a change;
+- clean and in the right collections but `xaiSyncedHash` is a legacy SHA-256 → MIGRATE_HASH:
+  the executor proves the MD5 (one download of the EspoCRM file, hashed both ways: its
+  SHA-256 equal to the legacy hash proves `xaiId` holds these bytes) and rewrites
+  `xaiSyncedHash` to their MD5 without uploading or touching xAI; different bytes → a sync;
 - otherwise SYNC: download only when the content is not proven synced, add to the required
   collections, remove from the recorded ones no longer required.
-`reusable_file_candidates`: an xAI file already holding this SHA-256 (EspoCRM's `xaiId` or the
-journal's) is reused instead of uploading again. `collections_to_clean`: the file leaves
+`reusable_file_candidates`: an xAI file already holding these bytes (EspoCRM's `xaiId` when
+`xaiSyncedHash` is their MD5 or, legacy, their SHA-256; the journal's when its md5 or sha256
+matches) is reused instead of uploading again. `collections_to_clean`: the file leaves
 collections it no longer belongs to, and older versions of the document leave every
 collection they may be in.
 """
@@ -53,6 +64,7 @@ class SyncDecision(StrEnum):
     """What the document sync has to do."""
 
     UP_TO_DATE = "up_to_date"  # clean, same hash, right collections: nothing to do
+    MIGRATE_HASH = "migrate_hash"  # clean, but xaiSyncedHash is a legacy SHA-256: prove and store the MD5
     WAIT_FOR_COLLECTIONS = "wait_for_collections"  # a linked entity still lacks its collection
     NO_SYNC = "no_sync"  # no collection-bearing entity (or no file): leave xAI, mark no_sync
     SYNC = "sync"  # upload if needed and fix collection memberships
@@ -82,15 +94,44 @@ class SyncPlan:
     reason: str = ""
 
 
+LEGACY_HASH_LENGTH = 64
+"""A `xaiSyncedHash` of this many hex digits is a SHA-256 (before the MD5 rule); an MD5 has 32."""
+_HEX = frozenset("0123456789abcdef")
+
+
+def normal_hash(value: str | None) -> str:
+    """A hex digest as compared: trimmed, lower case ("" when missing)."""
+    return (value or "").strip().lower()
+
+
+def same_hash(a: str | None, b: str | None) -> bool:
+    """Both set and equal as hex digests (EspoCRM may store upper case)."""
+    return bool(normal_hash(a)) and normal_hash(a) == normal_hash(b)
+
+
+def is_legacy_hash(value: str | None) -> bool:
+    """A SHA-256 hex digest, as `xaiSyncedHash` held before it became the MD5."""
+    text = normal_hash(value)
+    return len(text) == LEGACY_HASH_LENGTH and set(text) <= _HEX
+
+
+def _clean_with_file(doc: DocumentRecord) -> bool:
+    return bool(doc.fileStatus == FileStatus.SYNCED and doc.xaiSyncStatus == XAISyncStatus.CLEAN and doc.xaiId)
+
+
 def content_is_synced(doc: DocumentRecord) -> bool:
-    """EspoCRM's own fields say the synced xAI file holds the current content."""
-    return bool(
-        doc.fileStatus == FileStatus.SYNCED
-        and doc.xaiSyncStatus == XAISyncStatus.CLEAN
-        and doc.xaiId
-        and doc.sha256
-        and doc.xaiSyncedHash
-        and doc.sha256 == doc.xaiSyncedHash
+    """EspoCRM's own fields say the synced xAI file holds the current content: synced,
+    clean, an `xaiId`, and EspoCRM's `md5sum` equal to `xaiSyncedHash` (the MD5 at last sync)."""
+    return _clean_with_file(doc) and same_hash(doc.md5sum, doc.xaiSyncedHash)
+
+
+def needs_hash_migration(doc: DocumentRecord) -> bool:
+    """Clean on a legacy SHA-256 `xaiSyncedHash`. When the record's own `sha256` is set and
+    differs, the file changed since (EspoCRM keeps it): that is a sync, not a migration."""
+    return (
+        _clean_with_file(doc)
+        and is_legacy_hash(doc.xaiSyncedHash)
+        and (not doc.sha256 or same_hash(doc.sha256, doc.xaiSyncedHash))
     )
 
 
@@ -110,6 +151,8 @@ def plan_document_sync(doc: DocumentRecord, linked: Iterable[LinkedEntity]) -> S
         return SyncPlan(SyncDecision.NO_SYNC, remove_from=sorted(current), reason=reason)
     if content_is_synced(doc) and current == set(required):
         return SyncPlan(SyncDecision.UP_TO_DATE, required=required, needs_download=False, reason="clean")
+    if needs_hash_migration(doc) and current == set(required):
+        return SyncPlan(SyncDecision.MIGRATE_HASH, required=required, reason="xaiSyncedHash is a legacy SHA-256")
     return SyncPlan(
         SyncDecision.SYNC,
         required=required,
@@ -119,14 +162,34 @@ def plan_document_sync(doc: DocumentRecord, linked: Iterable[LinkedEntity]) -> S
     )
 
 
-def reusable_file_candidates(doc: DocumentRecord, sha256: str, journal: dict[str, Any] | None) -> list[str]:
-    """xAI file ids that already hold content with this SHA-256 (to verify, then reuse)."""
+def reusable_file_candidates(
+    doc: DocumentRecord, md5: str, sha256: str | None, journal: dict[str, Any] | None
+) -> list[str]:
+    """xAI file ids that already hold these bytes (to verify, then reuse): EspoCRM's `xaiId`
+    when `xaiSyncedHash` is their MD5 (or, legacy, their SHA-256), the journal's file when its
+    md5 or sha256 is theirs."""
     out: list[str] = []
-    if doc.xaiId and doc.xaiSyncedHash and doc.xaiSyncedHash == sha256:
+    if doc.xaiId and (same_hash(doc.xaiSyncedHash, md5) or same_hash(doc.xaiSyncedHash, sha256)):
         out.append(doc.xaiId)
-    if journal and journal.get("file_id") and journal.get("sha256") == sha256 and journal["file_id"] not in out:
-        out.append(str(journal["file_id"]))
+    j = journal or {}
+    if j.get("file_id") and (same_hash(j.get("md5"), md5) or same_hash(j.get("sha256"), sha256)) and j["file_id"] not in out:
+        out.append(str(j["file_id"]))
     return out
+
+
+def migrated_hash(doc: DocumentRecord, journal: dict[str, Any] | None, md5: str, sha256: str) -> bool:
+    """Whether bytes hashed to (`md5`, `sha256`) prove a legacy record's xAI file holds them:
+    their SHA-256 is the legacy `xaiSyncedHash`, and the journal, when it names the same file,
+    recorded the same SHA-256 (and MD5, when it has one). Then `xaiSyncedHash` may become `md5`."""
+    if not is_legacy_hash(doc.xaiSyncedHash) or not same_hash(doc.xaiSyncedHash, sha256):
+        return False
+    j = journal or {}
+    if j.get("file_id") and j.get("file_id") == doc.xaiId:
+        if not same_hash(j.get("sha256"), sha256):
+            return False
+        if j.get("md5") and not same_hash(j.get("md5"), md5):
+            return False
+    return True
 
 
 def collections_to_clean(

@@ -326,19 +326,23 @@ class DocumentRecord(EspoRecord):
     fileId: str | None = None
     fileName: str | None = None
     md5sum: str | None = None
+    """EspoCRM's MD5 of the current file (hex)."""
     sha256: str | None = None
+    """SHA-256 of the file as the sync last read it (the guide: optional)."""
     fileStatus: Annotated[FileStatus | None, _enum_field(FileStatus, _FILE_STATUS_ALIASES)] = None
     xaiSyncStatus: Annotated[XAISyncStatus | None, _enum_field(XAISyncStatus)] = None
     xaiId: str | None = None
     xaiCollections: StrList = Field(default_factory=list)
     xaiSyncedHash: str | None = None
+    """MD5 of the bytes in `xaiId` at the last sync (a 64-digit SHA-256 before the MD5 rule)."""
     xaiSyncError: str | None = None
     xaiLastSync: EspoDateTime = None
 
     @property
     def current_hash(self) -> str | None:
-        """The hash sync compares with `xaiSyncedHash`: md5sum (EspoCRM's), else sha256."""
-        return self.md5sum or self.sha256
+        """The hash the sync compares with `xaiSyncedHash` (the MD5 at last sync): `md5sum`,
+        EspoCRM's MD5 of the current file (services.documents.plan)."""
+        return self.md5sum
 
 
 class EntityRecord(EspoRecord):

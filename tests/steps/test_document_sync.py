@@ -171,13 +171,13 @@ async def test_create_links_and_syncs_into_the_entity_collection(stack: MotiaTes
     d = await espo.get_entity(DOC, doc["id"])
     assert d["xaiCollections"] == [cid]
     assert d["fileStatus"] == "synced" and d.get("xaiSyncStatus") == "clean" and d["xaiLastSync"]
-    assert d["xaiSyncedHash"] == d["sha256"] and d["md5sum"]
+    assert d["xaiSyncedHash"] == d["md5sum"] and d["sha256"]  # the guide: xaiSyncedHash is the MD5 at last sync
     assert await xai.documents(cid) == [d["xaiId"]]
     assert len(await xai.files_named(filename)) == 1
     assert (await espo.get_entity("Account", acc_inactive["id"])).get("xaiCollectionId") is None
     # The upload journal in Motia state (crash safety, delete handling) matches EspoCRM.
     journal = await stack.state_get("document_sync.xai", doc["id"])
-    assert journal == {"file_id": d["xaiId"], "sha256": d["sha256"], "collections": [cid]}
+    assert journal == {"file_id": d["xaiId"], "sha256": d["sha256"], "md5": d["md5sum"], "collections": [cid]}
 
 
 async def test_changed_file_is_uploaded_once_more_and_old_version_leaves(stack: MotiaTester, espo: EspoCRMAPI, xai: Xai) -> None:

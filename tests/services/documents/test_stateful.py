@@ -2,13 +2,20 @@
 
 Random sequences of: creating Raeumungsklagen (open with a collection, open still waiting
 for one, closed), giving a waiting one its collection, creating documents linked to them
-(or to nothing), replacing a document's file, linking and unlinking, deleting a document,
-and running the sync - once, twice, or with a simulated crash between xAI accepting an
-upload and the journal / EspoCRM hearing of it. Invariants:
-- no content is ever uploaded twice (every upload carries new content);
-- after a sync that reports the document synced or up to date, and the document is clean,
-  its file is in exactly its required collections and no older file of it is in any;
-- a second sync of an unchanged clean document makes no write (EspoCRM or xAI);
+(or to nothing), replacing a document's file (EspoCRM sets `fileStatus` changed, or - the
+guide's missed case - leaves it `synced` and only `md5sum` changes; its hook may keep
+`sha256` stale), turning a record back into the format before the MD5 rule (`xaiSyncedHash`
+= the SHA-256 of its xAI file, journal without `md5`), linking and unlinking, deleting a
+document, and running the sync - once, twice, or with a simulated crash between xAI
+accepting an upload and the journal / EspoCRM hearing of it. Invariants:
+- no content is ever uploaded twice (every upload carries new content), so neither a
+  migration nor a sync of a legacy record uploads again what xAI has;
+- after a sync that reports the document synced, migrated or up to date, and the document
+  is clean, `xaiSyncedHash` and `md5sum` are the MD5 of its file, which is the content of
+  `xaiId`, in exactly its required collections, and no older file of it is in any;
+- a hash migration makes no xAI call that writes;
+- a second sync of an unchanged clean document makes no write (EspoCRM or xAI), once its
+  hash is the MD5 (a legacy record's first sync is its migration);
 - a deleted document has no file in any collection once its delete is handled;
 - at the end, with every waiting entity given its collection, one sync of each document
   makes it clean (or no_sync) with exact memberships, and one more sync writes nothing.
@@ -59,7 +66,9 @@ class SimulatedCrash(BaseException):
 class FakeEspo:
     """CDokumente with attachments, Raeumungsklagen and the `raeumungsklagen` link.
 
-    Like EspoCRM's document hook, a new attachment sets `fileStatus` to `changed`."""
+    Like the firm's EspoCRM document hook, a new attachment sets `md5sum` (and, when
+    `with_sha`, `sha256`) from its bytes and `fileStatus` to `changed` - unless `keep_status`,
+    the case where only the hash tells of the change."""
 
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
@@ -103,10 +112,14 @@ class FakeEspo:
             yield data[i : i + 7]
 
     # user actions (not called by the sync)
-    def set_file(self, doc_id: str, content: bytes) -> None:
+    def set_file(self, doc_id: str, content: bytes, *, keep_status: bool = False, with_sha: bool = True) -> None:
         att = self.new_id("att")
         self.attachments[att] = content
-        self.docs[doc_id].update({"fileId": att, "fileStatus": "changed"})
+        self.docs[doc_id].update({"fileId": att, "md5sum": hashlib.md5(content).hexdigest()})
+        if with_sha:
+            self.docs[doc_id]["sha256"] = hashlib.sha256(content).hexdigest()
+        if not keep_status:
+            self.docs[doc_id]["fileStatus"] = "changed"
 
 
 class FakeXAI:
@@ -232,17 +245,21 @@ class DocumentSyncMachine(RuleBasedStateMachine):
         if d.get("xaiSyncStatus") != "clean":
             return
         fid = d["xaiId"]
-        assert d["xaiSyncedHash"] == hashlib.sha256(self.espo.attachments[d["fileId"]]).hexdigest()
-        assert self.xai.files[fid]["content"] == self.espo.attachments[d["fileId"]]
+        content = self.espo.attachments[d["fileId"]]
+        assert d["xaiSyncedHash"] == d["md5sum"] == hashlib.md5(content).hexdigest(), d  # the guide's MD5 rule
+        assert self.xai.files[fid]["content"] == content
         assert self.xai.holders(fid) == self.required(doc_id), (doc_id, self.xai.holders(fid), self.required(doc_id))
         for old in self.file_ids.get(doc_id, set()) - {fid}:
             assert not self.xai.holders(old), (doc_id, old, self.xai.holders(old))
 
     def sync(self, doc_id: str) -> Any:
+        xai_writes = self.xai.writes
         res = self.run(self.service().sync_document(doc_id))
         self.note_files(doc_id)
-        if res.outcome in (SyncOutcome.SYNCED, SyncOutcome.UP_TO_DATE):
+        if res.outcome in (SyncOutcome.SYNCED, SyncOutcome.UP_TO_DATE, SyncOutcome.MIGRATED):
             self.check_clean(doc_id)
+        if res.outcome == SyncOutcome.MIGRATED:
+            assert self.xai.writes == xai_writes, "a hash migration wrote to xAI"
         event(f"outcome={res.outcome}")
         return res
 
@@ -271,10 +288,26 @@ class DocumentSyncMachine(RuleBasedStateMachine):
         self.espo.links[doc_id] = {rk} if rk else set()
         return doc_id
 
-    @rule(doc=docs)
-    def change_file(self, doc: str) -> None:
+    @rule(doc=docs, keep_status=st.booleans(), with_sha=st.booleans())
+    def change_file(self, doc: str, keep_status: bool, with_sha: bool) -> None:
         if doc in self.espo.docs:
-            self.espo.set_file(doc, self.new_content(doc))
+            self.espo.set_file(doc, self.new_content(doc), keep_status=keep_status, with_sha=with_sha)
+
+    @rule(doc=docs)
+    def back_to_legacy_hash(self, doc: str) -> None:
+        """The record as the sync wrote it before the MD5 rule: `xaiSyncedHash` (and `sha256`
+        when it was that content) the SHA-256 of the bytes in `xaiId`, the journal without MD5."""
+        d = self.espo.docs.get(doc)
+        if not d or not d.get("xaiId") or not d.get("xaiSyncedHash") or d["xaiId"] not in self.xai.files:
+            return
+        synced = self.xai.files[d["xaiId"]]["content"]
+        d["xaiSyncedHash"] = hashlib.sha256(synced).hexdigest()
+        if self.espo.attachments.get(d.get("fileId") or "") == synced:
+            d["sha256"] = d["xaiSyncedHash"]
+        entry = self.journal.data.get(doc)
+        if entry is not None:
+            entry.pop("md5", None)
+            (entry.get("upload_pending") or {}).pop("md5", None)
 
     @rule(doc=docs, rk=rks)
     def link(self, doc: str, rk: str) -> None:
@@ -308,7 +341,8 @@ class DocumentSyncMachine(RuleBasedStateMachine):
 
     def sync_unchanged(self, doc: str) -> None:
         """Syncing a clean, unchanged document again makes no write at all."""
-        clean = self.espo.docs[doc].get("xaiSyncStatus") in ("clean", "no_sync")
+        d = self.espo.docs[doc]
+        clean = d.get("xaiSyncStatus") in ("clean", "no_sync") and len(d.get("xaiSyncedHash") or "") != 64
         espo_before, xai_before = len(self.espo.writes), self.xai.writes
         self.sync(doc)
         if clean:
@@ -395,5 +429,48 @@ def test_crash_after_upload_does_not_adopt_an_earlier_same_size_version(monkeypa
         assert m.espo.docs[doc]["xaiSyncStatus"] == "clean"
         m.check_clean(doc)
         m.teardown_check()
+    finally:
+        m.teardown()
+
+
+@pytest.mark.parametrize(("legacy_first", "journal_lost"), [(True, False), (False, False), (True, True)])
+def test_legacy_record_whose_file_changed_in_place_is_synced_not_migrated(
+    monkeypatch: pytest.MonkeyPatch, legacy_first: bool, journal_lost: bool
+) -> None:
+    """The guide's missed case on a record from before the MD5 rule: the file is replaced,
+    `md5sum` changes, `fileStatus` stays synced and the stale `sha256` still equals the legacy
+    `xaiSyncedHash`. The migration's download must notice and sync the new bytes (once),
+    with or without the journal (Motia state may have been lost)."""
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda *_: None)  # no hypothesis run here
+    m = DocumentSyncMachine()
+    try:
+        doc = m.new_doc(m.new_rk("open"))
+        m.sync(doc)
+        steps = [lambda: m.back_to_legacy_hash(doc), lambda: m.change_file(doc, keep_status=True, with_sha=False)]
+        for step in steps if legacy_first else reversed(steps):
+            step()
+        if journal_lost:
+            m.journal.data.clear()
+        uploads = len(m.xai.uploads)
+        res = m.sync(doc)
+        assert res.outcome == SyncOutcome.SYNCED and res.uploaded and len(m.xai.uploads) == uploads + 1
+        m.check_clean(doc)
+        m.teardown_check()
+    finally:
+        m.teardown()
+
+
+def test_legacy_record_migrates_without_upload_or_xai_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda *_: None)  # no hypothesis run here
+    m = DocumentSyncMachine()
+    try:
+        doc = m.new_doc(m.new_rk("open"))
+        m.sync(doc)
+        m.back_to_legacy_hash(doc)
+        assert len(m.espo.docs[doc]["xaiSyncedHash"]) == 64 and "md5" not in m.journal.data[doc]
+        uploads = len(m.xai.uploads)
+        assert m.sync(doc).outcome == SyncOutcome.MIGRATED  # sync() asserts: clean on the MD5, no xAI write
+        assert len(m.xai.uploads) == uploads and m.journal.data[doc]["md5"] == m.espo.docs[doc]["md5sum"]
+        m.sync_unchanged(doc)
     finally:
         m.teardown()

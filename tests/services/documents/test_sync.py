@@ -1,4 +1,6 @@
-"""Document sync decisions (pure) and the services against in-process simulators + Redis."""
+"""The document sync's events, collection decisions and services against in-process simulators +
+Redis (the sync plan's table of cases: test_plan.py; MD5 change detection and the hash
+migration: test_hash.py)."""
 
 from __future__ import annotations
 
@@ -12,30 +14,17 @@ from typing import Any
 import pytest
 
 from services.clients.errors import ApiConnectionError, LockBusyError, ValidationError
-from services.clients.espocrm import EspoCRMAPI
-from services.clients.retry import RetryPolicy
-from services.clients.xai import XAIAPI
 from services.documents.collections import (
     CollectionAction,
-    CollectionManager,
     collection_metadata,
     matching_collections,
     plan_collection,
 )
 from services.documents.events import document_webhook_events, is_own_write_echo, link_webhook_events
-from services.documents.executor import DocumentSyncService, SyncOutcome, download_to_tempfile
-from services.documents.journal import MemoryJournal
-from services.documents.plan import (
-    LinkedEntity,
-    SyncDecision,
-    collections_to_clean,
-    plan_document_sync,
-    reusable_file_candidates,
-)
+from services.documents.executor import SyncOutcome, download_to_tempfile
 from services.documents.reconcile import iter_reconcile_events, unsynced_documents_where
 from services.platform.locks import RedisLock, lock_key
 from services.platform.models import (
-    DocumentRecord,
     EntityAction,
     EntityType,
     LinkWebhookItem,
@@ -43,75 +32,11 @@ from services.platform.models import (
     SyncSource,
     WebhookItem,
 )
-from services.platform.redis import get_redis
 from services.platform.settings import DEFAULT_XAI_COLLECTION_RULES, XAISettings, _collection_rules
-from simulators import espocrm as espo_sim
-from simulators import xai as xai_sim
-from simulators.runner import RunningApp, start_app
 from src.glue.queue_handlers import run_document_sync
+from tests.services.documents.world import RULES, World
 
-RK, ACC, BET = EntityType.RAEUMUNGSKLAGE, EntityType.ACCOUNT, EntityType.BETEILIGTE
-SHA = "a" * 64
-
-
-def doc(**kw: Any) -> DocumentRecord:
-    base: dict[str, Any] = {"id": "d1", "name": "d.txt", "fileId": "att1"}
-    return DocumentRecord.model_validate({**base, **kw})
-
-
-def clean_doc(**kw: Any) -> DocumentRecord:
-    return doc(fileStatus="synced", xaiSyncStatus="clean", xaiId="f1", sha256=SHA, xaiSyncedHash=SHA,
-               xaiCollections=["c1"], **kw)
-
-
-# --------------------------------------------------------------------------- pure decisions
-
-
-def test_plan_clean_document_is_up_to_date() -> None:
-    plan = plan_document_sync(clean_doc(), [LinkedEntity(RK, "r1", True, "c1"), LinkedEntity(ACC, "a1", False, None)])
-    assert plan.decision == SyncDecision.UP_TO_DATE and plan.required == ["c1"]
-
-
-def test_plan_new_document_syncs_with_download() -> None:
-    plan = plan_document_sync(doc(fileStatus="new"), [LinkedEntity(RK, "r1", True, "c1"), LinkedEntity(ACC, "a1", True, "c2")])
-    assert plan.decision == SyncDecision.SYNC and plan.required == ["c1", "c2"] and plan.needs_download
-
-
-def test_plan_new_link_adds_without_download() -> None:
-    plan = plan_document_sync(clean_doc(), [LinkedEntity(RK, "r1", True, "c1"), LinkedEntity(ACC, "a1", True, "c2")])
-    assert plan.decision == SyncDecision.SYNC and not plan.needs_download and plan.remove_from == []
-
-
-def test_plan_unlinked_collection_is_removed() -> None:
-    d = doc(fileStatus="synced", xaiSyncStatus="clean", xaiId="f1", sha256=SHA, xaiSyncedHash=SHA, xaiCollections=["c1", "c9"])
-    plan = plan_document_sync(d, [LinkedEntity(RK, "r1", True, "c1")])
-    assert plan.decision == SyncDecision.SYNC and plan.remove_from == ["c9"] and not plan.needs_download
-
-
-def test_plan_changed_hash_needs_download() -> None:
-    plan = plan_document_sync(doc(fileStatus="changed", xaiSyncStatus="clean", xaiId="f1", sha256="b" * 64,
-                                  xaiSyncedHash=SHA, xaiCollections=["c1"]), [LinkedEntity(RK, "r1", True, "c1")])
-    assert plan.decision == SyncDecision.SYNC and plan.needs_download
-
-
-def test_plan_waits_for_missing_collection() -> None:
-    missing = LinkedEntity(ACC, "a1", True, None)
-    plan = plan_document_sync(doc(fileStatus="new"), [LinkedEntity(RK, "r1", True, "c1"), missing])
-    assert plan.decision == SyncDecision.WAIT_FOR_COLLECTIONS and plan.missing == [missing]
-
-
-def test_plan_no_collection_bearing_entity_is_no_sync_and_idempotent() -> None:
-    plan = plan_document_sync(clean_doc(), [LinkedEntity(ACC, "a1", False, "old")])
-    assert plan.decision == SyncDecision.NO_SYNC and plan.remove_from == ["c1"]
-    assert plan_document_sync(doc(xaiSyncStatus="no_sync"), []).decision == SyncDecision.UP_TO_DATE
-    assert plan_document_sync(doc(fileId=None, fileStatus="new"), [LinkedEntity(RK, "r", True, "c1")]).decision == SyncDecision.NO_SYNC
-
-
-def test_pending_or_failed_document_is_never_up_to_date() -> None:
-    for status in ("pending_sync", "failed", "unclean"):
-        d = doc(fileStatus="synced", xaiSyncStatus=status, xaiId="f1", sha256=SHA, xaiSyncedHash=SHA, xaiCollections=["c1"])
-        plan = plan_document_sync(d, [LinkedEntity(RK, "r1", True, "c1")])
-        assert plan.decision == SyncDecision.SYNC and plan.needs_download
+RK, ACC = EntityType.RAEUMUNGSKLAGE, EntityType.ACCOUNT
 
 
 def _event(action: EntityAction, changed: list[str], source: SyncSource = SyncSource.WEBHOOK) -> SyncEvent:
@@ -122,27 +47,14 @@ def test_own_write_echo() -> None:
     assert is_own_write_echo(_event(EntityAction.UPDATE, ["xaiSyncStatus"]))
     assert is_own_write_echo(_event(EntityAction.UPDATE, ["xaiSyncStatus", "modifiedAt", "modifiedById"]))
     assert not is_own_write_echo(_event(EntityAction.UPDATE, ["modifiedAt"]))
-    assert is_own_write_echo(_event(EntityAction.UPDATE, ["xaiId", "xaiCollections", "fileStatus", "sha256", "md5sum", "xaiLastSync"]))
+    assert is_own_write_echo(_event(EntityAction.UPDATE, ["xaiId", "xaiCollections", "fileStatus", "sha256", "xaiSyncedHash", "xaiLastSync"]))
+    # md5sum is EspoCRM's hash of the current file: its change alone is a file change, not our echo
+    assert not is_own_write_echo(_event(EntityAction.UPDATE, ["md5sum", "modifiedAt"]))
+    assert not is_own_write_echo(_event(EntityAction.UPDATE, ["xaiSyncStatus", "md5sum"]))
     assert not is_own_write_echo(_event(EntityAction.UPDATE, ["fileId", "sha256", "md5sum", "fileStatus"]))
     assert not is_own_write_echo(_event(EntityAction.UPDATE, []))
     assert not is_own_write_echo(_event(EntityAction.CREATE, ["xaiSyncStatus"]))
     assert not is_own_write_echo(_event(EntityAction.UPDATE, ["xaiSyncStatus"], SyncSource.CRON))
-
-
-def test_reusable_file_candidates() -> None:
-    d = doc(xaiId="f1", xaiSyncedHash=SHA)
-    assert reusable_file_candidates(d, SHA, None) == ["f1"]
-    assert reusable_file_candidates(d, "b" * 64, None) == []
-    assert reusable_file_candidates(d, "b" * 64, {"file_id": "f2", "sha256": "b" * 64}) == ["f2"]
-    assert reusable_file_candidates(d, SHA, {"file_id": "f1", "sha256": SHA}) == ["f1"]
-
-
-def test_collections_to_clean_removes_old_versions_everywhere() -> None:
-    d = doc(xaiId="old", xaiCollections=["c1", "c2"])
-    pairs = collections_to_clean(d, {"file_id": "new", "sha256": SHA, "collections": ["c3"], "previous_file_id": "older"}, "new", ["c1"])
-    assert ("c2", "new") in pairs and ("c3", "new") in pairs and ("c1", "new") not in pairs
-    for cid in ("c1", "c2", "c3"):
-        assert (cid, "old") in pairs and (cid, "older") in pairs
 
 
 def test_plan_collection() -> None:
@@ -190,62 +102,6 @@ def test_webhook_events() -> None:
 
 # --------------------------------------------------------------------------- against simulators
 
-API_KEY, XKEY, XMGMT = "espo-key", "xai-key", "xai-mgmt"
-RULES = XAISettings(api_base_url="u", management_base_url="u", api_key="k", management_key="k",
-                    collection_rules=_collection_rules(DEFAULT_XAI_COLLECTION_RULES))
-FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_total=2.0)
-
-
-class World:
-    def __init__(self, espo: EspoCRMAPI, xai: XAIAPI, redis: Any, espo_run: RunningApp, xai_run: RunningApp) -> None:
-        self.espo, self.xai, self.redis = espo, xai, redis
-        self.espo_run, self.xai_run = espo_run, xai_run
-        self.journal = MemoryJournal()
-
-    def service(self, **kw: Any) -> DocumentSyncService:
-        return DocumentSyncService(self.espo, self.xai, RULES, journal=self.journal, **kw)
-
-    def manager(self) -> CollectionManager:
-        return CollectionManager(self.espo, self.xai, RULES)
-
-    def uploads(self) -> int:
-        state = self.xai_run_state()
-        return sum(1 for r in state.requests if r.method == "POST" and r.path == "/v1/files" and r.status == 200)
-
-    def xai_run_state(self) -> Any:
-        from simulators.base import STATE_KEY
-
-        return self.xai_app[STATE_KEY]
-
-    async def rk_with_collection(self) -> tuple[str, str]:
-        rk = await self.espo.create_entity("Raeumungsklage", {"name": f"RK {uuid.uuid4().hex[:8]}", "status": "Offen"})
-        res = await self.manager().ensure(RK, rk["id"])
-        assert res.action == CollectionAction.CREATE and res.collection_id
-        return rk["id"], res.collection_id
-
-    async def new_doc(self, content: bytes, **links: Any) -> str:
-        att = await self.espo.upload_attachment("f.txt", content, "text/plain", "CDokumente", "file")
-        d = await self.espo.create_entity("CDokumente", {"name": f"d-{uuid.uuid4().hex[:6]}", "fileId": att["id"], **links})
-        return str(d["id"])
-
-
-@pytest.fixture
-async def world(redis_url: str) -> AsyncIterator[World]:
-    espo_app = espo_sim.create_app(API_KEY)
-    xai_app = xai_sim.create_app(XKEY, XMGMT, processing_delay=0.0)
-    espo_run = await start_app(espo_app, "127.0.0.1", 0)
-    xai_run = await start_app(xai_app, "127.0.0.1", 0)
-    espo = EspoCRMAPI(f"{espo_run.url}/api/v1", API_KEY, retry_policy=FAST)
-    xai = XAIAPI(xai_run.url, xai_run.url, XKEY, XMGMT, retry_policy=FAST)
-    w = World(espo, xai, get_redis(redis_url), espo_run, xai_run)
-    w.xai_app = xai_app  # type: ignore[attr-defined]
-    yield w
-    await espo.close()
-    await xai.close()
-    await espo_run.stop()
-    await xai_run.stop()
-
-
 async def test_sync_uploads_once_and_is_idempotent(world: World) -> None:
     rk, cid = await world.rk_with_collection()
     doc_id = await world.new_doc(b"hello world", raeumungsklagenIds=[rk])
@@ -254,8 +110,8 @@ async def test_sync_uploads_once_and_is_idempotent(world: World) -> None:
     assert res.outcome == SyncOutcome.SYNCED and res.uploaded and res.collections == [cid]
     d = await world.espo.get_entity("CDokumente", doc_id)
     assert d["xaiSyncStatus"] == "clean" and d["fileStatus"] == "synced"
-    assert d["sha256"] == hashlib.sha256(b"hello world").hexdigest() == d["xaiSyncedHash"]
-    assert d["md5sum"] == hashlib.md5(b"hello world").hexdigest()
+    assert d["sha256"] == hashlib.sha256(b"hello world").hexdigest()
+    assert d["md5sum"] == hashlib.md5(b"hello world").hexdigest() == d["xaiSyncedHash"]  # the guide: MD5 at last sync
     for _ in range(3):
         assert (await svc.sync_document(doc_id)).outcome == SyncOutcome.UP_TO_DATE
     assert world.uploads() == 1
