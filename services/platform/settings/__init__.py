@@ -25,6 +25,7 @@ Layout: `constants` (named defaults), `values` (enums, rules), `parsers` (one va
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -109,6 +110,9 @@ __all__ = [
 ]
 
 
+_log = logging.getLogger(__name__)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Validated settings from `env`, or (None) from the environment merged over `.env`.
 
@@ -119,8 +123,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, loaded once (raises ConfigError if misconfigured)."""
-    return load_settings()
+    """The process-wide settings, loaded once (raises ConfigError if misconfigured). Their
+    warnings (`Settings.warnings`: unknown variables, guide names that lost, open webhooks, ...)
+    are logged here, once per process, one line each: the worker's start-up log."""
+    settings = load_settings()
+    for warning in settings.warnings:
+        _log.warning("configuration: %s", warning)
+    return settings
 
 
 def reset_settings_cache() -> None:

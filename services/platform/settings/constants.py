@@ -31,6 +31,8 @@ SANDBOX_CALENDAR_MAPPING = {
 }
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+GUIDE_REDIS_DB = 1
+"""REDIS_DB_ADVOWARE_CACHE's default (the developer guide's) when REDIS_HOST/REDIS_PORT are used."""
 
 WEBHOOK_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 """ESPOCRM_WEBHOOK_TOKEN rides in the webhook URL: only RFC 3986 unreserved characters."""

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import SecretStr, ValidationError
 
 from services.clients.errors import ConfigError
+from services.platform.settings.aliases import apply_guide_names, unknown_warning
 from services.platform.settings.constants import (
     DEFAULT_ENV_FILE,
     ENV_FILE_VARIABLE,
@@ -137,6 +138,7 @@ class _Loader:
 
 def build_settings(env: Mapping[str, str]) -> Settings:
     """Validated settings from exactly `env` (nothing else is read); ConfigError names every problem."""
+    env, guide_notes = apply_guide_names(env)  # the developer guide's names (aliases.py)
     mode, mode_error = resolve_mode(env)
     loader = _Loader(env, mode)
     if mode_error:
@@ -180,7 +182,7 @@ def build_settings(env: Mapping[str, str]) -> Settings:
         simulators=sims,
         ledger=ledger,
         ops_token=runtime.ops_token,
-        warnings=tuple(_warnings(mode, espocrm, advoware, google, calendar)),
+        warnings=(*_warnings(mode, espocrm, advoware, google, calendar), *guide_notes, *unknown_warning(env)),
     )
 
 

@@ -14,7 +14,7 @@ import base64
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.platform.settings import parsers as p
@@ -27,6 +27,7 @@ from services.platform.settings.constants import (
     GOOGLE_CALENDAR_SCOPE,
     GOOGLE_PROD_CALENDAR_BASE_URL,
     GOOGLE_PROD_TOKEN_URL,
+    GUIDE_REDIS_DB,
     LOCK_LEASE_DEFAULT,
     LOCK_TTL_DEFAULT,
     SIM_DEFAULT_PORTS,
@@ -67,8 +68,16 @@ class Section(BaseSettings):
 
     @classmethod
     def env_names(cls) -> tuple[str, ...]:
-        """The environment variables this section reads (its fields' aliases)."""
-        return tuple(f.validation_alias for f in cls.model_fields.values() if isinstance(f.validation_alias, str))
+        """The environment variables this section reads (its fields' aliases; of an `AliasChoices`
+        the project's own name, the first: the guide's names are mapped onto it, see aliases.py)."""
+        names = []
+        for f in cls.model_fields.values():
+            alias = f.validation_alias
+            if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+                alias = alias.choices[0]
+            if isinstance(alias, str):
+                names.append(alias)
+        return tuple(names)
 
 
 class RuntimeSettings(Section):
@@ -80,6 +89,7 @@ class RuntimeSettings(Section):
     redis_host: Annotated[str | None, p.env_value(p.redis_host)] = Field(None, validation_alias="REDIS_HOST")
     redis_port: Annotated[int | None, p.integer(1, 65535)] = Field(None, validation_alias="REDIS_PORT")
     redis_db: Annotated[int | None, p.integer(0)] = Field(None, validation_alias="REDIS_DB_ADVOWARE_CACHE")
+    """The guide's default, 1, when REDIS_HOST/REDIS_PORT are used without it."""
     lock_ttl_seconds: Annotated[int, p.integer(1)] = Field(LOCK_TTL_DEFAULT, validation_alias="LOCK_TTL_SECONDS")
     lock_lease_seconds: Annotated[int, p.integer(3)] = Field(LOCK_LEASE_DEFAULT, validation_alias="LOCK_LEASE_SECONDS")
     ops_token: Secret | None = Field(None, validation_alias="OPS_TOKEN")
@@ -99,7 +109,8 @@ class RuntimeSettings(Section):
             return self.redis_url
         if self.redis_host is None and self.redis_port is None and self.redis_db is None:
             return DEFAULT_REDIS_URL
-        return f"redis://{self.redis_host or '127.0.0.1'}:{self.redis_port or 6379}/{self.redis_db or 0}"
+        db = GUIDE_REDIS_DB if self.redis_db is None else self.redis_db
+        return f"redis://{self.redis_host or '127.0.0.1'}:{self.redis_port or 6379}/{db}"
 
 
 class EspoCRMSettings(Section):
@@ -136,8 +147,9 @@ class AdvowareSettings(Section):
     """With trailing slash, so `f"{api_base_url}api/v1/Akten"` works."""
     token_url: Url = Field(validation_alias="ADVOWARE_TOKEN_URL")
     app_id: Text = Field(validation_alias="ADVOWARE_APP_ID")
-    api_key: Annotated[SecretStr, p.env_value(p.base64_key)] = Field(validation_alias="ADVOWARE_API_KEY")
-    """Base64 as issued by Advoware; `api_key_bytes()` gives the decoded HMAC key."""
+    api_key: Annotated[SecretStr, p.env_value(p.base64_key)] = Field(validation_alias=AliasChoices("ADVOWARE_API_KEY", "ADVOWARE_API_SECRET"))
+    """Base64 as issued by Advoware; `api_key_bytes()` gives the decoded HMAC key. The developer
+    guide calls it ADVOWARE_API_SECRET: read when ADVOWARE_API_KEY is unset (aliases.py)."""
     kanzlei: Text = Field(validation_alias="ADVOWARE_KANZLEI")
     database: Text = Field(validation_alias="ADVOWARE_DATABASE")
     user: Text = Field(validation_alias="ADVOWARE_USER")

@@ -326,7 +326,7 @@ def test_settings_are_frozen() -> None:
 def test_redis_host_port_db_fallback() -> None:
     s = load_settings({"REDIS_HOST": "cache.local", "REDIS_PORT": "6390", "REDIS_DB_ADVOWARE_CACHE": "1"})
     assert s.redis_url == "redis://cache.local:6390/1"
-    assert load_settings({"REDIS_HOST": "h"}).redis_url == "redis://h:6379/0"
+    assert load_settings({"REDIS_HOST": "h"}).redis_url == "redis://h:6379/1"  # the guide's REDIS_DB_ADVOWARE_CACHE default
     # REDIS_URL wins over the parts
     s = load_settings({"REDIS_URL": "rediss://r:7000/3", "REDIS_HOST": "ignored"})
     assert s.redis_url == "rediss://r:7000/3"
