@@ -8,24 +8,39 @@ Keys (prefix `P`, default `ledger`; see services.platform.ledger for the invaria
     P:due:{kind}           zset id → due time (ms): every live mark (pending, retrying)
     P:dead:{kind}          zset id → time of death (ms): every dead mark
     P:retrying:{kind}      set of ids whose live mark has failed at least once
+    P:once:{name}          string (a token) with a TTL: a one-time record written in the same
+                           script as the marks (Ledger.mark_many(once=...)); the webhook intake
+                           keeps its replay records here, P:once:replay:{sha256}
 
 Times are milliseconds since the epoch, passed in by the caller (one clock for all).
 Mark keys in DUE are built from ARGV (the prefix): fine on one Redis server, which is
 what the project runs (not Redis Cluster).
 """
 
-# KEYS[1] = P:seq, then per item 4 keys: mark, due, dead, retrying.
-# ARGV[1] = now, ARGV[2] = grace ms, then per item 6 args: id kind topic data revive sticky
-# Returns per item {seq, outcome}; outcome new | updated | revived | dead (seq 0: a dead
-# mark that was not revived; nothing recorded).
+# KEYS[1] = P:seq, then per item 4 keys: mark, due, dead, retrying; then, with a one-time
+# record (ARGV[3] > 0), its key P:once:{name} last.
+# ARGV[1] = now, ARGV[2] = grace ms, ARGV[3] = the record's TTL ms (0: none), ARGV[4] = its
+# token, then per item 6 args: id kind topic data revive sticky
+# Returns {'held'} when the record exists with another token (nothing marked), else
+# {'ok', rows}: per item {seq, outcome}; outcome new | updated | revived | dead (seq 0: a dead
+# mark that was not revived; nothing recorded). The record is written LAST, after every mark:
+# a script that fails half-way (Redis does not roll back) leaves no record, so the retry of a
+# request that got 503 is never taken for a replay.
 MARK = """
 local now = tonumber(ARGV[1])
 local grace = tonumber(ARGV[2])
+local once_ttl = tonumber(ARGV[3])
+local once = nil
+if once_ttl > 0 then
+  once = KEYS[#KEYS]
+  local holder = redis.call('GET', once)
+  if holder and holder ~= ARGV[4] then return {'held'} end
+end
 local out = {}
-local n = (#KEYS - 1) / 4
+local n = (#KEYS - 1 - (once and 1 or 0)) / 4
 for i = 1, n do
   local mk, due, dead, retr = KEYS[4*i-2], KEYS[4*i-1], KEYS[4*i], KEYS[4*i+1]
-  local a = 2 + (i-1)*6
+  local a = 4 + (i-1)*6
   local id, kind, topic, data, revive, sticky = ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6]
   local state = redis.call('HGET', mk, 'state')
   if state == 'dead' and revive ~= '1' then
@@ -70,7 +85,8 @@ for i = 1, n do
     end
   end
 end
-return out
+if once then redis.call('SET', once, ARGV[4], 'PX', once_ttl) end
+return {'ok', out}
 """
 
 # KEYS: mark, due, dead, retrying, P:seq. ARGV: now, lease ms, token, id, max_attempts, tag seq (0: none)

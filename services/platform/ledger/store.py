@@ -35,6 +35,20 @@ class LedgerError(RetryableError):
     """Redis could not record or read a mark."""
 
 
+@dataclass(frozen=True)
+class Once:
+    """A record `{prefix}:once:{name}` = token for `ttl` s, written with a batch of marks (mark_many):
+    held by another token → nothing marked, OnceHeld; the same token (a retry) marks again."""
+
+    name: str
+    token: str
+    ttl: float
+
+
+class OnceHeld(Exception):
+    """The one-time record exists with another token: nothing was marked."""
+
+
 class MarkOutcome(StrEnum):
     NEW = "new"
     UPDATED = "updated"
@@ -239,31 +253,40 @@ class Ledger:
         """Record that (kind, entity) needs a sync, with this payload (see mark_many)."""
         return (await self.mark_many([(kind, entity_id, topic, data)], revive=revive))[0]
 
-    async def mark_events(self, events: Iterable[Mapping[str, Any]], *, revive: bool = True) -> list[MarkResult]:
+    async def mark_events(
+        self, events: Iterable[Mapping[str, Any]], *, revive: bool = True, once: Once | None = None
+    ) -> list[MarkResult]:
         """mark_many for `{"topic", "data"}` events (kind and entity from the topic and data)."""
         items = []
         for event in events:
             kind, entity_id = self.describe(event)
             items.append((kind, entity_id, str(event["topic"]), event["data"]))
-        return await self.mark_many(items, revive=revive)
+        return await self.mark_many(items, revive=revive, once=once)
 
     async def mark_many(
-        self, items: Sequence[tuple[SyncKind, str, str, Mapping[str, Any]]], *, revive: bool = True
+        self, items: Sequence[tuple[SyncKind, str, str, Mapping[str, Any]]], *, revive: bool = True,
+        once: Once | None = None,
     ) -> list[MarkResult]:
         """Record many marks in one round trip. Each gets a new, higher `seq` and the
         latest payload; a new mark is due after the grace period (its event is enqueued
         right away; the sweeper only steps in when it was not handled by then). A mark
         being run keeps its due time (the run's completion notices the newer seq). With
-        `revive=False` (reconcilers) a dead mark stays dead and is reported DEAD."""
+        `revive=False` (reconcilers) a dead mark stays dead and is reported DEAD. With
+        `once` the one-time record is checked first and written after the marks, in the
+        same script (OnceHeld when another token holds it); the batch must then fit one
+        round trip (MARK_CHUNK items)."""
         if len(items) > MARK_CHUNK:
+            if once is not None:
+                raise ValueError(f"a batch with a one-time record must have at most {MARK_CHUNK} items")
             out: list[MarkResult] = []
             for start in range(0, len(items), MARK_CHUNK):
                 out += await self.mark_many(items[start:start + MARK_CHUNK], revive=revive)
             return out
-        if not items:
+        if not items and once is None:
             return []
         keys: list[str] = [f"{self.prefix}:seq"]
-        args: list[Any] = [self._now_ms(), int(self.grace * 1000)]
+        args: list[Any] = [self._now_ms(), int(self.grace * 1000), max(1, int(once.ttl * 1000)) if once else 0,
+                           once.token if once else ""]
         prepared = []
         for kind, entity_id, topic, data in items:
             kind = SyncKind(kind)
@@ -273,7 +296,12 @@ class Ledger:
             args += [entity_id, kind.value, topic, json.dumps(clean, separators=(",", ":")), "1" if revive else "0",
                      ",".join(self.policy(kind).sticky)]
             prepared.append((kind, entity_id, topic, clean))
-        rows = await self._run("MARK", keys, args)
+        if once is not None:
+            keys.append(f"{self.prefix}:once:{once.name}")
+        status, *rest = await self._run("MARK", keys, args)
+        if self._text(status) == "held":
+            raise OnceHeld(once.name if once else "")
+        rows = rest[0]
         return [
             MarkResult(kind, entity_id, int(row[0]), MarkOutcome(self._text(row[1])), topic, clean)
             for (kind, entity_id, topic, clean), row in zip(prepared, rows)
