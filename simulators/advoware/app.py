@@ -21,9 +21,6 @@ from simulators.advoware.records import (
     Handler,
     Invalid,
     api_error,
-    clean_bankverbindung,
-    clean_beteiligter,
-    clean_termin,
     format_expiration,
     invalid_response,
     query_date,
@@ -47,6 +44,7 @@ from simulators.advoware.wire import (
     TIMESTAMP_WINDOW_SECONDS,
     TOKEN_ROUTE,
     AkteField,
+    BankverbindungField,
     BeteiligteQuery,
     BeteiligterField,
     DiscoveryField,
@@ -231,12 +229,8 @@ def create_app(
         return web.json_response(items)
 
     async def termine_post(request: web.Request, _: dict[str, str]) -> web.Response:
-        body = await _json_body(request)
-        frnr = state.next_frnr
-        rec = clean_termin(body, frnr, format_utc(utc_now()))
-        state.next_frnr += 1
-        state.termine[frnr] = rec
-        return web.json_response(frnr)
+        rec = state.termine.put(await _json_body(request), format_utc(utc_now()))
+        return web.json_response(rec[TerminField.FRNR])
 
     async def termine_put(request: web.Request, _: dict[str, str]) -> web.Response:
         frnr = required_frnr(request)
@@ -244,10 +238,7 @@ def create_app(
             return api_error(404, f"Der Termin mit FrNr {frnr} wurde nicht gefunden.")
         if frnr < 0:
             return api_error(400, f"Der Termin {frnr} ist ein abgeleiteter Termin und kann nicht geändert werden.")
-        body = await _json_body(request)
-        rec = clean_termin(body, frnr, format_utc(utc_now()))
-        state.termine[frnr] = rec
-        return web.json_response(rec)
+        return web.json_response(state.termine.put(await _json_body(request), format_utc(utc_now()), frnr))
 
     async def termine_delete(request: web.Request, _: dict[str, str]) -> web.Response:
         frnr = required_frnr(request)
@@ -290,11 +281,7 @@ def create_app(
         return web.json_response(_page(items, request))
 
     async def beteiligte_post(request: web.Request, _: dict[str, str]) -> web.Response:
-        body = await _json_body(request)
-        betnr = state.next_betnr
-        rec = clean_beteiligter(body, betnr, format_utc(utc_now()))
-        state.next_betnr += 1
-        state.beteiligte[betnr] = rec
+        rec = state.beteiligte.put(await _json_body(request), format_utc(utc_now()))
         return web.json_response(rec, status=201)
 
     async def beteiligter_get(request: web.Request, params: dict[str, str]) -> web.Response:
@@ -305,10 +292,7 @@ def create_app(
         betnr, rec = party_or_404(params)
         if rec is None:
             return party_missing(betnr)
-        body = await _json_body(request)
-        new = clean_beteiligter(body, betnr, format_utc(utc_now()))
-        state.beteiligte[betnr] = new
-        return web.json_response(new)
+        return web.json_response(state.beteiligte.put(await _json_body(request), format_utc(utc_now()), betnr))
 
     async def beteiligter_delete(request: web.Request, params: dict[str, str]) -> web.Response:
         betnr, rec = party_or_404(params)
@@ -349,12 +333,8 @@ def create_app(
         betnr, rec = party_or_404(params)
         if rec is None:
             return party_missing(betnr)
-        body = await _json_body(request)
-        bank_id = state.next_bank_id
-        bank = clean_bankverbindung(body, bank_id, format_utc(utc_now()))
-        state.next_bank_id += 1
-        state.bankverbindungen[bank_id] = bank
-        state.bank_owner[bank_id] = betnr
+        bank = state.bankverbindungen.put(await _json_body(request), format_utc(utc_now()))
+        state.bank_owner[bank[BankverbindungField.ID]] = betnr
         return web.json_response(bank, status=201)
 
     async def bank_get(request: web.Request, params: dict[str, str]) -> web.Response:
@@ -365,10 +345,7 @@ def create_app(
         betnr, bank_id, bank = bank_or_404(params)
         if bank is None:
             return bank_missing(betnr, bank_id)
-        body = await _json_body(request)
-        new = clean_bankverbindung(body, bank_id, format_utc(utc_now()))
-        state.bankverbindungen[bank_id] = new
-        return web.json_response(new)
+        return web.json_response(state.bankverbindungen.put(await _json_body(request), format_utc(utc_now()), bank_id))
 
     async def bank_delete(request: web.Request, params: dict[str, str]) -> web.Response:
         betnr, bank_id, bank = bank_or_404(params)

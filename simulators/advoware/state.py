@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,6 +41,29 @@ def load_demo_seed() -> dict[str, Any]:
     return json.loads(DEMO_SEED_PATH.read_text(encoding="utf-8"))
 
 
+Clean = Callable[[dict[str, Any], int, str], dict[str, Any]]
+"""A records.clean_* function: (request body, record number, changed-at) → the stored record, or Invalid."""
+
+
+class Numbered(dict[int, dict[str, Any]]):
+    """The records of one kind by the number Advoware gives them (FrNr, BetNr, bank id), and the next free one."""
+
+    def __init__(self, clean: Clean, first: int) -> None:
+        super().__init__()
+        self.clean = clean
+        self.next = first
+
+    def put(self, body: dict[str, Any], changed_at: str, number: int | None = None) -> dict[str, Any]:
+        """Validate `body` as record `number` (None: a new record under the next free number) and store it.
+
+        A number counts as used once its record is stored: an invalid body (Invalid) changes nothing."""
+        key = self.next if number is None else number
+        rec = self.clean(body, key, changed_at)
+        self[key] = rec
+        self.next = max(self.next, key + 1)
+        return rec
+
+
 @dataclass(frozen=True)
 class AdvowareConfig:
     api_key: bytes
@@ -66,13 +90,10 @@ class AdvowareState(SimulatorState):
     def drop_data(self) -> None:
         self.mitarbeiter: dict[str, dict[str, Any]] = {}
         self.akten: dict[int, dict[str, Any]] = {}
-        self.termine: dict[int, dict[str, Any]] = {}
-        self.beteiligte: dict[int, dict[str, Any]] = {}
-        self.bankverbindungen: dict[int, dict[str, Any]] = {}
+        self.termine = Numbered(clean_termin, first=1000)
+        self.beteiligte = Numbered(clean_beteiligter, first=1)
+        self.bankverbindungen = Numbered(clean_bankverbindung, first=1)
         self.bank_owner: dict[int, int] = {}
-        self.next_frnr = 1000
-        self.next_betnr = 1
-        self.next_bank_id = 1
 
     # tokens -------------------------------------------------------------------
     def issue_token(self) -> tuple[str, datetime]:
@@ -147,18 +168,13 @@ class AdvowareState(SimulatorState):
             banks = raw.get("Bankverbindungen", [])
             body = {k: v for k, v in raw.items() if k != "Bankverbindungen"}
             rec = normalize_record(body, BeteiligterField)
-            betnr = int(rec[BeteiligterField.BETNR]) if rec.get(BeteiligterField.BETNR) else self.next_betnr
-            self.next_betnr = max(self.next_betnr, betnr + 1)
-            party = clean_beteiligter(rec, betnr, rec.get(BeteiligterField.GEAENDERT_AM) or now)
-            self.beteiligte[betnr] = party
+            party = self.beteiligte.put(rec, rec.get(BeteiligterField.GEAENDERT_AM) or now, _number(rec, BeteiligterField.BETNR))
             for bank_raw in banks:
                 bank_rec = normalize_record(bank_raw, BankverbindungField)
-                bank_id = int(bank_rec[BankverbindungField.ID]) if bank_rec.get(BankverbindungField.ID) else self.next_bank_id
-                self.next_bank_id = max(self.next_bank_id, bank_id + 1)
-                self.bankverbindungen[bank_id] = clean_bankverbindung(
-                    bank_rec, bank_id, bank_rec.get(BankverbindungField.GEAENDERT_AM) or now
+                bank = self.bankverbindungen.put(
+                    bank_rec, bank_rec.get(BankverbindungField.GEAENDERT_AM) or now, _number(bank_rec, BankverbindungField.ID)
                 )
-                self.bank_owner[bank_id] = betnr
+                self.bank_owner[bank[BankverbindungField.ID]] = party[BeteiligterField.BETNR]
         today = utc_now().date()
         for raw in doc.get("Termine", []):
             body = dict(raw)
@@ -172,8 +188,9 @@ class AdvowareState(SimulatorState):
                 reminder = parse_wall_clock(body[TerminField.DATUM.value]) - timedelta(minutes=int(body.pop("_reminder_minutes")))
                 body[TerminField.ERINNERUNGS_DATUM.value] = format_datetime(reminder)
             rec = normalize_record(body, TerminField)
-            frnr = int(rec[TerminField.FRNR]) if rec.get(TerminField.FRNR) else self.next_frnr
-            self.next_frnr = max(self.next_frnr, frnr + 1)
-            self.termine[frnr] = clean_termin(rec, frnr, rec.get(TerminField.ZULETZT_GEAENDERT_AM) or now)
+            self.termine.put(rec, rec.get(TerminField.ZULETZT_GEAENDERT_AM) or now, _number(rec, TerminField.FRNR))
 
 
+def _number(rec: dict[str, Any], field: str) -> int | None:
+    """The record number a seed gives (None: none, the table's next free one)."""
+    return int(rec[field]) if rec.get(field) else None
