@@ -87,6 +87,8 @@ class JsonHttpClient:
     """A small async JSON client around one lazily created aiohttp session."""
 
     service = "http"
+    follow_redirects = True
+    """Whether `open_response` follows a 3xx (`allow_redirects`); a client may refuse to."""
 
     def __init__(
         self,
@@ -144,6 +146,7 @@ class JsonHttpClient:
                 json=parts.get("json_body"),
                 data=parts.get("data"),
                 headers=dict(headers),
+                allow_redirects=self.follow_redirects,
             ) as resp:
                 yield resp
 

@@ -1,7 +1,10 @@
-"""Advoware's HTTP client: one token-authenticated exchange with one token refresh on 401,
+"""Advoware's HTTP client: one token-authenticated exchange with at most one token refresh on
+401 (`TokenProvider.invalidate` decides: never for a token younger than `min_refresh_seconds`),
 a raw `request()` for the proxy (answers as they come, only idempotent methods retried) and
-`_call()` for the typed calls (JSON or a typed error; POST never repeated). Knows nothing of
-Motia. The token flow is `token.TokenProvider`; the resource calls are `api.AdvowareAPI`;
+`_call()` for the typed calls (JSON or a typed error; POST never repeated). Redirects are never
+followed (`follow_redirects = False`, also for the token and discovery requests): a 3xx is
+Advoware's answer (the proxy decides what to make of it), an error for the typed calls. Knows
+nothing of Motia. The token flow is `token.TokenProvider`; the resource calls are `api.AdvowareAPI`;
 the configurator lookup is `discover_urls`.
 
 Every path and field name comes from `services.clients.advoware.paths`.
@@ -21,7 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from services.clients.advoware import paths as P
 from services.clients.advoware.responses import SERVICE, AdvowareResponse, ResponseTooLargeError, message_of
-from services.clients.advoware.token import AdvowareLogin, TokenProvider, log_retry
+from services.clients.advoware.token import MIN_REFRESH_SECONDS, AdvowareLogin, TokenProvider, log_retry
 from services.clients.errors import (
     ApiConnectionError,
     ApiError,
@@ -80,9 +83,9 @@ async def discover_urls(
     own = session is None
     sess = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
     try:
-        async with sess.get(url, params={P.DISCOVERY_QUERY_KANZLEI: kanzlei}) as resp:
+        async with sess.get(url, params={P.DISCOVERY_QUERY_KANZLEI: kanzlei}, allow_redirects=False) as resp:
             body = await resp.read()
-            if resp.status >= 400:
+            if resp.status >= 300:  # a redirect is never followed
                 raise api_error_for(SERVICE, resp.status, message_of(body), method="GET", url=url)
             doc = json.loads(body)
     except (TimeoutError, aiohttp.ClientError) as exc:
@@ -102,6 +105,7 @@ class AdvowareHttpClient(JsonHttpClient):
     """The HTTP side of one Advoware installation (Kanzlei + Datenbank + user)."""
 
     service = SERVICE
+    follow_redirects = False
 
     def __init__(
         self,
@@ -113,6 +117,7 @@ class AdvowareHttpClient(JsonHttpClient):
         redis: Redis | None = None,
         token_cache_key: str = "advoware:token",
         refresh_margin_seconds: float = 60,
+        min_token_refresh_seconds: float = MIN_REFRESH_SECONDS,
         timeout: float = 30.0,
         retry_policy: RetryPolicy = DEFAULT_POLICY,
         session: aiohttp.ClientSession | None = None,
@@ -121,7 +126,8 @@ class AdvowareHttpClient(JsonHttpClient):
         **login: Unpack[AdvowareLogin],
     ) -> None:
         """`base_url`: the API base (`https://host/`, `api/v1/...` lies below it).
-        `token_url`: the token endpoint, or the security gateway base (then `api/v1/Token` is added)."""
+        `token_url`: the token endpoint, or the security gateway base (then `api/v1/Token` is added).
+        `min_token_refresh_seconds`: a 401 drops only a token at least this old (TokenProvider.invalidate)."""
         super().__init__(base_url, timeout=timeout, retry_policy=retry_policy, session=session)
         if not token_url.rstrip("/").lower().endswith("/token"):
             token_url = token_url.rstrip("/") + "/" + P.TOKEN_PATH
@@ -138,6 +144,7 @@ class AdvowareHttpClient(JsonHttpClient):
             redis=redis,
             cache_key=token_cache_key,
             refresh_margin_seconds=refresh_margin_seconds,
+            min_refresh_seconds=min_token_refresh_seconds,
             lock_ttl_seconds=token_lock_ttl_seconds,
             lock_poll_seconds=token_lock_poll_seconds,
             **login,
@@ -160,9 +167,9 @@ class AdvowareHttpClient(JsonHttpClient):
         """A usable access token (see `TokenProvider.get`)."""
         return await self.tokens.get()
 
-    async def invalidate_token(self, failed_token: str) -> None:
-        """Forget `failed_token` here and in Redis, unless a newer token replaced it already."""
-        await self.tokens.invalidate(failed_token)
+    async def invalidate_token(self, failed_token: str) -> bool:
+        """After a 401 with `failed_token`: whether to repeat the call (see `TokenProvider.invalidate`)."""
+        return await self.tokens.invalidate(failed_token)
 
     # JsonHttpClient hooks (used by the inherited stream()).
     async def auth_headers(self) -> dict[str, str]:
@@ -170,9 +177,7 @@ class AdvowareHttpClient(JsonHttpClient):
 
     async def on_auth_failure(self) -> bool:
         current = self.tokens.current
-        if current is not None:
-            await self.invalidate_token(current)
-        return True
+        return True if current is None else await self.invalidate_token(current)
 
     # --- raw exchange -------------------------------------------------------------------
     @staticmethod
@@ -185,17 +190,17 @@ class AdvowareHttpClient(JsonHttpClient):
     async def _exchange(
         self, method: str, path: str, *, max_response_bytes: int | None = None, **parts: Unpack[RequestParts]
     ) -> AdvowareResponse:
-        """One call with one token refresh on 401; connection trouble → ApiConnectionError."""
+        """One call, repeated once after a 401 when `invalidate_token` allows it (else the 401 is
+        the answer); connection trouble → ApiConnectionError."""
         self._check_path(path)
         extra = {k: v for k, v in (parts.get("headers") or {}).items() if k.lower() not in _STRIPPED_REQUEST_HEADERS}
         for attempt in (1, 2):
             token = await self.get_token()
             all_headers = {"Accept": "application/json", **extra, "Authorization": f"Bearer {token}"}
             async with self.open_response(method, path, all_headers, parts) as resp:
-                if resp.status == 401 and attempt == 1:
+                if resp.status == 401 and attempt == 1 and await self.invalidate_token(token):
                     await resp.read()
-                    log.info("advoware: 401 on %s %s, refreshing the token once", method, path)
-                    await self.invalidate_token(token)
+                    log.info("advoware: 401 on %s %s, repeating it once with a new token", method, path)
                     continue
                 body = await self._read_limited(resp, max_response_bytes)
                 return AdvowareResponse(
@@ -278,7 +283,8 @@ class AdvowareHttpClient(JsonHttpClient):
         missing_ok_on_retry: bool = False,
     ) -> Any:
         """A typed call: JSON result, or a typed error (401 after refresh → AuthError,
-        404 → NotFoundError, 409 → ConflictError, 400 → ApiError with Advoware's message)."""
+        404 → NotFoundError, 409 → ConflictError, 400 → ApiError with Advoware's message, a
+        redirect (not followed) → ApiError with its status)."""
         policy = self.retry_policy if method in TYPED_RETRY_METHODS else NO_RETRY
         attempts = 0
 
@@ -288,7 +294,7 @@ class AdvowareHttpClient(JsonHttpClient):
             resp = await self._exchange(method, path, params=params, json_body=json_body)
             if resp.status == 404 and missing_ok_on_retry and attempts > 1:
                 return None  # an earlier attempt deleted it before the connection broke
-            if resp.status >= 400:
+            if resp.status >= 300:
                 raise self._error(resp, method, path)
             return resp
 

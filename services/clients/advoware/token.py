@@ -4,10 +4,13 @@ Motia.
 Token: `POST {securityGateway}api/v1/Token` with a fresh nonce (uuid4) and a .NET-style
 timestamp, signed with HMAC-SHA512 (`hmac512_signature`). `TokenProvider` keeps the token in
 memory and, when a Redis client is given, in Redis under `cache_key` until shortly before
-`expiration_utc`, so every worker process shares one token. Concurrent callers in one
-process share one fetch (an asyncio lock); across processes a short Redis lock
+`expiration_utc`, so every worker process shares one token; Redis holds it sealed with a key
+derived from the API key (`sealed.TokenSeal`: not readable by whoever reads Redis). Concurrent
+callers in one process share one fetch (an asyncio lock); across processes a short Redis lock
 (`SET NX PX` on `{cache_key}:lock`) lets one process fetch while the others wait and re-read
-the cache. `invalidate` drops a token that failed (only if it is still the cached one).
+the cache. `invalidate` handles a 401: it drops the token (only if it is still the cached one)
+unless the token is younger than `min_refresh_seconds`, so a 401 causes at most one gateway
+login per token and interval, whatever the callers send.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import aiohttp
 
 from services.clients.advoware import paths as P
 from services.clients.advoware.responses import SERVICE, message_of
+from services.clients.advoware.sealed import TokenSeal
 from services.clients.errors import ApiError, api_error_for
 from services.clients.http import connection_errors
 from services.clients.retry import RetryPolicy, parse_retry_after, retry_async
@@ -42,6 +46,9 @@ except ImportError:  # pragma: no cover
     RedisError = OSError  # type: ignore[misc,assignment]
 
 log = logging.getLogger(__name__)
+
+MIN_REFRESH_SECONDS = 30.0
+"""Default of `TokenProvider(min_refresh_seconds=)`: a 401 drops only a token at least this old."""
 
 
 def hmac512_signature(api_key_b64: str, product: int | str, app_id: str, nonce: str, timestamp: str) -> str:
@@ -66,12 +73,13 @@ def format_timestamp(dt: datetime | None = None) -> str:
 
 @dataclass(frozen=True)
 class CachedToken:
-    """An access token with its expiry and the moment it should be replaced."""
+    """An access token with its expiry, the moment it should be replaced and when it was fetched."""
 
     access_token: str
     expiration_utc: str
     expires_at: float
     usable_until: float
+    fetched_at: float
 
     def usable(self) -> bool:
         return time.time() < self.usable_until
@@ -83,22 +91,27 @@ class CachedToken:
                 "expiration_utc": self.expiration_utc,
                 "expires_at": self.expires_at,
                 "usable_until": self.usable_until,
+                "fetched_at": self.fetched_at,
             }
         )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> CachedToken:
         doc = json.loads(raw)
-        return cls(str(doc["access_token"]), str(doc["expiration_utc"]), float(doc["expires_at"]), float(doc["usable_until"]))
+        return cls(
+            str(doc["access_token"]), str(doc["expiration_utc"]), float(doc["expires_at"]), float(doc["usable_until"]),
+            float(doc["fetched_at"]),
+        )
 
 
 _DELETE_IF_TOKEN = """
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local ok, doc = pcall(cjson.decode, v)
-if (not ok) or doc['access_token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if (not ok) or type(doc) ~= 'table' or doc['id'] == nil or doc['id'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+"""Drop the cached token if it is the one that failed (by its sealed `id`), or not a sealed value."""
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -141,11 +154,13 @@ class TokenProvider:
         redis: Redis | None = None,
         cache_key: str = "advoware:token",
         refresh_margin_seconds: float = 60,
+        min_refresh_seconds: float = MIN_REFRESH_SECONDS,
         lock_ttl_seconds: float = 15.0,
         lock_poll_seconds: float = 0.05,
         **login: Unpack[AdvowareLogin],
     ) -> None:
-        """`get_session` and `retry_policy` are the owning client's, read at each fetch."""
+        """`get_session` and `retry_policy` are the owning client's, read at each fetch.
+        `min_refresh_seconds`: a 401 drops only a token at least this old (see `invalidate`)."""
         self.token_url = token_url
         self.app_id = login["app_id"]
         self._api_key_b64 = login["api_key_b64"]
@@ -161,6 +176,8 @@ class TokenProvider:
         self.cache_key = cache_key
         self.lock_key = f"{cache_key}:lock"
         self.refresh_margin_seconds = refresh_margin_seconds
+        self.min_refresh_seconds = min_refresh_seconds
+        self._seal = TokenSeal(base64.b64decode(self._api_key_b64), cache_key)
         self._lock_ttl_ms = int(lock_ttl_seconds * 1000)
         self._lock_poll = lock_poll_seconds
         self._token: CachedToken | None = None
@@ -187,16 +204,34 @@ class TokenProvider:
             self._token = tok
             return tok.access_token
 
-    async def invalidate(self, failed_token: str) -> None:
-        """Forget `failed_token` here and in Redis, unless a newer token replaced it already."""
+    async def invalidate(self, failed_token: str) -> bool:
+        """Advoware answered 401 to `failed_token`: whether the call may be repeated with a new one.
+
+        - Another token replaced it already (here, or another process through Redis): True,
+          and no login of its own.
+        - It was fetched less than `min_refresh_seconds` ago: False, it is kept. A fresh token
+          that is refused is the endpoint's answer, not an expiry: without this rule a caller
+          could make the service log in to the gateway on every request.
+        - Else it is forgotten here and in Redis (only while it is still the cached one) and
+          the next `get()` fetches once (one fetch per process under the lock, one across
+          processes under the Redis lock): True.
+        """
+        tok = self._token
+        if tok is None or tok.access_token != failed_token:
+            return True
+        age = time.time() - tok.fetched_at
+        if age < self.min_refresh_seconds:
+            log.info("advoware: 401 with a token fetched %.1f s ago: kept (at most one login per %g s)",
+                     age, self.min_refresh_seconds)
+            return False
         self._failed_tokens.append(failed_token)
-        if self._token is not None and self._token.access_token == failed_token:
-            self._token = None
+        self._token = None
         if self._redis is not None:
             try:
-                await self._redis.eval(_DELETE_IF_TOKEN, 1, self.cache_key, failed_token)
+                await self._redis.eval(_DELETE_IF_TOKEN, 1, self.cache_key, self._seal.token_id(failed_token))
             except (RedisError, OSError) as exc:
                 log.warning("advoware: could not drop cached token in redis: %s", exc)
+        return True
 
     async def _read_cache(self) -> CachedToken | None:
         assert self._redis is not None
@@ -207,8 +242,11 @@ class TokenProvider:
             return None
         if not raw:
             return None
+        document = self._seal.open(raw)
+        if document is None:  # not sealed with our key (e.g. the plaintext of before): fetch and replace
+            return None
         try:
-            tok = CachedToken.from_json(raw)
+            tok = CachedToken.from_json(document)
         except (ValueError, KeyError, TypeError):
             return None
         if not tok.usable() or tok.access_token in self._failed_tokens:
@@ -221,7 +259,7 @@ class TokenProvider:
         if ttl_ms <= 0:
             return
         try:
-            await self._redis.set(self.cache_key, tok.to_json(), px=ttl_ms)
+            await self._redis.set(self.cache_key, self._seal.seal(tok.access_token, tok.to_json()), px=ttl_ms)
         except (RedisError, OSError) as exc:
             log.warning("advoware: could not cache token in redis: %s", exc)
 
@@ -287,8 +325,11 @@ class TokenProvider:
     async def _fetch_token_once(self) -> CachedToken:
         session = await self._get_session()
         with connection_errors(SERVICE, "POST", "token request"):
-            async with session.post(self.token_url, json=self._token_request_body()) as resp:
+            async with session.post(self.token_url, json=self._token_request_body(), allow_redirects=False) as resp:
                 body = await resp.read()
+                if 300 <= resp.status < 400:  # never followed: the gateway's answer or nothing
+                    raise ApiError(SERVICE, resp.status, "the token endpoint answered with a redirect (not followed)",
+                                   method="POST", url=self.token_url)
                 if resp.status >= 400:
                     raise api_error_for(
                         SERVICE,
@@ -313,7 +354,7 @@ class TokenProvider:
         usable_until = expires_at - min(self.refresh_margin_seconds, lifetime / 2)
         self.fetches += 1
         log.info("advoware: fetched a new token, valid until %s", expiration)
-        return CachedToken(access, expiration, expires_at, usable_until)
+        return CachedToken(access, expiration, expires_at, usable_until, now)
 
     async def _fetch_token(self) -> CachedToken:
         return await retry_async(self._fetch_token_once, self._retry_policy(), on_retry=log_retry("token"))

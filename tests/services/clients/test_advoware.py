@@ -59,6 +59,15 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
+TOKEN_AGE = 0.2
+"""The clients here drop a token on 401 once it is this old (the tests wait that long: aged())."""
+
+
+async def aged() -> None:
+    """Let the current token grow older than TOKEN_AGE, so a 401 may replace it."""
+    await asyncio.sleep(TOKEN_AGE + 0.05)
+
+
 @pytest.fixture
 def cache_key() -> str:
     return f"advoware:test:{uuid.uuid4().hex}"
@@ -76,6 +85,7 @@ def make_client(sim: RunningApp, redis: aioredis.Redis | None, cache_key: str, *
         token_cache_key=cache_key,
         retry_policy=FAST,
         timeout=10.0,
+        min_token_refresh_seconds=TOKEN_AGE,
     )
     kwargs.update(over)
     return AdvowareAPI(sim.url + "/", sim.url + "/", **kwargs)
@@ -168,13 +178,14 @@ async def test_works_without_redis(sim, cache_key) -> None:
 async def test_expired_tokens_refresh_exactly_once(api, sim, redis_client, cache_key) -> None:
     await asyncio.gather(*(api.list_employees() for _ in range(10)))
     old = await api.get_token()
+    await aged()
     await admin(sim, "expire-tokens")
     results = await asyncio.gather(*(api.list_employees() for _ in range(50)))
     assert all(len(r) == 3 for r in results)
     assert await token_requests(sim) == 2
     new = await api.get_token()
     assert new != old
-    assert new.encode() in await redis_client.get(cache_key)
+    assert await redis_client.get(cache_key)  # the new token is cached (sealed: tests/security/test_advoware_token.py)
     assert len([r for r in await sim_requests(sim, "Mitarbeiter") if r["status"] == 401]) >= 1
 
 
@@ -184,6 +195,7 @@ async def test_other_process_refresh_does_not_drop_new_token(sim, redis_client, 
     try:
         await a.list_employees()
         await b.list_employees()
+        await aged()
         await admin(sim, "expire-tokens")
         await a.list_employees()  # a refreshes and caches the new token
         await b.list_employees()  # b's stale token fails; it must adopt a's token, not fetch again
@@ -195,6 +207,7 @@ async def test_other_process_refresh_does_not_drop_new_token(sim, redis_client, 
 
 async def test_persistent_401_raises_auth_error(api, sim) -> None:
     await api.list_employees()
+    await aged()
     await admin(sim, "faults", {"path": "Mitarbeiter", "status": 401, "times": 2})
     with pytest.raises(AuthError):
         await api.list_employees()
@@ -404,3 +417,79 @@ def test_paths_helpers() -> None:
     assert P.parse_time("23:59") == (23, 59, 0)
     assert P.bankverbindung_path(7, 3) == "api/v1/advonet/Beteiligte/7/Bankverbindungen/3"
     assert P.TurnusArt.WOECHENTLICH == 2
+
+
+# --- redirects are never followed ----------------------------------------------------------
+
+
+@pytest.fixture
+async def redirecting() -> AsyncIterator[tuple[str, list[str]]]:
+    """An Advoware whose token endpoint, API path and configurator redirect (302/307) to an
+    "internal" server; yields the base URL and the list of requests the internal one saw."""
+    from aiohttp import web
+
+    from simulators.runner import start_app
+
+    seen: list[str] = []
+
+    async def internal(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        if request.path.endswith("/Token"):
+            return web.json_response({"access_token": "internal-token", "expiration_utc": "2099-01-01T00:00:00Z"})
+        return web.json_response({"secret": "INTERNAL-ADMIN-PAGE", "connectorUrl": "http://x/", "securityGateway": "http://x/"})
+
+    inner_app = web.Application()
+    inner_app.router.add_route("*", "/{tail:.*}", internal)
+    inner = await start_app(inner_app)
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "outer-token", "expiration_utc": "2099-01-01T00:00:00Z"})
+
+    async def bounce(request: web.Request) -> web.Response:
+        raise web.HTTPFound(inner.url + "/internal" + request.path)
+
+    async def bounce_token(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(inner.url + "/api/v1/Token")
+
+    outer_app = web.Application()
+    outer_app.router.add_post("/api/v1/Token", token)
+    outer_app.router.add_post("/moved/api/v1/Token", bounce_token)
+    outer_app.router.add_route("*", "/api/v1/advonet/Mitarbeiter", bounce)
+    outer_app.router.add_get("/AdvonetConfigurator/api/Url", bounce)
+    outer = await start_app(outer_app)
+    try:
+        yield outer.url, seen
+    finally:
+        await outer.stop()
+        await inner.stop()
+
+
+async def test_api_redirect_is_not_followed(redirecting: tuple[str, list[str]]) -> None:
+    url, seen = redirecting
+    client = AdvowareAPI(url + "/", url + "/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI,
+                         database=DATABASE, user=USER, password=PASSWORD, retry_policy=FAST)
+    try:
+        raw = await client.request("GET", "api/v1/advonet/Mitarbeiter")
+        assert raw.status == 302 and b"INTERNAL" not in raw.body  # the answer as it came, for the proxy to judge
+        with pytest.raises(ApiError) as info:
+            await client.list_employees()
+        assert info.value.status == 302 and not info.value.retryable
+    finally:
+        await client.close()
+    assert seen == []
+
+
+async def test_token_and_discovery_redirects_are_not_followed(redirecting: tuple[str, list[str]]) -> None:
+    url, seen = redirecting
+    client = AdvowareAPI(url + "/", url + "/moved/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI,
+                         database=DATABASE, user=USER, password=PASSWORD, retry_policy=FAST)
+    try:
+        with pytest.raises(ApiError) as info:
+            await client.get_token()
+        assert info.value.status == 307 and "redirect" in info.value.reason
+    finally:
+        await client.close()
+    with pytest.raises(ApiError) as found:
+        await discover_urls(url + "/", KANZLEI)
+    assert found.value.status == 302
+    assert seen == []
