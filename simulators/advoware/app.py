@@ -359,30 +359,24 @@ def create_app(
     def route(methods: Iterable[str], path: str, handler: Handler, *, auth: bool = True) -> Route:
         return Route(frozenset(methods), re.compile(f"^{path}$", re.IGNORECASE), handler, auth)
 
+    def resource(path: str, **handlers: Handler) -> list[Route]:
+        """One authenticated route per method (`GET=handler, ...`) of the resource at `path`."""
+        return [route([method], path, handler) for method, handler in handlers.items()]
+
     num = r"(?P<{}>-?\d+)"
-    termine = TERMINE_ROUTE
     party = BETEILIGTE_ROUTE + "/" + num.format("betnr")
     banks = party + "/" + BANKVERBINDUNGEN_SEGMENT
     routes = [
         route(["POST"], TOKEN_ROUTE, token, auth=False),
         route(["GET"], DISCOVERY_ROUTE, discovery, auth=False),
-        route(["GET"], AKTEN_ROUTE, list_akten),
-        route(["GET"], AKTEN_ROUTE + "/" + num.format("id"), get_akte),
-        route(["GET"], MITARBEITER_ROUTE, list_mitarbeiter),
-        route(["GET"], termine, termine_get),
-        route(["POST"], termine, termine_post),
-        route(["PUT"], termine, termine_put),
-        route(["DELETE"], termine, termine_delete),
-        route(["GET"], BETEILIGTE_ROUTE, beteiligte_list),
-        route(["POST"], BETEILIGTE_ROUTE, beteiligte_post),
-        route(["GET"], party, beteiligter_get),
-        route(["PUT"], party, beteiligter_put),
-        route(["DELETE"], party, beteiligter_delete),
-        route(["GET"], banks, banks_list),
-        route(["POST"], banks, banks_post),
-        route(["GET"], party + "/bankverbindungen/" + num.format("id"), bank_get),
-        route(["PUT"], party + "/bankverbindungen/" + num.format("id"), bank_put),
-        route(["DELETE"], party + "/bankverbindungen/" + num.format("id"), bank_delete),
+        *resource(AKTEN_ROUTE, GET=list_akten),
+        *resource(AKTEN_ROUTE + "/" + num.format("id"), GET=get_akte),
+        *resource(MITARBEITER_ROUTE, GET=list_mitarbeiter),
+        *resource(TERMINE_ROUTE, GET=termine_get, POST=termine_post, PUT=termine_put, DELETE=termine_delete),
+        *resource(BETEILIGTE_ROUTE, GET=beteiligte_list, POST=beteiligte_post),
+        *resource(party, GET=beteiligter_get, PUT=beteiligter_put, DELETE=beteiligter_delete),
+        *resource(banks, GET=banks_list, POST=banks_post),
+        *resource(banks + "/" + num.format("id"), GET=bank_get, PUT=bank_put, DELETE=bank_delete),
     ]
 
     def authorized(request: web.Request) -> bool:
