@@ -17,7 +17,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-venv: $(STAMP)
+# The project's one command, `iii-cli` (pyproject.toml [project.scripts]): an editable install
+# of this checkout, nothing else (its build requirement, setuptools, is pinned in pyproject.toml).
+$(VENV)/bin/iii-cli: pyproject.toml $(STAMP)
+	$(PYTHON) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+venv: $(STAMP) $(VENV)/bin/iii-cli
 
 # The tools that write and check the lock files live in a venv of their own.
 $(TOOLS)/bin/pip-audit:
@@ -66,9 +72,9 @@ test-deps:
 run: venv system-deps
 	$(PYTHON) scripts/run_service.py
 
-# Like run, with the worker reloaded when src/ or services/ change (iii-cli dev).
+# `iii-cli dev`: like run, with the worker reloaded when src/ or services/ change.
 dev: venv system-deps
-	$(PYTHON) scripts/run_service.py --watch
+	$(VENV)/bin/iii-cli dev
 
 # The whole test suite.
 test: venv test-deps

@@ -180,7 +180,9 @@ def _print_logs(recs: list[dict[str, Any]]) -> None:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    params = {"limit": str(args.n)}
+    """The last `n` lines (of `source` "worker" or "engine" only, when given), then new ones with `follow`."""
+    source = getattr(args, "source", None)
+    params = {"limit": str(10_000 if source else args.n)}
     if args.level:
         params["level"] = args.level
     if args.trace:
@@ -188,13 +190,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if args.step:
         params["step"] = args.step
     data = _call(args, "GET", "/_console/logs?" + urllib.parse.urlencode(params))
-    _print_logs(data["logs"])
+    _print_logs([r for r in data["logs"] if source in (None, r.get("source"))][-args.n:])
     last = data["last_seq"]
     while args.follow:
         time.sleep(0.5)
         params["after"] = str(last)
         data = _call(args, "GET", "/_console/logs?" + urllib.parse.urlencode(params))
-        _print_logs(data["logs"])
+        _print_logs([r for r in data["logs"] if source in (None, r.get("source"))])
         last = data["last_seq"]
     return 0
 

@@ -37,6 +37,23 @@ GUIDE_REDIS_DB = 1
 WEBHOOK_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 """ESPOCRM_WEBHOOK_TOKEN rides in the webhook URL: only RFC 3986 unreserved characters."""
 WEBHOOK_TOKEN_MIN_LENGTH = 32
+WEBHOOK_REPLAY_DEFAULT_SECONDS = 600
+"""How long an accepted signed webhook body is remembered (ESPOCRM_WEBHOOK_REPLAY_SECONDS):
+the same body again within it is a replay (409). EspoCRM retries a failed batch 10 minutes later."""
+
+DEFAULT_REST_HOST = "127.0.0.1"
+"""The engine's REST bind when III_REST_HOST is unset (iii-config.yaml `${III_REST_HOST:127.0.0.1}`)."""
+PRODUCTION_URL_VARIABLES = (
+    "ESPOCRM_API_BASE_URL",
+    "ADVOWARE_API_BASE_URL",
+    "ADVOWARE_TOKEN_URL",
+    "XAI_API_BASE_URL",
+    "XAI_MANAGEMENT_BASE_URL",
+    "GOOGLE_CALENDAR_BASE_URL",
+    "GOOGLE_TOKEN_URL",
+)
+"""The external systems' URLs: https:// only in production; any of them set to a host other
+than this machine makes APP_MODE=auto choose production."""
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ENV_FILE = PROJECT_ROOT / ".env"

@@ -5,10 +5,14 @@ collecting every problem of every section into one `ConfigError`:
     - ESPOCRM_API_KEY is required in production mode
     - REDIS_URL: not a redis:// URL
 
-Rules: an empty or blank value (`VAR=`) counts as unset; APP_MODE=auto means sandbox when
-ESPOCRM_API_KEY, ADVOWARE_API_KEY and XAI_API_KEY are all unset, else production; sandbox
-defaults (the simulators on SIM_*_PORT and their demo keys) are laid over the production
-defaults only in sandbox mode; messages name the variable and never echo a secret.
+Rules: an empty or blank value (`VAR=`) counts as unset; APP_MODE=auto means sandbox only
+when ESPOCRM_API_KEY, ADVOWARE_API_KEY and XAI_API_KEY are all unset, no external URL
+(PRODUCTION_URL_VARIABLES) points at another machine and the engine's REST bind
+(III_REST_HOST, default 127.0.0.1) is a loopback address; else production. Sandbox defaults
+(the simulators on SIM_*_PORT and their demo keys, the public sandbox proxy token among them)
+are laid over the production defaults only in sandbox mode. Production refuses to start with
+an http:// external URL or without webhook authentication (ESPOCRM_WEBHOOK_SECRETS or
+ESPOCRM_WEBHOOK_TOKEN). Messages name the variable and never echo a secret.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
@@ -25,7 +30,9 @@ from services.clients.errors import ConfigError
 from services.platform.settings.aliases import apply_guide_names, unknown_warning
 from services.platform.settings.constants import (
     DEFAULT_ENV_FILE,
+    DEFAULT_REST_HOST,
     ENV_FILE_VARIABLE,
+    PRODUCTION_URL_VARIABLES,
     SANDBOX_CALENDAR_MAPPING,
     WEBHOOK_TOKEN_MIN_LENGTH,
 )
@@ -42,7 +49,7 @@ from services.platform.settings.sections import (
     SimulatorSettings,
     XAISettings,
 )
-from services.platform.settings.values import AppMode
+from services.platform.settings.values import AppMode, WebhookAuthMode, is_loopback_host
 
 _AUTO_MODE_KEYS = ("ESPOCRM_API_KEY", "ADVOWARE_API_KEY", "XAI_API_KEY")
 """The variables whose presence makes APP_MODE=auto choose production."""
@@ -50,8 +57,42 @@ _AUTO_MODE_KEYS = ("ESPOCRM_API_KEY", "ADVOWARE_API_KEY", "XAI_API_KEY")
 S = TypeVar("S", bound=Section)
 
 
+def _set(env: Mapping[str, str], name: str) -> str:
+    return (env.get(name) or "").strip()
+
+
+def _remote_url(url: str) -> bool:
+    """Whether a URL points at another machine (an unparsable one counts as remote)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return True
+    return not (host and is_loopback_host(host))
+
+
+def rest_host(env: Mapping[str, str]) -> str:
+    """The engine's REST bind address as the config resolves it (III_REST_HOST, default loopback)."""
+    return _set(env, "III_REST_HOST") or DEFAULT_REST_HOST
+
+
+def exposure_signs(env: Mapping[str, str]) -> list[str]:
+    """What reaches beyond this machine: an external URL pointing at another machine, or a REST
+    bind other than loopback (where the sandbox's public demo tokens must never apply)."""
+    signs = [f"{k} points at another machine" for k in PRODUCTION_URL_VARIABLES if _set(env, k) and _remote_url(_set(env, k))]
+    if not is_loopback_host(rest_host(env)):
+        signs.append(f"III_REST_HOST ({rest_host(env)}) is not a loopback address")
+    return signs
+
+
+def production_signs(env: Mapping[str, str]) -> list[str]:
+    """Why this environment is not a local sandbox (empty: it may be one): an API key set, or
+    an `exposure_signs` reason."""
+    return [f"{k} is set" for k in _AUTO_MODE_KEYS if _set(env, k)] + exposure_signs(env)
+
+
 def resolve_mode(env: Mapping[str, str]) -> tuple[AppMode, str | None]:
-    """The mode APP_MODE asks for, and an error message if APP_MODE is malformed."""
+    """The mode APP_MODE asks for, and an error message if APP_MODE is malformed. auto (or a
+    malformed value) is sandbox only when `production_signs` finds nothing."""
     raw = (env.get("APP_MODE") or "").strip().lower() or "auto"
     error = None
     if raw == "sandbox":
@@ -60,8 +101,7 @@ def resolve_mode(env: Mapping[str, str]) -> tuple[AppMode, str | None]:
         return AppMode.PRODUCTION, None
     if raw != "auto":
         error = f"APP_MODE: expected one of auto|sandbox|production, got {raw!r}"
-    has_keys = any((env.get(k) or "").strip() for k in _AUTO_MODE_KEYS)
-    return (AppMode.PRODUCTION if has_keys else AppMode.SANDBOX), error
+    return (AppMode.PRODUCTION if production_signs(env) else AppMode.SANDBOX), error
 
 
 def sandbox_defaults(sims: SimulatorSettings) -> dict[str, Any]:
@@ -164,8 +204,13 @@ def build_settings(env: Mapping[str, str]) -> Settings:
     ledger = loader.build(LedgerSettings)
     if not sandbox and google is not None and google.service_account_file is None and google.static_token is None:
         loader.errors.append("GOOGLE_SERVICE_ACCOUNT_FILE is required in production mode")
+    if not sandbox:
+        loader.errors += _production_problems(espocrm, advoware, xai, google)
 
     if loader.errors:
+        if not sandbox and _set(env, "APP_MODE").lower() in ("", "auto"):
+            loader.errors.append(f"APP_MODE=auto means production here ({'; '.join(production_signs(env))}); "
+                                 "APP_MODE=sandbox runs against the simulators")
         raise ConfigError("Invalid configuration:\n- " + "\n- ".join(loader.errors))
     assert sims and runtime and espocrm and advoware and xai and google and calendar and ledger  # no errors → all built
     return Settings(
@@ -182,8 +227,35 @@ def build_settings(env: Mapping[str, str]) -> Settings:
         simulators=sims,
         ledger=ledger,
         ops_token=runtime.ops_token,
-        warnings=(*_warnings(mode, espocrm, advoware, google, calendar), *guide_notes, *unknown_warning(env)),
+        warnings=(*_warnings(mode, espocrm, advoware, google, calendar, env), *guide_notes, *unknown_warning(env)),
     )
+
+
+def _production_problems(
+    espocrm: EspoCRMSettings | None, advoware: AdvowareSettings | None, xai: XAISettings | None, google: GoogleSettings | None
+) -> list[str]:
+    """What production refuses beyond missing values: an external URL that is not https://, and
+    EspoCRM webhooks without authentication. Sections that failed to build are skipped."""
+    urls: dict[str, str] = {}
+    if espocrm is not None:
+        urls["ESPOCRM_API_BASE_URL"] = espocrm.api_base_url
+    if advoware is not None:
+        urls.update(ADVOWARE_API_BASE_URL=advoware.api_base_url, ADVOWARE_TOKEN_URL=advoware.token_url)
+    if xai is not None:
+        urls.update(XAI_API_BASE_URL=xai.api_base_url, XAI_MANAGEMENT_BASE_URL=xai.management_base_url)
+    if google is not None:
+        urls.update(GOOGLE_CALENDAR_BASE_URL=google.calendar_base_url, GOOGLE_TOKEN_URL=google.token_url)
+    problems = []
+    for name, url in urls.items():
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            problems.append(f"{name}: production requires https://, got {parts.scheme}://{parts.hostname or ''}")
+    if espocrm is not None and espocrm.webhook_auth_mode is WebhookAuthMode.OPEN:
+        problems.append(
+            "ESPOCRM_WEBHOOK_SECRETS or ESPOCRM_WEBHOOK_TOKEN is required in production mode "
+            "(EspoCRM webhooks are never accepted without authentication there)"
+        )
+    return problems
 
 
 def _warnings(
@@ -192,18 +264,31 @@ def _warnings(
     advoware: AdvowareSettings,
     google: GoogleSettings,
     calendar: CalendarSettings,
+    env: Mapping[str, str],
 ) -> list[str]:
     """Non-fatal remarks for the start-up log."""
     prod = mode is AppMode.PRODUCTION
     warnings: list[str] = []
     if prod and not calendar.mapping:
         warnings.append("CALENDAR_MAPPING is empty: calendar sync has no employees to sync")
+    if not prod and exposure_signs(env):
+        warnings.append(f"APP_MODE=sandbox although {'; '.join(exposure_signs(env))}: "
+                        "the sandbox's public demo tokens apply where nothing else is set")
     token: SecretStr | None = espocrm.webhook_token
-    if prod and not espocrm.webhook_secrets and token is None:
+    auth = espocrm.webhook_auth_mode
+    if auth is WebhookAuthMode.OPEN:  # sandbox only: production refuses to start
         warnings.append(
             "EspoCRM webhooks are accepted without authentication "
             "(set ESPOCRM_WEBHOOK_SECRETS or ESPOCRM_WEBHOOK_TOKEN)"
         )
+    if auth is WebhookAuthMode.SIGNATURE and token is not None:
+        warnings.append("ESPOCRM_WEBHOOK_TOKEN is set next to the webhook signature secrets: every webhook "
+                        "needs a valid Signature AND the token in its URL")
+    if prod and auth is WebhookAuthMode.TOKEN:
+        warnings.append("webhooks are authenticated by a URL token only, which cannot detect a replayed "
+                        "request: prefer EspoCRM's signatures (webhook secrets), which also refuse replays")
+    if prod and auth is WebhookAuthMode.SIGNATURE and espocrm.webhook_replay_seconds == 0:
+        warnings.append("ESPOCRM_WEBHOOK_REPLAY_SECONDS=0: a replayed signed webhook is accepted again")
     if prod and token is not None and len(token.get_secret_value()) < WEBHOOK_TOKEN_MIN_LENGTH:
         warnings.append(
             f"ESPOCRM_WEBHOOK_TOKEN is shorter than {WEBHOOK_TOKEN_MIN_LENGTH} characters (e.g. `openssl rand -hex 32`)"

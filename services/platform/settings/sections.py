@@ -31,6 +31,7 @@ from services.platform.settings.constants import (
     LOCK_LEASE_DEFAULT,
     LOCK_TTL_DEFAULT,
     SIM_DEFAULT_PORTS,
+    WEBHOOK_REPLAY_DEFAULT_SECONDS,
     XAI_PROD_API_BASE_URL,
     XAI_PROD_MANAGEMENT_BASE_URL,
 )
@@ -128,6 +129,12 @@ class EspoCRMSettings(Section):
     webhook_token: Annotated[SecretStr | None, p.env_value(p.webhook_token)] = Field(
         None, validation_alias="ESPOCRM_WEBHOOK_TOKEN"
     )
+    """With webhook_secrets set too, BOTH are required on every request (services.webhooks.intake)."""
+    webhook_replay_seconds: Annotated[int, p.integer(0, 86400)] = Field(
+        WEBHOOK_REPLAY_DEFAULT_SECONDS, validation_alias="ESPOCRM_WEBHOOK_REPLAY_SECONDS"
+    )
+    """Signature mode: an accepted body is remembered this long and refused (409) when it comes
+    again; 0 = no replay record."""
 
     @property
     def uses_hmac(self) -> bool:
@@ -135,6 +142,8 @@ class EspoCRMSettings(Section):
 
     @property
     def webhook_auth_mode(self) -> WebhookAuthMode:
+        """SIGNATURE when secrets are set (a token set as well is required in addition), else
+        TOKEN when a token is set, else OPEN (sandbox only: production refuses to start)."""
         if self.webhook_secrets:
             return WebhookAuthMode.SIGNATURE
         if self.webhook_token is not None:
@@ -337,6 +346,8 @@ class Settings(BaseModel):
             "espocrm": self.espocrm.api_base_url,
             "espocrm_auth": "hmac" if self.espocrm.uses_hmac else "api_key",
             "webhook_auth_mode": self.webhook_auth_mode.value,
+            "webhook_token_required": self.espocrm.webhook_token is not None,
+            "webhook_replay_seconds": self.espocrm.webhook_replay_seconds,
             "advoware": self.advoware.api_base_url,
             "xai": self.xai.api_base_url,
             "xai_management": self.xai.management_base_url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from enum import Enum, StrEnum
 from typing import Any, NamedTuple
@@ -77,3 +78,15 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = parts.username or ""
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` (or `*.localhost`), 127.0.0.0/8 or ::1 (brackets allowed): only this machine
+    reaches it. `0.0.0.0`, `::` and every other name or address are not loopback."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

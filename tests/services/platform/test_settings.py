@@ -162,15 +162,18 @@ def test_complete_production_env_loads(prod_env: dict[str, str], sa_file: Path) 
 
 
 def test_sandbox_defaults_do_not_apply_in_production(prod_env: dict[str, str]) -> None:
-    for name in ("ADVOWARE_PROXY_TOKEN", "CALENDAR_MAPPING", "ESPOCRM_WEBHOOK_TOKEN"):
+    for name in ("ADVOWARE_PROXY_TOKEN", "CALENDAR_MAPPING"):
         del prod_env[name]
     s = load_settings(prod_env)
     assert s.advoware.proxy_token is None
     assert s.calendar.mapping == {}
     assert s.google.static_token is None
-    assert s.webhook_auth_mode is WebhookAuthMode.OPEN
     joined = " ".join(s.warnings)
-    assert "ADVOWARE_PROXY_TOKEN" in joined and "CALENDAR_MAPPING" in joined and "without authentication" in joined
+    assert "ADVOWARE_PROXY_TOKEN" in joined and "CALENDAR_MAPPING" in joined
+    # Nor do the sandbox's open webhooks: without webhook credentials production does not start.
+    del prod_env["ESPOCRM_WEBHOOK_TOKEN"]
+    errors = config_error(prod_env)
+    assert len(errors) == 1 and errors[0].startswith("ESPOCRM_WEBHOOK_SECRETS or ESPOCRM_WEBHOOK_TOKEN is required in production mode")
 
 
 @pytest.mark.parametrize(
