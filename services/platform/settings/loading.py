@@ -40,6 +40,7 @@ from services.platform.settings.parsers import EnvText
 from services.platform.settings.sections import (
     AdvowareSettings,
     CalendarSettings,
+    DeletionGuardSettings,
     EspoCRMSettings,
     GoogleSettings,
     LedgerSettings,
@@ -202,6 +203,7 @@ def build_settings(env: Mapping[str, str]) -> Settings:
         calendar_values["CALENDAR_MAPPING"] = dict(SANDBOX_CALENDAR_MAPPING)
     calendar = loader.build(CalendarSettings, calendar_values)
     ledger = loader.build(LedgerSettings)
+    deletes = loader.build(DeletionGuardSettings)
     if not sandbox and google is not None and google.service_account_file is None and google.static_token is None:
         loader.errors.append("GOOGLE_SERVICE_ACCOUNT_FILE is required in production mode")
     if not sandbox:
@@ -226,6 +228,7 @@ def build_settings(env: Mapping[str, str]) -> Settings:
         calendar=calendar,
         simulators=sims,
         ledger=ledger,
+        deletes=deletes or DeletionGuardSettings.model_validate({}),
         ops_token=runtime.ops_token,
         warnings=(*_warnings(mode, espocrm, advoware, google, calendar, env), *guide_notes, *unknown_warning(env)),
     )

@@ -285,6 +285,21 @@ class LedgerSettings(Section):
     """The sweeper re-enqueues at most sweep_batch × sweep_max_batches marks per run."""
 
 
+class DeletionGuardSettings(Section):
+    """The mass-deletion guard (services.platform.deletion_guard): deletes caused by "not found
+    on the other side" within an hour, shared by every worker through Redis."""
+
+    max_per_hour: Annotated[int, p.integer(0, 100000)] = Field(5, validation_alias="DELETE_GUARD_MAX_PER_HOUR")
+    """More such deletes within an hour trip the guard: every further one waits (the record is
+    marked failed) until an operator confirms (`python -m services.platform.deletion_guard
+    confirm`). 0: every such delete waits for a confirm."""
+    key_prefix: Annotated[str, p.env_value(p.key_prefix)] = Field("deletes", validation_alias="DELETE_GUARD_KEY_PREFIX")
+    """Redis keys `{prefix}:window|tripped|held|approved|tombstones` (the tombstones: the
+    deleted records' last state, for `restore`)."""
+    tombstones_keep: Annotated[int, p.integer(1, 1000000)] = Field(10000, validation_alias="DELETE_TOMBSTONES_KEEP")
+    """How many tombstones are kept (newest first)."""
+
+
 class SimulatorSettings(Section):
     espocrm_port: Port = Field(SIM_DEFAULT_PORTS["espocrm"], validation_alias="SIM_ESPOCRM_PORT")
     advoware_port: Port = Field(SIM_DEFAULT_PORTS["advoware"], validation_alias="SIM_ADVOWARE_PORT")
@@ -312,6 +327,7 @@ class Settings(BaseModel):
     calendar: CalendarSettings = Field(default_factory=lambda: CalendarSettings.model_validate({}))
     simulators: SimulatorSettings = Field(default_factory=lambda: SimulatorSettings.model_validate({}))
     ledger: LedgerSettings = Field(default_factory=lambda: LedgerSettings.model_validate({}))
+    deletes: DeletionGuardSettings = Field(default_factory=lambda: DeletionGuardSettings.model_validate({}))
     ops_token: SecretStr | None = None
     """Bearer token of the operator endpoints (GET /ops/ledger, POST /ops/ledger/replay); unset → 503."""
     warnings: tuple[str, ...] = ()
