@@ -24,12 +24,16 @@ def topic(base: str, action: EntityAction) -> str:
     return f"{base}.{action.value}"
 
 
+def entity_type_of(base: str) -> EntityType:
+    """The entity type whose events go to the topics under `base` (TOPIC_PARTY or TOPIC_BANK)."""
+    return EntityType.BETEILIGTE if base == TOPIC_PARTY else EntityType.BANKVERBINDUNGEN
+
+
 def sync_event(
     base: str, entity_id: str, action: EntityAction, source: SyncSource, reason: str | None = None
 ) -> dict[str, Any]:
     """A `{"topic", "data"}` queue event for one entity."""
-    entity_type = EntityType.BETEILIGTE if base == TOPIC_PARTY else EntityType.BANKVERBINDUNGEN
-    ev = SyncEvent(entity_type=entity_type, entity_id=entity_id, action=action, source=source, reason=reason)
+    ev = SyncEvent(entity_type=entity_type_of(base), entity_id=entity_id, action=action, source=source, reason=reason)
     return {"topic": topic(base, action), "data": ev.to_queue()}
 
 

@@ -10,12 +10,13 @@ EspoCRM's `YYYY-MM-DD HH:mm:ss` in UTC (see `espo_datetime`/`parse_espo_datetime
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from enum import Enum, StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -25,6 +26,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     field_validator,
+    model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 
@@ -257,6 +259,56 @@ class WebhookItem(BaseModel):
     def attributes(self) -> dict[str, Any]:
         """The attributes besides `id` that the webhook carried."""
         return dict(self.model_extra or {})
+
+
+ENVELOPE_TYPE_KEYS = ("entity_type", "entityType")
+ENVELOPE_ID_KEYS = ("entity_id", "entityId")
+ENVELOPE_ACTION_KEY = "action"
+
+
+class EndpointWebhookItem(WebhookItem):
+    """An item at a webhook endpoint bound to one entity type and action (subclasses made by
+    `endpoint_webhook_item`). Besides EspoCRM's `{id, <attributes>}` it takes the manual-test
+    shape of the firm's guide, `{"entity_type": "CBeteiligte", "entity_id": "abc123",
+    "action": "create"}`, and the guide's `{"id": "test123", "entityType": "CDokumente"}`.
+
+    Rules: without `id`, `entity_id` (or `entityId`) is the id. `entity_type`/`entityType`,
+    when given, must name the endpoint's entity type; in such an envelope (a type given, or the
+    id given as `entity_id`) `action`, when given, must be the endpoint's action; otherwise the
+    item is rejected with the reason (a 400 when no item is left). The envelope keys are not
+    record attributes: they never reach `attributes` (nor an update's `changed_fields`)."""
+
+    endpoint_entity: ClassVar[EntityType | None] = None
+    endpoint_action: ClassVar[EntityAction | None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _envelope(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        types = [data.pop(k) for k in ENVELOPE_TYPE_KEYS if k in data]
+        ids = [data.pop(k) for k in ENVELOPE_ID_KEYS if k in data] if "id" not in data else []
+        for given in types:
+            if cls.endpoint_entity is not None and coerce_enum(EntityType, given) is not cls.endpoint_entity:
+                raise ValueError(f"entity_type {given!r} does not match this endpoint ({cls.endpoint_entity.value})")
+        if ids:
+            if len(set(map(str, ids))) > 1:
+                raise ValueError("entity_id and entityId differ")
+            data["id"] = ids[0]
+        if (types or ids) and ENVELOPE_ACTION_KEY in data:
+            action = data.pop(ENVELOPE_ACTION_KEY)
+            if cls.endpoint_action is not None and coerce_enum(EntityAction, action) is not cls.endpoint_action:
+                raise ValueError(f"action {action!r} does not match this endpoint ({cls.endpoint_action.value})")
+        return data
+
+
+@functools.cache
+def endpoint_webhook_item(entity_type: EntityType, action: EntityAction) -> type[EndpointWebhookItem]:
+    """The item model of the `action` webhook endpoint of `entity_type` (see EndpointWebhookItem)."""
+    name = f"{entity_type.value}{action.value.title()}WebhookItem"
+    attrs = {"endpoint_entity": entity_type, "endpoint_action": action, "__module__": __name__}
+    return type(name, (EndpointWebhookItem,), attrs)
 
 
 class LinkWebhookItem(BaseModel):

@@ -24,8 +24,8 @@ from services.documents.events import (
     link_item_key,
     link_webhook_events,
 )
-from services.parties.events import webhook_events
-from services.platform.models import EntityAction, LinkWebhookItem, WebhookItem
+from services.parties.events import entity_type_of, webhook_events
+from services.platform.models import EntityAction, EntityType, LinkWebhookItem, WebhookItem, endpoint_webhook_item
 from services.proxy.advoware import PROXY_PATH, ProxyMethod
 from src.glue.proxy import handle_proxy_request
 from src.glue.webhook import accept_webhook
@@ -41,18 +41,24 @@ def step_config(name: str, description: str, flow: str, triggers: list[Any], enq
     return {"name": name, "description": description, "flows": [flow], "triggers": triggers, "enqueues": enqueues}
 
 
-def webhook_handler(routes: Mapping[str, ToEvents], *, model: type[BaseModel] = WebhookItem, key: Callable[[Any], Any] | None = None) -> Handler:
+def webhook_handler(
+    routes: Mapping[str, ToEvents],
+    *,
+    model: type[BaseModel] | Mapping[str, type[BaseModel]] = WebhookItem,
+    key: Callable[[Any], Any] | None = None,
+) -> Handler:
     """The handler of an EspoCRM webhook step: src.glue.webhook.accept_webhook with the
-    `to_events` of the route that fired (`ctx.trigger.path`; a step with one route uses it
-    whatever the path)."""
-    only = next(iter(routes.values())) if len(routes) == 1 else None
+    `to_events` (and the item `model`, when given per path) of the route that fired
+    (`ctx.trigger.path`; a step with one route uses it whatever the path)."""
+    only = next(iter(routes)) if len(routes) == 1 else None
     extra: dict[str, Any] = {} if key is None else {"key": key}
 
     async def handler(request: Any, ctx: Any) -> Any:
         from services.platform import settings
 
-        to_events = only if only is not None else routes[ctx.trigger.path]
-        return await accept_webhook(request, ctx, settings=settings.get_settings(), model=model, to_events=to_events, **extra)
+        path = only if only is not None else ctx.trigger.path
+        item_model = model[path] if isinstance(model, Mapping) else model
+        return await accept_webhook(request, ctx, settings=settings.get_settings(), model=item_model, to_events=routes[path], **extra)
 
     return handler
 
@@ -60,8 +66,10 @@ def webhook_handler(routes: Mapping[str, ToEvents], *, model: type[BaseModel] = 
 def party_webhook_step(entity: str, topic: str) -> tuple[dict[str, Any], Handler]:
     """`POST /vmh/webhook/{entity}/{create,update,delete}` (entity `beteiligte` or
     `bankverbindungen`): one `{topic}.{action}` sync event per record
-    (services.parties.events.webhook_events)."""
+    (services.parties.events.webhook_events); items in EspoCRM's or the guide's manual-test
+    shape, bound to the route's entity type and action (services.platform.models.EndpointWebhookItem)."""
     routes = {f"/vmh/webhook/{entity}/{a.value}": webhook_events(topic, a) for a in PARTY_ACTIONS}
+    models = {f"/vmh/webhook/{entity}/{a.value}": endpoint_webhook_item(entity_type_of(topic), a) for a in PARTY_ACTIONS}
     config = step_config(
         f"VMH {entity.title()} Webhook",
         f"Receives EspoCRM C{entity.title()} create/update/delete webhooks and queues sync events",
@@ -69,12 +77,13 @@ def party_webhook_step(entity: str, topic: str) -> tuple[dict[str, Any], Handler
         [http("POST", path) for path in routes],
         [f"{topic}.{a.value}" for a in PARTY_ACTIONS],
     )
-    return config, webhook_handler(routes)
+    return config, webhook_handler(routes, model=models)
 
 
 def document_webhook_step(action: EntityAction, topic: str) -> tuple[dict[str, Any], Handler]:
     """`POST /vmh/webhook/document/{action}`: one `topic` event per document
-    (services.documents.events.document_webhook_events)."""
+    (services.documents.events.document_webhook_events); items bound to CDokumente and the
+    action (services.platform.models.EndpointWebhookItem)."""
     config = step_config(
         f"VMH Document {action.value.title()} Webhook",
         f"Receives EspoCRM CDokumente.{action.value} webhooks and queues the document sync",
@@ -82,7 +91,8 @@ def document_webhook_step(action: EntityAction, topic: str) -> tuple[dict[str, A
         [http("POST", f"/vmh/webhook/document/{action.value}")],
         [topic],
     )
-    return config, webhook_handler({f"/vmh/webhook/document/{action.value}": document_webhook_events(action)})
+    model = endpoint_webhook_item(EntityType.DOKUMENTE, action)
+    return config, webhook_handler({f"/vmh/webhook/document/{action.value}": document_webhook_events(action)}, model=model)
 
 
 def link_webhook_step(action: EntityAction) -> tuple[dict[str, Any], Handler]:

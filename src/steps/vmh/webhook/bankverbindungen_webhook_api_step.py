@@ -2,6 +2,7 @@
 
 The same intake as the parties' webhook (src.glue.steps.party_webhook_step): one
 `vmh.bankverbindungen.{action}` sync event per record; the body's attributes are not trusted.
+Items in EspoCRM's or the guide's manual-test shape, bound to CBankverbindungen and the action.
 """
 
 from services.parties.events import TOPIC_BANK

@@ -1,7 +1,9 @@
 """POST /vmh/webhook/document/create: EspoCRM CDokumente.create webhook → vmh.document.create.
 
 Thin: src.glue.webhook.accept_webhook authenticates (signature/token), validates
-(≤ 50 items with `id`), queues one SyncEvent per document and answers 200/400/401.
+(≤ 50 items with `id`, or the guide's manual-test shape bound to CDokumente and this action:
+services.platform.models.EndpointWebhookItem), queues one SyncEvent per document and answers
+200/400/401.
 """
 
 from services.documents.events import TOPIC_DOCUMENT_CREATE
