@@ -12,7 +12,15 @@ Rules:
   snapshot; no snapshot → GONE).
 - Deleted in Advoware → the EspoCRM record is deleted too (Advoware is the system of record
   for its own data); a party's EspoCRM bank accounts go with it.
-Every path drops the snapshot (and a bank account's index entry).
+- Every one of these deletes is guarded (services.platform.deletion_guard): the executor has
+  confirmed an Advoware 404 by a second read (`Recheck`), EspoCRM's 404 is confirmed here by
+  its list (`espocrm_doubt`); a party list that is empty although more linked parties are
+  known than the hourly budget deletes nothing; the guard's hourly budget admits the delete,
+  and the record's last state (with the bank accounts deleted along) is kept as a tombstone
+  first. A delete that may not happen is DELETE_HELD: nothing deleted, the snapshot kept (the
+  cron comes back to it), a warning logged; the executor marks a record that still exists
+  `failed` with the reason.
+Every delete that happens drops the snapshot (and a bank account's index entry).
 """
 
 from __future__ import annotations
@@ -23,33 +31,56 @@ from typing import Any
 
 from services.clients.advoware import paths as P
 from services.clients.errors import ConflictError, NotFoundError
-from services.parties.events import TOPIC_BANK, sync_event
+from services.parties.events import TOPIC_BANK, TOPIC_PARTY, sync_event
 from services.parties.plan import BANK, PARTY, PARTY_FK, SyncOutcome, SyncResult, int_or_none
 from services.parties.state import KEPT_SCOPE, Snapshots, StateStore, utc_iso
+from services.platform.deletion_guard import DeleteHeld, Deletion, DeletionGuard, System, Tombstoned, espocrm_doubt, gated_delete
 from services.platform.logging import ServiceLogger
 from services.platform.models import EntityAction, EntityType, SyncSource
 
 BANK_LINK = "bankverbindungen"
 """EspoCRM link CBeteiligte → CBankverbindungen."""
+ADVOWARE_PARTY = Tombstoned.ADVOWARE_PARTY.value
+ADVOWARE_BANK = Tombstoned.ADVOWARE_BANK.value
+CONFIRMED = "delete confirmed by an operator"
 
 
 class Deletes:
     def __init__(
-        self, espocrm: Any, advoware: Any, state: StateStore, logger: ServiceLogger, now: Callable[[], datetime]
+        self,
+        espocrm: Any,
+        advoware: Any,
+        state: StateStore,
+        logger: ServiceLogger,
+        now: Callable[[], datetime],
+        guard: DeletionGuard,
     ) -> None:
         self.espocrm = espocrm
         self.advoware = advoware
         self.state = state
         self.logger = logger
         self.now = now
+        self.guard = guard
         self.parties = Snapshots(state, PARTY.snapshot_scope, indexed=False, now=now)
         self.banks = Snapshots(state, BANK.snapshot_scope, indexed=True, now=now)
+
+    def held(self, espo_id: str, advoware_id: int | None, reason: str) -> SyncResult:
+        """A delete that did not happen (see the module docstring), warned about."""
+        self.logger.warn(f"Not deleted ({espo_id} ↔ {advoware_id}): {reason}", entity_id=espo_id, advoware_id=advoware_id)
+        return SyncResult(SyncOutcome.DELETE_HELD, espo_id, advoware_id, reason)
+
+    async def parties_expected(self) -> bool:
+        """More linked parties known than the guard lets go within an hour: an empty list of
+        the other side cannot be true."""
+        return len(await self.state.list(PARTY.snapshot_scope)) > self.guard.max_per_hour
 
     # ------------------------------------------------------------------ parties
     async def party_deleted_in_espocrm(self, espo_id: str) -> SyncResult:
         """The EspoCRM record is gone: delete the Advoware party unless matters still use it;
         re-queue the party's EspoCRM bank accounts."""
         result = await self._party_deleted_in_espocrm(espo_id)
+        if result.outcome is SyncOutcome.DELETE_HELD:
+            return result
         where = [{"type": "equals", "attribute": PARTY_FK, "value": espo_id}]
         async for bank in self.espocrm.iter_entities(EntityType.BANKVERBINDUNGEN.value, where=where, select="id"):
             result.follow_ups.append(
@@ -70,8 +101,20 @@ class Deletes:
         if kept:
             await self.parties.drop(espo_id)
             return SyncResult(SyncOutcome.KEPT_IN_ADVOWARE, espo_id, betnr, kept.get("reason"))
+        doubt = await espocrm_doubt(self.espocrm, PARTY.entity_type.value, espo_id, expected=self.parties_expected)
+        if doubt:
+            return self.held(espo_id, betnr, doubt)
         try:
-            await self.advoware.delete_party(betnr)
+            party = await self.advoware.get_party(betnr)
+            deletion = Deletion(
+                System.ADVOWARE, ADVOWARE_PARTY, str(betnr),
+                f"{PARTY.entity_type.value} {espo_id} not found in EspoCRM (404, not in its list)",
+                record=party, related=await self._advoware_banks(betnr), context={"espoId": espo_id},
+                retry=sync_event(TOPIC_PARTY, espo_id, EntityAction.DELETE, SyncSource.MANUAL, CONFIRMED),
+            )
+            await gated_delete(self.guard, deletion, lambda: self.advoware.delete_party(betnr))
+        except DeleteHeld as exc:
+            return self.held(espo_id, betnr, str(exc))
         except NotFoundError:
             await self.parties.drop(espo_id)
             return SyncResult(SyncOutcome.GONE, espo_id, betnr, "in Advoware bereits gelöscht")
@@ -89,15 +132,40 @@ class Deletes:
         self.logger.info(f"Party {espo_id} deleted in EspoCRM: deleted {betnr} in Advoware", entity_id=espo_id, advoware_id=betnr)
         return SyncResult(SyncOutcome.DELETED_IN_ADVOWARE, espo_id, betnr)
 
-    async def party_deleted_in_advoware(self, record: Mapping[str, Any], betnr: int) -> SyncResult:
-        """The Advoware party is gone: delete the EspoCRM record and its bank accounts."""
+    async def _advoware_banks(self, betnr: int) -> list[dict[str, Any]]:
+        """The party's Advoware bank accounts as tombstone entries (Advoware deletes them along)."""
+        try:
+            accounts = await self.advoware.list_bank_accounts(betnr)
+        except NotFoundError:
+            return []
+        return [{"entity_type": ADVOWARE_BANK, "record": a} for a in accounts]
+
+    async def party_deleted_in_advoware(self, record: Mapping[str, Any], betnr: int, *, listed_empty: bool = False) -> SyncResult:
+        """The Advoware party is gone (confirmed by the executor's second read): delete the
+        EspoCRM record and its bank accounts. `listed_empty`: Advoware's party list was empty."""
         espo_id = record["id"]
-        await self.parties.drop(espo_id)
-        banks = [b async for b in self.espocrm.iter_related(EntityType.BETEILIGTE.value, espo_id, BANK_LINK, select="id")]
-        for bank in banks:
-            await self.banks.drop(bank["id"], await self.banks.load(bank["id"]))
-            await self._delete_in_espocrm(EntityType.BANKVERBINDUNGEN, bank["id"])
-        await self._delete_in_espocrm(EntityType.BETEILIGTE, espo_id)
+        if listed_empty and await self.parties_expected():
+            return self.held(espo_id, betnr, "Advoware lists no party at all although more linked parties are known")
+        banks = [b async for b in self.espocrm.iter_related(EntityType.BETEILIGTE.value, espo_id, BANK_LINK)]
+
+        async def delete() -> None:
+            await self.parties.drop(espo_id)
+            for bank in banks:
+                await self.banks.drop(bank["id"], await self.banks.load(bank["id"]))
+                await self._delete_in_espocrm(EntityType.BANKVERBINDUNGEN, bank["id"])
+            await self._delete_in_espocrm(EntityType.BETEILIGTE, espo_id)
+
+        deletion = Deletion(
+            System.ESPOCRM, EntityType.BETEILIGTE.value, espo_id,
+            f"Advoware party {betnr} not found (404 by BetNr, no party with ExterneId {espo_id})",
+            record=dict(record), related=[{"entity_type": EntityType.BANKVERBINDUNGEN.value, "record": b} for b in banks],
+            context={"advowareId": betnr},
+            retry=sync_event(TOPIC_PARTY, espo_id, EntityAction.UPDATE, SyncSource.MANUAL, CONFIRMED),
+        )
+        try:
+            await gated_delete(self.guard, deletion, delete)
+        except DeleteHeld as exc:
+            return self.held(espo_id, betnr, str(exc))
         self.logger.info(
             f"Party {betnr} was deleted in Advoware: deleted {espo_id} (and {len(banks)} bank account(s)) in EspoCRM",
             entity_id=espo_id,
@@ -111,21 +179,54 @@ class Deletes:
         if not snap:
             return SyncResult(SyncOutcome.GONE, espo_id, None, "keine Verknüpfung bekannt")
         betnr, bank_id = int(snap["betnr"]), int(snap["advowareId"])
+        doubt = await espocrm_doubt(self.espocrm, BANK.entity_type.value, espo_id)
+        if doubt:
+            return self.held(espo_id, bank_id, doubt)
         try:
-            await self.advoware.delete_bank_account(betnr, bank_id)
-            outcome = SyncOutcome.DELETED_IN_ADVOWARE
-        except NotFoundError:
-            outcome = SyncOutcome.GONE
+            accounts = await self.advoware.list_bank_accounts(betnr)
+        except NotFoundError as exc:
+            return self.held(espo_id, bank_id, f"the bank accounts of Advoware party {betnr} answer 404 ({exc})")
+        account = next((a for a in accounts if BANK.advoware_id(a) == bank_id), None)
+        outcome = SyncOutcome.GONE
+        if account is not None:
+            deletion = Deletion(
+                System.ADVOWARE, ADVOWARE_BANK, str(bank_id),
+                f"{BANK.entity_type.value} {espo_id} not found in EspoCRM (404, not in its list)",
+                record=account, context={"betnr": betnr, "espoId": espo_id},
+                retry=sync_event(TOPIC_BANK, espo_id, EntityAction.DELETE, SyncSource.MANUAL, CONFIRMED),
+            )
+            try:
+                await gated_delete(self.guard, deletion, lambda: self.advoware.delete_bank_account(betnr, bank_id))
+                outcome = SyncOutcome.DELETED_IN_ADVOWARE
+            except DeleteHeld as exc:
+                return self.held(espo_id, bank_id, str(exc))
+            except NotFoundError:
+                pass
         await self.banks.drop(espo_id, snap)
         self.logger.info(f"Bank account {espo_id} deleted in EspoCRM: {outcome.value} ({bank_id})", entity_id=espo_id)
         return SyncResult(outcome, espo_id, bank_id)
 
     async def bank_deleted_in_advoware(self, record: Mapping[str, Any], snap: Mapping[str, Any] | None) -> SyncResult:
+        """The Advoware account is gone (confirmed by the executor's second read)."""
         espo_id = record["id"]
-        await self.banks.drop(espo_id, snap)
-        await self._delete_in_espocrm(EntityType.BANKVERBINDUNGEN, espo_id)
-        self.logger.info(f"Bank account {record.get('advowareId')} deleted in Advoware: deleted {espo_id} in EspoCRM", entity_id=espo_id)
-        return SyncResult(SyncOutcome.DELETED_IN_ESPOCRM, espo_id, int_or_none(record.get("advowareId")))
+        bank_id = int_or_none(record.get("advowareId"))
+
+        async def delete() -> None:
+            await self.banks.drop(espo_id, snap)
+            await self._delete_in_espocrm(EntityType.BANKVERBINDUNGEN, espo_id)
+
+        deletion = Deletion(
+            System.ESPOCRM, EntityType.BANKVERBINDUNGEN.value, espo_id,
+            f"Advoware bank account {bank_id} not found (not listed twice, no account with its IBAN)",
+            record=dict(record), context={"advowareId": bank_id},
+            retry=sync_event(TOPIC_BANK, espo_id, EntityAction.UPDATE, SyncSource.MANUAL, CONFIRMED),
+        )
+        try:
+            await gated_delete(self.guard, deletion, delete)
+        except DeleteHeld as exc:
+            return self.held(espo_id, bank_id, str(exc))
+        self.logger.info(f"Bank account {bank_id} deleted in Advoware: deleted {espo_id} in EspoCRM", entity_id=espo_id)
+        return SyncResult(SyncOutcome.DELETED_IN_ESPOCRM, espo_id, bank_id)
 
     async def _delete_in_espocrm(self, entity_type: EntityType, espo_id: str) -> None:
         try:

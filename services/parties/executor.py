@@ -13,6 +13,12 @@ Rules of the run (the decisions are the planner's, the deletes services.parties.
   `ExterneId`, a bank account by IBAN) instead of creating a second.
 - A party newly linked, or synced by the cron, queues its bank accounts; the cron's sync
   first imports the party's Advoware-only bank accounts (services.parties.imports).
+- A linked record Advoware answers 404 for is read a second time (`recheck`: a party by its
+  `ExterneId` and the first page of the party list, a bank account by a fresh list of its
+  party's accounts and by IBAN). Found again under another id → linked to that one instead.
+  A list that fails, or the record still listed → nothing deleted (`delete_held`, the
+  record marked `failed` with the reason); else services.parties.deletes deletes under the
+  deletion guard (services.platform.deletion_guard).
 - Invalid data → `syncStatus=failed` with the reason, nothing written to Advoware.
   Advoware 4xx → `failed` with Advoware's message (no exception, the cron re-queues failed
   records); retryable errors (5xx, network, 429) → `failed` noted when possible, then
@@ -25,6 +31,7 @@ Rules of the run (the decisions are the planner's, the deletes services.parties.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -48,6 +55,7 @@ from services.parties.plan import (
     status_changes,
 )
 from services.parties.state import Snapshots, StateStore
+from services.platform.deletion_guard import DeletionGuard, LocalDeletionGuard
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import EntityAction, SyncSource, SyncStatus, espo_datetime
 
@@ -66,6 +74,18 @@ def describe_error(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- the Advoware side per kind
 
 
+@dataclass(frozen=True)
+class Recheck:
+    """The second, independent read after a linked record answered 404 by its id."""
+
+    found: dict[str, Any] | None = None
+    """The record found again by the search (under another id): linked instead of deleted."""
+    doubt: str | None = None
+    """Why the record may still exist (a list failed, it is still listed): nothing is deleted."""
+    listed_empty: bool = False
+    """The list answered without a single record (the deletes weigh it against what we know)."""
+
+
 class AdvowareSide(Protocol):
     """One kind's Advoware calls."""
 
@@ -78,6 +98,8 @@ class AdvowareSide(Protocol):
     async def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
     async def update(self, advoware_id: int, body: dict[str, Any]) -> None: ...
+
+    async def recheck(self, espo_id: str, espo: M.Canonical, advoware_id: int) -> Recheck: ...
 
 
 class PartySide:
@@ -106,6 +128,20 @@ class PartySide:
 
     async def update(self, advoware_id: int, body: dict[str, Any]) -> None:
         await self.advoware.update_party(advoware_id, body, merge=False)
+
+    async def recheck(self, espo_id: str, espo: M.Canonical, advoware_id: int) -> Recheck:
+        """The party list searched by `ExterneId`, and its first page (does it list anything?)."""
+        try:
+            found = await self.find(espo_id, espo)
+            first: list[dict[str, Any]] = []
+            async for page in self.advoware.list_parties(page_size=1):
+                first = page
+                break
+        except NotFoundError as exc:
+            return Recheck(doubt=f"Advoware's party list answers 404 ({exc}): a wrong path or a missing permission")
+        if found is not None and PARTY.advoware_id(found) == advoware_id:
+            return Recheck(doubt=f"Advoware answered 404 for party {advoware_id} but its list holds it")
+        return Recheck(found=found, listed_empty=not first)
 
 
 class BankSide:
@@ -150,6 +186,18 @@ class BankSide:
     async def update(self, advoware_id: int, body: dict[str, Any]) -> None:
         await self.advoware.update_bank_account(self.betnr, advoware_id, body, merge=False)
 
+    async def recheck(self, espo_id: str, espo: M.Canonical, advoware_id: int) -> Recheck:
+        """A fresh list of the party's accounts: the id must be missing from a list that
+        answered; an account with the same IBAN no other record links is linked instead."""
+        try:
+            accounts: list[dict[str, Any]] = await self.advoware.list_bank_accounts(self.betnr)
+        except NotFoundError as exc:
+            return Recheck(doubt=f"the bank accounts of Advoware party {self.betnr} answer 404 ({exc}): the party's own sync decides")
+        self._accounts, self._listed = accounts, True
+        if any(BANK.advoware_id(b) == advoware_id for b in accounts):
+            return Recheck(doubt=f"Advoware bank account {advoware_id} is listed again")
+        return Recheck(found=await self.find(espo_id, espo))
+
 
 # --------------------------------------------------------------------------- the sync
 
@@ -166,13 +214,16 @@ class BeteiligteSync:
         context: Any = None,
         logger: ServiceLogger | None = None,
         now: Callable[[], datetime] | None = None,
+        guard: DeletionGuard | None = None,
     ) -> None:
+        """`guard`: the deletion guard (the worker passes the shared one on Redis; default: one
+        of this process only, for tests and tools)."""
         self.espocrm = espocrm
         self.advoware = advoware
         self.state = state
         self.logger = logger or get_service_logger("beteiligte_sync", context)
         self.now = now or (lambda: datetime.now(UTC))
-        self.deletes = Deletes(espocrm, advoware, state, self.logger, self.now)
+        self.deletes = Deletes(espocrm, advoware, state, self.logger, self.now, guard or LocalDeletionGuard())
 
     def _snapshots(self, kind: Kind) -> Snapshots:
         return self.deletes.parties if kind is PARTY else self.deletes.banks
@@ -198,7 +249,7 @@ class BeteiligteSync:
     async def _sync_party(self, record: dict[str, Any], source: SyncSource) -> SyncResult:
         snap = await self._snapshots(PARTY).load(record["id"])
         result, newly_linked = await self._sync_pair(PARTY, record, record, snap, PartySide(self.advoware))
-        if result.outcome is SyncOutcome.DELETED_IN_ESPOCRM or result.outcome is SyncOutcome.FAILED:
+        if result.outcome in (SyncOutcome.DELETED_IN_ESPOCRM, SyncOutcome.FAILED, SyncOutcome.DELETE_HELD):
             return result
         espo_id, betnr = record["id"], result.advoware_id
         assert betnr is not None
@@ -272,9 +323,15 @@ class BeteiligteSync:
             return await self._fail(kind, record, plan.reason or ""), False
         if plan.step is Step.DELETED_IN_ADVOWARE:
             assert plan.advoware_id is not None
-            if kind is PARTY:
-                return await self.deletes.party_deleted_in_advoware(record, plan.advoware_id), False
-            return await self.deletes.bank_deleted_in_advoware(record, snap), False
+            check = await side.recheck(espo_id, kind.espo_to_canonical(espo), plan.advoware_id)
+            if check.found is None:
+                return await self._deleted_in_advoware(kind, record, snap, plan.advoware_id, check), False
+            advo, espo = check.found, {**espo, "advowareId": None}
+            self.logger.warn(
+                f"{kind.label} {espo_id}: {plan.advoware_id} not found in Advoware, but {kind.advoware_id(advo)} is: linking it",
+                entity_id=espo_id,
+            )
+            plan = plan_pair(kind, espo, snap, advoware=advo, parent=parent)
 
         first: SyncOutcome | None = None
         if plan.step is Step.CREATE:
@@ -316,6 +373,21 @@ class BeteiligteSync:
             to_espocrm=sorted(mp.merge.to_espocrm),
         )
         return SyncResult(mp.outcome, espo_id, mp.advoware_id, mp.note, conflicts=mp.conflicts), mp.newly_linked
+
+    async def _deleted_in_advoware(
+        self, kind: Kind, record: Mapping[str, Any], snap: Mapping[str, Any] | None, advoware_id: int, check: Recheck
+    ) -> SyncResult:
+        """The linked Advoware record is gone by both reads: the guarded delete in EspoCRM, or,
+        when it may not happen, the record marked `failed` with the reason."""
+        if check.doubt is not None:
+            result = self.deletes.held(record["id"], advoware_id, check.doubt)
+        elif kind is PARTY:
+            result = await self.deletes.party_deleted_in_advoware(record, advoware_id, listed_empty=check.listed_empty)
+        else:
+            result = await self.deletes.bank_deleted_in_advoware(record, snap)
+        if result.outcome is SyncOutcome.DELETE_HELD:
+            await self._mark(kind, record, SyncStatus.FAILED, f"nicht gelöscht: {result.message}")
+        return result
 
     async def _owner_elsewhere(self, kind: Kind, advo: Mapping[str, Any], espo_id: str) -> str | None:
         """The existing EspoCRM record other than `espo_id` the back-reference names."""

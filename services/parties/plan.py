@@ -81,6 +81,7 @@ class SyncOutcome(StrEnum):
     DELETED_IN_ESPOCRM = "deleted_in_espocrm"
     KEPT_IN_ADVOWARE = "kept_in_advoware"  # deleted in EspoCRM, Advoware refused (matters)
     GONE = "gone"  # already absent on both sides
+    DELETE_HELD = "delete_held"  # a delete not confirmed, or held by the deletion guard: nothing deleted
 
 
 # --------------------------------------------------------------------------- the two kinds
