@@ -12,7 +12,8 @@ Rules (per pair; A = Advoware appointment, G = Google event):
   (`advoware_wins`, or `newest_wins`: `ZuletztGeaendertAm` vs Google `updated`, a tie or a
   missing timestamp → Advoware), recorded as a `Conflict`.
 - A deleted (verified with a GET: 404) → delete G; G deleted (tombstone, or verified) →
-  delete A. Deleted on one side but changed on the other: the change wins and the item is
+  delete A. These deletes are `gone` actions: the handler confirms them by a second read and
+  under the deletion guard first (services.calendar.deletes). Deleted on one side but changed on the other: the change wins and the item is
   re-created on the deleting side, except that with `advoware_wins` an Advoware deletion
   also deletes the changed G. Both deleted → forget the pair.
 - A no longer the employee's (Anwalt/Sb changed) → delete G from this calendar, forget.
@@ -111,6 +112,8 @@ class Action:
     tag: bool = False
     """UPDATE_ADVOWARE: the event also lacks its advowareFrNr property."""
     reason: str = ""
+    gone: bool = False
+    """DELETE_*: caused by the counterpart being gone (guarded: services.calendar.deletes)."""
 
     @property
     def is_write(self) -> bool:
@@ -292,7 +295,7 @@ def plan_sync(inp: SyncInput) -> SyncPlan:
                     plan.conflicts.append(
                         Conflict(frnr, pair.event_id, Side.ADVOWARE, "deleted in Advoware, changed in Google; rule advoware_wins")
                     )
-                actions.append(Action(ActionKind.DELETE_GOOGLE, frnr, pair.event_id, reason="deleted in Advoware"))
+                actions.append(Action(ActionKind.DELETE_GOOGLE, frnr, pair.event_id, reason="deleted in Advoware", gone=True))
             continue
 
         assert record is not None and a_item is not None and a_hash is not None
@@ -303,7 +306,7 @@ def plan_sync(inp: SyncInput) -> SyncPlan:
                 )
                 actions.append(Action(ActionKind.CREATE_GOOGLE, frnr, None, a_item, a_hash=a_hash, reason="re-create"))
             else:
-                actions.append(Action(ActionKind.DELETE_ADVOWARE, frnr, pair.event_id, reason="deleted in Google"))
+                actions.append(Action(ActionKind.DELETE_ADVOWARE, frnr, pair.event_id, reason="deleted in Google", gone=True))
             continue
 
         untagged = g_present and event_frnr(event) != frnr  # type: ignore[arg-type]
@@ -376,7 +379,7 @@ def plan_sync(inp: SyncInput) -> SyncPlan:
 
     for frnr, (event_id, _event) in adoptable.items():
         if frnr in inp.advoware_deleted:
-            actions.append(Action(ActionKind.DELETE_GOOGLE, frnr, event_id, reason="orphan: its appointment was deleted"))
+            actions.append(Action(ActionKind.DELETE_GOOGLE, frnr, event_id, reason="orphan: its appointment was deleted", gone=True))
         elif frnr in appointments:
             plan.notes.append(f"event {event_id}: FrNr {frnr} belongs to another employee; ignored")
         else:

@@ -7,7 +7,8 @@ Reading: Advoware has no change feed, so the window (today in Berlin − past da
 token (none, `full=True`, or 410 → a full list of the window). Pairs whose appointment is
 not in the list are fetched one by one (`get_appointment`: 404 = certainly deleted,
 found = moved out of the window or reassigned); after a full Google list, paired events
-missing from it are fetched too.
+missing from it are fetched too. Deletes caused by a gone counterpart are confirmed by a
+second read and pass the deletion guard first (services.calendar.deletes).
 
 State per employee (scope `calendar_sync`, key = Kürzel): the Google sync token, the pairs
 `{FrNr: [eventId, advowareFingerprint, googleFingerprint]}` and the ids of events whose
@@ -27,6 +28,7 @@ from enum import StrEnum
 from typing import Any, NotRequired, Protocol, TypedDict, TypeVar, Unpack
 
 from services.calendar.advoware_mapping import BERLIN, advoware_fields, advoware_hash
+from services.calendar.deletes import CalendarDeletes, Done
 from services.calendar.google_mapping import (
     FRNR_PROPERTY,
     frnr_property,
@@ -39,6 +41,7 @@ from services.calendar.plan import Action, ActionKind, Pair, SyncInput, SyncPlan
 from services.clients.advoware.paths import TerminField as F
 from services.clients.errors import IntegrationError, NotFoundError, ValidationError, is_retryable
 from services.clients.google_calendar import SyncTokenExpired
+from services.platform.deletion_guard import DeletionGuard, LocalDeletionGuard
 from services.platform.settings import CalendarSettings
 from services.platform.state import ReadWriteState
 
@@ -176,7 +179,8 @@ async def _gather_limited(items: Iterable[T], fn: Callable[[T], Awaitable[Any]],
 class SyncOptions(TypedDict):
     """The keywords of one employee's run, shared by `EmployeeSync` and `run_employee_sync`:
     the two API clients, the state store, the calendar settings, the logger, `full` (ignore the
-    sync token and read everything; default False) and `today` (default: today in Berlin)."""
+    sync token and read everything; default False), `today` (default: today in Berlin) and
+    `guard` (the deletion guard; default: one of this process only)."""
 
     advoware: Any
     google: Any
@@ -185,6 +189,7 @@ class SyncOptions(TypedDict):
     logger: Logger
     full: NotRequired[bool]
     today: NotRequired[date | None]
+    guard: NotRequired[DeletionGuard]
 
 
 class EmployeeSync:
@@ -202,6 +207,10 @@ class EmployeeSync:
         self.window = sync_window(self.settings, options.get("today") or berlin_today())
         self.emp = EmployeeState()
         self.report = SyncReport(kuerzel, calendar_id, GoogleReadMode.INCREMENTAL, self.window)
+        guard = options.get("guard") or LocalDeletionGuard()
+        self.deletes = CalendarDeletes(kuerzel, calendar_id, advoware=self.advoware, google=self.google, guard=guard)
+        self.listed_empty = {"advoware": False, "google": False}
+        self.appointments: Mapping[int, Mapping[str, Any]] = {}
 
     # -- reading ---------------------------------------------------------------------------
     async def _list_google(self) -> tuple[dict[str, dict[str, Any]], str | None, bool]:
@@ -241,6 +250,7 @@ class EmployeeSync:
         self.report.advoware_listed = len(appointments)
         events, new_token, google_full = await self._list_google()
         self.report.google_seen = len(events)
+        self.listed_empty = {"advoware": not records, "google": google_full and not events}
 
         frnrs, event_ids = verification_needed(self.emp.pairs, appointments.keys(), events, google_full=google_full)
         event_ids |= {e for e in self.emp.pending_events if e not in events}
@@ -334,8 +344,11 @@ class EmployeeSync:
             pairs[action.frnr] = Pair(action.frnr, str(event["id"]), action.a_hash or "", google_hash(event))
         elif kind is ActionKind.DELETE_GOOGLE:
             assert action.event_id is not None
-            self._count("google_delete")
-            await self.google.delete_event(cal, action.event_id)
+            if not action.gone:
+                self._count("google_delete")
+                await self.google.delete_event(cal, action.event_id)
+            elif await self.deletes.google_event(action, pairs=len(pairs), advoware_listed_empty=self.listed_empty["advoware"]) is Done.DELETED:
+                self._count("google_delete")
             if action.frnr is not None and action.frnr in pairs and pairs[action.frnr].event_id == action.event_id:
                 del pairs[action.frnr]
         elif kind is ActionKind.TAG_GOOGLE:
@@ -359,11 +372,11 @@ class EmployeeSync:
                 pairs[action.frnr] = Pair(action.frnr, action.event_id, pair.a_hash, google_hash(event))
         elif kind is ActionKind.DELETE_ADVOWARE:
             assert action.frnr is not None
+            record = self.appointments.get(action.frnr)
+            done = await self.deletes.advoware_appointment(action, record, pairs, google_listed_empty=self.listed_empty["google"])
+            if done is Done.PAIRED:
+                return
             self._count("advoware_delete")
-            try:
-                await self.advoware.delete_appointment(action.frnr)
-            except NotFoundError:
-                pass
             pairs.pop(action.frnr, None)
         else:  # pragma: no cover - exhaustive
             raise ValidationError(f"unknown action {kind}")
@@ -375,6 +388,7 @@ class EmployeeSync:
     async def run(self) -> SyncReport:
         started = _time.monotonic()
         inp, new_token = await self._read()
+        self.appointments = inp.appointments
         plan: SyncPlan = plan_sync(inp)
         self.report.planned = plan.summary()
         self.report.notes = list(plan.notes)

@@ -22,6 +22,7 @@ from services.documents.journal import StateJournal
 from services.parties.events import BANK_LOCK_STEP, PARTY_LOCK_STEP, TOPIC_BANK, TOPIC_PARTY, topic
 from services.parties.executor import BeteiligteSync
 from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_xai
+from services.platform.deletion_guard import get_deletion_guard
 from services.platform.ledger import Claim, RunReport, SyncKind, run_marked
 from services.platform.logging import get_service_logger
 from services.platform.models import EntityType, SyncEvent
@@ -140,7 +141,7 @@ async def handle_calendar_employee_event(data: Any, ctx: Any, *, ledger: Any = N
         async with sync_lock(LOCK_STEP, LOCK_ENTITY_TYPE, current.kuerzel, logger=log):
             await run_employee_sync(
                 current.kuerzel, calendar_id, advoware=get_advoware(), google=get_google_calendar(), state=ctx.state,
-                settings=settings.calendar, logger=log, full=current.full, attempt=claim.attempts + 1,
+                settings=settings.calendar, logger=log, full=current.full, attempt=claim.attempts + 1, guard=get_deletion_guard(),
             )
         return []
 
@@ -167,7 +168,7 @@ async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType, *, led
 
     async def work(claim: Claim) -> list[dict[str, Any]]:
         current = SyncEvent.from_queue(claim.data)
-        sync = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx)
+        sync = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx, guard=get_deletion_guard())
         async with sync_lock(lock_step, entity_type, current.entity_id, logger=logger):
             if party:
                 result = await sync.sync_party(current.entity_id, source=current.source)
