@@ -42,6 +42,7 @@ from services.documents.plan import (
     reusable_file_candidates,
     same_hash,
 )
+from services.platform.deletion_guard import espocrm_doubt
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import (
     DocumentRecord,
@@ -116,6 +117,7 @@ class SyncOutcome(StrEnum):
     SYNCED = "synced"
     DELETED = "deleted"
     GONE = "gone"  # the document no longer exists in EspoCRM
+    DELETE_HELD = "delete_held"  # a delete event EspoCRM's list did not confirm: nothing removed
     FAILED = "failed"  # permanently: marked failed, not retried
 
 
@@ -441,7 +443,18 @@ class DocumentSyncService:
 
     async def remove_document(self, doc_id: str, extra_collections: Iterable[str] = ()) -> SyncResult:
         """The document was deleted in EspoCRM: take its file out of every collection (keep the
-        file). The caller holds the entity lock (src/glue/locking.py)."""
+        file), but only once EspoCRM confirms it is gone: a 404 on read and absent from its list
+        (services.platform.deletion_guard.espocrm_doubt; a list answering 404 means a wrong path
+        or a lost permission). A delete event for a document EspoCRM still has syncs it instead;
+        an error on the reads (an outage) is raised and removes nothing. The caller holds the
+        entity lock."""
+        if await self.load_document(doc_id) is not None:
+            self.log.warn(f"Document {doc_id}: delete event, but EspoCRM still has it: synced, not removed", document_id=doc_id)
+            return await self.sync_document(doc_id)
+        doubt = await espocrm_doubt(self.espocrm, EntityType.DOKUMENTE.value, doc_id)
+        if doubt:
+            self.log.warn(f"Document {doc_id}: delete not confirmed, nothing removed: {doubt}", document_id=doc_id)
+            return SyncResult(SyncOutcome.DELETE_HELD, detail=doubt)
         journal = await self.journal.get(doc_id)
         pairs: set[tuple[str, str]] = set()
         if journal and journal.get("file_id"):

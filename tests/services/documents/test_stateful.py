@@ -85,8 +85,15 @@ class FakeEspo:
     async def get_entity(self, entity_type: str, entity_id: str) -> dict[str, Any]:
         table = self.docs if entity_type == DOC else self.rks
         if entity_id not in table:
-            raise NotFoundError(f"{entity_type} {entity_id} not found")
+            raise NotFoundError("espocrm", 404, f"{entity_type} {entity_id} not found")
         return dict(table[entity_id])
+
+    async def list_entities(self, entity_type: str, *, where: Any = None, **_: Any) -> dict[str, Any]:
+        """EspoCRM's list, filtered by `id` only (the delete's second read)."""
+        table = self.docs if entity_type == DOC else self.rks
+        ids = [w["value"] for w in where or [] if w.get("attribute") == "id"]
+        rows = [dict(r) for rid, r in table.items() if not ids or rid in ids]
+        return {"list": rows, "total": len(rows)}
 
     async def iter_related(self, entity_type: str, entity_id: str, link: str) -> AsyncIterator[dict[str, Any]]:
         assert entity_type == DOC
@@ -101,7 +108,7 @@ class FakeEspo:
             raise SimulatedCrash("died before EspoCRM heard of the sync")
         table = self.docs if entity_type == DOC else self.rks
         if entity_id not in table:
-            raise NotFoundError(f"{entity_type} {entity_id} not found")
+            raise NotFoundError("espocrm", 404, f"{entity_type} {entity_id} not found")
         self.writes.append((entity_type, entity_id, dict(data)))
         table[entity_id].update({k: (str(v) if v is not None and not isinstance(v, list) else v) for k, v in data.items()})
         return dict(table[entity_id])
