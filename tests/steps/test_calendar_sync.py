@@ -64,6 +64,16 @@ async def seed_termine(sims, *termine: dict[str, Any]) -> None:
     await sim("POST", sims.advoware.url + "/_sim/seed", {"Termine": list(termine)})
 
 
+def own_frnr(base: int) -> int:
+    """A FrNr in the test's own range (`base` + a per-run offset, steps of 10), so runs do not collide."""
+    return base + int(time.time()) % 10000 * 10
+
+
+def termin(frnr: int, in_days: int, start: str, end: str, text: str, anwalt: str = "MM", **fields: Any) -> dict[str, Any]:
+    """A seed appointment `in_days` from today, `start` to `end` (wall clock), plus any other `fields`."""
+    return {"FrNr": frnr, "_day": in_days, "_time": start, "UhrzeitBis": end, "Text": text, "Anwalt": anwalt, **fields}
+
+
 async def sync(stack, kuerzel: str | None = None, *, full: bool = False) -> dict[str, Any] | None:
     body: dict[str, Any] = {"full": full}
     if kuerzel:
@@ -90,6 +100,14 @@ async def termine_with(advo: AdvowareAPI, kuerzel: str, marker: str) -> list[dic
 
 def marker() -> str:
     return "T" + uuid.uuid4().hex[:8]
+
+
+async def synced_mm_event(stack, sims, google: GoogleCalendarAPI, m: str, seed: dict[str, Any]) -> dict[str, Any]:
+    """Seed one appointment of MM (its Text carries the test's marker `m`), sync MM, and return the one Google event with `m`."""
+    await seed_termine(sims, seed)
+    await sync(stack, "MM")
+    [ev] = await event_with(google, "MM", m)
+    return ev
 
 
 async def write_requests(sims) -> list[dict[str, Any]]:
@@ -131,10 +149,10 @@ async def test_api_auth_and_validation(stack, clients):
 async def test_advoware_to_google_create_update_delete(stack, sims, clients):
     advo, google = clients
     m = marker()
-    frnr = 700000 + int(time.time()) % 10000 * 10
+    frnr = own_frnr(700000)
     await seed_termine(
         sims,
-        {"FrNr": frnr, "_day": 3, "_time": "09:30:00", "UhrzeitBis": "11:00:00", "Text": f"Mandant {m}", "Ort": "Raum 2", "Notiz": "Akte", "Anwalt": "MM"},
+        termin(frnr, 3, "09:30:00", "11:00:00", f"Mandant {m}", Ort="Raum 2", Notiz="Akte"),
     )
     status = await sync(stack, "MM")
     assert status["result"] == "ok"
@@ -147,7 +165,7 @@ async def test_advoware_to_google_create_update_delete(stack, sims, clients):
     assert state["pairs"][str(frnr)][0] == ev["id"] and state["sync_token"]
 
     # update in Advoware
-    await seed_termine(sims, {"FrNr": frnr, "_day": 4, "_time": "10:00:00", "UhrzeitBis": "10:30:00", "Text": f"Mandant {m} verlegt", "Anwalt": "MM"})
+    await seed_termine(sims, termin(frnr, 4, "10:00:00", "10:30:00", f"Mandant {m} verlegt"))
     await sync(stack, "MM")
     [ev2] = await event_with(google, "MM", m)
     assert ev2["id"] == ev["id"] and ev2["summary"] == f"Mandant {m} verlegt"
@@ -165,12 +183,10 @@ async def test_advoware_to_google_create_update_delete(stack, sims, clients):
 async def test_moved_out_of_window_is_not_a_deletion(stack, sims, clients):
     advo, google = clients
     m = marker()
-    frnr = 710000 + int(time.time()) % 10000 * 10
-    await seed_termine(sims, {"FrNr": frnr, "_day": 5, "_time": "08:00:00", "UhrzeitBis": "09:00:00", "Text": f"Frist {m}", "Anwalt": "MM"})
-    await sync(stack, "MM")
-    [ev] = await event_with(google, "MM", m)
+    frnr = own_frnr(710000)
+    ev = await synced_mm_event(stack, sims, google, m, termin(frnr, 5, "08:00:00", "09:00:00", f"Frist {m}"))
     # moved a year ahead: no longer in the window's list, but it still exists
-    await seed_termine(sims, {"FrNr": frnr, "_day": 400, "_time": "08:00:00", "UhrzeitBis": "09:00:00", "Text": f"Frist {m}", "Anwalt": "MM"})
+    await seed_termine(sims, termin(frnr, 400, "08:00:00", "09:00:00", f"Frist {m}"))
     await sync(stack, "MM")
     kept = await google.get_event(CALENDARS["MM"], ev["id"])
     assert kept["status"] != "cancelled"
@@ -222,12 +238,12 @@ async def test_google_to_advoware_create_update_delete(stack, sims, clients):
 async def test_all_day_private_and_recurring(stack, sims, clients):
     advo, google = clients
     m = marker()
-    base = 720000 + int(time.time()) % 10000 * 10
+    base = own_frnr(720000)
     await seed_termine(
         sims,
         {"FrNr": base, "_day": 10, "_end_day": 12, "UhrzeitBis": "23:59:00", "Abwesenheit": 1, "Text": f"Urlaub {m}", "Anwalt": "CK"},
-        {"FrNr": base + 1, "_day": 2, "_time": "12:00:00", "UhrzeitBis": "13:00:00", "Privat": 1, "Text": f"Arzt {m}", "Anwalt": "CK"},
-        {"FrNr": base + 2, "_day": 1, "_time": "08:30:00", "_end_day": 60, "UhrzeitBis": "09:00:00", "Dauertermin": 1, "Turnus": 2, "TurnusArt": 2, "Text": f"Jour fixe {m}", "Anwalt": "CK"},
+        termin(base + 1, 2, "12:00:00", "13:00:00", f"Arzt {m}", "CK", Privat=1),
+        termin(base + 2, 1, "08:30:00", "09:00:00", f"Jour fixe {m}", "CK", _end_day=60, Dauertermin=1, Turnus=2, TurnusArt=2),
     )
     cal = CALENDARS["CK"]
     g_allday = await google.insert_event(cal, {"summary": f"Fortbildung {m}", "start": {"date": day(20)}, "end": {"date": day(23)}})
@@ -276,12 +292,10 @@ async def test_all_day_private_and_recurring(stack, sims, clients):
 async def test_conflict_newest_wins(stack, sims, clients):
     advo, google = clients
     m = marker()
-    frnr = 730000 + int(time.time()) % 10000 * 10
-    await seed_termine(sims, {"FrNr": frnr, "_day": 7, "_time": "15:00:00", "UhrzeitBis": "16:00:00", "Text": f"Vergleich {m}", "Anwalt": "MM"})
-    await sync(stack, "MM")
-    [ev] = await event_with(google, "MM", m)
+    frnr = own_frnr(730000)
+    ev = await synced_mm_event(stack, sims, google, m, termin(frnr, 7, "15:00:00", "16:00:00", f"Vergleich {m}"))
     # both sides change; Google's change is the newer one
-    await seed_termine(sims, {"FrNr": frnr, "_day": 7, "_time": "15:00:00", "UhrzeitBis": "16:00:00", "Text": f"Vergleich {m} Advoware", "Anwalt": "MM"})
+    await seed_termine(sims, termin(frnr, 7, "15:00:00", "16:00:00", f"Vergleich {m} Advoware"))
     await asyncio.sleep(0.05)
     await google.patch_event(CALENDARS["MM"], ev["id"], {"summary": f"Vergleich {m} Google"})
     status = await sync(stack, "MM")
@@ -294,7 +308,7 @@ async def test_conflict_newest_wins(stack, sims, clients):
     # Advoware newer this time
     await google.patch_event(CALENDARS["MM"], ev["id"], {"summary": f"Vergleich {m} G2"})
     await asyncio.sleep(0.05)
-    await seed_termine(sims, {"FrNr": frnr, "_day": 7, "_time": "15:00:00", "UhrzeitBis": "16:00:00", "Text": f"Vergleich {m} A2", "Anwalt": "MM"})
+    await seed_termine(sims, termin(frnr, 7, "15:00:00", "16:00:00", f"Vergleich {m} A2"))
     status = await sync(stack, "MM")
     assert [c for c in status["conflicts"] if c["frnr"] == frnr and c["winner"] == "advoware"], status
     assert (await google.get_event(CALENDARS["MM"], ev["id"]))["summary"] == f"Vergleich {m} A2"
@@ -341,10 +355,10 @@ async def test_expired_sync_token_recovers_with_full_resync(stack, sims, clients
 async def test_one_employee_failing_does_not_stop_the_others(stack, sims, sims_reset, clients):
     advo, google = clients
     m = marker()
-    base = 740000 + int(time.time()) % 10000 * 10
+    base = own_frnr(740000)
     await seed_termine(
         sims,
-        *({"FrNr": base + i, "_day": 2, "_time": "10:00:00", "UhrzeitBis": "11:00:00", "Text": f"Alle {m} {k}", "Anwalt": k} for i, k in enumerate(CALENDARS)),
+        *(termin(base + i, 2, "10:00:00", "11:00:00", f"Alle {m} {k}", k) for i, k in enumerate(CALENDARS)),
     )
     await sim("POST", sims.google.url + "/_sim/faults", {"method": "*", "path": "ck@kanzlei\\.example", "status": 403})
     resp = await stack.post("/advoware/calendar/sync", {}, headers=AUTH)
