@@ -6,9 +6,11 @@ Framework-free decisions (`authenticate`, `parse_json_body`, `split_batch`,
 src/glue/webhook.py. The rules:
 
 1. Authentication, by `ESPOCRM_WEBHOOK_SECRETS` (EspoCRM's `Signature`, or the legacy
-   `X-Signature`, over the raw body) or `ESPOCRM_WEBHOOK_TOKEN` (the webhook URL's `?token=`);
-   with neither configured the endpoints are open (start-up warns). Failure → 401,
-   nothing queued.
+   `X-Signature`, over the raw body) and/or `ESPOCRM_WEBHOOK_TOKEN` (the webhook URL's
+   `?token=`): every configured credential must be present and valid — with secrets set a
+   token never stands in for the signature, and with both set both are required. With
+   neither the endpoints are open: sandbox only (start-up warns), production refuses to
+   start. Failure → 401, nothing queued.
 2. Validation: not JSON, not an array/object, more than 50 items, or no valid item →
    400 with the reason. Valid items are queued one event each, duplicates in one batch
    collapse; invalid items are reported as `rejected: [{index, error}]`.
@@ -18,7 +20,15 @@ src/glue/webhook.py. The rules:
    the sweeper re-enqueues what was not handled. When the ledger cannot be written the
    answer is 503 and nothing is enqueued (EspoCRM retries the webhook); an enqueue that
    fails after the marks are written is logged and left to the sweeper.
-4. The answer: `200 {"accepted": n, "rejected": [...]}`.
+4. Replays (signature mode): the same script that writes the marks records the signed body,
+   `{LEDGER_KEY_PREFIX}:once:replay:{replay_key}` for ESPOCRM_WEBHOOK_REPLAY_SECONDS (default
+   600); the same body (same webhook id and bytes, whichever signature header or endpoint it
+   comes with) within that time → 409, nothing marked or queued. The record is written only
+   together with the marks, so EspoCRM's retry after our 503 passes. EspoCRM takes a 409 as
+   a permanent failure of those queue items (no retry): right, since that body was accepted.
+   Its payload has no timestamp, so an update that sets exactly the attributes and values of
+   one sent within the window (A → B → A) is refused too; the reconciler crons catch it up.
+5. The answer: `200 {"accepted": n, "rejected": [...]}`.
 
 Raw body (semantics rows H1, H2; iii v0.8.3 engine/src/modules/rest_api/views.rs 247-289):
 for a content type containing `application/json` the engine hands over only the parsed,
@@ -32,6 +42,7 @@ EspoCRM's encoding of it, which only matches when key order survived.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
@@ -65,6 +76,15 @@ class WebhookRejected(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.reason}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What authenticated a webhook: the verified webhook id and, in signature mode, the replay
+    key: sha256 over the webhook id and the exact bytes the signature covers."""
+
+    webhook_id: str | None = None
+    replay_key: str | None = None
 
 
 @dataclass
@@ -102,41 +122,37 @@ def authenticate(
     body: Any,
     settings: Settings,
     query: Mapping[str, Any] | None = None,
-) -> str | None:
-    """Check the request's credentials; returns the webhook id (signature mode) or None.
+) -> Credentials:
+    """Check the request's credentials (rule 1 of the module docstring).
 
-    Token mode: the `token` query parameter (or nginx's `X-Auth-Token`, see PROXIED_TOKEN_HEADER)
-    must equal `ESPOCRM_WEBHOOK_TOKEN`, compared in constant time; the token is never logged nor
-    put into the refusal. Signature mode: EspoCRM's `Signature` (or legacy `X-Signature`) over the
-    raw body; when a token is configured as well, a valid token is accepted instead.
-    Raises WebhookRejected(401) when credentials are configured and the request lacks valid ones.
+    The token (`ESPOCRM_WEBHOOK_TOKEN`, required whenever configured): the `token` query
+    parameter (or nginx's `X-Auth-Token`, see PROXIED_TOKEN_HEADER), compared in constant time,
+    never logged nor put into the refusal. The signature (`ESPOCRM_WEBHOOK_SECRETS`, required
+    whenever configured): EspoCRM's `Signature` (or legacy `X-Signature`) over the raw body, or
+    over EspoCRM's encoding of the engine-parsed body. Raises WebhookRejected(401) when a
+    configured credential is missing or wrong.
     """
     h = _lower(headers)
-    mode = settings.webhook_auth_mode
     espo = settings.espocrm
-    if mode == WebhookAuthMode.OPEN:
-        return None
-    given = _given_token(query, h)
-    if mode == WebhookAuthMode.TOKEN or (espo.webhook_token is not None and given is not None):
-        expected = espo.webhook_token.get_secret_value() if espo.webhook_token else ""
-        if expected and given is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-            return None
-        if mode == WebhookAuthMode.TOKEN:
+    if settings.webhook_auth_mode == WebhookAuthMode.OPEN:
+        return Credentials()
+    if espo.webhook_token is not None:
+        given = _given_token(query, h)
+        expected = espo.webhook_token.get_secret_value().encode("utf-8")
+        if given is None or not hmac.compare_digest(given.encode("utf-8"), expected):
             raise WebhookRejected(401, f"missing or invalid webhook token (?{TOKEN_QUERY_PARAM}= in the webhook URL)")
+    if not espo.webhook_secrets:
+        return Credentials()
     secrets = {k: v.get_secret_value() for k, v in espo.webhook_secrets.items()}
     if "signature" not in h and "x-signature" not in h:
         raise WebhookRejected(401, "missing webhook signature (Signature header)")
-    candidates: list[bytes] = []
-    if raw:
-        candidates.append(raw)
-    elif body is not None:
-        # Behind an engine that parsed the JSON for us: EspoCRM's own encoding of it.
-        candidates.append(php_json_encode(body))
-    for candidate in candidates:
-        webhook_id = verify_signature(h, candidate, secrets)
-        if webhook_id is not None:
-            return webhook_id
-    raise WebhookRejected(401, "invalid webhook signature")
+    # The exact bytes, or behind an engine that parsed the JSON for us EspoCRM's own encoding of it.
+    signed = raw if raw else (php_json_encode(body) if body is not None else None)
+    webhook_id = verify_signature(h, signed, secrets) if signed is not None else None
+    if webhook_id is None or signed is None:
+        raise WebhookRejected(401, "invalid webhook signature")
+    replay_key = hashlib.sha256(webhook_id.encode("utf-8") + b"\n" + signed).hexdigest()
+    return Credentials(webhook_id, replay_key)
 
 
 def parse_json_body(raw: bytes | None, parsed: Any) -> Any:

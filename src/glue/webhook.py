@@ -2,18 +2,20 @@
 decisions, mark the items in the sync ledger, enqueue, answer.
 
 The rules (authentication, validation, mark before the 200, 503 when the ledger is down,
-when the raw body is read: semantics rows H1/H2) are services.webhooks.intake's docstring.
+409 for a replayed signed body, when the raw body is read: semantics rows H1/H2) are
+services.webhooks.intake's docstring.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 from motia import ApiResponse
 from pydantic import BaseModel
 
-from services.platform.ledger import LedgerError, enqueue_marked
+from services.platform.ledger import LedgerError, Once, OnceHeld, enqueue_marked
 from services.platform.ledger.glue import patiently
 from services.platform.settings import Settings
 from services.webhooks.intake import (
@@ -27,6 +29,8 @@ from src.glue.http import json_response
 
 WEBHOOK_LEDGER_PATIENCE_SECONDS = 3.0
 """How long a webhook waits for an unreachable sync ledger before answering 503."""
+REPLAY_STATUS = 409
+"""The answer to a signed body accepted before within ESPOCRM_WEBHOOK_REPLAY_SECONDS."""
 
 
 async def read_raw_body(request: Any) -> bytes | None:
@@ -63,7 +67,8 @@ async def accept_webhook(
     """
     try:
         raw = await read_raw_body(request)
-        webhook_id = authenticate(request.headers, raw, getattr(request, "body", None), settings, query=getattr(request, "query_params", None))
+        credentials = authenticate(request.headers, raw, getattr(request, "body", None), settings, query=getattr(request, "query_params", None))
+        webhook_id = credentials.webhook_id
         payload = parse_json_body(raw, getattr(request, "body", None))
         batch = split_batch(payload, model, key)
     except WebhookRejected as exc:
@@ -74,9 +79,19 @@ async def accept_webhook(
         from services.platform.container import get_ledger
 
         ledger = get_ledger()
+    replay_seconds = settings.espocrm.webhook_replay_seconds
+    # The replay record goes with the marks (one script): a 503 leaves none, so EspoCRM's retry passes.
+    once = None
+    if credentials.replay_key and replay_seconds > 0:
+        once = Once(f"replay:{credentials.replay_key}", secrets.token_hex(8), replay_seconds)
     try:
         # A Redis restart takes a moment: wait that long, well inside EspoCRM's 10 s timeout.
-        marks = await patiently(lambda: ledger.mark_events(events), patience=WEBHOOK_LEDGER_PATIENCE_SECONDS)
+        marks = await patiently(lambda: ledger.mark_events(events, once=once), patience=WEBHOOK_LEDGER_PATIENCE_SECONDS)
+    except OnceHeld:
+        ctx.logger.warn("webhook refused: replay of a signed body accepted before",
+                        {"status": REPLAY_STATUS, "webhook_id": webhook_id, "replay_seconds": replay_seconds})
+        return json_response(REPLAY_STATUS, {"error": f"replayed webhook: this signed body was accepted within the last "
+                                                      f"{replay_seconds} s; nothing was queued"})
     except LedgerError as exc:
         ctx.logger.error(f"webhook refused: the sync ledger is unavailable: {exc}", {"status": 503, "items": len(batch.items)})
         return json_response(503, {"error": "sync ledger unavailable; nothing was accepted, retry later"})

@@ -149,12 +149,15 @@ def test_token_mode_refuses_everything_else_without_showing_the_token(query: dic
     assert TOKEN not in json.dumps(refusal.body())
 
 
-def test_token_next_to_signatures_is_an_alternative_not_a_bypass() -> None:
+def test_token_next_to_signatures_is_required_as_well_never_instead() -> None:
+    """With both configured, both are required: the token alone no longer passes (issue #14)."""
     settings = _settings(ESPOCRM_WEBHOOK_TOKEN=TOKEN, ESPOCRM_WEBHOOK_SECRETS=f"{WEBHOOK_ID}:{WEBHOOK_SECRET}")
     assert settings.webhook_auth_mode is WebhookAuthMode.SIGNATURE
-    assert _refusal(settings, query={"token": TOKEN}) is None
-    refusal = _refusal(settings, query={"token": "wrong"})
-    assert refusal is not None and refusal.status == 401
+    signed = {"Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, b"[]")}
+    assert _refusal(settings, query={"token": TOKEN}, headers=signed) is None
+    for query, headers in (({"token": TOKEN}, None), (None, signed), ({"token": "wrong"}, signed)):
+        refusal = _refusal(settings, query=query, headers=headers)
+        assert refusal is not None and refusal.status == 401, (query, headers)
 
 
 @pytest.mark.parametrize("token", ["has space", "a&token=b", "percent%41", "slash/", "ümlaut", "plus+"])

@@ -126,7 +126,7 @@ async def test_raw_bytes_are_read_only_when_the_engine_streams_them() -> None:
     ctx = mock_context("http")
 
     class FakeLedger:
-        async def mark_events(self, events: Any) -> list[Any]:
+        async def mark_events(self, events: Any, once: Any = None) -> list[Any]:
             return []
 
     resp = await accept_webhook(req, ctx, settings=SETTINGS, model=WebhookItem,
@@ -144,6 +144,28 @@ async def test_invalid_json_with_json_content_type_is_400_without_waiting() -> N
         timeout=5,
     )
     assert resp.status == 400 and req.reader.reads == 0
+
+
+async def test_the_replay_record_lasts_the_configured_window_and_only_signatures_get_one(redis_url: str) -> None:
+    """ESPOCRM_WEBHOOK_REPLAY_SECONDS bounds the refusal: after it the same signed body is
+    accepted again. Token mode keeps no record: a URL token is not bound to the body."""
+    ledger = new_ledger(redis_url)
+    items = [{"id": f"rw{uuid.uuid4().hex[:8]}", "name": "n"}]
+
+    async def send(settings: Any, request: Any) -> int:
+        resp = await accept_webhook(request, mock_context("http"), settings=settings, model=WebhookItem,
+                                    to_events=document_webhook_events(EntityAction.UPDATE), ledger=ledger)
+        return int(resp.status)
+
+    signed = load_settings({"APP_MODE": "sandbox", "ESPOCRM_WEBHOOK_SECRETS": "hook:secret", "ESPOCRM_WEBHOOK_REPLAY_SECONDS": "1"})
+    assert [await send(signed, signed_request(items)) for _ in range(2)] == [200, 409]
+    await asyncio.sleep(1.2)
+    assert await send(signed, signed_request(items)) == 200
+    token = "t" * 32
+    by_token = load_settings({"APP_MODE": "sandbox", "ESPOCRM_WEBHOOK_TOKEN": token})
+    for _ in range(2):
+        request = MockRequest(body=items, headers={"Content-Type": "application/json"}, query_params={"token": token})
+        assert await send(by_token, request) == 200
 
 
 # --------------------------------------------------------------------------- handler glue
