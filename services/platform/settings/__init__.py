@@ -9,8 +9,10 @@ malformed variable:
     - ESPOCRM_API_KEY is required in production mode
     - REDIS_URL: not a redis:// URL
 
-Mode (`APP_MODE` = auto | sandbox | production, default auto): auto means sandbox when
-ESPOCRM_API_KEY, ADVOWARE_API_KEY and XAI_API_KEY are all unset, else production.
+Mode (`APP_MODE` = auto | sandbox | production, default auto): auto means sandbox only when
+ESPOCRM_API_KEY, ADVOWARE_API_KEY and XAI_API_KEY are all unset, no external URL points at
+another machine and III_REST_HOST is loopback, else production (loading.production_signs).
+Production also refuses http:// external URLs and unauthenticated webhooks.
 Sandbox defaults (the local simulators on SIM_*_PORT and their demo keys) apply ONLY in
 sandbox mode; in production the credentials are required. An empty value (`VAR=`)
 counts as unset everywhere. Secrets are `SecretStr`: they never show in repr/str.
