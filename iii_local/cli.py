@@ -39,7 +39,7 @@ def _engine_url(args: argparse.Namespace) -> str:
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     url = _engine_url(args) + path
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", "X-Console-Request": "1"})
     token = os.environ.get("III_CONSOLE_TOKEN")
     if token:
         req.add_header("Authorization", f"Bearer {token}")

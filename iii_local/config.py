@@ -9,6 +9,11 @@ on `EngineConfig`); an unknown module class stops the engine ("Unknown module cl
 most of them). Relative paths are relative to the engine's working directory, as in the
 real engine (`PathBuf::from(file_path)`). Settings that only the stand-in has live in a
 top-level `local_engine:` mapping, which the real engine ignores.
+
+Listeners bind to loopback unless configured otherwise (a deviation: the real engine binds
+the worker port to `0.0.0.0`, main.rs 63-66, and the REST module's `host` defaults to
+`0.0.0.0`, rest_api/config.rs 13-15). `local_engine.worker_host` moves the worker port; a
+non-loopback worker port needs `local_engine.worker_secret` (at least 32 bytes).
 """
 
 from __future__ import annotations
@@ -73,10 +78,13 @@ def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
     return out
 
 
+LOOPBACK = "127.0.0.1"
+
+
 @dataclass
 class RestConfig:
     port: int = 3111
-    host: str = "0.0.0.0"
+    host: str = LOOPBACK  # the real engine's default is 0.0.0.0 (rest_api/config.rs 13-15)
     default_timeout_ms: int = 30000
     concurrency_request_limit: int = 1024
     cors_origins: list[str] = field(default_factory=list)
@@ -122,6 +130,12 @@ class LocalEngineConfig:
     console_host: str = "127.0.0.1"
     console_port: int = 3113
     console_token: str = ""
+    console_session_ttl_s: int = 8 * 3600
+    console_cookie_secure: str = "auto"  # auto: Secure when the request came over TLS (or X-Forwarded-Proto https); always; never
+    worker_host: str = LOOPBACK
+    worker_secret: str = ""
+    max_body_bytes: int = 0  # 0: no limit, like the real engine (H4)
+    body_timeout_ms: int = 0  # 0: the REST module's default_timeout
     logs_max: int = 50_000
     traces_max: int = 10_000
     data_dir: str = "./data"
@@ -131,7 +145,7 @@ class LocalEngineConfig:
 @dataclass
 class EngineConfig:
     port: int = 49134
-    host: str = "0.0.0.0"
+    host: str = LOOPBACK  # the worker port's address: local_engine.worker_host
     rest: RestConfig | None = None
     queue: QueueConfig | None = None
     state: StoreConfig | None = None
@@ -187,7 +201,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
             cors = mc.get("cors") or {}
             cfg.rest = RestConfig(
                 port=_int(mc.get("port", 3111), "RestApiModule.port"),
-                host=str(mc.get("host", "0.0.0.0")),
+                host=str(mc.get("host", LOOPBACK)),
                 default_timeout_ms=_int(mc.get("default_timeout", 30000), "RestApiModule.default_timeout"),
                 concurrency_request_limit=_int(mc.get("concurrency_request_limit", 1024), "concurrency_request_limit"),
                 cors_origins=list(cors.get("allowed_origins") or []),
@@ -253,6 +267,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path | None = None) -> Engin
             current = getattr(lc, key)
             setattr(lc, key, _int(local[key], key) if isinstance(current, int) else str(local[key]))
     cfg.local = lc
+    cfg.host = lc.worker_host
     return cfg
 
 

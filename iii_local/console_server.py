@@ -4,18 +4,21 @@
 `/_console/*` endpoints (reads and a manual cron run; no state writes). It runs either
 inside the engine (`routes=console_routes(le)`, started by `LocalEngine.start()`) or
 standalone (`engine_url=...`, `python -m iii_local console`), proxying to a running engine.
-Secrets are masked on the way out (values of keys whose name contains token, secret,
-password, key, authorization or signature). Bound to loopback by default; on any other
-address a console token is required, given as `Authorization: Bearer` or via the login
-form (an HttpOnly cookie). The token is passed on to the engine's API, which enforces it.
+Secrets are masked on the way out (`console_guard.mask_response`). Bound to loopback by
+default; on any other address a console token of at least 32 bytes is required, given as
+`Authorization: Bearer` or through the sign-in form. The form starts a server-side session:
+a random id in an HttpOnly, SameSite=Strict cookie with `Max-Age` (`session_ttl`, 8 h),
+`Secure` when the request came over TLS or with `X-Forwarded-Proto: https` (`cookie_secure`
+"auto"; "always"/"never" force it), forgotten on sign-out and at expiry. Failed sign-ins and
+wrong bearer tokens are throttled per client address (5 a minute → 429). Requests with a
+foreign `Origin` are refused; without a token only loopback `Host` names are served (no DNS
+rebinding). The token is passed on to the engine's API, which enforces it too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import html
-import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -25,16 +28,30 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from iii_local.config import EngineConfigError
+from iii_local.console_guard import (
+    CSRF_HEADER,
+    MASK,
+    ConsoleConfigError,
+    Sessions,
+    Throttle,
+    bearer,
+    check_exposure,
+    host_name,
+    is_loopback,
+    is_secret_name,
+    mask_response,
+    mask_secrets,
+    same_origin,
+)
+
+__all__ = ["ConsoleServer", "ConsoleConfigError", "MASK", "check_exposure", "is_loopback", "is_secret_name", "mask_secrets"]
 
 log = logging.getLogger("iii_local.console")
 
 WEB_DIR = Path(__file__).resolve().parent / "console_web"
 COOKIE = "iii_console"
-CSRF_HEADER = "X-Console-Request"
-MASK = "••••••••"
-SECRET_WORDS = ("token", "secret", "password", "key", "authorization", "signature")
 STATE_ITEMS_MAX = 500
+SESSION_TTL = 8 * 3600.0
 
 # The only engine endpoints the page may use: reads and a manual cron run.
 ALLOWED: tuple[tuple[str, str], ...] = (
@@ -62,77 +79,18 @@ STATIC = {
 CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
 
-class ConsoleConfigError(EngineConfigError):
-    """The console would be reachable from other machines without a token."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(host: str, token: str) -> None:
-    """Refuse a console bound beyond loopback without a token."""
-    if not is_loopback(host) and not token:
-        raise ConsoleConfigError(
-            f"console_host {host!r} is not a loopback address: set local_engine.console_token "
-            "(or bind the console to 127.0.0.1)"
-        )
-
-
-def is_secret_name(name: Any) -> bool:
-    n = str(name).lower()
-    return any(w in n for w in SECRET_WORDS)
-
-
-def mask_secrets(value: Any, depth: int = 0) -> Any:
-    """A copy of `value` with the values of secret-named keys replaced by a mask, recursively."""
-    if depth > 64:
-        return MASK
-    if isinstance(value, dict):
-        return {k: (MASK if is_secret_name(k) else mask_secrets(v, depth + 1)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_secrets(v, depth + 1) for v in value]
-    return value
-
-
 def _mask_response(path: str, data: Any, query: dict[str, str]) -> Any:
-    """Mask payloads that may carry secrets: state values, log fields, DLQ data, span attributes."""
-    if not isinstance(data, dict):
-        return data
-    parts = path.split("/")  # ['', '_console', 'state', scope, key]
-    if parts[2:3] == ["state"] and len(parts) == 4 and isinstance(data.get("items"), list):
-        items = data["items"]
+    """Secrets masked; a state scope's items sorted by key and cut at `limit` (500), with `total`."""
+    data = mask_response(path, data)
+    parts = path.split("/")  # ['', '_console', 'state', scope]
+    if isinstance(data, dict) and parts[2:3] == ["state"] and len(parts) == 4 and isinstance(data.get("items"), list):
         try:
             limit = max(1, min(int(query.get("limit", STATE_ITEMS_MAX)), 10_000))
         except ValueError:
             limit = STATE_ITEMS_MAX
-        items = sorted(items, key=lambda i: str(i.get("key")))
+        items = sorted(data["items"], key=lambda i: str(i.get("key")))
         data["total"] = len(items)
-        data["items"] = [
-            {"key": i.get("key"), "value": MASK if is_secret_name(i.get("key")) else mask_secrets(i.get("value"))}
-            for i in items[:limit]
-        ]
-    elif parts[2:3] == ["state"] and len(parts) == 5:
-        data["value"] = MASK if is_secret_name(parts[4]) else mask_secrets(data.get("value"))
-    for rec in data.get("logs") or []:
-        if isinstance(rec, dict):
-            rec["fields"] = mask_secrets(rec.get("fields"))
-    for span in data.get("spans") or []:
-        if isinstance(span, dict):
-            span["attributes"] = mask_secrets(span.get("attributes"))
-    for entry in data.get("dead_letters") or []:
-        job = entry.get("job") if isinstance(entry, dict) else None
-        if isinstance(job, dict):
-            job["data"] = mask_secrets(job.get("data"))
-    if isinstance(data.get("invocations"), list):
-        for inv in data["invocations"]:
-            if isinstance(inv, dict):
-                inv["detail"] = mask_secrets(inv.get("detail"))
+        data["items"] = items[:limit]
     return data
 
 
@@ -151,6 +109,8 @@ class ConsoleServer:
         engine_url: str | None = None,
         routes: list[web.RouteDef] | None = None,
         web_dir: Path = WEB_DIR,
+        session_ttl: float = SESSION_TTL,
+        cookie_secure: str = "auto",
     ) -> None:
         if (engine_url is None) == (routes is None):
             raise ValueError("give either engine_url (proxy) or routes (in-process)")
@@ -162,7 +122,9 @@ class ConsoleServer:
         self.web_dir = web_dir
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._session_value = hmac.new(token.encode(), b"iii-console-session", hashlib.sha256).hexdigest() if token else ""
+        self.sessions = Sessions(session_ttl)
+        self.throttle = Throttle()
+        self.cookie_secure = cookie_secure
 
     @property
     def url(self) -> str:
@@ -217,28 +179,42 @@ class ConsoleServer:
             await self._session.close()
             self._session = None
 
+    def _token_ok(self, given: str) -> bool:
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
     def _authorized(self, request: web.Request) -> bool:
+        """No token configured, the right bearer token, or a live session cookie."""
         if not self.token:
             return True
-        given = request.headers.get("Authorization", "")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), self.token.encode()):
-            return True
-        cookie = request.cookies.get(COOKIE, "")
-        return bool(cookie) and hmac.compare_digest(cookie.encode(), self._session_value.encode())
+        given = bearer(request)
+        if given is not None:
+            if self._token_ok(given):
+                return True
+            self.throttle.failed(request.remote or "")
+            return False
+        return self.sessions.valid(request.cookies.get(COOKIE, ""))
 
     def _host_ok(self, request: web.Request) -> bool:
         """Without a token, only loopback Host names (no DNS-rebinding access from web pages)."""
-        if self.token:
-            return True
-        host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-        return is_loopback(host) or host == self.host
+        return bool(self.token) or is_loopback(host_name(request)) or host_name(request) == self.host
+
+    def _secure(self, request: web.Request) -> bool:
+        if self.cookie_secure in ("always", "never"):
+            return self.cookie_secure == "always"
+        return request.secure or request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not self._host_ok(request):
             return web.json_response({"error": "unexpected Host header"}, status=421)
+        if not same_origin(request):
+            return web.json_response({"error": "cross-origin request refused"}, status=403)
         path = request.path
         api = path.startswith("/_console/")
+        if self.token and path != "/style.css" and bearer(request) is not None:
+            throttled = self.throttle.refusal(request.remote or "")
+            if throttled is not None:
+                return throttled
         if path not in ("/login", "/style.css") and not self._authorized(request):
             if api:
                 return web.json_response({"error": "sign in to the console", "login": True}, status=401)
@@ -251,7 +227,9 @@ class ConsoleServer:
         resp = await handler(request)
         resp.headers.setdefault("Cache-Control", "no-store")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with the
+        # page's own form posts and fetches, which the Origin check must refuse.
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
         return resp
 
     @web.middleware
@@ -306,17 +284,28 @@ class ConsoleServer:
         return resp
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
+        """Sign in: throttled per client address (checked before the token, so a throttled
+        client learns nothing), then a new server-side session in a cookie that expires."""
         if not self.token:
             raise web.HTTPSeeOther("/")
+        client = request.remote or ""
+        throttled = self.throttle.refusal(client)
+        if throttled is not None:
+            resp = self._login_response("Too many failed attempts; try again in a minute.", status=429)
+            resp.headers["Retry-After"] = throttled.headers["Retry-After"]
+            return resp
         form = await request.post()
-        given = str(form.get("token", ""))
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
+        if not self._token_ok(str(form.get("token", ""))):
+            self.throttle.failed(client)
             return self._login_response("Wrong token.", status=401)
         resp = web.HTTPSeeOther("/")
-        resp.set_cookie(COOKIE, self._session_value, httponly=True, samesite="Strict", path="/")
+        resp.set_cookie(COOKIE, self.sessions.create(), httponly=True, samesite="Strict", path="/",
+                        max_age=int(self.sessions.ttl), secure=self._secure(request))
         raise resp
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
+        """Sign out: the session id is forgotten on the server, the cookie dropped."""
+        self.sessions.drop(request.cookies.get(COOKIE, ""))
         resp = web.HTTPSeeOther("/login")
         resp.del_cookie(COOKIE, path="/")
         raise resp
@@ -328,6 +317,8 @@ class ConsoleServer:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         headers = {"Content-Type": "application/json"}
+        if request.method not in ("GET", "HEAD"):
+            headers[CSRF_HEADER] = "1"  # checked by _guard already; the engine checks it again
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         body = await request.read() if request.can_read_body else None

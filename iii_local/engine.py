@@ -4,13 +4,19 @@ Modules (REST, queue, cron) subscribe to trigger registrations through `TriggerS
 Engine-provided functions (`enqueue`, `state::*`, `engine::*`) are plain coroutines in
 `builtins`; everything else is invoked on the worker that registered it.
 
-The registry behaves like the real engine's (engine/src/function.rs 79-91, engine/mod.rs
-462-501 and 746-798, trigger.rs): function ids are one map, so a second registration of an
-id **overwrites** the first (the newest worker gets the invocations); a worker's disconnect
-removes every id it ever registered, even one another worker has registered since, and its
-triggers; its unanswered invocations fail with `invocation_stopped`. Any worker may
-unregister any function or trigger id. Invocations a worker makes get `_caller_worker_id`
-added to their object data (engine/mod.rs 330-341).
+The registry is the real engine's (engine/src/function.rs 79-91, engine/mod.rs 462-501 and
+746-798, trigger.rs): function ids are one map, a worker's disconnect removes its ids and
+its triggers, its unanswered invocations fail with `invocation_stopped`; invocations a worker
+makes get `_caller_worker_id` added to their object data (engine/mod.rs 330-341).
+
+One deviation, a security fix no step can depend on (row P2): the real engine lets any
+worker overwrite or unregister any function or trigger id, so a second client on the worker
+port takes over a live worker's function (and the bearer tokens its callers send). Here a
+function id, a trigger id, or an HTTP route (method and path) held by **another live
+worker** is refused: the registration or unregistration is dropped and logged as a warning.
+The holder itself may re-register (the newest registration wins, as in the engine), and once
+it has disconnected anyone may take the id. A disconnect removes only the ids the worker
+still holds.
 """
 
 from __future__ import annotations
@@ -80,6 +86,10 @@ class TriggerEntry:
 
 
 class TriggerSink(Protocol):
+    """A module that serves triggers. A sink whose triggers claim something only one worker may
+    hold (the REST module's routes) also has `holder(trigger) -> WorkerConnection | None`: the
+    worker holding what `trigger` would replace."""
+
     trigger_types: tuple[str, ...]
 
     def trigger_added(self, trigger: TriggerEntry) -> None: ...
@@ -150,11 +160,26 @@ class Engine:
     def register_builtin(self, function_id: str, fn: Builtin) -> None:
         self.builtins[function_id] = fn
 
+    def is_live(self, worker: WorkerConnection) -> bool:
+        """Still connected (its disconnect has not been handled and its socket is open)."""
+        return worker.id in self.workers and not worker.ws.closed
+
+    def _held_by_other(self, worker: WorkerConnection, holder: WorkerConnection | None, what: str) -> bool:
+        """True (and a warning logged) when another live worker holds `what`."""
+        if holder is None or holder is worker or not self.is_live(holder):
+            return False
+        self.telemetry.engine_log("warn", f"refused: {what} is held by another live worker", worker_id=worker.id,
+                                  holder_id=holder.id, remote=worker.remote)
+        return True
+
     def register_function(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
         fid = str(msg.get("id") or "")
         if not fid:
             return
-        # function.rs 79-91: a map insert; the earlier worker keeps the id in its own list.
+        held = self.functions.get(fid)
+        if self._held_by_other(worker, held.worker if held else None, f"function {fid!r}"):
+            return
+        # function.rs 79-91: a map insert (the same worker, or one whose holder has gone).
         self.functions[fid] = FunctionEntry(fid, worker, msg.get("description"), msg.get("metadata"))
         worker.functions.add(fid)
         for w in self.function_waiters:
@@ -163,9 +188,12 @@ class Engine:
         self.function_waiters.clear()
 
     def unregister_function(self, worker: WorkerConnection, fid: str) -> None:
-        """engine/mod.rs 498-501: removed from the engine whoever registered it last."""
-        self.functions.pop(fid, None)
+        """engine/mod.rs 498-501 removes it whoever holds it; here not when another live worker does."""
         worker.functions.discard(fid)
+        held = self.functions.get(fid)
+        if held is None or self._held_by_other(worker, held.worker, f"function {fid!r}"):
+            return
+        del self.functions[fid]
 
     def register_trigger(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
         tid = str(msg.get("id") or "")
@@ -175,10 +203,16 @@ class Engine:
             self.telemetry.engine_log("warn", "ignored malformed registertrigger", message_fields=msg)
             return
         old = self.triggers.get(tid)
-        if old is not None:
-            self._remove_trigger(old)
+        if self._held_by_other(worker, old.worker if old else None, f"trigger {tid!r}"):
+            return
         config = msg.get("config") if isinstance(msg.get("config"), dict) else {}
         entry = TriggerEntry(tid, ttype, fid, config, worker)
+        for sink in self.sinks:
+            holder = getattr(sink, "holder", None)
+            if ttype in sink.trigger_types and holder is not None and self._held_by_other(worker, holder(entry), f"the {ttype} trigger of {fid!r}"):
+                return
+        if old is not None:
+            self._remove_trigger(old)
         self.triggers[tid] = entry
         worker.triggers.add(tid)
         handled = False
@@ -197,9 +231,10 @@ class Engine:
                 sink.trigger_removed(entry)
 
     def unregister_trigger(self, worker: WorkerConnection, tid: str) -> None:
-        """trigger.rs `unregister_trigger`: by id, whichever worker registered it."""
+        """trigger.rs `unregister_trigger` removes it by id whoever registered it; here not when
+        another live worker did."""
         entry = self.triggers.get(tid)
-        if entry is not None:
+        if entry is not None and not self._held_by_other(worker, entry.worker, f"trigger {tid!r}"):
             self._remove_trigger(entry)
 
     # ------------------------------------------------------------------ workers
@@ -216,7 +251,10 @@ class Engine:
             if entry is not None and entry.worker is worker:
                 self._remove_trigger(entry)
         for fid in list(worker.functions):
-            self.unregister_function(worker, fid)
+            held = self.functions.get(fid)
+            if held is not None and held.worker is worker:  # engine/mod.rs 746-798 removes it even from a newer holder
+                del self.functions[fid]
+        worker.functions.clear()
         for fut in list(worker.pending.values()):
             if not fut.done():  # invocation/mod.rs 59-68 `halt_invocation`
                 fut.set_exception(InvocationError("invocation_stopped", "Invocation stopped"))

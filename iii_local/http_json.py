@@ -29,8 +29,11 @@ _NEEDS_EXACT = re.compile(r"\d[eE]|\d{20}")
 """In fast-path output: a float with an exponent or a very long integer (re-encode exactly)."""
 
 
-class _Invalid(ValueError):
-    pass
+class InvalidJson(ValueError):
+    """Not JSON as serde_json reads it (the message says why)."""
+
+
+_Invalid = InvalidJson
 
 
 def _reject_constant(name: str) -> Any:
@@ -75,13 +78,28 @@ def _normalize(value: Any, depth: int) -> Any:
     return value
 
 
-def parse_body(raw: bytes) -> Any:
-    """The `body` the real engine hands a worker for an `application/json` request."""
+def loads_checked(raw: bytes) -> Any:
+    """`raw` parsed as serde_json would (keys sorted), or InvalidJson saying why: nesting past
+    127 levels is refused like serde_json's recursion limit (`remaining_depth: 128` in its
+    de.rs, `ErrorCode::RecursionLimitExceeded`), never a RecursionError."""
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float, parse_int=_parse_int)
         return _normalize(value, 0)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise InvalidJson("recursion limit exceeded") from None
+    except InvalidJson:
+        raise
+    except ValueError as exc:  # UnicodeDecodeError and json.JSONDecodeError included
+        raise InvalidJson(str(exc)) from None
+
+
+def parse_body(raw: bytes) -> Any:
+    """The `body` the real engine hands a worker for an `application/json` request: anything
+    serde_json refuses (100,000 nested `[` included) is null (views.rs 251-269 `unwrap_or(Null)`)."""
+    try:
+        return loads_checked(raw)
+    except InvalidJson:
         return None
 
 

@@ -121,6 +121,12 @@ class Router:
         self._reshape()
         return route
 
+    def holder(self, trigger: TriggerEntry) -> TriggerEntry | None:
+        """The trigger whose route `trigger` would replace (same method and path), if any."""
+        cfg = trigger.config
+        route = self.routes.get(router_key(str(cfg.get("http_method", "GET")), str(cfg.get("api_path", ""))))
+        return route.trigger if route is not None else None
+
     def remove(self, trigger: TriggerEntry) -> None:
         for key, route in list(self.routes.items()):
             if route.trigger.id == trigger.id:

@@ -26,6 +26,13 @@ Handler error → 500 `{"error":"internal server error","error_id"}`; a conditio
 exactly `false` → 422; no answer within `default_timeout` → 504 with an empty body (axum's
 TimeoutLayer; a streamed body is not timed). No request body size limit (H4).
 
+Deviations for development and sandbox use (issue 14; no step can tell, as the handler gets
+the same data): a matched route's body is read whole **before** the request takes its
+concurrency slot, within a read deadline (408), refused past `local_engine.max_body_bytes`
+when set (413), and never passed on when it broke off (400): see `http_body`. The timeout
+then starts with the handler. Any JSON body serde_json refuses (100,000 nested `[` included:
+its recursion limit is 128) arrives as null, as in the engine, never as a 500.
+
 Operator extras: `x-iii-trace-id` on every answer of a route, an invocation record per
 request in the telemetry, and the `/_console` routes on the same port.
 """
@@ -39,13 +46,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import aiohttp.http_exceptions
 from aiohttp import web
 
 from iii_local.channels import EMPTY, Channel
 from iii_local.config import RestConfig
-from iii_local.engine import Engine, InvocationError, TriggerEntry, new_traceparent
+from iii_local.engine import Engine, InvocationError, TriggerEntry, WorkerConnection, new_traceparent
+from iii_local.http_body import Body, BodyRefused, read_body
 from iii_local.http_json import dumps, parse_body
 from iii_local.http_routes import Cors, Resolution, Route, Router
 from iii_local.telemetry import InvocationRecord, span_id_of, trace_id_of
@@ -96,12 +102,15 @@ class Streamed:
 class RestModule:
     trigger_types = ("http",)
 
-    def __init__(self, engine: Engine, config: RestConfig, *, console_routes: list[web.RouteDef] | None = None) -> None:
+    def __init__(self, engine: Engine, config: RestConfig, *, console_routes: list[web.RouteDef] | None = None,
+                 max_body_bytes: int = 0, body_timeout: float | None = None) -> None:
         self.engine = engine
         self.config = config
         self.router = Router(config.concurrency_request_limit)
         self.cors = Cors(config)
         self.timeout = config.default_timeout_ms / 1000
+        self.max_body_bytes = max(0, max_body_bytes)
+        self.body_timeout = body_timeout or self.timeout
         self.console_routes = console_routes or []
         self.in_flight = 0
         engine.add_sink(self)
@@ -112,6 +121,11 @@ class RestModule:
 
     def trigger_removed(self, trigger: TriggerEntry) -> None:
         self.router.remove(trigger)
+
+    def holder(self, trigger: TriggerEntry) -> WorkerConnection | None:
+        """The worker whose route (same method and path) `trigger` would replace."""
+        held = self.router.holder(trigger)
+        return held.worker if held is not None else None
 
     def make_app(self) -> web.Application:
         app = web.Application()
@@ -126,12 +140,24 @@ class RestModule:
             return self.cors.preflight(request)
         found = self.router.resolve(request.method, request.rel_url.raw_path)
         if found.kind is Resolution.ROUTE and found.route is not None:
-            async with found.route.semaphore:
-                self.in_flight += 1
-                try:
-                    return await self._dispatch(request, found.route, found.params)
-                finally:
-                    self.in_flight -= 1
+            try:
+                body = await read_body(request, limit=self.max_body_bytes, timeout=self.body_timeout)
+            except BodyRefused as exc:
+                self.engine.telemetry.engine_log("warn", f"request refused: {exc.reason}", step=found.route.function_id,
+                                                 status=exc.status, path=request.path)
+                refused = json_response(exc.status, {"error": exc.reason})
+                refused.force_close()
+                self.cors.decorate(request, refused)
+                return refused
+            try:
+                async with found.route.semaphore:
+                    self.in_flight += 1
+                    try:
+                        return await self._dispatch(request, found.route, found.params, body)
+                    finally:
+                        self.in_flight -= 1
+            finally:
+                body.close()
         if found.kind is Resolution.METHOD_NOT_ALLOWED:
             resp = web.Response(status=405, headers={"Allow": found.allow})
         elif found.kind is Resolution.NOT_REGISTERED:
@@ -143,7 +169,7 @@ class RestModule:
 
     # ------------------------------------------------------------------ one request
 
-    async def _dispatch(self, request: web.Request, route: Route, path_params: dict[str, str]) -> web.StreamResponse:
+    async def _dispatch(self, request: web.Request, route: Route, path_params: dict[str, str], raw: Body) -> web.StreamResponse:
         engine = self.engine
         traceparent = new_traceparent()
         record = engine.telemetry.start_invocation(
@@ -160,9 +186,9 @@ class RestModule:
                     content_type = visible_ascii(request.headers.get("Content-Type", ""))
                     body: Any = None
                     if "application/json" in content_type:
-                        body = parse_body(await self._collect(request))
+                        body = parse_body(raw.read_all())
                     else:
-                        feeder = asyncio.create_task(self._feed_stream(req_ch, request))
+                        feeder = asyncio.create_task(self._feed_stream(req_ch, raw))
                     data = self._request_data(request, route, path_params, body, req_ch, res_ch)
                     answer = await self._answer(route, data, traceparent, res_ch, discard, record)
             except TimeoutError:
@@ -200,25 +226,12 @@ class RestModule:
             "response": res_ch.ref("write"),
         }
 
-    @staticmethod
-    async def _collect(request: web.Request) -> bytes:
-        """H1: the whole body; a broken body ends the read with what came (`Err(_) => break`)."""
-        buf = bytearray()
+    async def _feed_stream(self, ch: Channel, raw: Body) -> None:
+        """H2: the raw bytes into the request channel, then its end (a body that broke off
+        never gets here: `http_body`)."""
         try:
-            async for chunk in request.content.iter_any():
-                buf += chunk
-        except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, ConnectionError):
-            pass
-        return bytes(buf)
-
-    async def _feed_stream(self, ch: Channel, request: web.Request) -> None:
-        """H2: the raw bytes into the request channel, then its end (also when the client's
-        body breaks off: the engine's task just stops, `Err(_) => break`)."""
-        try:
-            async for chunk in request.content.iter_chunked(CHUNK):
-                await ch.put(bytes(chunk))
-        except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, ConnectionError):
-            pass
+            for chunk in raw.chunks(CHUNK):
+                await ch.put(chunk)
         finally:
             ch.close_nowait()
 

@@ -3,6 +3,12 @@
 The ExecModule's commands inherit the engine's environment and nothing more, like the real
 engine's (modules/shell/exec.rs 179-215): a worker learns the engine's address from its own
 command line (`III_URL=... scripts/run_worker.py` in the project's configs).
+
+Every listener binds to loopback unless configured otherwise (`local_engine.worker_host`,
+the REST module's `host`, `local_engine.console_host`). Before anything binds, the engine
+refuses to start when a listener beyond loopback lacks its secret: the worker port needs
+`local_engine.worker_secret`, the console and a non-loopback REST port's `/_console` API
+`local_engine.console_token`, each at least 32 bytes (`console_guard.check_exposure`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from aiohttp import web
 
 from iii_local.config import CRON_REDIS, STATE_REDIS, EngineConfig, QueueConfig
 from iii_local.console_api import console_routes
-from iii_local.console_server import ConsoleServer, check_exposure
+from iii_local.console_guard import check_exposure
+from iii_local.console_server import ConsoleServer
 from iii_local.cron import CronModule
 from iii_local.engine import Engine
 from iii_local.queue import QueueModule
@@ -60,8 +67,7 @@ class LocalEngine:
 
     async def start(self) -> None:
         cfg = self.config
-        if cfg.local.console_port > 0:
-            check_exposure(cfg.local.console_host, cfg.local.console_token)  # before anything binds
+        self.check_exposure()  # before anything binds
         sc = cfg.state
         state_store = self._store(sc.store_method, sc.file_path, sc.adapter == STATE_REDIS, sc.redis_url) if sc else self._store("in_memory", "", False, "")
         for s in self.stores:
@@ -76,9 +82,10 @@ class LocalEngine:
             await self.cron.start()
         routes = console_routes(self)
         if cfg.rest:
-            self.rest = RestModule(self.engine, cfg.rest, console_routes=routes)
+            self.rest = RestModule(self.engine, cfg.rest, console_routes=routes, max_body_bytes=cfg.local.max_body_bytes,
+                                   body_timeout=cfg.local.body_timeout_ms / 1000 or None)
             await self._serve(self.rest.make_app(), cfg.rest.host, cfg.rest.port)
-        await self._serve(make_worker_app(self.engine), cfg.host, cfg.port)
+        await self._serve(make_worker_app(self.engine, secret=cfg.local.worker_secret), cfg.host, cfg.port)
         await self._start_console()
         if self.echo_logs:
             self._echo_task = asyncio.create_task(self._echo())
@@ -87,6 +94,15 @@ class LocalEngine:
                 sup = ExecSupervisor(ec, cwd=cfg.base_dir, log=self._sup_log)
                 self.supervisors.append(sup)
                 await sup.start()
+
+    def check_exposure(self) -> None:
+        """ConsoleConfigError when a listener beyond loopback lacks a strong enough secret."""
+        cfg = self.config
+        check_exposure(cfg.host, cfg.local.worker_secret, what="the worker port's host", setting="local_engine.worker_secret")
+        if cfg.rest and cfg.local.console_token:  # without a token /_console answers only loopback clients
+            check_exposure(cfg.rest.host, cfg.local.console_token, what="the REST host", setting="local_engine.console_token")
+        if cfg.local.console_port > 0:
+            check_exposure(cfg.local.console_host, cfg.local.console_token)
 
     async def _start_console(self) -> None:
         """The console page on local_engine.console_host:console_port (0 turns it off).
@@ -98,7 +114,8 @@ class LocalEngine:
         if lc.console_port <= 0:
             return
         check_exposure(lc.console_host, lc.console_token)
-        console = ConsoleServer(host=lc.console_host, port=lc.console_port, token=lc.console_token, routes=console_routes(self))
+        console = ConsoleServer(host=lc.console_host, port=lc.console_port, token=lc.console_token, routes=console_routes(self),
+                                session_ttl=lc.console_session_ttl_s, cookie_secure=lc.console_cookie_secure)
         try:
             await console.start()
         except OSError as exc:

@@ -169,12 +169,15 @@ def decode_frame(frame: bytes) -> tuple[str, list[Any]]:
     prefix, body = frame[:4], frame[4:]
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "", []
-    if prefix == b"LOGS":
-        return "logs", decode_logs(payload)
-    if prefix == b"OTLP":
-        return "spans", decode_spans(payload)
+    try:
+        if prefix == b"LOGS":
+            return "logs", decode_logs(payload)
+        if prefix == b"OTLP":
+            return "spans", decode_spans(payload)
+    except (RecursionError, AttributeError, TypeError, KeyError, ValueError):  # not OTLP JSON, or nested too deep
+        return "", []
     if prefix == b"MTRC":
         return "metrics", []
     return "", []

@@ -8,6 +8,10 @@ worker; `keep_alive=False` runs motia directly, to show that). The exec line giv
 worker `III_URL`; the engine process gets none. Tests then talk to it like a user:
 `post/get`, `enqueue(topic, data)`, `watch(topic)`, `wait_idle()`, `state_*`,
 `logs(trace_id)`, `trace(id)`, plus `kill_worker()` and `restart_engine()` for fault tests.
+`console()` calls the engine's `/_console` API as an operator tool does: writes carry
+`Content-Type: application/json` and `X-Console-Request: 1`, and `X-Console-Reveal: 1` asks
+for unmasked values. `worker_secret` (and `worker_host`) puts the worker port behind a shared
+secret, which the worker gets as the user information of its `III_URL`.
 
 `mock_context()` builds a FlowContext-like object for unit-testing a handler directly:
 its logger records lines, `enqueue` records events, `state` is an in-memory store.
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +128,9 @@ class MotiaTester:
         state_adapter: dict[str, Any] | None = None,
         queue_adapter: dict[str, Any] | None = None,
         watch: list[str] | None = None,
+        worker_secret: str = "",
+        worker_host: str = "127.0.0.1",
+        local_engine: dict[str, Any] | None = None,
     ) -> None:
         self.steps_dir = Path(steps_dir).resolve()
         self.env = env or {}
@@ -134,6 +142,9 @@ class MotiaTester:
         self.state_adapter = state_adapter
         self.queue_adapter = queue_adapter  # e.g. the Redis adapter; default: builtin with queue_defaults
         self.watch_globs = watch  # ExecModule `watch:` (relative to the workdir, the engine's cwd)
+        self.worker_secret = worker_secret
+        self.worker_host = worker_host
+        self.local_engine = local_engine or {}
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="motia-tester-"))
         self._own_workdir = workdir is None
         self.rest_port = free_port()
@@ -158,6 +169,7 @@ class MotiaTester:
                 *self.extra_modules,
                 {"class": "modules::shell::ExecModule", "config": {"exec": [self.worker_command()], **({} if self.watch_globs is None else {"watch": self.watch_globs})}},
             ],
+            "local_engine": {"worker_host": self.worker_host, "worker_secret": self.worker_secret, **self.local_engine},
         }
         path = self.workdir / "iii-config.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -167,10 +179,16 @@ class MotiaTester:
         """The ExecModule line: motia via the keep-alive wrapper (or directly), `III_URL` given."""
         py = shlex.quote(sys.executable)
         motia = f"{py} -m motia.cli run --dir {shlex.quote(str(self.steps_dir))}"
-        url = f"III_URL=ws://127.0.0.1:{self.worker_port}"
+        url = f"III_URL={shlex.quote(self.worker_url)}"
         if not self.keep_alive:
-            return f"exec env {url} III_BRIDGE_URL=ws://127.0.0.1:{self.worker_port} {motia}"
+            return f"exec env {url} III_BRIDGE_URL={shlex.quote(self.worker_url)} {motia}"
         return f"exec env {url} {py} {shlex.quote(str(PROJECT_ROOT / 'scripts' / 'run_worker.py'))} -- {motia}"
+
+    @property
+    def worker_url(self) -> str:
+        """The worker's `III_URL`: the secret, when there is one, as the URL's user information."""
+        auth = f"worker:{urllib.parse.quote(self.worker_secret, safe='')}@" if self.worker_secret else ""
+        return f"ws://{auth}127.0.0.1:{self.worker_port}"
 
     def _spawn_engine(self) -> None:
         env = {**os.environ, **self.env}
@@ -325,7 +343,12 @@ class MotiaTester:
         return await self.request("GET", path, **kw)
 
     async def console(self, method: str, path: str, body: Any = None) -> Any:
-        resp = await self.request(method, path, json_body=body)
+        headers = {"X-Console-Reveal": "1"}
+        if self.local_engine.get("console_token"):
+            headers["Authorization"] = f"Bearer {self.local_engine['console_token']}"
+        if method not in ("GET", "HEAD"):
+            headers.update({"Content-Type": "application/json", "X-Console-Request": "1"})
+        resp = await self.request(method, path, json_body=body, headers=headers)
         if resp.status >= 400:
             raise AssertionError(f"console {method} {path} → {resp.status}: {resp.text}")
         return resp.json()

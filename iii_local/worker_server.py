@@ -8,6 +8,19 @@
   Protocol pings are answered automatically (aiohttp autoping).
 - `GET /ws/channels/{id}?key=&dir=read|write` attaches a worker to a channel.
 
+With `local_engine.worker_secret` set (required when the port is not on loopback), every
+request to this port must carry it, or it is refused with 401 before the upgrade. iii-sdk
+0.8.3 opens its sockets with `websockets.connect(url)` and nothing else (iii.py 176-185,
+channels.py `build_channel_url` appends `/ws/channels/...` to the same `III_URL`, the OTel
+bridge uses `III_BRIDGE_URL`), so the secret travels as the URL's user information:
+`III_URL=ws://worker:<secret>@host:49134`, which `websockets` sends as
+`Authorization: Basic` on every socket (a query parameter would end up in front of the
+channel path and break channels). `Authorization: Bearer <secret>` is accepted as well.
+Note that the SDK logs its `III_URL` at INFO ("Connected to ..."), so the worker's own output
+shows the secret: keep it where the engine's log is.
+
+A text frame that is not JSON (100,000 nested `[` included) is logged and skipped.
+
 Both sockets decline permessage-deflate (`compress=False`): the worker offers it, but on
 loopback compressing every small JSON frame only costs CPU on both sides.
 """
@@ -15,6 +28,9 @@ loopback compressing every small JSON frame only costs CPU on both sides.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import json
 import logging
 from typing import Any
@@ -26,6 +42,7 @@ from iii_local.telemetry import decode_frame
 
 log = logging.getLogger("iii_local.worker_server")
 ENGINE_KEY = web.AppKey("engine", Engine)
+SECRET_KEY = web.AppKey("worker_secret", str)
 
 MAX_WS_MESSAGE = 64 * 1024 * 1024
 
@@ -42,7 +59,7 @@ async def worker_socket(request: web.Request) -> web.StreamResponse:
             if msg.type == WSMsgType.TEXT:
                 try:
                     data = json.loads(msg.data)
-                except ValueError:
+                except (ValueError, RecursionError):
                     engine.telemetry.engine_log("warn", "worker sent invalid JSON", worker_id=worker.id)
                     continue
                 if not isinstance(data, dict):
@@ -155,9 +172,34 @@ async def channel_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def make_worker_app(engine: Engine) -> web.Application:
-    app = web.Application(client_max_size=MAX_WS_MESSAGE)
+def presented_secret(request: web.Request) -> str:
+    """The secret a client presents: the password of `Authorization: Basic`, or a bearer token."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+    return ""
+
+
+@web.middleware
+async def _require_secret(request: web.Request, handler: Any) -> web.StreamResponse:
+    secret = request.app[SECRET_KEY]
+    if secret and not hmac.compare_digest(presented_secret(request).encode(), secret.encode()):
+        engine: Engine = request.app[ENGINE_KEY]
+        engine.telemetry.engine_log("warn", "worker port: refused a client without the worker secret", remote=request.remote or "")
+        return web.Response(status=401, text="worker secret required", headers={"WWW-Authenticate": 'Basic realm="iii worker port"'})
+    result: web.StreamResponse = await handler(request)
+    return result
+
+
+def make_worker_app(engine: Engine, *, secret: str = "") -> web.Application:
+    app = web.Application(client_max_size=MAX_WS_MESSAGE, middlewares=[_require_secret])
     app[ENGINE_KEY] = engine
+    app[SECRET_KEY] = secret
     app.router.add_get("/", worker_socket)
     app.router.add_get("/ws/channels/{channel_id}", channel_socket)
     return app

@@ -159,7 +159,7 @@ async def test_manual_cron_trigger(tester: MotiaTester) -> None:
     jobs = (await tester.console("GET", "/_console/cron"))["jobs"]
     result = await tester.trigger_cron(jobs[0]["function_id"])
     assert result["result"] == "ok"
-    r = await tester.post("/_console/cron/trigger", json_body={"function_id": "steps::Nope::trigger::0"})
+    r = await tester.post("/_console/cron/trigger", json_body={"function_id": "steps::Nope::trigger::0"}, headers={"X-Console-Request": "1"})
     assert r.status == 404
 
 
