@@ -4,103 +4,13 @@ duplicates, adoption, reassignment, conflict rule."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import date, timedelta
-from typing import Any
-
-import aiohttp
 import pytest
 
-from iii_local.testing import MemoryState, RecordingLogger
 from services.calendar.google_mapping import event_frnr
-from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE, EmployeeSync, GoogleReadMode, run_employee_sync
-from services.clients.advoware.api import AdvowareAPI
+from services.calendar.sync import STATE_SCOPE, STATUS_SCOPE, GoogleReadMode, run_employee_sync
 from services.clients.errors import ApiError
-from services.clients.google_calendar import GoogleCalendarAPI, StaticTokenProvider
-from services.clients.retry import RetryPolicy
-from services.platform.settings import CalendarSettings, ConflictRule, load_settings
-from simulators import advoware as advoware_sim
-from simulators import google_calendar as google_sim
-from simulators.runner import RunningApp, start_app
-
-CAL = "mm@kanzlei.example"
-FAST = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
-
-
-class Env:
-    def __init__(self, advo: AdvowareAPI, google: GoogleCalendarAPI, a_app: RunningApp, g_app: RunningApp) -> None:
-        self.advo, self.google, self.a, self.g = advo, google, a_app, g_app
-        self.state = MemoryState()
-        self.log = RecordingLogger()
-        self.settings = CalendarSettings(mapping={"MM": CAL}, sync_past_days=30, sync_future_days=180)
-
-    async def sim(self, app: RunningApp, method: str, path: str, body: Any = None) -> Any:
-        async with aiohttp.ClientSession() as s:
-            async with s.request(method, app.url + path, json=body) as resp:
-                assert resp.status < 400, await resp.text()
-                return await resp.json()
-
-    async def seed(self, *termine: dict[str, Any]) -> None:
-        await self.sim(self.a, "POST", "/_sim/seed", {"Termine": list(termine)})
-
-    async def fault(self, app: RunningApp, **spec: Any) -> None:
-        await self.sim(app, "POST", "/_sim/faults", spec)
-
-    def sync(self, **kw: Any) -> EmployeeSync:
-        settings = kw.pop("settings", self.settings)
-        return EmployeeSync("MM", CAL, advoware=self.advo, google=self.google, state=self.state, settings=settings, logger=self.log, **kw)
-
-    async def events(self) -> list[dict[str, Any]]:
-        items, _ = await self.google.list_all(CAL, show_deleted=False)
-        return items
-
-    async def termine(self) -> list[dict[str, Any]]:
-        return await self.advo.list_appointments("MM", date.today() - timedelta(days=30), date.today() + timedelta(days=180))
-
-    async def writes(self) -> int:
-        n = 0
-        for app, path in ((self.a, "TermineActiveSync"), (self.g, "/calendar/v3/")):
-            n += sum(1 for r in await self.sim(app, "GET", f"/_sim/requests?path={path}") if r["method"] != "GET")
-        return n
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    s = load_settings({"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env"})
-    a = s.advoware
-    a_app = await start_app(
-        advoware_sim.create_app(a.api_key.get_secret_value(), a.app_id, a.kanzlei, a.database, a.user, a.password.get_secret_value()),
-        "127.0.0.1",
-        0,
-    )
-    token = s.google.static_token.get_secret_value()  # type: ignore[union-attr]
-    g_app = await start_app(google_sim.create_app({token}, seed={"calendars": [{"id": CAL}]}), "127.0.0.1", 0)
-    advo = AdvowareAPI(
-        a_app.url + "/",
-        a_app.url + "/api/v1/Token",
-        app_id=a.app_id,
-        api_key_b64=a.api_key.get_secret_value(),
-        kanzlei=a.kanzlei,
-        database=a.database,
-        user=a.user,
-        password=a.password.get_secret_value(),
-        retry_policy=FAST,
-    )
-    google = GoogleCalendarAPI(g_app.url + "/calendar/v3", token_provider=StaticTokenProvider(token), retry_policy=FAST)
-    yield Env(advo, google, a_app, g_app)
-    await advo.close()
-    await google.close()
-    await a_app.stop()
-    await g_app.stop()
-
-
-def termin(frnr: int, text: str, day: int = 2, **kw: Any) -> dict[str, Any]:
-    return {"FrNr": frnr, "_day": day, "_time": "09:00:00", "UhrzeitBis": "10:00:00", "Text": text, "Anwalt": "MM", **kw}
-
-
-def new_event(text: str, day: int = 3) -> dict[str, Any]:
-    d = (date.today() + timedelta(days=day)).isoformat()
-    return {"summary": text, "start": {"dateTime": f"{d}T11:00:00", "timeZone": "Europe/Berlin"}, "end": {"dateTime": f"{d}T12:00:00", "timeZone": "Europe/Berlin"}}
+from services.platform.settings import ConflictRule
+from tests.services.calendar.sims import CAL, Env, new_event, termin
 
 
 async def test_first_run_then_idle_run(env: Env):

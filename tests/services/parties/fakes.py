@@ -194,6 +194,7 @@ class FakeEspo:
         return True
 
     async def list_entities(self, entity_type: str, where: Any = None, select: Any = None, max_size: int = 50, **_: Any) -> dict[str, Any]:
+        self.faults.check("espocrm", "list")
         rows = [copy.deepcopy(r) for r in self.table(entity_type).values() if self._match(r, where)]
         return {"list": rows[:max_size], "total": len(rows)}
 
@@ -314,6 +315,7 @@ class FakeAdvoware:
         self.user_delete_party(betnr)
 
     async def list_parties(self, changed_since: Any = None, *, page_size: int = 100, **_: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        self.faults.check("advoware", "list")
         self.calls.append(("GET", party_path()))
         items = [copy.deepcopy(self.parties[n]) for n in sorted(self.parties)]
         if changed_since:
@@ -380,7 +382,7 @@ class World:
     """Both fakes, a state store and the sync, plus a tiny queue: `drain()` delivers the
     pending EspoCRM webhooks and follow-up events until nothing is left."""
 
-    def __init__(self, *, quiet: bool = False) -> None:
+    def __init__(self, *, quiet: bool = False, guard: Any = None) -> None:
         from iii_local.testing import MemoryState
         from services.parties.executor import BeteiligteSync
 
@@ -388,7 +390,9 @@ class World:
         self.espo = FakeEspo(self.clock)
         self.advo = FakeAdvoware(self.clock)
         self.state = MemoryState()
-        self.sync = BeteiligteSync(self.espo, self.advo, self.state, now=self.clock, context=_QuietContext() if quiet else None)
+        self.sync = BeteiligteSync(
+            self.espo, self.advo, self.state, now=self.clock, context=_QuietContext() if quiet else None, guard=guard
+        )
         self.events: list[tuple[str, str, str]] = []  # (kind, id, source)
         self.results: list[Any] = []
 
