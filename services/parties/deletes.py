@@ -20,7 +20,9 @@ Rules:
   first. A delete that may not happen is DELETE_HELD: nothing deleted, the snapshot kept (the
   cron comes back to it), a warning logged; the executor marks a record that still exists
   `failed` with the reason.
-Every delete that happens drops the snapshot (and a bank account's index entry).
+Every delete that happens drops the snapshot (and a bank account's index entry). A record the
+sync deleted in EspoCRM is noted (`beteiligte_sync_deleted`): its delete webhook is our echo
+and never deletes the Advoware record, which may be back by then.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from services.clients.advoware import paths as P
 from services.clients.errors import ConflictError, NotFoundError
 from services.parties.events import TOPIC_BANK, TOPIC_PARTY, sync_event
 from services.parties.plan import BANK, PARTY, PARTY_FK, SyncOutcome, SyncResult, int_or_none
-from services.parties.state import KEPT_SCOPE, Snapshots, StateStore, utc_iso
+from services.parties.state import DELETED_BY_SYNC_SCOPE, KEPT_SCOPE, Snapshots, StateStore, utc_iso
 from services.platform.deletion_guard import DeleteHeld, Deletion, DeletionGuard, System, Tombstoned, espocrm_doubt, gated_delete
 from services.platform.logging import ServiceLogger
 from services.platform.models import EntityAction, EntityType, SyncSource
@@ -88,7 +90,22 @@ class Deletes:
             )
         return result
 
+    async def our_echo(self, espo_id: str) -> SyncResult | None:
+        """GONE when the sync itself deleted `espo_id` in EspoCRM (the note is dropped)."""
+        note = await self.state.get(DELETED_BY_SYNC_SCOPE, espo_id)
+        if not note:
+            return None
+        await self.state.delete(DELETED_BY_SYNC_SCOPE, espo_id)
+        return SyncResult(SyncOutcome.GONE, espo_id, int_or_none(note.get("advowareId")), "von der Synchronisierung gelöscht")
+
+    async def _deleted_by_sync(self, entity_type: EntityType, espo_id: str, advoware_id: int | None) -> None:
+        await self.state.set(DELETED_BY_SYNC_SCOPE, espo_id, {"advowareId": advoware_id, "at": utc_iso(self.now())})
+        await self._delete_in_espocrm(entity_type, espo_id)
+
     async def _party_deleted_in_espocrm(self, espo_id: str) -> SyncResult:
+        echo = await self.our_echo(espo_id)
+        if echo is not None:
+            return echo
         snap = await self.parties.load(espo_id)
         betnr = int_or_none(snap.get("advowareId")) if snap else None
         if betnr is None:
@@ -152,8 +169,8 @@ class Deletes:
             await self.parties.drop(espo_id)
             for bank in banks:
                 await self.banks.drop(bank["id"], await self.banks.load(bank["id"]))
-                await self._delete_in_espocrm(EntityType.BANKVERBINDUNGEN, bank["id"])
-            await self._delete_in_espocrm(EntityType.BETEILIGTE, espo_id)
+                await self._deleted_by_sync(EntityType.BANKVERBINDUNGEN, bank["id"], int_or_none(bank.get("advowareId")))
+            await self._deleted_by_sync(EntityType.BETEILIGTE, espo_id, betnr)
 
         deletion = Deletion(
             System.ESPOCRM, EntityType.BETEILIGTE.value, espo_id,
@@ -175,6 +192,9 @@ class Deletes:
 
     # ------------------------------------------------------------------ bank accounts
     async def bank_deleted_in_espocrm(self, espo_id: str) -> SyncResult:
+        echo = await self.our_echo(espo_id)
+        if echo is not None:
+            return echo
         snap = await self.banks.load(espo_id)
         if not snap:
             return SyncResult(SyncOutcome.GONE, espo_id, None, "keine Verknüpfung bekannt")
@@ -213,7 +233,7 @@ class Deletes:
 
         async def delete() -> None:
             await self.banks.drop(espo_id, snap)
-            await self._delete_in_espocrm(EntityType.BANKVERBINDUNGEN, espo_id)
+            await self._deleted_by_sync(EntityType.BANKVERBINDUNGEN, espo_id, bank_id)
 
         deletion = Deletion(
             System.ESPOCRM, EntityType.BANKVERBINDUNGEN.value, espo_id,

@@ -25,6 +25,10 @@ BANK_INDEX_SCOPE = "bankverbindungen_sync_index"
 """key = Advoware bank account Id → EspoCRM id (so one Advoware account is linked once)."""
 KEPT_SCOPE = "beteiligte_sync_kept"
 """key = BetNr → {"espoId", "reason", "at"}: deleted in EspoCRM, kept in Advoware (matters)."""
+DELETED_BY_SYNC_SCOPE = "beteiligte_sync_deleted"
+"""key = EspoCRM id → {"advowareId", "at"}: deleted in EspoCRM by the sync because Advoware
+lost the record; the delete webhook of that record is our own echo and deletes nothing in
+Advoware (should Advoware have it again by then, it stays)."""
 META_SCOPE = "beteiligte_sync_meta"
 BOOKMARK_KEY = "advoware_bookmark"
 """{"geaendertAm": <max GeaendertAm seen>, "betnrs": [BetNrs with exactly that time]}."""
