@@ -28,7 +28,7 @@ from simulators.advoware import create_app, load_demo_seed  # noqa: E402
 from simulators.runner import start_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-PROXY_TOKEN = "bench-proxy-token"
+PROXY_TOKEN = "bench-proxy-token-0123456789abcdef0123"
 API_KEY = base64.b64encode(b"sandbox-advoware-secret").decode()
 CREDS = {"app_id": "sandbox-app", "kanzlei": "sandbox", "database": "advo", "user": "sandbox", "password": "sandbox"}
 ENDPOINT = "api/v1/advonet/Beteiligte"

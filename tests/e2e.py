@@ -23,7 +23,7 @@ from tests.webhook_relay import WebhookRelay
 ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_ID = "e2e-hook"
 WEBHOOK_SECRET = "e2e-webhook-secret"
-PROXY_TOKEN = "e2e-proxy-token"
+PROXY_TOKEN = "e2e-proxy-token-0123456789abcdef0123"  # a caller token has at least 32 bytes
 OPS_TOKEN = "e2e-ops-token"
 LEDGER_FAST_ENV = {
     "LEDGER_SWEEP_CRON": "* * * * * *",
@@ -48,6 +48,12 @@ def stack_env(redis_url: str) -> dict[str, str]:
             [f"{WEBHOOK_ID}:{WEBHOOK_SECRET}"] + [f"{WEBHOOK_ID}-{i}:{WEBHOOK_SECRET}" for i in range(1, len(WEBHOOK_ROUTES))]
         ),
         "ADVOWARE_PROXY_TOKEN": PROXY_TOKEN,
+        # Every test of the session calls from 127.0.0.1 (one client address) and the fuzzer sends
+        # wrong tokens by the thousand: no failed-authentication limit here (tests/security has its own).
+        "ADVOWARE_PROXY_AUTH_FAILURE_LIMIT": "1000000",
+        # Several tests expire the Advoware token on purpose, seconds apart: the 401 rule (a token
+        # younger than this is kept) stays on, with an interval those tests can wait out.
+        "ADVOWARE_TOKEN_MIN_REFRESH_SECONDS": "1",
         "OTEL_LOGS_FLUSH_INTERVAL_MS": "50",
         # The sync ledger, fast: sweep every second, retries in milliseconds, short leases.
         **LEDGER_FAST_ENV,

@@ -117,6 +117,7 @@ def advoware_from_settings(s: Settings, redis: Any = None) -> Any:
         product=a.product,
         redis=redis,
         refresh_margin_seconds=a.token_refresh_margin_seconds,
+        min_token_refresh_seconds=a.token_min_refresh_seconds,
         timeout=a.timeout_seconds,
         **advoware_login(s),
     )

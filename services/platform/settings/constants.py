@@ -12,6 +12,20 @@ LOCK_LEASE_DEFAULT = 60
 ADVOWARE_DEFAULT_ROLE = 2
 ADVOWARE_DEFAULT_PRODUCT = 64
 ADVOWARE_PROXY_DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # 10 MiB
+ADVOWARE_PROXY_METHODS = ("GET", "POST", "PUT", "DELETE")
+"""The methods the proxy serves, in the order ADVOWARE_PROXY_ALLOWED_PREFIXES entries are written."""
+ADVOWARE_PROXY_TOKEN_MIN_BYTES = 32
+ADVOWARE_PROXY_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+"""A caller token is an RFC 6750 b64token (what `openssl rand -hex 32` or `-base64 32` gives)."""
+ADVOWARE_PROXY_DEFAULT_CALLER = "default"
+"""The caller name ADVOWARE_PROXY_TOKEN stands for in the logs."""
+ADVOWARE_PROXY_AUTH_FAILURE_LIMIT = 10
+ADVOWARE_PROXY_AUTH_FAILURE_WINDOW_SECONDS = 60.0
+ADVOWARE_TOKEN_MIN_REFRESH_SECONDS = 30.0
+"""A 401 from Advoware drops the shared gateway token only when it is at least this old."""
+SANDBOX_PROXY_TOKEN = "sandbox-proxy-token-public-not-a-secret"
+"""Sandbox only (loopback simulators): public, in the docs; production has no default."""
+SANDBOX_PROXY_ALLOWED_PREFIXES = "api/v1/advonet,GET:api/v1/Akten"
 
 # Simulators (sandbox)
 SIM_DEFAULT_PORTS = {"espocrm": 3201, "advoware": 3202, "xai": 3203, "google": 3204}

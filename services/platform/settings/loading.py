@@ -34,6 +34,8 @@ from services.platform.settings.constants import (
     ENV_FILE_VARIABLE,
     PRODUCTION_URL_VARIABLES,
     SANDBOX_CALENDAR_MAPPING,
+    SANDBOX_PROXY_ALLOWED_PREFIXES,
+    SANDBOX_PROXY_TOKEN,
     WEBHOOK_TOKEN_MIN_LENGTH,
 )
 from services.platform.settings.parsers import EnvText
@@ -122,7 +124,8 @@ def sandbox_defaults(sims: SimulatorSettings) -> dict[str, Any]:
         "ADVOWARE_DATABASE": "advo",
         "ADVOWARE_USER": "sandbox",
         "ADVOWARE_PASSWORD": "sandbox",
-        "ADVOWARE_PROXY_TOKEN": "sandbox-proxy-token",
+        "ADVOWARE_PROXY_TOKEN": SANDBOX_PROXY_TOKEN,
+        "ADVOWARE_PROXY_ALLOWED_PREFIXES": SANDBOX_PROXY_ALLOWED_PREFIXES,
         "XAI_API_BASE_URL": xai,
         "XAI_MANAGEMENT_BASE_URL": xai,
         "XAI_API_KEY": "sandbox-xai-key",
@@ -195,7 +198,10 @@ def build_settings(env: Mapping[str, str]) -> Settings:
             runtime_values.pop(part, None)
     runtime = loader.build(RuntimeSettings, runtime_values)
     espocrm = loader.build(EspoCRMSettings)
-    advoware = loader.build(AdvowareSettings)
+    advoware_values = loader.values(AdvowareSettings)
+    if _set(env, "ADVOWARE_PROXY_TOKENS") and not _set(env, "ADVOWARE_PROXY_TOKEN"):
+        advoware_values.pop("ADVOWARE_PROXY_TOKEN", None)  # named callers replace the public sandbox token
+    advoware = loader.build(AdvowareSettings, advoware_values)
     xai = loader.build(XAISettings)
     google = loader.build(GoogleSettings)
     calendar_values = loader.values(CalendarSettings)
@@ -258,6 +264,11 @@ def _production_problems(
             "ESPOCRM_WEBHOOK_SECRETS or ESPOCRM_WEBHOOK_TOKEN is required in production mode "
             "(EspoCRM webhooks are never accepted without authentication there)"
         )
+    if advoware is not None and advoware.proxy_callers and not advoware.proxy_allowed_prefixes:
+        problems.append(
+            "ADVOWARE_PROXY_ALLOWED_PREFIXES is required in production mode while the Advoware proxy has callers "
+            "(e.g. `GET:api/v1/advonet/Mitarbeiter,GET|POST|PUT|DELETE:api/v1/advonet/TermineActiveSync`)"
+        )
     return problems
 
 
@@ -296,8 +307,8 @@ def _warnings(
         warnings.append(
             f"ESPOCRM_WEBHOOK_TOKEN is shorter than {WEBHOOK_TOKEN_MIN_LENGTH} characters (e.g. `openssl rand -hex 32`)"
         )
-    if advoware.proxy_token is None:
-        warnings.append("ADVOWARE_PROXY_TOKEN is unset: the Advoware proxy refuses every request")
+    if not advoware.proxy_callers:
+        warnings.append("ADVOWARE_PROXY_TOKENS and ADVOWARE_PROXY_TOKEN are unset: the Advoware proxy refuses every request")
     if prod and google.static_token is not None:
         warnings.append("GOOGLE_CALENDAR_STATIC_TOKEN is set in production: the service account is not used")
     return warnings

@@ -21,7 +21,12 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, SecretStr
 
-from services.platform.settings.constants import WEBHOOK_TOKEN_CHARS
+from services.platform.settings.constants import (
+    ADVOWARE_PROXY_METHODS,
+    ADVOWARE_PROXY_TOKEN_CHARS,
+    ADVOWARE_PROXY_TOKEN_MIN_BYTES,
+    WEBHOOK_TOKEN_CHARS,
+)
 from services.platform.settings.values import CollectionRule
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -280,14 +285,69 @@ def collection_rules(value: str) -> dict[str, CollectionRule]:
     return rules
 
 
-def prefixes(value: str) -> tuple[str, ...]:
-    """Comma-separated path prefixes, leading slashes dropped, duplicates once."""
+_CALLER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+_PROXY_PREFIX = re.compile(r"[A-Za-z0-9._~(),+=/-]+")
+
+
+def proxy_allow_list(value: str) -> tuple[str, ...]:
+    """ADVOWARE_PROXY_ALLOWED_PREFIXES: comma-separated `[METHODS:]prefix` entries, METHODS being
+    `GET`, `GET|POST`, ... or `*`; a bare prefix allows every method. Normalized: leading and
+    trailing slashes dropped, methods upper-case in the order of ADVOWARE_PROXY_METHODS (`*` and
+    all four written as the bare prefix), the same entry once. `GET|POST:api/v1/Akten`."""
     result: list[str] = []
-    for item in value.split(","):
-        item = item.strip().lstrip("/")
-        if item and item not in result:
-            result.append(item)
+    for position, item in enumerate(value.split(","), start=1):
+        item = item.strip()
+        if not item:
+            continue
+        methods_text, colon, prefix = item.rpartition(":")
+        prefix = prefix.strip().strip("/")
+        if not prefix or not _PROXY_PREFIX.fullmatch(prefix):
+            raise ValueError(f"entry #{position} ({item!r}) needs a path prefix of letters, digits and . _ ~ ( ) , + = - /")
+        methods = {m.strip().upper() for m in methods_text.split("|")} if colon else {"*"}
+        if "*" in methods and len(methods) == 1:
+            methods = set(ADVOWARE_PROXY_METHODS)
+        unknown = sorted(methods - set(ADVOWARE_PROXY_METHODS))
+        if unknown:
+            raise ValueError(f"entry #{position} ({item!r}): unknown method(s) {unknown}; use {'|'.join(ADVOWARE_PROXY_METHODS)} or *")
+        ordered = [m for m in ADVOWARE_PROXY_METHODS if m in methods]
+        entry = prefix if len(ordered) == len(ADVOWARE_PROXY_METHODS) else f"{'|'.join(ordered)}:{prefix}"
+        if entry not in result:
+            result.append(entry)
     return tuple(result)
+
+
+def _caller_token(token: str, what: str) -> SecretStr:
+    """A caller token: at least ADVOWARE_PROXY_TOKEN_MIN_BYTES of RFC 6750 b64token characters."""
+    if not set(token) <= ADVOWARE_PROXY_TOKEN_CHARS:
+        raise ValueError(f"{what} may only contain A-Z a-z 0-9 - . _ ~ + / = (e.g. `openssl rand -hex 32`)")
+    if len(token.encode()) < ADVOWARE_PROXY_TOKEN_MIN_BYTES:
+        raise ValueError(f"{what} is shorter than {ADVOWARE_PROXY_TOKEN_MIN_BYTES} bytes (e.g. `openssl rand -hex 32`)")
+    return SecretStr(token)
+
+
+def proxy_token(value: str) -> SecretStr:
+    """ADVOWARE_PROXY_TOKEN: the one unnamed caller token (kept for compatibility)."""
+    return _caller_token(value, "the token")
+
+
+def proxy_tokens(value: str) -> dict[str, SecretStr]:
+    """ADVOWARE_PROXY_TOKENS: `name:token,...`, names 1-40 of A-Z a-z 0-9 _ . -, each name and
+    each token once. The error never shows a token."""
+    result: dict[str, SecretStr] = {}
+    seen: set[str] = set()
+    for name, token in _parse_pairs(value, what="name:token", secret=True):
+        if not _CALLER_NAME.fullmatch(name):
+            raise ValueError(f"caller name {name!r} must be 1-40 of A-Z a-z 0-9 _ . -")
+        if name in result:
+            raise ValueError(f"caller name {name!r} appears twice")
+        secret = _caller_token(token, f"the token of {name!r}")
+        if token in seen:
+            raise ValueError(f"the token of {name!r} is also another caller's (give every caller its own)")
+        seen.add(token)
+        result[name] = secret
+    if not result:
+        raise ValueError("no name:token entries")
+    return result
 
 
 def service_account_file(value: str) -> Path:

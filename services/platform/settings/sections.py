@@ -21,7 +21,11 @@ from services.platform.settings import parsers as p
 from services.platform.settings.constants import (
     ADVOWARE_DEFAULT_PRODUCT,
     ADVOWARE_DEFAULT_ROLE,
+    ADVOWARE_PROXY_AUTH_FAILURE_LIMIT,
+    ADVOWARE_PROXY_AUTH_FAILURE_WINDOW_SECONDS,
+    ADVOWARE_PROXY_DEFAULT_CALLER,
     ADVOWARE_PROXY_DEFAULT_MAX_BODY_BYTES,
+    ADVOWARE_TOKEN_MIN_REFRESH_SECONDS,
     DEFAULT_REDIS_URL,
     DEFAULT_XAI_COLLECTION_RULES,
     GOOGLE_CALENDAR_SCOPE,
@@ -169,17 +173,50 @@ class AdvowareSettings(Section):
     token_refresh_margin_seconds: Annotated[float, p.number(exclusive=False)] = Field(
         60.0, validation_alias="ADVOWARE_TOKEN_REFRESH_MARGIN_SECONDS"
     )
-    proxy_token: Secret | None = Field(None, validation_alias="ADVOWARE_PROXY_TOKEN")
-    """Unset → the proxy refuses to serve (answers 503)."""
-    proxy_allowed_prefixes: Annotated[tuple[str, ...], p.env_value(p.prefixes)] = Field(
+    token_min_refresh_seconds: Annotated[float, p.number(exclusive=False)] = Field(
+        ADVOWARE_TOKEN_MIN_REFRESH_SECONDS, validation_alias="ADVOWARE_TOKEN_MIN_REFRESH_SECONDS"
+    )
+    """A 401 drops the shared token only when it is at least this old (no login storm)."""
+    proxy_token: Annotated[SecretStr | None, p.env_value(p.proxy_token)] = Field(None, validation_alias="ADVOWARE_PROXY_TOKEN")
+    """One unnamed caller (logged as `default`), kept for compatibility; >= 32 bytes."""
+    proxy_tokens: Annotated[dict[str, SecretStr], p.env_value(p.proxy_tokens)] = Field(
+        default_factory=dict, validation_alias="ADVOWARE_PROXY_TOKENS"
+    )
+    """Named callers `name:token,...` (several at once: attribution, rotation); each >= 32 bytes."""
+    proxy_allowed_prefixes: Annotated[tuple[str, ...], p.env_value(p.proxy_allow_list)] = Field(
         (), validation_alias="ADVOWARE_PROXY_ALLOWED_PREFIXES"
     )
-    """Endpoint path prefixes (no leading slash) the proxy forwards; empty = all."""
+    """`[METHODS:]prefix` entries the proxy forwards (parsers.proxy_allow_list); required in production."""
+    proxy_auth_failure_limit: Annotated[int, p.integer(1)] = Field(
+        ADVOWARE_PROXY_AUTH_FAILURE_LIMIT, validation_alias="ADVOWARE_PROXY_AUTH_FAILURE_LIMIT"
+    )
+    """Failed proxy authentications per client address and window before it is answered 429."""
+    proxy_auth_failure_window_seconds: Seconds = Field(
+        ADVOWARE_PROXY_AUTH_FAILURE_WINDOW_SECONDS, validation_alias="ADVOWARE_PROXY_AUTH_FAILURE_WINDOW_SECONDS"
+    )
     proxy_max_body_bytes: Annotated[int, p.integer(1)] = Field(
         ADVOWARE_PROXY_DEFAULT_MAX_BODY_BYTES, validation_alias="ADVOWARE_PROXY_MAX_BODY_BYTES"
     )
     proxy_timeout_seconds: Seconds = Field(25.0, validation_alias="ADVOWARE_PROXY_TIMEOUT_SECONDS")
     """How long the proxy waits for Advoware; below the engine's 30 s so the proxy answers 504 itself."""
+
+    @model_validator(mode="after")
+    def _distinct_callers(self) -> AdvowareSettings:
+        if self.proxy_token is not None and ADVOWARE_PROXY_DEFAULT_CALLER in self.proxy_tokens:
+            raise ValueError(f"ADVOWARE_PROXY_TOKENS may not name a caller {ADVOWARE_PROXY_DEFAULT_CALLER!r} "
+                             "while ADVOWARE_PROXY_TOKEN is set (that is its name)")
+        single = self.proxy_token.get_secret_value() if self.proxy_token is not None else None
+        if single is not None and any(t.get_secret_value() == single for t in self.proxy_tokens.values()):
+            raise ValueError("ADVOWARE_PROXY_TOKEN is also a token in ADVOWARE_PROXY_TOKENS (give every caller its own)")
+        return self
+
+    @property
+    def proxy_callers(self) -> dict[str, SecretStr]:
+        """Every caller the proxy accepts, by name (ADVOWARE_PROXY_TOKEN as `default`); empty = proxy off."""
+        callers = dict(self.proxy_tokens)
+        if self.proxy_token is not None:
+            callers[ADVOWARE_PROXY_DEFAULT_CALLER] = self.proxy_token
+        return callers
 
     def api_key_bytes(self) -> bytes:
         """The decoded API key: the HMAC-SHA512 key of the token request."""
@@ -370,7 +407,9 @@ class Settings(BaseModel):
             "xai_collection_rules": {k: f"{r.field}={r.value}" for k, r in self.xai.collection_rules.items()},
             "google_calendar": self.google.calendar_base_url,
             "calendars": sorted(self.calendar.mapping),
-            "advoware_proxy_enabled": self.advoware.proxy_token is not None,
+            "advoware_proxy_enabled": bool(self.advoware.proxy_callers),
+            "advoware_proxy_callers": sorted(self.advoware.proxy_callers),
+            "advoware_proxy_allowed": list(self.advoware.proxy_allowed_prefixes),
             "ledger": {"key_prefix": self.ledger.key_prefix, "sweep_cron": self.ledger.sweep_cron,
                        "backoff_scale": self.ledger.backoff_scale, "grace_seconds": self.ledger.grace_seconds},
             "ops_api_enabled": self.ops_token is not None,

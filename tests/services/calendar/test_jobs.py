@@ -64,6 +64,9 @@ def test_jobs():
         parse_job(EmployeeSyncJob, {})
 
 
+API_TOKEN = "calendar-api-token-0123456789abcdef"  # ADVOWARE_PROXY_TOKEN: at least 32 bytes
+
+
 @pytest.fixture
 def sandbox_settings(monkeypatch, redis_url):
     # The steps mark their work in the sync ledger: the session's Redis, a private key prefix.
@@ -71,7 +74,7 @@ def sandbox_settings(monkeypatch, redis_url):
     monkeypatch.setenv("LEDGER_KEY_PREFIX", "calendar-jobs-test")
     monkeypatch.setenv("APP_MODE", "sandbox")
     monkeypatch.setenv("APP_ENV_FILE", "/nonexistent/.env")
-    monkeypatch.setenv("ADVOWARE_PROXY_TOKEN", "tok")
+    monkeypatch.setenv("ADVOWARE_PROXY_TOKEN", API_TOKEN)
     for var in ("CALENDAR_MAPPING", "CALENDAR_MAPPING_FILE"):
         monkeypatch.delenv(var, raising=False)
     reset_settings_cache()
@@ -106,7 +109,7 @@ async def test_fan_out_step_queues_one_event_per_employee(sandbox_settings):
 async def test_api_step(sandbox_settings):
     mod = step("calendar_sync_api_step.py")
     ctx = mock_context("http")
-    resp = await mod["handler"](MockRequest(body={"kuerzel": "ck"}, headers={"authorization": "Bearer tok"}), ctx)
+    resp = await mod["handler"](MockRequest(body={"kuerzel": "ck"}, headers={"authorization": f"Bearer {API_TOKEN}"}), ctx)
     assert resp.status == 202
     assert resp.body["queued"] == {"topic": TOPIC_SYNC_EMPLOYEE, "employees": ["CK"], "full": False}
     assert ctx.enqueued == [{"topic": TOPIC_SYNC_EMPLOYEE, "data": ctx.enqueued[0]["data"]}]

@@ -32,7 +32,7 @@ SECRETS = {
     "ADVOWARE_PASSWORD": "advo-pass-SECRET-444",
     "XAI_API_KEY": "xai-SECRET-555",
     "XAI_MANAGEMENT_KEY": "xai-mgmt-SECRET-666",
-    "ADVOWARE_PROXY_TOKEN": "proxy-SECRET-777",
+    "ADVOWARE_PROXY_TOKEN": "proxy-SECRET-777-0123456789abcdef012",
     "ESPOCRM_WEBHOOK_TOKEN": "hook-token-SECRET-888",
 }
 
@@ -58,6 +58,7 @@ def prod_env(sa_file: Path) -> dict[str, str]:
         "ADVOWARE_USER": "u1",
         "GOOGLE_SERVICE_ACCOUNT_FILE": str(sa_file),
         "CALENDAR_MAPPING": "MM:mm@firm.example",
+        "ADVOWARE_PROXY_ALLOWED_PREFIXES": "GET:api/v1/advonet/Mitarbeiter",
         **SECRETS,
     }
 
@@ -94,7 +95,7 @@ def test_empty_env_is_sandbox_with_simulator_defaults() -> None:
     assert s.advoware.password.get_secret_value() == "sandbox"
     assert (s.advoware.role, s.advoware.product) == (2, 64)
     assert s.advoware.proxy_token is not None
-    assert s.advoware.proxy_token.get_secret_value() == "sandbox-proxy-token"
+    assert s.advoware.proxy_token.get_secret_value() == "sandbox-proxy-token-public-not-a-secret"
     assert s.advoware.proxy_max_body_bytes == 10 * 1024 * 1024
     assert s.xai.api_base_url == s.xai.management_base_url == "http://127.0.0.1:3203"
     assert s.xai.api_key.get_secret_value() == "sandbox-xai-key"
