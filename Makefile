@@ -68,7 +68,8 @@ system-deps:
 test-deps:
 	$(call install_debs,redis-server nginx systemd chromium)
 
-# Runs the service: Redis, the simulators in sandbox mode, the engine and the worker. Ctrl-C stops all.
+# Runs the service: Redis, the simulators in sandbox mode, the engine and the worker. Ctrl-C, or
+# killing the launcher (or make) any way, stops all; ports still taken are named in one line.
 run: venv system-deps
 	$(PYTHON) scripts/run_service.py
 

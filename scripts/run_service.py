@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
-"""`make run`: everything a new user needs, started in order and stopped together.
+"""`make run` (and, with `--watch`, `make dev` = `iii-cli dev`): everything a new user needs,
+started in order and stopped together.
 
 1. Settings from `.env`/environment (fails fast, naming every problem).
-2. Redis: use REDIS_URL if something answers there; otherwise start a private
-   `redis-server` (Debian package) on that port with its data under data/redis.
-3. Sandbox mode (no real credentials): start the four simulators with demo data.
-4. The stand-in iii engine with iii-config.yaml; its ExecModule starts the motia worker
+2. The ports it is about to bind (engine REST and worker port, the simulators', a private
+   Redis's): one taken → ONE line naming the process that holds it and what to do, exit 3.
+3. Redis: use REDIS_URL if something answers there; otherwise start a private
+   `redis-server` (Debian package) on that port with its data under $III_DATA_DIR/redis.
+4. Sandbox mode (no real credentials): start the four simulators with demo data.
+5. The stand-in iii engine with iii-config.yaml; its ExecModule starts the motia worker
    through scripts/run_worker.py (which restarts it when it dies). `--watch` lists the
    watch globs (III_WATCH_GLOBS) the config's ExecModule reloads the worker on.
-5. A banner with the endpoints and a first thing to try. Ctrl-C stops everything.
+6. A banner with the endpoints and a first thing to try.
+
+Stopping: Ctrl-C, SIGTERM or SIGHUP stop the children in reverse order (each in a session of
+its own, so a terminal's Ctrl-C reaches only this launcher). Killed outright (SIGKILL), the
+launcher cannot stop anything, so each child is tied to it: Linux sends the child SIGTERM when
+the launcher dies (PR_SET_PDEATHSIG, scripts/run_worker.die_with_parent, the mechanism the
+worker wrapper uses with the engine), and the engine stops its worker. Started by make
+(MAKELEVEL set), the launcher is tied to make the same way, so killing `make run` stops it all.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,8 +43,46 @@ sys.path.insert(0, str(ROOT))
 
 from dotenv import load_dotenv  # noqa: E402
 
+from iii_local.config import EngineConfigError, load_config  # noqa: E402
+from iii_local.iii_cli.ports import EXIT_PORTS_TAKEN, Port, taken, taken_message  # noqa: E402
+from scripts.run_worker import die_with_parent  # noqa: E402
 from services.clients.errors import ConfigError  # noqa: E402
 from services.platform.settings import load_settings  # noqa: E402
+
+
+def tied_to(parent: int) -> Callable[[], None]:
+    """A Popen `preexec_fn`: the child gets SIGTERM when `parent` (this launcher) dies, and
+    exits at once if it already has (the parent died between fork and prctl)."""
+
+    def setup() -> None:
+        die_with_parent(signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """A child in a session of its own (Ctrl-C reaches only the launcher), tied to the launcher."""
+    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=tied_to(os.getpid()), **kwargs)  # noqa: PLW1509 - prctl only
+
+
+def ports_to_bind(settings: Any, engine_config: Any, redis_url: str) -> tuple[list[Port], list[Port]]:
+    """(ports whose being taken stops the start, ports that only cost a feature: the console)."""
+    fatal = []
+    if engine_config.rest:
+        fatal.append(Port(engine_config.rest.port, "engine REST", "III_REST_PORT", engine_config.rest.host))
+    fatal.append(Port(engine_config.port, "engine worker port", "III_WORKER_PORT", engine_config.host))
+    if settings.is_sandbox:
+        sims = settings.simulators
+        for name, port in (("EspoCRM", sims.espocrm_port), ("Advoware", sims.advoware_port), ("xAI", sims.xai_port), ("Google", sims.google_port)):
+            fatal.append(Port(port, f"{name} simulator", f"SIM_{name.upper()}_PORT"))
+    u = urlparse(redis_url)
+    if (u.hostname or "127.0.0.1") in ("127.0.0.1", "localhost") and not port_open("127.0.0.1", u.port or 6379):
+        fatal.append(Port(u.port or 6379, "private redis-server", "REDIS_URL"))
+    local = engine_config.local
+    optional = [Port(local.console_port, "console", "III_CONSOLE_PORT", local.console_host)] if local.console_port > 0 else []
+    return fatal, optional
 
 
 def port_open(host: str, port: int) -> bool:
@@ -62,17 +112,16 @@ def ensure_redis(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not installed: sudo apt-get install redis-server")
-    data = ROOT / "data" / "redis"
+    data = Path(os.environ.get("III_DATA_DIR") or ROOT / "data") / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
+    proc = spawn(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--appendonly", "yes", "--save", ""],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
     procs.append(proc)
     wait_port("127.0.0.1", port, 10, "redis-server", proc)
-    print(f"  redis      {url} (private redis-server, data in data/redis)")
+    print(f"  redis      {url} (private redis-server, data in {data})")
 
 
 def _get(url: str) -> object:
@@ -120,10 +169,10 @@ def banner(settings: object, rest: str) -> None:
         f" bitbylaw-motia is up — mode: {mode}",
         "=" * 78,
         f" Engine REST API     {rest}",
-        f" Registered steps    {rest}/_console/functions   (python -m iii_local flow list)",
+        f" Registered steps    {rest}/_console/functions   (.venv/bin/iii-cli flow list)",
         f" Console             http://127.0.0.1:{os.environ.get('III_CONSOLE_PORT', '3113')}   (flows, traces, queues, cron, state)",
-        " Logs                .venv/bin/python -m iii_local logs -f",
-        " Queues / DLQ        .venv/bin/python -m iii_local queue ls | dlq ls",
+        " Logs                .venv/bin/iii-cli logs -f   (worker only: iii-cli worker logs)",
+        " Queues / DLQ        .venv/bin/iii-cli queue ls | dlq ls",
         " Webhooks            POST /vmh/webhook/document/create|update|delete, /vmh/webhook/entity/link|unlink",
         "                     POST /vmh/webhook/beteiligte/..., /vmh/webhook/bankverbindungen/...",
         " Advoware proxy      GET|POST|PUT|DELETE /advoware/proxy?endpoint=...",
@@ -141,7 +190,7 @@ def banner(settings: object, rest: str) -> None:
             "",
             " The demo data was synced once at start (documents → xAI, parties → Advoware,",
             " appointments ↔ Google). Try it — EspoCRM posts its webhooks to us, watch with",
-            " `.venv/bin/python -m iii_local logs -f` or the console:",
+            " `.venv/bin/iii-cli logs -f` or the console:",
             "",
             "   # link a document to the account: it joins the account's xAI collection",
             f"   curl -s -X POST http://127.0.0.1:{sim.espocrm_port}/api/v1/CDokumente/65f0c0de00d000005/accounts \\",
@@ -161,15 +210,28 @@ def main() -> int:
     parser.add_argument("--watch", action="store_true", help="reload the worker when a file under src/ or services/ is created or removed")
     parser.add_argument("--config", default=str(ROOT / "iii-config.yaml"))
     args = parser.parse_args()
+    if os.environ.get("MAKELEVEL"):  # started by make: stop with it (see the module docstring)
+        parent = os.getppid()
+        die_with_parent(signal.SIGTERM)
+        if os.getppid() != parent:
+            return 1
     os.chdir(ROOT)
     load_dotenv(ROOT / ".env")
     try:
         settings = load_settings()
-    except ConfigError as exc:
+        engine_config = load_config(args.config)
+    except (ConfigError, EngineConfigError) as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
     for w in settings.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    fatal, optional = ports_to_bind(settings, engine_config, settings.redis_url)
+    found = taken(fatal)
+    if found:
+        print(taken_message(found + taken(optional)), file=sys.stderr)
+        return EXIT_PORTS_TAKEN
+    for port, held_by in taken(optional):
+        print(f"warning: {taken_message([(port, held_by)]).removeprefix('error: ')} The engine runs without the {port.what}.", file=sys.stderr)
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
     env["APP_MODE"] = settings.mode.value
@@ -192,19 +254,20 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
     try:
         print("Starting bitbylaw-motia")
         ensure_redis(settings.redis_url, procs)
         if settings.is_sandbox:
-            sims = subprocess.Popen([sys.executable, "-m", "simulators"], env=env, start_new_session=True)
+            sims = spawn([sys.executable, "-m", "simulators"], env=env)
             procs.append(sims)
             wait_port("127.0.0.1", settings.simulators.google_port, 20, "simulators", sims)
             print("  simulators EspoCRM, Advoware, xAI, Google Calendar (demo data)")
         if args.watch:
             env.setdefault("III_WATCH_GLOBS", '["src/**/*.py", "services/**/*.py"]')
-        engine = subprocess.Popen([sys.executable, "-m", "iii_local", "run", "-c", args.config], env=env, start_new_session=True)
+        engine = spawn([sys.executable, "-m", "iii_local", "run", "-c", args.config], env=env)
         procs.append(engine)
-        rest_port = int(env.get("III_REST_PORT", "3111"))
+        rest_port = engine_config.rest.port if engine_config.rest else int(env.get("III_REST_PORT", "3111"))
         wait_port("127.0.0.1", rest_port, 30, "engine", engine)
         rest = f"http://127.0.0.1:{rest_port}"
         if settings.is_sandbox:

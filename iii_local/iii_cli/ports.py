@@ -75,12 +75,12 @@ def listening_inodes(port: int, proc: Path = Path("/proc")) -> set[str]:
 
 
 def command_line(pid: int, proc: Path = Path("/proc")) -> str:
-    """The process's command line, shortened to 120 characters ("?" when it is gone)."""
+    """The process's command line on one line, shortened to 120 characters ("?" when it is gone)."""
     try:
         raw = (proc / str(pid) / "cmdline").read_bytes()
     except OSError:
         return "?"
-    text = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    text = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -121,5 +121,5 @@ def taken_message(found: list[tuple[Port, Holder]], *, who: str = "an earlier `m
         parts.append(f"{names} held by {by}")
     pids = " ".join(str(h.pid) for h in groups if h.pid is not None)
     variables = "/".join(dict.fromkeys(p.variable for p, _ in found))
-    stop = f"stop it (`kill {pids}`; often {who} still running)" if pids else f"stop it (often {who} still running)"
-    return f"error: port in use: {'; '.join(parts)}. {stop}, or choose other ports ({variables})."
+    kill = f"`kill {pids}`, " if pids else ""
+    return f"error: port in use: {'; '.join(parts)}; stop it ({kill}often {who} still running) or choose other ports ({variables})"
