@@ -3,67 +3,68 @@ its credentials. Knows nothing of Motia: the step glue (src/glue/proxy.py) answe
 
 `GET|POST|PUT|DELETE /advoware/proxy?endpoint=<path>&...` → `{api_base}<path>` with the
 cached Advoware bearer token (services.clients.advoware.api.AdvowareAPI: HMAC-512 token flow,
-Redis token cache, one refresh on 401). The answer is Advoware's status, content type
-and body, byte for byte.
+sealed Redis token cache, at most one refresh on 401 per token and interval). The answer is
+Advoware's status, content type and body, byte for byte; a redirect is never followed.
 
 Order of checks (nothing leaves before all have passed):
-1. No `ADVOWARE_PROXY_TOKEN` configured → 503 (the proxy never runs open).
-2. `Authorization: Bearer <ADVOWARE_PROXY_TOKEN>` missing or wrong → 401 (constant-time compare).
-3. `endpoint` fails `validate_endpoint` → 400 with the reason.
-4. Body larger than `ADVOWARE_PROXY_MAX_BODY_BYTES` → 413; a body that is not what it
+1. No caller configured (ADVOWARE_PROXY_TOKENS / ADVOWARE_PROXY_TOKEN) → 503 (never open);
+   production without an allow-list → 503 (the settings refuse to start that way anyway).
+2. The client address failed authentication too often → 429 with `Retry-After`
+   (services.proxy.auth: `AuthFailureLimiter`).
+3. `Authorization: Bearer <token>` missing or no caller's → 401 (constant-time compare over
+   every caller's token; the failure is counted); else the caller's name goes into the logs.
+4. `endpoint` fails `validate_endpoint` → 400 with the reason; outside the scope (always-denied
+   paths, ADVOWARE_PROXY_ALLOWED_PREFIXES with its methods) → 403 (services.proxy.endpoint).
+5. Body larger than `ADVOWARE_PROXY_MAX_BODY_BYTES` → 413; a body that is not what it
    claims (unparsable JSON, shorter than its Content-Length) → 400. How the body is taken
    from the engine (parsed JSON, or the raw stream for other content types) and how the
    answer goes back (through the response channel) is in services.proxy.http and src/glue/proxy.py.
 Then the call: Advoware unreachable → 502, timed out → 504, answer larger than the limit
-→ 502; all with a JSON body `{"error": <reason>, "source": "advoware-proxy"}`.
+→ 502, a redirect (3xx but 304) → 502; all with a JSON body `{"error": <reason>, "source": "advoware-proxy"}`.
 
 Only a few caller headers are forwarded (`FORWARDED_REQUEST_HEADERS`: content negotiation
 and conditional requests); hop-by-hop headers, `Authorization`, cookies and everything
 else stay behind. Only `FORWARDED_RESPONSE_HEADERS` come back (no `Set-Cookie`,
-`WWW-Authenticate`, `Location` with Advoware's internal address, hop-by-hop headers).
-Neither the caller's token nor Advoware's ever reaches a log line or a response.
+`WWW-Authenticate`, `Location` with Advoware's internal address, hop-by-hop headers). Every
+answer carries `SECURITY_HEADERS` (`nosniff`, a Content-Security-Policy that lets a browser
+run or embed nothing). Neither the caller's token nor Advoware's ever reaches a log line or a
+response.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import re
 import time
-import unicodedata
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
-from urllib.parse import unquote
 
-from services.clients.advoware.paths import TOKEN_PATH
 from services.clients.errors import ApiConnectionError, ApiError, IntegrationError, ValidationError
 from services.clients.retry import NO_RETRY
 from services.platform.logging import get_service_logger
+from services.platform.settings.values import AppMode
+from services.proxy.auth import DISABLED_REASON, AuthFailureLimiter, client_address, identify_caller
+from services.proxy.endpoint import (
+    ENDPOINT_PARAM,
+    EndpointForbidden,
+    EndpointRejected,
+    is_control,
+    validate_endpoint,
+)
 from services.proxy.http import ProxyError, read_body
 
 # --- constants --------------------------------------------------------------------------
 
 PROXY_PATH = "/advoware/proxy"
-ENDPOINT_PARAM = "endpoint"
-MAX_ENDPOINT_LENGTH = 1024
-"""Longer `endpoint` values are refused (real Advoware paths are far shorter)."""
-MAX_DECODE_ROUNDS = 4
-"""Percent-decoding is repeated until stable; still changing after this many rounds → refused."""
 MAX_QUERY_PARAMS = 100
 PROXY_TIMEOUT_CAP_SECONDS = 25.0
 """The proxy gives up on Advoware after min(ADVOWARE_API_TIMEOUT_SECONDS, this), so it
 answers 504 itself before the engine's own 30 s request timeout does."""
 DEFAULT_BODY_CONTENT_TYPE = "application/json"
 ERROR_SOURCE = "advoware-proxy"
-
-ALWAYS_BLOCKED_PREFIXES: tuple[str, ...] = (TOKEN_PATH,)
-"""Never proxied, whatever the allow-list says: the token endpoint is the proxy's own business."""
-
-_SAFE_PATH = re.compile(r"[A-Za-z0-9._~(),+=/-]+")
-"""Characters a normalized endpoint may contain (no `%`, `;`, `:`, `@`, `?`, `#`, `\\`)."""
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+NOT_MODIFIED = 304
+"""The one 3xx passed on (a conditional request's answer); every other 3xx is a 502."""
 
 HOP_BY_HOP_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -79,6 +80,11 @@ FORWARDED_RESPONSE_HEADERS = frozenset(
      "retry-after", "allow"}
 )
 """The only Advoware response headers handed back to the caller."""
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
+}
+"""On every answer: a browser neither sniffs a type, runs a script, loads anything nor frames it."""
 
 
 class ProxyMethod(StrEnum):
@@ -91,108 +97,20 @@ class ProxyMethod(StrEnum):
 BODY_METHODS = frozenset({ProxyMethod.POST, ProxyMethod.PUT, ProxyMethod.DELETE})
 """Methods whose request body is forwarded (a GET's body is ignored)."""
 
-
-# --- errors -----------------------------------------------------------------------------
-
-
-class EndpointRejected(ValidationError):
-    """The `endpoint` parameter is not a safe relative API path (→ 400)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"endpoint rejected: {reason}")
-        self.reason = reason
+__all__ = [
+    "EndpointForbidden",
+    "EndpointRejected",
+    "ProxyError",
+    "ProxyMethod",
+    "ProxyResult",
+    "forward",
+    "proxy_request",
+    "read_body",
+    "validate_endpoint",
+]
 
 
 # --- pure decisions ---------------------------------------------------------------------
-
-
-def _reject(reason: str) -> EndpointRejected:
-    return EndpointRejected(reason)
-
-
-def _is_control(ch: str) -> bool:
-    return ch < " " or ch == "\x7f" or unicodedata.category(ch) in ("Cc", "Zl", "Zp")
-
-
-def _dot_segment(layer: str) -> bool:
-    return any(seg.startswith(".") or seg.endswith(".") for seg in layer.split("/"))
-
-
-_LAYER_CHECKS: tuple[tuple[Callable[[str], bool], str], ...] = (
-    (lambda s: any(_is_control(ch) for ch in s), "control characters (CR, LF, NUL, ...) are not allowed"),
-    (lambda s: "\\" in s, "backslashes are not allowed"),
-    (lambda s: s.startswith("//"), "scheme-relative URLs ('//host') are not allowed; give a path below the API base"),
-    (lambda s: "://" in s or bool(_SCHEME.match(s)), "absolute URLs are not allowed; give a path below the API base"),
-    (lambda s: "@" in s, "'@' is not allowed"),
-    (_dot_segment, "'.' and '..' segments (and segments starting or ending with '.') are not allowed"),
-    (lambda s: ":" in s, "':' is not allowed"),
-    (lambda s: "?" in s or "#" in s, "'?' and '#' are not allowed; pass query parameters as separate parameters"),
-    (lambda s: any(ch.isspace() for ch in s), "whitespace is not allowed"),
-)
-"""What must not appear in any decoding layer of the endpoint, most telling reason first."""
-
-
-def _normalize_prefix(prefix: str) -> str:
-    return prefix.strip().strip("/").casefold()
-
-
-def _under(path: str, prefix: str) -> bool:
-    """Segment-wise, case-insensitive (like ASP.NET routing): `a/b` is under `a`, `ab` is not."""
-    p = _normalize_prefix(prefix)
-    if not p:
-        return False
-    folded = path.casefold()
-    return folded == p or folded.startswith(p + "/")
-
-
-def validate_endpoint(raw: Any, allowed_prefixes: Sequence[str] = ()) -> str:
-    """The normalized relative API path for `raw` (no leading or trailing slash), or
-    EndpointRejected with the reason.
-
-    Refused: empty or longer than MAX_ENDPOINT_LENGTH; absolute URLs (`http:`, any
-    `scheme:`), scheme-relative `//host`, backslashes, `@`, `:`, `?`, `#`, whitespace and
-    control characters, `.`/`..` segments and empty segments (`a//b`) — in the raw value
-    and in every layer of percent-decoding (`%2e%2e`, `%252e`, `%0d%0a`); characters
-    outside `A-Z a-z 0-9 . _ ~ ( ) , + = -` after decoding; the token endpoint; and, when
-    `allowed_prefixes` is not empty, paths not below one of them (segment-wise,
-    case-insensitive). A single leading slash is accepted and dropped.
-    """
-    if not isinstance(raw, str) or not raw:
-        raise _reject(f"the '{ENDPOINT_PARAM}' query parameter is required (a path such as api/v1/advonet/Beteiligte)")
-    if len(raw) > MAX_ENDPOINT_LENGTH:
-        raise _reject(f"longer than {MAX_ENDPOINT_LENGTH} characters")
-    layers = [raw]
-    current = raw
-    for _ in range(MAX_DECODE_ROUNDS):
-        try:
-            decoded = unquote(current, errors="strict")
-        except UnicodeDecodeError:
-            raise _reject("percent-encoding that is not UTF-8") from None
-        if decoded == current:
-            break
-        layers.append(decoded)
-        current = decoded
-    else:
-        raise _reject(f"percent-encoded more than {MAX_DECODE_ROUNDS - 1} times")
-    for predicate, reason in _LAYER_CHECKS:
-        if any(predicate(layer) for layer in layers):
-            raise _reject(reason)
-    path = current[1:] if current.startswith("/") else current
-    if path.endswith("/"):
-        path = path[:-1]
-    if not path:
-        raise _reject("empty path")
-    if any(segment == "" for segment in path.split("/")):
-        raise _reject("empty path segments ('//') are not allowed")
-    if not _SAFE_PATH.fullmatch(path):
-        raise _reject("only letters, digits and . _ ~ ( ) , + = - / are allowed in the path")
-    for blocked in ALWAYS_BLOCKED_PREFIXES:
-        if _under(path, blocked):
-            raise _reject(f"{blocked} is not available through the proxy")
-    prefixes = [p for p in allowed_prefixes if _normalize_prefix(p)]
-    if prefixes and not any(_under(path, p) for p in prefixes):
-        raise _reject("path is not below an allowed prefix (ADVOWARE_PROXY_ALLOWED_PREFIXES)")
-    return path
 
 
 def _lower_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
@@ -210,7 +128,7 @@ def _connection_listed(headers: Mapping[str, str]) -> set[str]:
 
 
 def _safe_value(value: str) -> bool:
-    return not any(_is_control(ch) for ch in value)
+    return not any(is_control(ch) for ch in value)
 
 
 def filter_request_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
@@ -235,29 +153,6 @@ def filter_response_headers(headers: Mapping[str, Any] | None) -> dict[str, str]
         for k, v in lowered.items()
         if k in FORWARDED_RESPONSE_HEADERS and k not in dropped and _safe_value(v)
     }
-
-
-def bearer_token(headers: Mapping[str, Any] | None) -> str | None:
-    """The credential of `Authorization: Bearer <token>` (scheme case-insensitive), else None."""
-    value = _lower_headers(headers).get("authorization", "")
-    scheme, _, credential = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
-        return None
-    return credential.strip()
-
-
-def check_caller(headers: Mapping[str, Any] | None, expected: Any) -> None:
-    """Raise ProxyError 503 when no proxy token is configured, 401 when the caller's
-    bearer token is missing or wrong (constant-time comparison)."""
-    secret = expected.get_secret_value() if hasattr(expected, "get_secret_value") else expected
-    if not secret:
-        raise ProxyError(503, "the Advoware proxy is disabled: ADVOWARE_PROXY_TOKEN is not configured")
-    given = bearer_token(headers)
-    challenge = {"WWW-Authenticate": 'Bearer realm="advoware-proxy"'}
-    if given is None:
-        raise ProxyError(401, "missing credentials: send Authorization: Bearer <proxy token>", challenge)
-    if not hmac.compare_digest(given.encode("utf-8"), str(secret).encode("utf-8")):
-        raise ProxyError(401, "invalid proxy token", challenge)
 
 
 def forward_params(query_params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -289,6 +184,16 @@ def proxy_timeout(settings: Any) -> float:
     advo = settings.advoware
     explicit = getattr(advo, "proxy_timeout_seconds", None) or PROXY_TIMEOUT_CAP_SECONDS
     return min(float(explicit), float(advo.timeout_seconds))
+
+
+def limiter_for(settings: Any) -> AuthFailureLimiter:
+    """The failed-authentication limiter of these settings, on the worker's shared Redis."""
+    from services.platform.container import get_redis_client
+
+    advo = settings.advoware
+    return AuthFailureLimiter(
+        get_redis_client(), limit=advo.proxy_auth_failure_limit, window_seconds=advo.proxy_auth_failure_window_seconds
+    )
 
 
 # --- results ----------------------------------------------------------------------------
@@ -330,8 +235,9 @@ async def forward(
 ) -> ProxyResult:
     """Send one validated call through `client` (an AdvowareAPI) and turn the outcome into
     a ProxyResult: Advoware's answer as it is, or 502 (unreachable, bad token answer, too
-    large) / 504 (no answer within `timeout_seconds`). Never retries (writes must not be
-    repeated; callers decide), except the client's one token refresh on 401."""
+    large, a redirect: the client never follows one) / 504 (no answer within `timeout_seconds`).
+    Never retries (writes must not be repeated; callers decide), except the client's one
+    token refresh on 401."""
     from services.clients.advoware.responses import ResponseTooLargeError
 
     method = ProxyMethod(str(method).upper())
@@ -363,11 +269,33 @@ async def forward(
         return ProxyResult.error(400, "endpoint rejected by the Advoware client")
     except IntegrationError:
         return ProxyResult.error(502, "the call to Advoware failed")
+    if 300 <= resp.status < 400 and resp.status != NOT_MODIFIED:
+        return ProxyResult.error(502, f"Advoware answered with a redirect ({resp.status}); the proxy does not follow redirects")
     resp_headers = filter_response_headers(resp.headers)
     body_out: bytes | None = resp.body if resp.body else None
     if body_out is not None and "Content-Type" not in resp_headers:
         resp_headers["Content-Type"] = "application/octet-stream"
     return ProxyResult(resp.status, resp_headers, body_out, upstream=True)
+
+
+async def authenticate(headers: Mapping[str, Any] | None, settings: Any, limiter: AuthFailureLimiter, address: str) -> str:
+    """Checks 1-3 of the module docstring: the caller's name, or ProxyError 503/429/401 (a 401
+    is counted against `address`)."""
+    advo = settings.advoware
+    callers = advo.proxy_callers
+    if not callers:
+        raise ProxyError(503, DISABLED_REASON)
+    if getattr(settings, "mode", None) is AppMode.PRODUCTION and not advo.proxy_allowed_prefixes:
+        raise ProxyError(503, "the Advoware proxy is not scoped: production requires ADVOWARE_PROXY_ALLOWED_PREFIXES")
+    wait = await limiter.retry_after(address)
+    if wait:
+        raise ProxyError(429, f"too many failed authentications from this address; retry in {wait} s", {"Retry-After": str(wait)})
+    try:
+        return identify_caller(headers, callers)
+    except ProxyError as exc:
+        if exc.status == 401:
+            await limiter.record_failure(address)
+        raise
 
 
 async def proxy_request(
@@ -377,32 +305,45 @@ async def proxy_request(
     *,
     settings: Any = None,
     client: Any = None,
+    limiter: AuthFailureLimiter | None = None,
 ) -> ProxyResult:
-    """Check the caller, validate the endpoint and body, forward; the ProxyResult to answer
-    (the step glue src/glue/proxy.py `handle_proxy_request` writes it to the response channel)."""
-    method = ProxyMethod(str(method).upper())
-    log = get_service_logger("advoware_proxy", ctx)
+    """Check the caller, validate the endpoint and body, forward; the ProxyResult to answer,
+    with SECURITY_HEADERS (the step glue src/glue/proxy.py `handle_proxy_request` writes it to
+    the response channel). `settings`, `client` and `limiter` default to the worker's."""
     if settings is None:
         from services.platform.settings import get_settings
 
         settings = get_settings()
+    result = await _proxy_request(ProxyMethod(str(method).upper()), request, ctx, settings, client, limiter)
+    return replace(result, headers={**result.headers, **SECURITY_HEADERS})
+
+
+async def _proxy_request(
+    method: ProxyMethod, request: Any, ctx: Any, settings: Any, client: Any, limiter: AuthFailureLimiter | None
+) -> ProxyResult:
+    log = get_service_logger("advoware_proxy", ctx)
     advo = settings.advoware
     started = time.monotonic()
+    headers = getattr(request, "headers", None)
     query = getattr(request, "query_params", None) or {}
+    address = client_address(headers)
+    caller = ""
     try:
-        check_caller(getattr(request, "headers", None), advo.proxy_token)
-        endpoint = validate_endpoint(endpoint_param(query), advo.proxy_allowed_prefixes)
+        caller = await authenticate(headers, settings, limiter or limiter_for(settings), address)
+        endpoint = validate_endpoint(endpoint_param(query), advo.proxy_allowed_prefixes, method.value)
         params = forward_params(query)
         body = await read_body(request, advo.proxy_max_body_bytes) if method in BODY_METHODS else None
     except ProxyError as exc:
-        log.warn(f"advoware proxy refused {method.value}: {exc.reason}", {"status": exc.status})
+        log.warn(f"advoware proxy refused {method.value}: {exc.reason}",
+                 {"status": exc.status, "caller": caller or None, "client": address})
         return ProxyResult.error(exc.status, exc.reason, exc.headers)
     except EndpointRejected as exc:
+        what = "endpoint not allowed" if isinstance(exc, EndpointForbidden) else "invalid endpoint"
         log.warn(
-            f"advoware proxy refused {method.value}: {exc.reason}",
-            {"status": 400, "endpoint": ascii(str(endpoint_param_safe(query)))[:120]},
+            f"advoware proxy refused {method.value} for {caller}: {exc.reason}",
+            {"status": exc.status, "caller": caller, "endpoint": ascii(str(endpoint_param_safe(query)))[:120]},
         )
-        return ProxyResult.error(400, f"invalid endpoint: {exc.reason}")
+        return ProxyResult.error(exc.status, f"{what}: {exc.reason}")
     if client is None:
         from services.platform.container import get_advoware
 
@@ -413,11 +354,12 @@ async def proxy_request(
         endpoint,
         params=params,
         body=body,
-        headers=filter_request_headers(getattr(request, "headers", None)),
+        headers=filter_request_headers(headers),
         timeout_seconds=proxy_timeout(settings),
         max_response_bytes=advo.proxy_max_body_bytes,
     )
     data = {
+        "caller": caller,
         "method": method.value,
         "endpoint": endpoint,
         "status": result.status,
@@ -427,9 +369,9 @@ async def proxy_request(
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
     }
     if result.upstream:
-        log.info(f"advoware proxy {method.value} {endpoint} → {result.status}", data)
+        log.info(f"advoware proxy {method.value} {endpoint} → {result.status} (caller {caller})", data)
     else:
-        log.warn(f"advoware proxy {method.value} {endpoint} failed: {result.body['error']}", data)
+        log.warn(f"advoware proxy {method.value} {endpoint} for {caller} failed: {result.body['error']}", data)
     return result
 
 

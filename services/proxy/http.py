@@ -40,7 +40,8 @@ class ProxyError(Exception):
         return f"{self.status}: {self.reason}"
 
 
-def _header(headers: Mapping[str, Any] | None, name: str) -> str:
+def header_value(headers: Mapping[str, Any] | None, name: str) -> str:
+    """The value of header `name` (lower-case; matched case-insensitively; the first of a list), else ""."""
     for key, value in (headers or {}).items():
         if str(key).lower() == name:
             if isinstance(value, (list, tuple)):
@@ -51,11 +52,11 @@ def _header(headers: Mapping[str, Any] | None, name: str) -> str:
 
 def engine_parsed_json(headers: Mapping[str, Any] | None) -> bool:
     """True when the engine parsed the body into `request.body` (and holds the channel)."""
-    return ENGINE_JSON_MARK in _header(headers, "content-type")
+    return ENGINE_JSON_MARK in header_value(headers, "content-type")
 
 
 def declared_length(headers: Mapping[str, Any] | None) -> int | None:
-    value = _header(headers, "content-length").strip()
+    value = header_value(headers, "content-length").strip()
     return int(value) if value.isdigit() else None
 
 
@@ -91,7 +92,7 @@ async def read_body(request: Any, limit: int) -> bytes | None:
     if engine_parsed_json(headers):
         parsed = getattr(request, "body", None)
         if parsed is None:
-            if declared or _header(headers, "transfer-encoding"):
+            if declared or header_value(headers, "transfer-encoding"):
                 raise ProxyError(400, "the JSON request body could not be parsed (invalid JSON or a literal null); "
                                       "send other content with a non-JSON Content-Type")
             return None

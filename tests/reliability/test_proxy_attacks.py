@@ -1,6 +1,7 @@
 """The proxy's unit attack corpus, sent through the full stack (engine, worker, Advoware
 simulator) both as the engine decodes it once and percent-encoded once more: every request
-is refused with 400 before anything reaches Advoware, for every method. Bodies past the
+is refused with 400 (unsafe) or 403 (safe but never forwarded: the token endpoint, the
+configurator, the diagnostic handlers) before anything reaches Advoware, for every method. Bodies past the
 proxy's limit, or cut short, never reach Advoware either (the engine itself has no limit)."""
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from iii_local.testing import MotiaTester
 from simulators.sandbox import Simulators
 from tests.e2e import PROXY_TOKEN
 from tests.services.proxy.test_advoware import ATTACKS
+from tests.services.proxy.test_endpoint import NEVER_FORWARDED
 
 AUTH = {"Authorization": f"Bearer {PROXY_TOKEN}"}
 
 
 async def test_unit_attack_corpus_through_the_full_stack(stack: MotiaTester, sims: Simulators) -> None:
     started = time.time()
-    queries = [f"endpoint={quote(raw, safe='')}" for raw in ATTACKS] + [f"endpoint={quote(quote(raw, safe=''), safe='')}" for raw in ATTACKS]
+    expected = {**{raw: 400 for raw in ATTACKS}, **{raw: 403 for raw in NEVER_FORWARDED}}
+    queries = {f"endpoint={quote(raw, safe='')}": status for raw, status in expected.items()}
+    queries |= {f"endpoint={quote(quote(raw, safe=''), safe='')}": status for raw, status in expected.items()}
     sem = asyncio.Semaphore(16)
 
     async def one(session: aiohttp.ClientSession, method: str, q: str) -> tuple[str, str, int]:
@@ -36,8 +40,8 @@ async def test_unit_attack_corpus_through_the_full_stack(stack: MotiaTester, sim
 
     async with aiohttp.ClientSession() as session:
         results = await asyncio.gather(*(one(session, m, q) for q in queries for m in ("GET", "POST", "PUT", "DELETE")))
-        bad = [(m, q[:80], s) for m, q, s in results if s != 400]
-        assert not bad, f"{len(bad)} attack(s) not refused with 400, e.g. {bad[:5]}"
+        bad = [(m, q[:80], s, queries[q]) for m, q, s in results if s != queries[q]]
+        assert not bad, f"{len(bad)} attack(s) not refused as expected (method, query, status, expected), e.g. {bad[:5]}"
         async with session.get(f"{sims.advoware.url}/_sim/requests") as r:
             log = await r.json()
     # Background cron jobs (calendar, parties) may call these while the test runs; no attack targets them.
@@ -77,8 +81,10 @@ async def test_oversized_or_cut_short_bodies_never_reach_advoware(stack: MotiaTe
     await writer.drain()
     await asyncio.sleep(0.3)
     writer.close()
-    logs = await stack.logs(wait_for="ended after 10 of 100000", timeout=10)
-    assert any("ended after 10 of 100000" in rec["message"] for rec in logs)
+    # The stand-in engine now reads a body whole before any handler runs and refuses this one
+    # itself (iii_local/http_body.py); on the real engine the proxy refuses it (read_body: "ended
+    # after 10 of 100000", unit-tested in tests/services/proxy). Either way it never goes on:
+    await asyncio.sleep(1.0)
 
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{sims.advoware.url}/_sim/requests") as r:
