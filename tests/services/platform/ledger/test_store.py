@@ -20,6 +20,8 @@ from services.platform.ledger import (
     Ledger,
     LedgerError,
     MarkOutcome,
+    Once,
+    OnceHeld,
     SyncKind,
     kind_for_topic,
     read_tag,
@@ -346,3 +348,20 @@ async def test_redis_down_is_a_ledger_error(clock: Clock) -> None:
     with pytest.raises(LedgerError):
         await ledger.begin(DOC, "d1")
     await dead_redis.aclose()
+
+
+async def test_a_one_time_record_goes_with_its_marks(ledger: Ledger) -> None:
+    """mark_many(once=...): the record is written with the marks (TTL as given); another token
+    then marks nothing (OnceHeld); the same token (a retry after a lost reply) marks again."""
+    first = Once("replay:abc", "token-1", 30)
+    [mark] = await ledger.mark_many([(DOC, "o1", T_UPDATE, {"entity_id": "o1"})], once=first)
+    assert mark.outcome is MarkOutcome.NEW
+    key = f"{ledger.prefix}:once:replay:abc"
+    assert await ledger.redis.get(key) == b"token-1" and 0 < await ledger.redis.pttl(key) <= 30_000
+    with pytest.raises(OnceHeld):
+        await ledger.mark_many([(DOC, "o2", T_UPDATE, {"entity_id": "o2"})], once=Once("replay:abc", "token-2", 30))
+    assert await ledger.get(DOC, "o2") is None
+    [again] = await ledger.mark_many([(DOC, "o1", T_UPDATE, {"entity_id": "o1"})], once=first)
+    assert again.outcome is MarkOutcome.UPDATED and again.seq > mark.seq
+    assert await ledger.mark_many([], once=Once("replay:empty", "t", 30)) == []  # a batch of echoes is recorded too
+    assert await ledger.redis.exists(f"{ledger.prefix}:once:replay:empty") == 1
