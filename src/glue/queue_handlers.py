@@ -12,6 +12,7 @@ Every per-entity sync runs under its entity lock, taken here and only here
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.calendar.jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
@@ -38,6 +39,32 @@ def _parse_sync_event(data: Any, ctx: Any, what: str) -> SyncEvent | None:
         return None
 
 
+async def _run_sync_event(
+    data: Any,
+    ctx: Any,
+    what: str,
+    kind: SyncKind,
+    sync: Callable[[SyncEvent], Awaitable[list[dict[str, Any]]]],
+    *,
+    topic_of: Callable[[SyncEvent], str],
+    ledger: Any = None,
+    entity_of: Callable[[Any, SyncEvent], str] | None = None,
+) -> RunReport | None:
+    """A SyncEvent handler's frame: validate the event (a malformed one is logged and dropped),
+    then run_marked under `kind` and the entity (`entity_of(ledger, event)`, default its id):
+    `sync` gets the mark's latest payload and returns the follow-ups."""
+    event = _parse_sync_event(data, ctx, what)
+    if event is None:
+        return None
+
+    async def work(claim: Claim) -> list[dict[str, Any]]:
+        return await sync(SyncEvent.from_queue(claim.data))
+
+    ledger = ledger or get_ledger()
+    entity = entity_of(ledger, event) if entity_of is not None else event.entity_id
+    return await run_marked(ledger, kind, entity, {"topic": topic_of(event), "data": data}, ctx, work)
+
+
 async def run_document_sync(service: DocumentSyncService, event: SyncEvent, *, redis: Any = None, wait: float | None = None) -> SyncResult:
     """One document event: the cheap check without the lock first (an unchanged document
     never takes it), else `handle` under `document_sync:CDokumente:{id}` (sync_lock; busy →
@@ -52,13 +79,9 @@ async def run_document_sync(service: DocumentSyncService, event: SyncEvent, *, r
 async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
     """`vmh.document.{create,update,delete}`: services.documents.executor.DocumentSyncService
     (idempotent, under the lock `document_sync:CDokumente:{id}`)."""
-    event = _parse_sync_event(data, ctx, "document")
-    if event is None:
-        return None
     settings = get_settings()
 
-    async def work(claim: Claim) -> list[dict[str, Any]]:
-        current = SyncEvent.from_queue(claim.data)
+    async def sync(current: SyncEvent) -> list[dict[str, Any]]:
         service = DocumentSyncService(get_espocrm(), get_xai(), settings.xai, journal=StateJournal(ctx.state), ctx=ctx)
         result = await run_document_sync(service, current)
         ctx.logger.info(
@@ -69,8 +92,9 @@ async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> R
         )
         return result.events
 
-    topic = DOCUMENT_TOPICS.get(event.action, TOPIC_DOCUMENT_UPDATE)
-    return await run_marked(ledger or get_ledger(), SyncKind.DOCUMENT, event.entity_id, {"topic": topic, "data": data}, ctx, work)
+    return await _run_sync_event(
+        data, ctx, "document", SyncKind.DOCUMENT, sync, ledger=ledger, topic_of=lambda e: DOCUMENT_TOPICS.get(e.action, TOPIC_DOCUMENT_UPDATE)
+    )
 
 
 async def handle_collection_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
@@ -78,13 +102,9 @@ async def handle_collection_event(data: Any, ctx: Any, *, ledger: Any = None) ->
     `collection_create:{type}:{id}`); follow-ups are the linked documents' updates."""
     from services.documents.collections import COLLECTION_LOCK_STEP, CollectionManager
 
-    event = _parse_sync_event(data, ctx, "collection")
-    if event is None:
-        return None
     settings = get_settings()
 
-    async def work(claim: Claim) -> list[dict[str, Any]]:
-        current = SyncEvent.from_queue(claim.data)
+    async def sync(current: SyncEvent) -> list[dict[str, Any]]:
         manager = CollectionManager(get_espocrm(), get_xai(), settings.xai, ctx=ctx)
         async with sync_lock(COLLECTION_LOCK_STEP, current.entity_type, current.entity_id, logger=manager.log):
             result = await manager.ensure(current.entity_type, current.entity_id)
@@ -95,9 +115,10 @@ async def handle_collection_event(data: Any, ctx: Any, *, ledger: Any = None) ->
         )
         return result.events
 
-    ledger = ledger or get_ledger()
-    entity = ledger.policy(SyncKind.COLLECTION).key(event.to_queue())
-    return await run_marked(ledger, SyncKind.COLLECTION, entity, {"topic": TOPIC_COLLECTION_ENSURE, "data": data}, ctx, work)
+    return await _run_sync_event(
+        data, ctx, "collection", SyncKind.COLLECTION, sync, ledger=ledger, topic_of=lambda _: TOPIC_COLLECTION_ENSURE,
+        entity_of=lambda ledger, event: ledger.policy(SyncKind.COLLECTION).key(event.to_queue()),
+    )
 
 
 async def handle_calendar_all_event(data: Any, ctx: Any, *, ledger: Any = None) -> RunReport | None:
@@ -160,23 +181,19 @@ async def handle_sync_event(data: Any, ctx: Any, entity_type: EntityType, *, led
     ledger (exhausted: `syncStatus=failed` with the reason); only a ledger failure raises."""
     party = entity_type is EntityType.BETEILIGTE
     name = "beteiligte" if party else "bankverbindungen"
-    event = _parse_sync_event(data, ctx, name)
-    if event is None:
-        return None
     logger = get_service_logger(f"{name}_sync", ctx)
     lock_step = PARTY_LOCK_STEP if party else BANK_LOCK_STEP
 
-    async def work(claim: Claim) -> list[dict[str, Any]]:
-        current = SyncEvent.from_queue(claim.data)
-        sync = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx, guard=get_deletion_guard())
+    async def sync(current: SyncEvent) -> list[dict[str, Any]]:
+        service = BeteiligteSync(get_espocrm(), get_advoware(), ctx.state, context=ctx, guard=get_deletion_guard())
         async with sync_lock(lock_step, entity_type, current.entity_id, logger=logger):
             if party:
-                result = await sync.sync_party(current.entity_id, source=current.source)
+                result = await service.sync_party(current.entity_id, source=current.source)
             else:
-                result = await sync.sync_bank(current.entity_id, source=current.source)
+                result = await service.sync_bank(current.entity_id, source=current.source)
         ctx.logger.info(f"{name} sync {current.action.value} {current.entity_id}: {result.outcome.value}", result.log_data())
         return result.follow_ups
 
     kind = SyncKind.PARTY if party else SyncKind.BANK_ACCOUNT
     base = TOPIC_PARTY if party else TOPIC_BANK
-    return await run_marked(ledger or get_ledger(), kind, event.entity_id, {"topic": topic(base, event.action), "data": data}, ctx, work)
+    return await _run_sync_event(data, ctx, name, kind, sync, ledger=ledger, topic_of=lambda e: topic(base, e.action))
