@@ -17,6 +17,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -35,31 +36,31 @@ INTERVAL = 0.6
 """The clients' min_token_refresh_seconds here."""
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[RunningApp]:
-    async with advoware_demo() as running:
-        yield running
+@dataclass
+class Setup:
+    """The simulator, a Redis client and a cache key of this test's own."""
+
+    sim: RunningApp
+    redis: aioredis.Redis
+    cache_key: str
+
+    def client(self) -> AdvowareAPI:
+        """A client of the simulator caching its token under `cache_key`, with INTERVAL as its refresh rule."""
+        return AdvowareAPI(
+            self.sim.url + "/", self.sim.url + "/", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI, database=DATABASE,
+            user=USER, password=PASSWORD, redis=self.redis, token_cache_key=self.cache_key, retry_policy=FAST,
+            min_token_refresh_seconds=INTERVAL,
+        )
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def cache_key() -> str:
-    return f"advoware:security-test:{uuid.uuid4().hex}"
-
-
-def client(sim: RunningApp, redis: Any, cache_key: str) -> AdvowareAPI:
-    return AdvowareAPI(
-        sim.url + "/", sim.url + "/", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI, database=DATABASE, user=USER,
-        password=PASSWORD, redis=redis, token_cache_key=cache_key, retry_policy=FAST, min_token_refresh_seconds=INTERVAL,
-    )
+async def env(redis_url: str) -> AsyncIterator[Setup]:
+    redis = aioredis.from_url(redis_url)
+    async with advoware_demo() as sim:
+        try:
+            yield Setup(sim, redis, f"advoware:security-test:{uuid.uuid4().hex}")
+        finally:
+            await redis.aclose()
 
 
 async def sim_log(sim: RunningApp, path: str) -> list[dict[str, Any]]:
@@ -81,96 +82,92 @@ async def sim_post(sim: RunningApp, path: str, body: Any = None) -> None:
 # --- the cached token is sealed --------------------------------------------------------
 
 
-async def test_redis_never_holds_the_token_in_plain_text(sim: RunningApp, redis_client: aioredis.Redis, cache_key: str) -> None:
-    api = client(sim, redis_client, cache_key)
+async def test_redis_never_holds_the_token_in_plain_text(env: Setup) -> None:
+    api = env.client()
     try:
         token = await api.get_token()
     finally:
         await api.close()
-    raw = await redis_client.get(cache_key)
+    raw = await env.redis.get(env.cache_key)
     assert raw and token.encode() not in raw and base64.b64encode(token.encode()) not in raw
     stored = json.loads(raw)
     assert set(stored) == {"v", "id", "sealed"} and token not in json.dumps(stored)
     key = base64.b64decode(API_KEY)
-    opened = TokenSeal(key, cache_key).open(raw)
+    opened = TokenSeal(key, env.cache_key).open(raw)
     assert opened is not None and json.loads(opened)["access_token"] == token
-    assert TokenSeal(b"another-api-key", cache_key).open(raw) is None  # a Redis reader without the API key
-    assert TokenSeal(key, cache_key + ":copy").open(raw) is None  # the value moved under another key
+    assert TokenSeal(b"another-api-key", env.cache_key).open(raw) is None  # a Redis reader without the API key
+    assert TokenSeal(key, env.cache_key + ":copy").open(raw) is None  # the value moved under another key
 
 
-async def test_a_second_process_reads_the_sealed_token(sim: RunningApp, redis_client: aioredis.Redis, cache_key: str) -> None:
-    first, second = client(sim, redis_client, cache_key), client(sim, redis_client, cache_key)
+async def test_a_second_process_reads_the_sealed_token(env: Setup) -> None:
+    first, second = env.client(), env.client()
     try:
         assert await first.get_token() == await second.get_token()
-        assert (first.token_fetches, second.token_fetches, await logins(sim)) == (1, 0, 1)
+        assert (first.token_fetches, second.token_fetches, await logins(env.sim)) == (1, 0, 1)
     finally:
         await first.close()
         await second.close()
 
 
 @pytest.mark.parametrize("legacy", ["plaintext", "garbage", "wrong-seal"])
-async def test_an_old_or_foreign_cache_entry_is_replaced(
-    sim: RunningApp, redis_client: aioredis.Redis, cache_key: str, legacy: str
-) -> None:
+async def test_an_old_or_foreign_cache_entry_is_replaced(env: Setup, legacy: str) -> None:
     now = time.time()
     values = {
         "plaintext": json.dumps({"access_token": "stolen-looking-token", "expiration_utc": "2099-01-01T00:00:00Z",
                                  "expires_at": now + 3600, "usable_until": now + 3000}),
         "garbage": "\x00not json at all",
-        "wrong-seal": TokenSeal(b"another-api-key", cache_key).seal("stolen-looking-token", "{}"),
+        "wrong-seal": TokenSeal(b"another-api-key", env.cache_key).seal("stolen-looking-token", "{}"),
     }
-    await redis_client.set(cache_key, values[legacy], px=600_000)
-    api = client(sim, redis_client, cache_key)
+    await env.redis.set(env.cache_key, values[legacy], px=600_000)
+    api = env.client()
     try:
         employees = await api.list_employees()  # no crash, and the old entry's token is not sent
         assert employees
         token = await api.get_token()
     finally:
         await api.close()
-    assert token != "stolen-looking-token" and await logins(sim) == 1
-    raw = await redis_client.get(cache_key)
+    assert token != "stolen-looking-token" and await logins(env.sim) == 1
+    raw = await env.redis.get(env.cache_key)
     assert json.loads(raw)["v"] == 2 and b"stolen-looking-token" not in raw
-    sent = await sim_log(sim, "(?i)Mitarbeiter")
+    sent = await sim_log(env.sim, "(?i)Mitarbeiter")
     assert all(r["status"] == 200 for r in sent)
 
 
 # --- a 401 causes at most one login per token and interval ------------------------------
 
 
-async def test_an_endpoint_that_always_answers_401_cannot_cause_logins(
-    sim: RunningApp, redis_client: aioredis.Redis, cache_key: str
-) -> None:
-    api = client(sim, redis_client, cache_key)
+async def test_an_endpoint_that_always_answers_401_cannot_cause_logins(env: Setup) -> None:
+    api = env.client()
     try:
         await api.list_employees()  # the token is fetched now
-        await sim_post(sim, "/_sim/faults", {"path": "(?i)Mitarbeiter$", "status": 401})
+        await sim_post(env.sim, "/_sim/faults", {"path": "(?i)Mitarbeiter$", "status": 401})
         for _ in range(20):
             raw = await api.request("GET", "api/v1/advonet/Mitarbeiter")
             assert raw.status == 401  # Advoware's answer, passed on
         with pytest.raises(AuthError):
             await api.list_employees()
-        assert await logins(sim) == 1, "a 401 on a fresh token made the client log in again"
+        assert await logins(env.sim) == 1, "a 401 on a fresh token made the client log in again"
         await asyncio.sleep(INTERVAL + 0.1)
         results = await asyncio.gather(*(api.request("GET", "api/v1/advonet/Mitarbeiter") for _ in range(10)))
         assert [r.status for r in results] == [401] * 10
-        assert await logins(sim) == 2  # once the token is old enough: one login, shared by all ten
+        assert await logins(env.sim) == 2  # once the token is old enough: one login, shared by all ten
         for _ in range(10):
             await api.request("GET", "api/v1/advonet/Mitarbeiter")
-        assert await logins(sim) == 2
+        assert await logins(env.sim) == 2
     finally:
         await api.close()
 
 
-async def test_an_expired_old_token_is_still_replaced_once(sim: RunningApp, redis_client: aioredis.Redis, cache_key: str) -> None:
-    first, second = client(sim, redis_client, cache_key), client(sim, redis_client, cache_key)
+async def test_an_expired_old_token_is_still_replaced_once(env: Setup) -> None:
+    first, second = env.client(), env.client()
     try:
         await first.list_employees()
         await second.list_employees()
         await asyncio.sleep(INTERVAL + 0.1)
-        await sim_post(sim, "/_sim/expire-tokens")
+        await sim_post(env.sim, "/_sim/expire-tokens")
         results = await asyncio.gather(*(c.list_employees() for c in (first, second) for _ in range(15)))
         assert all(results)
-        assert await logins(sim) == 2  # one for the start, one for the expired token, across both clients
+        assert await logins(env.sim) == 2  # one for the start, one for the expired token, across both clients
     finally:
         await first.close()
         await second.close()
