@@ -26,6 +26,14 @@ def machine() -> str:
     return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+async def _timed(send: Callable[[], Awaitable[int]], latencies: list[float]) -> int:
+    """One request: its latency (ms) appended to `latencies`, its HTTP status returned."""
+    t0 = time.perf_counter()
+    status = await send()
+    latencies.append((time.perf_counter() - t0) * 1000)
+    return status
+
+
 async def closed_loop(send: Callable[[], Awaitable[int]], total: int, concurrency: int) -> dict[str, Any]:
     """`concurrency` clients each sending back-to-back until `total` requests are done."""
     latencies: list[float] = []
@@ -36,10 +44,7 @@ async def closed_loop(send: Callable[[], Awaitable[int]], total: int, concurrenc
         nonlocal remaining, errors
         while remaining > 0:
             remaining -= 1
-            t0 = time.perf_counter()
-            status = await send()
-            latencies.append((time.perf_counter() - t0) * 1000)
-            if status >= 400:
+            if await _timed(send, latencies) >= 400:
                 errors += 1
 
     t0 = time.perf_counter()
@@ -56,10 +61,7 @@ async def open_loop(send: Callable[[], Awaitable[int]], rate: float, seconds: fl
 
     async def one() -> None:
         nonlocal errors
-        t0 = time.perf_counter()
-        status = await send()
-        latencies.append((time.perf_counter() - t0) * 1000)
-        if status >= 400:
+        if await _timed(send, latencies) >= 400:
             errors += 1
 
     start = time.perf_counter()
