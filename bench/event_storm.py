@@ -8,6 +8,7 @@ queue is idle, and events handled per second. Also holds the harness `document_b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,8 @@ class Harness:
         self.sims: Simulators | None = None
         self.espo: EspoCRMAPI | None = None
         self.settings: Any = None
+        self._cleanup = contextlib.AsyncExitStack()
+        """What start brought up, taken down by stop in reverse order."""
 
     async def start(self) -> Harness:
         binary = shutil.which("redis-server")
@@ -51,28 +54,29 @@ class Harness:
              "--dir", tempfile.mkdtemp(prefix="bench-redis-")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        self._cleanup.callback(self._stop_redis, self.redis_proc)
         env = {"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env", "REDIS_URL": f"redis://127.0.0.1:{port}/0",
                "OTEL_LOGS_FLUSH_INTERVAL_MS": "200"}
         self.tester = MotiaTester(STEPS, queue_defaults={"backoff_ms": 200}, rest_timeout_ms=30000)
         self.settings = load_settings(dict(env))
         self.sims = await start_simulators(self.settings, demo=False, engine_url=self.tester.base_url,
                                            use_configured_ports=False, webhook_retry_interval=0.5)
+        self._cleanup.push_async_callback(self.sims.stop)
         self.tester.env = {**env, **self.sims.env()}
+        self._cleanup.push_async_callback(self.tester.stop)
         await self.tester.start(wait_functions=1, timeout=60)
         self.settings = load_settings(dict(self.tester.env))
         self.espo = EspoCRMAPI(f"{self.sims.espocrm.url}/api/v1", self.settings.espocrm.api_key.get_secret_value())
+        self._cleanup.push_async_callback(self.espo.close)
         return self
 
     async def stop(self) -> None:
-        if self.espo is not None:
-            await self.espo.close()
-        if self.tester is not None:
-            await self.tester.stop()
-        if self.sims is not None:
-            await self.sims.stop()
-        if self.redis_proc is not None:
-            self.redis_proc.terminate()
-            self.redis_proc.wait(5)
+        await self._cleanup.aclose()
+
+    @staticmethod
+    def _stop_redis(proc: subprocess.Popen[bytes]) -> None:
+        proc.terminate()
+        proc.wait(5)
 
     async def rk_with_collection(self) -> str:
         assert self.espo and self.tester
