@@ -5,7 +5,10 @@ Parties (Beteiligte), bank accounts (Bankverbindungen), employees (Mitarbeiter) 
 single matters are NOT publicly documented [I]: their paths and field casing below are
 our best guess and must be checked against the customer's Swagger. Correct them HERE;
 the client (`services.clients.advoware`), the simulator and the sync logic only use the
-names defined in this module.
+names defined in this module. `ENDPOINTS` lists every call the client makes (method, path,
+query parameters, request and response fields): the contract check
+(`python -m services.clients.advoware.contract swagger.json`) compares it with the firm's
+Swagger/OpenAPI document before production is switched on.
 
 Paths are relative to the API base (`https://host/`, with `api/v1/...` below it) and have
 no leading slash.
@@ -40,7 +43,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 # --- Paths --------------------------------------------------------------------------
@@ -58,28 +61,35 @@ BETEILIGTE_PATH = "api/v1/advonet/Beteiligte"  # [I]
 MITARBEITER_PATH = "api/v1/advonet/Mitarbeiter"  # [I]
 
 
-def _seg(value: object) -> str:
-    return quote(str(value), safe="")
+AKTE_TEMPLATE = f"{AKTEN_PATH}/{{nr}}"  # [I]
+BETEILIGTER_TEMPLATE = f"{BETEILIGTE_PATH}/{{betNr}}"  # [I]
+BANKVERBINDUNGEN_TEMPLATE = f"{BETEILIGTER_TEMPLATE}/Bankverbindungen"  # [I]
+BANKVERBINDUNG_TEMPLATE = f"{BANKVERBINDUNGEN_TEMPLATE}/{{bankId}}"  # [I]
+
+
+def _fill(template: str, **values: object) -> str:
+    """A path template with its `{name}` segments filled in, each one URL-quoted."""
+    return template.format(**{name: quote(str(value), safe="") for name, value in values.items()})
 
 
 def akte_path(nr: int | str) -> str:
     """One matter [I]."""
-    return f"{AKTEN_PATH}/{_seg(nr)}"
+    return _fill(AKTE_TEMPLATE, nr=nr)
 
 
 def beteiligter_path(betnr: int | str) -> str:
     """One party [I]."""
-    return f"{BETEILIGTE_PATH}/{_seg(betnr)}"
+    return _fill(BETEILIGTER_TEMPLATE, betNr=betnr)
 
 
 def bankverbindungen_path(betnr: int | str) -> str:
     """A party's bank accounts [I]."""
-    return f"{beteiligter_path(betnr)}/Bankverbindungen"
+    return _fill(BANKVERBINDUNGEN_TEMPLATE, betNr=betnr)
 
 
 def bankverbindung_path(betnr: int | str, bank_id: int | str) -> str:
     """One bank account of a party [I]."""
-    return f"{bankverbindungen_path(betnr)}/{_seg(bank_id)}"
+    return _fill(BANKVERBINDUNG_TEMPLATE, betNr=betnr, bankId=bank_id)
 
 
 # --- Token and discovery -----------------------------------------------------------
@@ -269,6 +279,48 @@ class MitarbeiterField(StrEnum):
     EMAIL = "Email"
     AKTIV = "Aktiv"  # JSON boolean
 
+
+# --- The contract: every call the client makes -------------------------------------
+
+
+class Endpoint(NamedTuple):
+    """One call of the client (services.clients.advoware.api): the path template (`{name}`
+    segments), the query parameters it sends, the fields of its JSON body (`request`, without
+    `read_only`) and the fields it reads from the answer (`response`)."""
+
+    method: str
+    path: str
+    query: tuple[str, ...] = ()
+    request: type[StrEnum] | None = None
+    read_only: frozenset[Any] = frozenset()
+    response: type[StrEnum] | None = None
+
+
+_TERMIN_WINDOW = (TerminQuery.FROM.value, TerminQuery.TO.value, TerminQuery.KUERZEL.value)
+_FRNR = (TerminQuery.FRNR.value,)
+_PAGE = (BeteiligteQuery.SKIP.value, BeteiligteQuery.TAKE.value)
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", TERMINE_PATH, _TERMIN_WINDOW, response=TerminField),
+    Endpoint("GET", TERMINE_PATH, _FRNR, response=TerminField),
+    Endpoint("POST", TERMINE_PATH, request=TerminField, read_only=TERMIN_READ_ONLY),
+    Endpoint("PUT", TERMINE_PATH, _FRNR, request=TerminField, read_only=TERMIN_READ_ONLY - {TerminField.FRNR}),
+    Endpoint("DELETE", TERMINE_PATH, _FRNR),
+    Endpoint("GET", MITARBEITER_PATH, response=MitarbeiterField),
+    Endpoint("GET", AKTEN_PATH, _PAGE, response=AkteField),
+    Endpoint("GET", AKTE_TEMPLATE, response=AkteField),
+    Endpoint("GET", BETEILIGTE_PATH, (*_PAGE, *(q.value for q in BeteiligteQuery if q.value not in _PAGE)), response=BeteiligterField),
+    Endpoint("POST", BETEILIGTE_PATH, request=BeteiligterField, read_only=BETEILIGTER_READ_ONLY, response=BeteiligterField),
+    Endpoint("GET", BETEILIGTER_TEMPLATE, response=BeteiligterField),
+    Endpoint("PUT", BETEILIGTER_TEMPLATE, request=BeteiligterField, read_only=BETEILIGTER_READ_ONLY, response=BeteiligterField),
+    Endpoint("DELETE", BETEILIGTER_TEMPLATE),
+    Endpoint("GET", BANKVERBINDUNGEN_TEMPLATE, response=BankverbindungField),
+    Endpoint("POST", BANKVERBINDUNGEN_TEMPLATE, request=BankverbindungField, read_only=BANKVERBINDUNG_READ_ONLY, response=BankverbindungField),
+    Endpoint("PUT", BANKVERBINDUNG_TEMPLATE, request=BankverbindungField, read_only=BANKVERBINDUNG_READ_ONLY, response=BankverbindungField),
+    Endpoint("DELETE", BANKVERBINDUNG_TEMPLATE),
+)
+"""The token (`TOKEN_PATH`, on the security gateway) and discovery (`DISCOVERY_PATH`) calls
+are not in the API's Swagger document and not listed here."""
 
 # --- Formats ------------------------------------------------------------------------
 
