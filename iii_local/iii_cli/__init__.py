@@ -82,9 +82,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     """The engine alone (`iii -c FILE`); taken ports are named in one line, not a traceback."""
     try:
         config = load_config(args.config)
-    except EngineConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except EngineConfigError:
+        return cli.cmd_run(argparse.Namespace(config=args.config))  # which names the problem, exit 2
     ports = [Port(config.port, "engine worker port", "III_WORKER_PORT", config.host)]
     if config.rest:
         ports.insert(0, Port(config.rest.port, "engine REST", "III_REST_PORT", config.rest.host))

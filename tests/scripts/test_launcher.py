@@ -1,11 +1,13 @@
-"""`make run` and `make dev` (= `iii-cli dev`) clean up after themselves: killed outright, the
-launcher leaves no engine, worker, simulator or Redis behind (its children die with it,
-scripts/run_service.py), and ports that are still taken are named in one line, not a traceback.
+"""`make run` and `make dev` (= `iii-cli dev`): the sandbox comes up and serves; Ctrl-C stops it;
+killed outright, the launcher leaves no engine, worker, simulator or Redis behind (its children
+die with it, scripts/run_service.py); ports that are still taken are named in one line, not a
+traceback.
 
 Every launcher here runs in sandbox mode on ports of its own (a private redis-server included)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,8 +76,6 @@ def descendants(pid: int) -> set[int]:
 
 def status(rest_port: int) -> dict[str, int]:
     with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/_console/status", timeout=5) as r:  # noqa: S310 - loopback
-        import json
-
         return dict(json.loads(r.read()))
 
 
@@ -140,6 +140,27 @@ def started() -> Iterator[Started]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_make_run_sandbox_starts_serves_and_stops_on_ctrl_c(ports: dict[str, int], tmp_path: Path, started: Started) -> None:
+    """The banner, the worker's steps on the engine, the EspoCRM simulator's demo data; Ctrl-C
+    (SIGINT to the terminal's process group) stops everything and exits 0."""
+    out = tmp_path / "run.out"
+    proc = started.add(subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_service.py")], cwd=ROOT, env=launcher_env(ports, tmp_path),
+                                        stdout=out.open("wb"), stderr=subprocess.STDOUT, start_new_session=True))
+    deadline = time.monotonic() + 90
+    while "Ctrl-C stops everything" not in out.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, out.read_text(errors="replace")[-3000:]
+        time.sleep(0.2)
+    assert "mode: SANDBOX" in out.read_text()
+    wait_up(proc, ports, out)
+    request = urllib.request.Request(f"http://127.0.0.1:{ports['espo']}/api/v1/CDokumente?maxSize=5", headers={"X-Api-Key": "sandbox-espocrm-key"})
+    with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - loopback
+        assert json.loads(r.read())["total"] > 0
+    pids = started.below(proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(30) == 0, out.read_text()[-3000:]
+    assert_all_gone(ports, pids, timeout=5)
 
 
 def test_iii_cli_dev_watches_and_leaves_nothing_behind_when_killed(ports: dict[str, int], tmp_path: Path, started: Started) -> None:
