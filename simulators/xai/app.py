@@ -26,7 +26,9 @@ from simulators.xai.state import (
     STATE,
     Collection,
     DocumentStatus,
+    StoredFile,
     XaiState,
+    new_file_id,
 )
 
 
@@ -220,7 +222,7 @@ def create_app(
             return _error(413, "PayloadTooLarge", f"File exceeds the maximum size of {max_file_bytes} bytes")
         if stored_args is None:
             raise _BadRequest("multipart field 'file' is required")
-        stored = state.add_file(purpose=purpose, **stored_args)
+        stored = state.add_file(StoredFile(id=new_file_id(), purpose=purpose, **stored_args))
         return web.json_response(stored.public())
 
     async def list_files(request: web.Request) -> web.Response:

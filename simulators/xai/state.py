@@ -41,6 +41,10 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def new_file_id() -> str:
+    return f"file-{uuid.uuid4()}"
+
+
 @dataclass
 class StoredFile:
     id: str
@@ -50,9 +54,9 @@ class StoredFile:
     size: int
     sha256: str
     md5: str
-    created_at: int
     data: IO[bytes]
     text: str
+    created_at: int = field(default_factory=lambda: int(time.time()))
 
     def public(self) -> dict[str, Any]:
         return {
@@ -119,31 +123,7 @@ class XaiState(SimulatorState):
 
     # -- files -------------------------------------------------------------------------
 
-    def add_file(
-        self,
-        *,
-        filename: str,
-        content_type: str,
-        purpose: str,
-        data: IO[bytes],
-        size: int,
-        sha256: str,
-        md5: str,
-        text: str,
-        file_id: str | None = None,
-    ) -> StoredFile:
-        stored = StoredFile(
-            id=file_id or f"file-{uuid.uuid4()}",
-            filename=filename,
-            content_type=content_type,
-            purpose=purpose,
-            size=size,
-            sha256=sha256,
-            md5=md5,
-            created_at=int(time.time()),
-            data=data,
-            text=text,
-        )
+    def add_file(self, stored: StoredFile) -> StoredFile:
         self.files[stored.id] = stored
         return stored
 
@@ -196,7 +176,8 @@ class XaiState(SimulatorState):
                 content = str(spec.get("content", "")).encode("utf-8")
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - kept open as the stored file
             spool.write(content)
-            self.add_file(
+            stored = StoredFile(
+                id=spec.get("id") or new_file_id(),
                 filename=spec["filename"],
                 content_type=spec.get("content_type", "application/octet-stream"),
                 purpose=spec.get("purpose", ""),
@@ -205,8 +186,8 @@ class XaiState(SimulatorState):
                 sha256=hashlib.sha256(content).hexdigest(),
                 md5=hashlib.md5(content).hexdigest(),
                 text=content[:MAX_INDEXED_CHARS].decode("utf-8", "ignore"),
-                file_id=spec.get("id"),
             )
+            self.add_file(stored)
         for spec in doc.get("collections", []):
             col = Collection(
                 collection_id=spec.get("collection_id") or f"collection_{uuid.uuid4()}",
