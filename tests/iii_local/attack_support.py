@@ -90,7 +90,9 @@ class FakeWorker:
         inv = str(uuid.uuid4())
         await self.send({"type": "invokefunction", "invocation_id": inv, "function_id": function_id, "data": data})
         while True:
-            msg = json.loads((await self.ws.receive(timeout=timeout)).data)
+            frame = await self.ws.receive(timeout=timeout)
+            assert frame.type == aiohttp.WSMsgType.TEXT, f"the engine ended the connection: {frame.type.name}"
+            msg = json.loads(frame.data)
             if msg.get("type") == "invocationresult" and msg.get("invocation_id") == inv:
                 return msg.get("result")
             self.received.append(msg)
@@ -112,12 +114,12 @@ class FakeWorker:
 
 
 async def raw_exchange(port: int, request: bytes, *, host: str = "127.0.0.1", timeout: float = 10.0) -> bytes:
-    """Send `request` as is and return everything the server answers until it closes."""
+    """Send `request` as is and return the head of the answer (status line and headers)."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(request)
         await writer.drain()
-        return await asyncio.wait_for(reader.read(), timeout)
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
     finally:
         writer.close()
 

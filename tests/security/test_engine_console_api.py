@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from iii_local.console_guard import MASK
+from iii_local.console_server import MASK
 from iii_local.testing import PROJECT_ROOT, MotiaTester
 from tests.iii_local.attack_support import lan_address
 

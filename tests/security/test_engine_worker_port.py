@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from iii_local.config import EngineConfig, LocalEngineConfig, RestConfig, parse_config
-from iii_local.console_guard import ConsoleConfigError
+from iii_local.console_server import ConsoleConfigError
 from iii_local.server import LocalEngine
 from iii_local.testing import PROJECT_ROOT, MotiaTester, free_port
 from tests.iii_local.attack_support import FakeWorker, lan_address, listening_addresses
