@@ -349,6 +349,36 @@ async def test_webhook_endpoints_check_signature_and_body(stack: MotiaTester) ->
 
 
 
+@pytest.mark.parametrize(("path", "entity_type", "topic"), [
+    ("/vmh/webhook/beteiligte/update", PARTY, "vmh.beteiligte.update"),
+    ("/vmh/webhook/bankverbindungen/update", BANK, "vmh.bankverbindungen.update"),
+])
+async def test_the_guides_manual_test_shape_is_accepted_signed_and_bound_to_its_endpoint(
+    stack: MotiaTester, path: str, entity_type: str, topic: str
+) -> None:
+    """The guide's `{"entity_type", "entity_id", "action"}` body, signed and forwarded as nginx
+    does (the unsigned curl of the guide: test_guide_requests.py): one event for its id; the
+    wrong entity type or action for the endpoint → 400 with the reason, nothing queued."""
+    rid = uuid.uuid4().hex[:17]
+
+    async def send(item: dict[str, Any]) -> Any:
+        body = php_json_encode(item)
+        r = await stack.post(path, data=body, headers={**RAW, "Signature": sign_body(WEBHOOK_ID, WEBHOOK_SECRET, body)})
+        return r, await stack.messages(r.headers.get("x-iii-trace-id", ""))
+
+    other = BANK if entity_type == PARTY else PARTY
+    for item, reason in (
+        ({"entity_type": other, "entity_id": rid, "action": "update"}, f"does not match this endpoint ({entity_type})"),
+        ({"entity_type": entity_type, "entity_id": rid, "action": "create"}, "action 'create' does not match this endpoint (update)"),
+    ):
+        r, msgs = await send(item)
+        assert r.status == 400 and reason in r.json()["error"], r.text
+        assert msgs == []
+    r, msgs = await send({"entity_type": entity_type, "entity_id": rid, "action": "update"})
+    assert r.status == 200 and r.json() == {"accepted": 1, "rejected": []}, r.text
+    assert [(m["topic"], m["data"]["entity_id"], m["data"]["changed_fields"]) for m in msgs] == [(topic, rid, [])]
+
+
 async def test_party_created_in_advoware_is_imported_once(
     stack: MotiaTester, sims: Simulators, espo: EspoCRMAPI, advo: AdvowareAPI
 ) -> None:
