@@ -4,8 +4,8 @@ The guide sends its test bodies with `curl -H "Content-Type: application/json"` 
 credentials, which is how a sandbox without `ESPOCRM_WEBHOOK_SECRETS`/`ESPOCRM_WEBHOOK_TOKEN`
 (`make run`) takes them: so this module runs its own stand-in engine and worker over
 src/steps in that open mode (the session's simulators, a Redis database of its own). The
-signed variants (as nginx forwards EspoCRM's webhooks) are in test_document_sync.py and
-test_beteiligte_sync.py.
+signed variant of the document body (as nginx forwards EspoCRM's webhooks) runs in the
+session stack below; the parties' in test_beteiligte_sync.py.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from iii_local.testing import MotiaTester
 from simulators.sandbox import Simulators
 from tests.e2e import ROOT, stack_env
 from tests.reliability.private_stack import db_url, flush_redis
+from tests.steps.ledger_helpers import settle_ledger
+from tests.steps.test_document_sync import signed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,3 +98,19 @@ async def test_every_entity_webhook_takes_the_manual_test_shape(
     status, answer, msgs = await post(open_stack, f"/vmh/webhook/{entity_path}/{action}", body)
     assert (status, answer) == (200, {"accepted": 1, "rejected": []})
     assert [(m["topic"], m["data"]["entity_id"]) for m in msgs] == [(f"{topic_base}.{action}", rid)]
+
+
+async def test_the_guides_document_body_is_accepted_signed_and_a_wrong_type_refused(stack: MotiaTester) -> None:
+    """The guide's `[{"id", "entityType": "CDokumente"}]`, signed and forwarded as nginx does
+    (the guide's unsigned curl: above); another entity type → 400, nothing queued."""
+    doc_id = uuid.uuid4().hex[:17]
+    wrong = json.dumps([{"id": doc_id, "entityType": "CBeteiligte"}]).encode()
+    r = await stack.request("POST", "/vmh/webhook/document/create", data=wrong, headers=signed(wrong))
+    assert r.status == 400 and "entity_type 'CBeteiligte' does not match this endpoint (CDokumente)" in r.json()["error"], r.text
+    assert await stack.messages(r.headers.get("x-iii-trace-id", "")) == []
+    body = json.dumps([{"id": doc_id, "entityType": "CDokumente"}]).encode()
+    r = await stack.request("POST", "/vmh/webhook/document/create", data=body, headers=signed(body))
+    assert r.status == 200 and r.json() == {"accepted": 1, "rejected": []}, r.text
+    msgs = await stack.messages(r.headers.get("x-iii-trace-id", ""))
+    assert [(m["topic"], m["data"]["entity_id"]) for m in msgs] == [("vmh.document.create", doc_id)]
+    await settle_ledger(stack)
