@@ -15,8 +15,10 @@ port takes over a live worker's function (and the bearer tokens its callers send
 function id, a trigger id, or an HTTP route (method and path) held by **another live
 worker** is refused: the registration or unregistration is dropped and logged as a warning.
 The holder itself may re-register (the newest registration wins, as in the engine), and once
-it has disconnected anyone may take the id. A disconnect removes only the ids the worker
-still holds.
+it has disconnected anyone may take the id. A refused registration waits (at most
+`WAITING_MAX`): when the holder disconnects, the waiting registrations of live workers are
+applied in the order they came, so a worker that reconnected before its old connection was
+seen to close still gets its functions. A disconnect removes only the ids the worker still holds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from iii_local.telemetry import TelemetryStore
 log = logging.getLogger("iii_local.engine")
 
 Builtin = Callable[[Any, "CallContext"], Awaitable[Any]]
+
+WAITING_MAX = 10_000
+"""Refused registrations kept to retry when their holder disconnects (the oldest go first)."""
 
 NO_TIMEOUT = math.inf
 """`invoke(..., timeout=NO_TIMEOUT)`: wait for the answer for ever, like the real engine's
@@ -149,6 +154,7 @@ class Engine:
         self.sinks: list[TriggerSink] = []
         self.default_timeout = default_timeout
         self.function_waiters: list[asyncio.Future[None]] = []
+        self.waiting: list[tuple[WorkerConnection, dict[str, Any]]] = []  # refused registrations
         self.started_at = time.time()
         self._register_engine_builtins()
 
@@ -164,20 +170,36 @@ class Engine:
         """Still connected (its disconnect has not been handled and its socket is open)."""
         return worker.id in self.workers and not worker.ws.closed
 
-    def _held_by_other(self, worker: WorkerConnection, holder: WorkerConnection | None, what: str) -> bool:
-        """True (and a warning logged) when another live worker holds `what`."""
+    def _held_by_other(self, worker: WorkerConnection, holder: WorkerConnection | None, what: str,
+                       retry: dict[str, Any] | None = None) -> bool:
+        """True (and a warning logged) when another live worker holds `what`; a refused
+        registration (`retry`) waits for the holder to disconnect."""
         if holder is None or holder is worker or not self.is_live(holder):
             return False
         self.telemetry.engine_log("warn", f"refused: {what} is held by another live worker", worker_id=worker.id,
                                   holder_id=holder.id, remote=worker.remote)
+        if retry is not None:
+            if len(self.waiting) >= WAITING_MAX:
+                self.waiting.pop(0)
+            self.waiting.append((worker, retry))
         return True
+
+    def _retry_waiting(self) -> None:
+        """Apply the refused registrations of live workers again (functions before triggers)."""
+        waiting, self.waiting = self.waiting, []
+        live = [(w, msg) for w, msg in waiting if self.is_live(w)]
+        for w, msg in sorted(live, key=lambda item: item[1].get("type") != "registerfunction"):
+            if msg.get("type") == "registerfunction":
+                self.register_function(w, msg)
+            else:
+                self.register_trigger(w, msg)
 
     def register_function(self, worker: WorkerConnection, msg: dict[str, Any]) -> None:
         fid = str(msg.get("id") or "")
         if not fid:
             return
         held = self.functions.get(fid)
-        if self._held_by_other(worker, held.worker if held else None, f"function {fid!r}"):
+        if self._held_by_other(worker, held.worker if held else None, f"function {fid!r}", retry=msg):
             return
         # function.rs 79-91: a map insert (the same worker, or one whose holder has gone).
         self.functions[fid] = FunctionEntry(fid, worker, msg.get("description"), msg.get("metadata"))
@@ -203,13 +225,13 @@ class Engine:
             self.telemetry.engine_log("warn", "ignored malformed registertrigger", message_fields=msg)
             return
         old = self.triggers.get(tid)
-        if self._held_by_other(worker, old.worker if old else None, f"trigger {tid!r}"):
+        if self._held_by_other(worker, old.worker if old else None, f"trigger {tid!r}", retry=msg):
             return
         config = msg.get("config") if isinstance(msg.get("config"), dict) else {}
         entry = TriggerEntry(tid, ttype, fid, config, worker)
         for sink in self.sinks:
             holder = getattr(sink, "holder", None)
-            if ttype in sink.trigger_types and holder is not None and self._held_by_other(worker, holder(entry), f"the {ttype} trigger of {fid!r}"):
+            if ttype in sink.trigger_types and holder is not None and self._held_by_other(worker, holder(entry), f"the {ttype} trigger of {fid!r}", retry=msg):
                 return
         if old is not None:
             self._remove_trigger(old)
@@ -246,6 +268,8 @@ class Engine:
 
     def worker_disconnected(self, worker: WorkerConnection) -> None:
         self.workers.pop(worker.id, None)
+        held_any = bool(worker.functions or worker.triggers)
+        self.waiting = [(w, msg) for w, msg in self.waiting if w is not worker]
         for tid in list(worker.triggers):
             entry = self.triggers.get(tid)
             if entry is not None and entry.worker is worker:
@@ -255,6 +279,8 @@ class Engine:
             if held is not None and held.worker is worker:  # engine/mod.rs 746-798 removes it even from a newer holder
                 del self.functions[fid]
         worker.functions.clear()
+        if held_any and self.waiting:
+            self._retry_waiting()
         for fut in list(worker.pending.values()):
             if not fut.done():  # invocation/mod.rs 59-68 `halt_invocation`
                 fut.set_exception(InvocationError("invocation_stopped", "Invocation stopped"))

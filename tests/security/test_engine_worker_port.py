@@ -91,7 +91,8 @@ async def test_a_fake_worker_cannot_take_over_a_live_workers_function(tester: Mo
 
 async def test_the_holder_may_re_register_and_a_freed_id_may_be_taken(tester: MotiaTester) -> None:
     """What still works as on the real engine: the same connection overwrites its own
-    registration, and once the holder disconnected another worker may register the id."""
+    registration, and once the holder disconnected another worker gets the id (a refused
+    registration waits for that, so a worker that reconnected early keeps its functions)."""
     fid = f"fake::{uuid.uuid4().hex[:8]}"
 
     async def described() -> list[tuple[str, str | None]]:
@@ -107,9 +108,13 @@ async def test_the_holder_may_re_register_and_a_freed_id_may_be_taken(tester: Mo
         await second.call("engine::functions::list")
         assert await described() == [(first.worker_id, "v2")]
         await first.close()
-        await second.register_function(fid, "taken")
+        deadline = time.monotonic() + 5  # the refused registration waited for the holder to go
+        while await described() != [(second.worker_id, "taken")]:
+            assert time.monotonic() < deadline, await described()
+            await asyncio.sleep(0.05)
+        await second.register_function(fid, "again")
         await second.call("engine::functions::list")
-        assert await described() == [(second.worker_id, "taken")]
+        assert await described() == [(second.worker_id, "again")]
     assert await described() == []
 
 
