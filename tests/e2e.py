@@ -57,6 +57,9 @@ def stack_env(redis_url: str) -> dict[str, str]:
         "OTEL_LOGS_FLUSH_INTERVAL_MS": "50",
         # The sync ledger, fast: sweep every second, retries in milliseconds, short leases.
         **LEDGER_FAST_ENV,
+        # Many tests' deletes share this stack within minutes: the deletion guard's budget is
+        # not what they test (tests/reliability/test_no_mass_delete.py runs its own stack at 2).
+        "DELETE_GUARD_MAX_PER_HOUR": "1000",
     }
 
 
