@@ -53,9 +53,11 @@ def is_loopback(host: str | None) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
         return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None  # ::ffff:127.0.0.1 on a dual-stack socket
+    return (mapped or ip).is_loopback
 
 
 def check_exposure(host: str, token: str, *, what: str = "console_host", setting: str = "local_engine.console_token") -> None:
