@@ -34,13 +34,8 @@ from aiohttp import web
 SPOOL_MEMORY = 1024 * 1024
 
 
-class BodyRefused(Exception):
-    """The body is not passed on: `status` (400, 408 or 413) with `reason`."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+BodyRefused = web.HTTPClientError
+"""The body is not passed on: 400, 408 or 413 (`status`), the reason in `text`."""
 
 
 @dataclass
@@ -67,25 +62,25 @@ async def read_body(request: web.Request, *, limit: int, timeout: float) -> Body
     """The whole body of `request`, or BodyRefused (see the module docstring)."""
     declared = request.content_length
     if limit and declared is not None and declared > limit:
-        raise BodyRefused(413, f"request body of {declared} bytes is larger than {limit} bytes")
+        raise web.HTTPRequestEntityTooLarge(limit, declared, text=f"request body of {declared} bytes is larger than {limit} bytes")
     body = Body()
     try:
         async with asyncio.timeout(timeout):
             async for chunk in request.content.iter_any():
                 body.size += len(chunk)
                 if limit and body.size > limit:
-                    raise BodyRefused(413, f"request body is larger than {limit} bytes")
+                    raise web.HTTPRequestEntityTooLarge(limit, body.size, text=f"request body is larger than {limit} bytes")
                 body.spool.write(chunk)
     except TimeoutError:
         body.close()
-        raise BodyRefused(408, f"request body not complete within {timeout:g} s") from None
+        raise web.HTTPRequestTimeout(text=f"request body not complete within {timeout:g} s") from None
     except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, ConnectionError) as exc:
         body.close()
-        raise BodyRefused(400, f"request body broke off: {type(exc).__name__}") from None
+        raise web.HTTPBadRequest(text=f"request body broke off: {type(exc).__name__}") from None
     except BaseException:
         body.close()
         raise
     if declared is not None and body.size != declared:
         body.close()
-        raise BodyRefused(400, f"request body ended after {body.size} of {declared} bytes")
+        raise web.HTTPBadRequest(text=f"request body ended after {body.size} of {declared} bytes")
     return body

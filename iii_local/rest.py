@@ -143,9 +143,9 @@ class RestModule:
             try:
                 body = await read_body(request, limit=self.max_body_bytes, timeout=self.body_timeout)
             except BodyRefused as exc:
-                self.engine.telemetry.engine_log("warn", f"request refused: {exc.reason}", step=found.route.function_id,
+                self.engine.telemetry.engine_log("warn", f"request refused: {exc.text}", step=found.route.function_id,
                                                  status=exc.status, path=request.path)
-                refused = json_response(exc.status, {"error": exc.reason})
+                refused = json_response(exc.status, {"error": exc.text})
                 refused.force_close()
                 self.cors.decorate(request, refused)
                 return refused
