@@ -18,9 +18,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 # The project's one command, `iii-cli` (pyproject.toml [project.scripts]): an editable install
-# of this checkout, nothing else (its build requirement, setuptools, is pinned in pyproject.toml).
+# of this checkout, nothing else, built by the venv's own setuptools (hash-pinned in
+# requirements-dev.txt; no build isolation, so nothing unpinned is fetched).
 $(VENV)/bin/iii-cli: pyproject.toml $(STAMP)
-	$(PYTHON) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PYTHON) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 venv: $(STAMP) $(VENV)/bin/iii-cli
