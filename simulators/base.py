@@ -10,8 +10,11 @@ Admin API (no auth; simulators bind to 127.0.0.1 only):
 - `GET /_sim/faults` list; `DELETE /_sim/faults` clear all; `DELETE /_sim/faults/{id}` one.
 - `GET /_sim/requests?path=<regex>&method=M` the request log `[{"method","path","query","status","ts"}]`;
   `DELETE /_sim/requests` clears it.
-- `POST /_sim/reset` drops all data, faults and log (then re-seeds the simulator's own seed when
-  `{"seed": true}`); `POST /_sim/seed` loads a JSON document (shape defined by each simulator).
+- `POST /_sim/reset` drops all data, faults, pacing and log (then re-seeds the simulator's own seed
+  when `{"seed": true}`); `POST /_sim/seed` loads a JSON document (shape defined by each simulator).
+- `/_sim/latency` (a production-like latency profile: base and per-MiB delay, per route) and
+  `/_sim/rate-limit` (a token bucket per credential answering 429): see `simulators.pacing`.
+  The request log's `latency_ms` is the delay a request was given, `bytes` its body bytes.
 """
 
 from __future__ import annotations
@@ -29,7 +32,12 @@ from typing import Any
 
 from aiohttp import web
 
+from simulators.pacing import Pacing, admin_routes, body_bytes
+
 SIM_PREFIX = "/_sim/"
+LATENCY_KEY = web.RequestKey("sim_latency_ms", float)
+"""The delay (ms) the simulator gave a request, for the log."""
+BYTES_KEY = web.RequestKey("sim_bytes", int)
 
 
 @dataclass
@@ -64,6 +72,8 @@ class RequestRecord:
     status: int
     ts: float
     headers: dict[str, str]
+    latency_ms: float = 0.0
+    bytes: int = 0
 
 
 class SimulatorState:
@@ -74,6 +84,7 @@ class SimulatorState:
         self.requests: list[RequestRecord] = []
         self._ids = itertools.count(1)
         self.max_log = 100_000
+        self.pacing = Pacing()
 
     def add_fault(self, spec: dict[str, Any]) -> FaultRule:
         allowed = {k: spec[k] for k in FaultRule.__dataclass_fields__ if k in spec and not k.startswith("_") and k != "id"}
@@ -105,16 +116,43 @@ class SimulatorState:
                 status=status,
                 ts=time.time(),
                 headers={k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "x-api-key")},
+                latency_ms=request.get(LATENCY_KEY, 0.0),
+                bytes=request.get(BYTES_KEY, 0),
             )
         )
 
     def reset(self) -> None:
-        """Drop faults and log; simulators extend this to drop their data."""
+        """Drop faults, pacing and log; simulators extend this to drop their data."""
         self.faults.clear()
         self.requests.clear()
+        self.pacing.reset()
 
 
 STATE_KEY = web.AppKey("sim_state", SimulatorState)
+
+
+async def _delay(request: web.Request, ms: float) -> None:
+    """Sleep `ms` and add it to the request's logged latency."""
+    if ms > 0:
+        request[LATENCY_KEY] = request.get(LATENCY_KEY, 0.0) + ms
+        await asyncio.sleep(ms / 1000)
+
+
+async def _handled(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]], state: SimulatorState) -> web.StreamResponse:
+    """The handler's answer, after the latency profile's size-proportional delay, logged."""
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        await _finish(request, state, None, exc.status)
+        raise
+    await _finish(request, state, resp, resp.status)
+    return resp
+
+
+async def _finish(request: web.Request, state: SimulatorState, resp: web.StreamResponse | None, status: int) -> None:
+    request[BYTES_KEY] = size = body_bytes(request, resp)
+    await _delay(request, state.pacing.latency.size_ms(request.method, request.path, size))
+    state.log(request, status)
 
 
 @web.middleware
@@ -122,10 +160,14 @@ async def fault_middleware(request: web.Request, handler: Callable[[web.Request]
     state = request.app[STATE_KEY]
     if request.path.startswith(SIM_PREFIX):
         return await handler(request)
+    await _delay(request, state.pacing.latency.before_ms(request.method, request.path))
+    limited = state.pacing.limited_response(request)
+    if limited is not None:
+        state.log(request, limited.status)
+        return limited
     rule = state.pick_fault(request.method, request.path)
     if rule is not None:
-        if rule.latency_ms:
-            await asyncio.sleep(rule.latency_ms / 1000)
+        await _delay(request, rule.latency_ms)
         if rule.reset:
             state.log(request, 0)
             transport = request.transport
@@ -150,13 +192,7 @@ async def fault_middleware(request: web.Request, handler: Callable[[web.Request]
             resp = web.json_response(body, status=rule.status, headers=headers)
             state.log(request, rule.status)
             return resp
-    try:
-        resp = await handler(request)
-    except web.HTTPException as exc:
-        state.log(request, exc.status)
-        raise
-    state.log(request, resp.status)
-    return resp
+    return await _handled(request, handler, state)
 
 
 def _admin_routes(state: SimulatorState, on_reset: Callable[[bool], None], on_seed: Callable[[Any], None]) -> list[web.RouteDef]:
@@ -184,7 +220,8 @@ def _admin_routes(state: SimulatorState, on_reset: Callable[[bool], None], on_se
         path_re = re.compile(request.query.get("path", ".*"))
         method = request.query.get("method", "*").upper()
         out = [
-            {"method": r.method, "path": r.path, "query": r.query, "status": r.status, "ts": r.ts, "headers": r.headers}
+            {"method": r.method, "path": r.path, "query": r.query, "status": r.status, "ts": r.ts, "headers": r.headers,
+             "latency_ms": r.latency_ms, "bytes": r.bytes}
             for r in state.requests
             if path_re.search(r.path) and method in ("*", r.method)
         ]
@@ -236,6 +273,7 @@ def make_app(
     app = web.Application(middlewares=[fault_middleware], client_max_size=client_max_size)
     app[STATE_KEY] = state
     app.add_routes(_admin_routes(state, on_reset, on_seed))
+    app.add_routes(admin_routes(state.pacing))
     return app
 
 

@@ -15,6 +15,9 @@ Behaviour choices where the real API is not documented ([I] in the spec):
 - Removing a document that is not in the collection answers 404.
 - A document is `PROCESSING` for `processing_delay` seconds after it was added, then
   `PROCESSED`; search only sees processed documents.
+- Rate limits (external-apis.md §2: 429, `Retry-After` not documented) are off unless set
+  through `PUT /_sim/rate-limit` (simulators.pacing: a token bucket per key, so the API key and
+  the management key have one each; `Retry-After` on a configurable share of the 429s).
 - Search is naive: documents are cut into paragraph chunks; a chunk's score is the share of
   query words it contains (1.0 when it contains the whole query as a substring).
 

@@ -140,6 +140,8 @@ def create_app(
 
     app = make_seeded_app(state, seed, load=state.load, drop=state.drop_data)
     app[STATE] = state
+    # A rate limit (off unless set, `PUT /_sim/rate-limit`) answers in xAI's error shape.
+    state.pacing.limited_body = {"code": "ResourceExhausted", "error": "Too many requests: rate limit exceeded"}
 
     def authorized(request: web.Request, key: str) -> bool:
         header = request.headers.get("Authorization", "")
