@@ -1,7 +1,8 @@
 """After the whole session: no secret appears in any log line, trace or worker output.
 
 The end-to-end stack runs with recognisable fake secrets (webhook secret, proxy token,
-sandbox API keys and passwords, the Advoware bearer tokens it was issued); every test that
+sandbox API keys and passwords, the Advoware bearer token it was issued, read from its sealed
+cache); every test that
 used the stack has left its logs behind by the time this runs (marked `last`).
 """
 
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from iii_local.testing import MotiaTester
+from services.clients.advoware.sealed import TokenSeal
 from services.platform.settings import load_settings
 from simulators.sandbox import Simulators
 from tests.e2e import stack_env
@@ -43,13 +45,13 @@ async def test_no_secret_in_logs_traces_or_worker_output(stack: MotiaTester, sim
         cached = await r.get("advoware:token")
     finally:
         await r.aclose()
-    if cached:
-        try:
-            token = json.loads(cached).get("access_token") or json.loads(cached).get("token")
-        except (ValueError, AttributeError):
-            token = cached.decode() if isinstance(cached, bytes) else str(cached)
-        if token:
-            secrets.add(str(token))
+    # The cache is sealed (services/clients/advoware/sealed.py): open it with the API key.
+    assert cached, "no Advoware token was cached: the check would not cover the issued bearer token"
+    opened = TokenSeal(settings.advoware.api_key_bytes(), "advoware:token").open(cached)
+    assert opened, "the cached Advoware token does not open with the API key"
+    token = json.loads(opened).get("access_token")
+    assert token and token.encode() not in cached, "the Advoware token must be issued and stored sealed"
+    secrets.add(str(token))
     assert secrets, "no secrets to look for"
     logs = json.dumps((await stack.console("GET", "/_console/logs?limit=10000"))["logs"])
     traces = [await stack.trace(t["trace_id"]) for t in (await stack.console("GET", "/_console/traces?limit=300"))["traces"]]
