@@ -76,6 +76,8 @@ async def read_body(request: web.Request, *, limit: int, timeout: float) -> Body
         raise web.HTTPRequestTimeout(text=f"request body not complete within {timeout:g} s") from None
     except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, ConnectionError) as exc:
         body.close()
+        if declared is not None:
+            raise web.HTTPBadRequest(text=f"request body ended after {body.size} of {declared} bytes") from None
         raise web.HTTPBadRequest(text=f"request body broke off: {type(exc).__name__}") from None
     except BaseException:
         body.close()
