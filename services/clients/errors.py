@@ -99,7 +99,7 @@ class ConflictError(ApiError):
     """409 from an API (duplicate, or concurrent modification)."""
 
 
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})  # 429 = RATE_LIMITED_STATUS
 PERMANENT_SERVER_STATUSES = frozenset({501, 505})
 """Server errors that say "this will never work" (not implemented, HTTP version)."""
 
@@ -126,6 +126,15 @@ def api_error_for(
     elif status == 409:
         cls = ConflictError
     return cls(service, status, reason, **kwargs)  # type: ignore[arg-type]
+
+
+RATE_LIMITED_STATUS = 429
+
+
+def is_rate_limited(exc: BaseException) -> bool:
+    """Whether the API said "too many requests" (429): a signal to slow down, not a fault of
+    the request, so retries of it are bounded by time rather than by attempts (retry.py)."""
+    return isinstance(exc, ApiError) and exc.status == RATE_LIMITED_STATUS
 
 
 def is_retryable(exc: BaseException) -> bool:

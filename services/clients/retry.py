@@ -3,6 +3,12 @@
 Only retryable failures are retried (see `services.clients.errors.is_retryable`); a
 `Retry-After` the server sent (429/503) is honoured instead of the computed delay,
 as long as it fits in the remaining time budget. Anything else is raised at once.
+
+A rate limit (429, `errors.is_rate_limited`) is not the request's fault: it does not spend
+one of `max_attempts`, so a throttled call waits (Retry-After, else the growing backoff) for
+as long as `max_total` allows instead of giving up after a few quick tries. What is still
+rate-limited when the time budget is spent is raised as it is: retryable, never permanent.
+A policy of one attempt (`NO_RETRY`) never retries, a 429 included.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from services.clients.errors import ApiError, is_retryable
+from services.clients.errors import ApiError, is_rate_limited, is_retryable
 
 T = TypeVar("T")
 
@@ -67,12 +73,15 @@ async def retry_async(
     """
     started = clock()
     attempt = 0
+    spent = 0  # failed attempts that count against max_attempts (rate limits do not)
     while True:
         attempt += 1
         try:
             return await operation()
         except Exception as exc:  # noqa: BLE001 - classified below
-            if not is_retryable(exc) or attempt >= policy.max_attempts:
+            if not is_rate_limited(exc):
+                spent += 1
+            if not is_retryable(exc) or policy.max_attempts <= 1 or spent >= policy.max_attempts:
                 raise
             delay = policy.delay_for(attempt, retry_after_of(exc))
             if clock() - started + delay > policy.max_total:

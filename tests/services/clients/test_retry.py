@@ -141,6 +141,31 @@ async def test_no_retry_policy_tries_once() -> None:
     assert calls[0] == 1
 
 
+async def test_rate_limits_spend_no_attempt_only_time() -> None:
+    t = FakeTime()
+    op, calls = failing([ApiError("xai", 429)] * 6 + [ApiError("xai", 503)])
+    policy = RetryPolicy(max_attempts=2, base_delay=1, max_delay=8, max_total=1000, jitter=False)
+    assert await run(op, policy, t=t) == "ok"
+    # six 429s and one 503 (the first counted failure of two allowed); the backoff still grows
+    assert calls[0] == 8 and t.sleeps == [1, 2, 4, 8, 8, 8, 8]
+
+
+async def test_rate_limited_past_max_total_raises_the_retryable_429() -> None:
+    t = FakeTime()
+    op, calls = failing([ApiError("xai", 429, retry_after=10.0)] * 100)
+    with pytest.raises(ApiError) as info:
+        await run(op, RetryPolicy(max_attempts=2, max_total=35), t=t)
+    assert info.value.status == 429 and info.value.retryable
+    assert calls[0] == 4 and t.sleeps == [10.0, 10.0, 10.0]  # a fourth wait would end at 40 > 35
+
+
+async def test_no_retry_policy_does_not_retry_a_rate_limit() -> None:
+    op, calls = failing([ApiError("svc", 429, retry_after=0.1)])
+    with pytest.raises(ApiError):
+        await run(op, NO_RETRY)
+    assert calls[0] == 1
+
+
 async def test_stops_when_next_wait_would_pass_max_total() -> None:
     t = FakeTime()
     op, calls = failing([ApiError("svc", 503)] * 10)
