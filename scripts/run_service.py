@@ -150,7 +150,7 @@ def catch_up(rest: str, engine: subprocess.Popen[bytes], timeout: float = 60.0) 
         req = urllib.request.Request(
             rest + "/_console/cron/trigger",
             data=json.dumps({"function_id": job["function_id"]}).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "X-Console-Request": "1"},
             method="POST",
         )
         try:

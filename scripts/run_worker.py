@@ -19,6 +19,9 @@ therefore run the worker through this wrapper, in development, tests and product
 - SIGTERM/SIGINT are passed to the worker; the wrapper waits for it (10 s, then SIGKILL) and
   exits. The worker stays in the wrapper's process group, so the ExecModule's `killpg`
   reaches both.
+- When `III_URL` carries a worker secret (`ws://worker:SECRET@host:port`, the stand-in's
+  worker port beyond loopback), the worker's stdout and stderr pass through the wrapper with
+  the secret replaced by `***`: iii-sdk 0.8.3 logs the URL it connects to at INFO.
 - It dies with its parent (the engine): PR_SET_PDEATHSIG on Linux plus a parent-pid check,
   and the worker dies with the wrapper (PR_SET_PDEATHSIG, SIGKILL). A killed engine leaves
   no orphan behind.
@@ -30,8 +33,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
@@ -48,6 +54,23 @@ def die_with_parent(sig: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
     except (OSError, AttributeError):
         pass
+
+
+def url_secrets(url: str) -> list[bytes]:
+    """The password in `url`'s user information, as written and percent-decoded ([] if none)."""
+    raw = urllib.parse.urlsplit(url).netloc.rpartition("@")[0].partition(":")[2]
+    if not raw:
+        return []
+    return sorted({raw.encode(), urllib.parse.unquote(raw).encode()}, key=len, reverse=True)
+
+
+def copy_redacted(source: BinaryIO, sink: BinaryIO, secrets: list[bytes]) -> None:
+    """Copy `source` to `sink` line by line with every secret replaced by `***`."""
+    for line in iter(source.readline, b""):
+        for secret in secrets:
+            line = line.replace(secret, b"***")
+        sink.write(line)
+        sink.flush()
 
 
 def worker_env(environ: dict[str, str]) -> dict[str, str]:
@@ -88,6 +111,7 @@ class Keeper:
     stop_signal: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    copiers: list[threading.Thread] = field(default_factory=list)
 
     def on_signal(self, signum: int, _frame: object) -> None:
         self.stop_signal = signum
@@ -104,7 +128,17 @@ class Keeper:
         return os.getppid() != self.parent
 
     def spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.cmd, env=self.env, preexec_fn=lambda: die_with_parent(signal.SIGKILL))  # noqa: PLW1509
+        secrets = url_secrets(self.env.get("III_URL", ""))
+        pipe = subprocess.PIPE if secrets else None
+        proc = subprocess.Popen(self.cmd, env=self.env, stdout=pipe, stderr=pipe, preexec_fn=lambda: die_with_parent(signal.SIGKILL))  # noqa: PLW1509
+        if secrets:
+            self.copiers = [
+                threading.Thread(target=copy_redacted, args=(source, sink, secrets), daemon=True)
+                for source, sink in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer))
+            ]
+            for copier in self.copiers:
+                copier.start()
+        return proc
 
     def wait(self, proc: subprocess.Popen[bytes]) -> int:
         """Wait for the worker; stop it when asked to or when the parent is gone."""
@@ -135,6 +169,8 @@ class Keeper:
             started = time.monotonic()
             self.proc = self.spawn()
             code = self.wait(self.proc)
+            for copier in self.copiers:  # the worker's last lines, before the wrapper goes on
+                copier.join(timeout=2)
             if self.stop_signal is not None:
                 return 0
             delay, backoff = next_backoff(backoff, time.monotonic() - started)

@@ -135,3 +135,24 @@ def test_the_wrapper_dies_with_its_parent(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
     assert len(runs(tmp_path / "runs")) == 1, "the wrapper restarted the worker after its parent died"
+
+
+SECRET = "s3cret-worker-token-of-thirty-two-bytes"
+LOGS_URL = "import os,sys;print('Connected to', os.environ['III_URL']);print('err', os.environ['III_URL'], file=sys.stderr)"
+
+
+def test_a_worker_secret_in_iii_url_never_reaches_the_output() -> None:
+    """iii-sdk 0.8.3 logs the III_URL it connects to; the wrapper masks the URL's password."""
+    url = f"ws://worker:{SECRET}@127.0.0.1:49134"
+    proc = subprocess.run(
+        [sys.executable, str(WRAPPER), "--", sys.executable, "-c", LOGS_URL + ";import os,signal;os.kill(os.getppid(),signal.SIGTERM)"],
+        env={**os.environ, "III_URL": url}, capture_output=True, timeout=30,
+    )
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert "Connected to ws://worker:***@127.0.0.1:49134" in out and "err ws://worker:***@" in err
+    assert SECRET not in out + err
+
+
+def test_without_a_secret_the_output_is_not_piped() -> None:
+    assert run_worker.url_secrets("ws://127.0.0.1:49134") == []
+    assert run_worker.url_secrets("ws://worker:a%2Fb@h:1") == [b"a%2Fb", b"a/b"]
