@@ -22,7 +22,10 @@ Faithful to EspoCRM where it is documented or visible in its source:
   moves only when something changed. Delete answers `true`.
 - Enum fields of the project's data model are validated (see ENUM_OPTIONS) → 400.
 - Relationships (see DEFAULT_LINKS) are symmetric; `{link}Ids` on create/update sets many-many
-  links; a one-to-many link is stored as the child's `{link}Id`/`{link}Name`.
+  links; a one-to-many link is stored as the child's `{link}Id`/`{link}Name`. A link that is a
+  link-multiple field on its side (LinkDef.link_multiple_field/_foreign; the document's three links) is
+  loaded into a record read as `{link}Ids` and `{link}Names` (id → name), and into list rows
+  only when `select` names them (EspoCRM's FieldProcessing/LinkMultiple Loader and ListLoader).
 - Attachments: `POST Attachment` with a `data:` URI, `GET Attachment/file/{id}` raw bytes.
 - Outgoing webhooks like EspoCRM's queue: per webhook, items are batched (≤ 50) into one signed
   JSON array (PHP `json_encode` bytes, `Signature` + legacy `X-Signature` headers). Only
@@ -47,6 +50,7 @@ Project-specific [I], emulating the firm's EspoCRM customisations:
 Admin (besides simulators.base): `POST /_sim/seed` loads
 `{"entities": {"CDokumente": [...]}, "attachments": [{"id","name","type","contentBase64"|"path"}],
   "links": [{"entityType","id","link","foreignId"|"foreignIds"}],
+  "linkDefs": [{"entityType","link","foreignEntityType","foreignLink","kind"?,"linkMultipleField"?,"linkMultipleFieldForeign"?}],
   "webhooks": [{"id"?,"event","url","secretKey"?}]}` (paths relative to simulators/seed/);
 `GET|DELETE /_sim/webhook-deliveries`; `GET /_sim/webhooks`; `POST /_sim/webhooks/flush?timeout=5`
 (waits until no webhook item is pending); `GET /_sim/entities/{entityType}` (raw records).

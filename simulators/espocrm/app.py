@@ -177,7 +177,7 @@ def _routes(state: EspoCRMState) -> list[web.RouteDef]:
 
     async def get_record(request: web.Request) -> web.Response:
         entity_type = _entity_type(request)
-        return web.json_response(dict(state.require(entity_type, request.match_info["id"])))
+        return web.json_response(state.read(entity_type, request.match_info["id"]))
 
     async def update_record(request: web.Request) -> web.Response:
         entity_type = _entity_type(request)

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from simulators.espocrm.model import (
     READ_ONLY_ATTRIBUTES,
     SEED_DIR,
     WEBHOOK_SKIP_ATTRIBUTES,
+    Attachment,
     EntityTypeName,
     EspoError,
     FileStatus,
@@ -39,34 +39,6 @@ from simulators.espocrm.signing import (
     WebhookAction,
 )
 from simulators.espocrm.webhooks import WebhookDispatcher
-
-
-@dataclass
-class Attachment:
-    id: str
-    name: str
-    type: str
-    content: bytes
-    role: str = "Attachment"
-    related_type: str | None = None
-    field_name: str | None = None
-    parent_type: str | None = None
-    parent_id: str | None = None
-    created_at: str = field(default_factory=now_str)
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "type": self.type,
-            "size": len(self.content),
-            "role": self.role,
-            "relatedType": self.related_type,
-            "field": self.field_name,
-            "parentType": self.parent_type,
-            "parentId": self.parent_id,
-            "createdAt": self.created_at,
-        }
 
 
 class EspoCRMState(SimulatorState):
@@ -186,6 +158,33 @@ class EspoCRMState(SimulatorState):
         child = children.get(record_id)
         parent = child.get(ld.fk) if child else None
         return [parent] if parent else []
+
+    def link_fields(self, entity_type: str) -> list[str]:
+        """The links of `entity_type` that are link-multiple fields (LinkDef.link_multiple_field/_foreign)."""
+        out = []
+        for (etype, link), (ld, primary) in self._sides.items():
+            if etype == entity_type and (ld.link_multiple_field if primary else ld.link_multiple_field_foreign):
+                if ld.kind is LinkKind.MANY_MANY or primary:
+                    out.append(link)
+        return out
+
+    def with_link_fields(self, entity_type: str, record: Mapping[str, Any], only: Iterable[str] | None = None) -> dict[str, Any]:
+        """The record with `{link}Ids` (a list) and `{link}Names` (id → name) of its link-multiple
+        fields, as EspoCRM loads them for a read (FieldProcessing/LinkMultiple/Loader); `only`:
+        the fields a list's `select` names (LinkMultiple/ListLoader loads no others)."""
+        out = dict(record)
+        for link in self.link_fields(entity_type):
+            if only is not None and link not in only:
+                continue
+            store = self.entities.get(self.other_type(entity_type, link), {})
+            ids = [i for i in self.related_ids(entity_type, str(record["id"]), link) if i in store]
+            out[f"{link}Ids"] = ids
+            out[f"{link}Names"] = {i: store[i].get("name") for i in ids}
+        return out
+
+    def read(self, entity_type: str, record_id: str) -> dict[str, Any]:
+        """`GET {Entity}/{id}`: the record with its link-multiple fields."""
+        return self.with_link_fields(entity_type, self.require(entity_type, record_id))
 
     def require(self, entity_type: str, record_id: str, *, what: str = "Record") -> dict[str, Any]:
         rec = self.entities.get(entity_type, {}).get(record_id)
@@ -419,6 +418,9 @@ class EspoCRMState(SimulatorState):
         page = matched[params.offset : params.offset + params.max_size]
         if params.select:
             wanted = ["id", *[s for s in params.select if s != "id"]]
+            loaded = [f for f in self.link_fields(entity_type) if f"{f}Ids" in wanted or f"{f}Names" in wanted]
+            if loaded:
+                page = [self.with_link_fields(entity_type, r, loaded) for r in page]
             page = [{k: r.get(k) for k in wanted} for r in page]
         else:
             page = [dict(r) for r in page]
@@ -437,7 +439,9 @@ class EspoCRMState(SimulatorState):
         for spec in doc.get("linkDefs", []):
             self.add_link_def(
                 LinkDef(spec["entityType"], spec["link"], spec["foreignEntityType"], spec["foreignLink"],
-                        LinkKind(spec.get("kind", LinkKind.MANY_MANY.value)))
+                        LinkKind(spec.get("kind", LinkKind.MANY_MANY.value)),
+                        link_multiple_field=bool(spec.get("linkMultipleField")),
+                        link_multiple_field_foreign=bool(spec.get("linkMultipleFieldForeign")))
             )
         for spec in doc.get("attachments", []):
             if "contentBase64" in spec:

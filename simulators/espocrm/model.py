@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -117,6 +117,11 @@ class LinkDef:
     foreign_type: str
     foreign_link: str
     kind: LinkKind = LinkKind.MANY_MANY
+    link_multiple_field: bool = False
+    """`entity_type` has a link-multiple field named `link` (EspoCRM's Link Manager option
+    `linkMultipleField`): a record read returns `{link}Ids` and `{link}Names`."""
+    link_multiple_field_foreign: bool = False
+    """The same for `foreign_type.foreign_link` (Link Manager: `linkMultipleFieldForeign`)."""
 
     @property
     def fk(self) -> str:
@@ -128,10 +133,14 @@ class LinkDef:
         return f"{self.foreign_link}Name"
 
 
+# The document's three links are link-multiple fields on the CDokumente side ([I]: `{link}Ids`
+# on an update of an existing record work only on such fields in EspoCRM,
+# FieldProcessing/Relation/LinkMultipleSaver), so reading a document returns its link ids; the
+# entities' `dokumente` side has no such field (a party read does not carry its documents).
 DEFAULT_LINKS: tuple[LinkDef, ...] = (
-    LinkDef("CDokumente", "beteiligte", "CBeteiligte", "dokumente"),
-    LinkDef("CDokumente", "raeumungsklagen", "Raeumungsklage", "dokumente"),
-    LinkDef("CDokumente", "accounts", "Account", "dokumente"),
+    LinkDef("CDokumente", "beteiligte", "CBeteiligte", "dokumente", link_multiple_field=True),
+    LinkDef("CDokumente", "raeumungsklagen", "Raeumungsklage", "dokumente", link_multiple_field=True),
+    LinkDef("CDokumente", "accounts", "Account", "dokumente", link_multiple_field=True),
     LinkDef("CBeteiligte", "bankverbindungen", "CBankverbindungen", "beteiligte", LinkKind.HAS_MANY),
 )
 
@@ -173,3 +182,29 @@ def truthy(value: Any) -> bool:
     return bool(value)
 
 
+@dataclass
+class Attachment:
+    id: str
+    name: str
+    type: str
+    content: bytes
+    role: str = "Attachment"
+    related_type: str | None = None
+    field_name: str | None = None
+    parent_type: str | None = None
+    parent_id: str | None = None
+    created_at: str = field(default_factory=now_str)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "size": len(self.content),
+            "role": self.role,
+            "relatedType": self.related_type,
+            "field": self.field_name,
+            "parentType": self.parent_type,
+            "parentId": self.parent_id,
+            "createdAt": self.created_at,
+        }
