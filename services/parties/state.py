@@ -1,19 +1,22 @@
 """What the party sync remembers, in the engine's state store (`ctx.state` API:
 `get/set/delete/list(scope, key)`): per linked record the *snapshot* (the merged canonical
 record of the last sync, see services.parties.plan), the bank-account index, the parties
-Advoware kept and the cron's bookmark.
+Advoware kept, and the cron's bookmarks and rotation (services.parties.reconcile).
 
 Rules: a snapshot belongs to one pair (EspoCRM id ↔ Advoware id); a bank account's snapshot
 also names its party's BetNr and is mirrored in the index (Advoware account Id → EspoCRM
 id), so one Advoware account is linked to one EspoCRM record only; dropping the snapshot
-drops the index entry.
+drops the index entry. A bookmark (`Bookmark`) is Singer-style: the latest modification
+time seen and the ids modified at exactly that time; the change filters of both APIs are
+`>=`, so those ids come back in the next listing and are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from services.platform.state import StateStore as StateStore
 
@@ -32,10 +35,58 @@ Advoware (should Advoware have it again by then, it stays)."""
 META_SCOPE = "beteiligte_sync_meta"
 BOOKMARK_KEY = "advoware_bookmark"
 """{"geaendertAm": <max GeaendertAm seen>, "betnrs": [BetNrs with exactly that time]}."""
+ESPOCRM_BOOKMARK_PREFIX = "espocrm_bookmark:"
+"""+ entity type → {"modifiedAt": <max modifiedAt seen>, "ids": [ids with exactly that time]}."""
+LAST_FULL_KEY = "last_full_reconcile"
+"""{"at": ISO time of the last full reconcile (both sides listed entirely)}."""
+ROTATION_SCOPE = "beteiligte_sync_rotation"
+"""key = "{topic}:{EspoCRM id}" → {"topic", "espoId", "at"}: when the cron's rotation last
+queued the record for re-verification (so one that keeps failing does not block the others)."""
+
+T = TypeVar("T")
 
 
 def utc_iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat()
+
+
+def parse_iso(raw: Any) -> datetime | None:
+    """An ISO time written by `utc_iso` (naive = UTC), None when missing or unreadable."""
+    if not raw:
+        return None
+    try:
+        at = datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    """The latest modification time seen (`at`) and the ids modified at exactly that time."""
+
+    at: datetime | None = None
+    ids: frozenset[Any] = frozenset()
+
+    def advance(
+        self, rows: Iterable[T], at_of: Callable[[T], datetime | None], id_of: Callable[[T], Any]
+    ) -> tuple[Bookmark, list[T]]:
+        """The bookmark after `rows` (a `>=` listing) and the rows new since this one: those
+        before `at`, and those at `at` already seen, are left out."""
+        fresh: list[T] = []
+        best_at, best_ids = self.at, set(self.ids)
+        for row in rows:
+            at, rid = at_of(row), id_of(row)
+            if at is None or rid is None:
+                continue
+            if self.at is not None and (at < self.at or (at == self.at and rid in self.ids)):
+                continue
+            fresh.append(row)
+            if best_at is None or at > best_at:
+                best_at, best_ids = at, {rid}
+            elif at == best_at:
+                best_ids.add(rid)
+        return Bookmark(best_at, frozenset(best_ids)), fresh
 
 
 class Snapshots:

@@ -7,6 +7,8 @@ queueing an `update` webhook item; Advoware PUT replaces the record and moves
 (400, with the fakes' own mod-97 check) and requires `Name`; it logs every call with the
 §3 path it stands for (`calls`). Both count writes. A shared `Clock` advances on every write
 so modification times are ordered. `faults` makes the next N calls of a method fail.
+FakeEspo logs its calls too (`calls`, one per page of 200 for listings, like the client), and
+its listings know `greaterThanOrEquals`, `or` and `order_by`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ PARTY_FIELDS = (
 """PascalCase like the documented resources (§3); BetNr and GeaendertAm are the server's."""
 PARTY_READ_ONLY = frozenset({"BetNr", "GeaendertAm"})
 BANK_FIELDS = ("Id", "IBAN", "BIC", "Bank", "Kontoinhaber", "GeaendertAm")
+ESPO_PAGE = 200
+"""EspoCRM's largest page (maxSize): a listing costs one call per started page."""
 
 
 def canonical_keys(record: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -128,6 +132,8 @@ class FakeEspo:
         self.data: dict[str, dict[str, dict[str, Any]]] = {}
         self.writes: list[tuple[str, str, str]] = []
         self.webhooks: list[tuple[str, str]] = []  # (entity_type.action, id)
+        self.calls: list[tuple[str, str]] = []
+        """Every call as (method, path after /api/v1)."""
         self.faults = Faults()
         self._ids = itertools.count(1)
 
@@ -139,6 +145,7 @@ class FakeEspo:
 
     async def get_entity(self, entity_type: str, entity_id: str) -> dict[str, Any]:
         self.faults.check("espocrm", "get")
+        self.calls.append(("GET", f"{entity_type}/{entity_id}"))
         rec = self.table(entity_type).get(entity_id)
         if rec is None:
             raise NotFoundError("espocrm", 404, "Not Found")
@@ -166,11 +173,13 @@ class FakeEspo:
 
     async def create_entity(self, entity_type: str, data: Mapping[str, Any], skip_duplicate_check: bool = False) -> dict[str, Any]:
         self.faults.check("espocrm", "create")
+        self.calls.append(("POST", entity_type))
         self.writes.append(("POST", entity_type, ""))
         return self.user_create(entity_type, data)
 
     async def update_entity(self, entity_type: str, entity_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         self.faults.check("espocrm", "update")
+        self.calls.append(("PUT", f"{entity_type}/{entity_id}"))
         if entity_id not in self.table(entity_type):
             raise NotFoundError("espocrm", 404, "Not Found")
         self.writes.append(("PUT", entity_type, entity_id))
@@ -178,6 +187,7 @@ class FakeEspo:
 
     async def delete_entity(self, entity_type: str, entity_id: str) -> bool:
         self.faults.check("espocrm", "delete")
+        self.calls.append(("DELETE", f"{entity_type}/{entity_id}"))
         if entity_id not in self.table(entity_type):
             raise NotFoundError("espocrm", 404, "Not Found")
         self.writes.append(("DELETE", entity_type, entity_id))
@@ -186,28 +196,43 @@ class FakeEspo:
 
     def _match(self, rec: Mapping[str, Any], where: Any) -> bool:
         for w in where or []:
+            if w["type"] == "or":
+                if not any(self._match(rec, [sub]) for sub in w["value"]):
+                    return False
+                continue
             value = rec.get(w["attribute"])
             if w["type"] == "equals" and str(value) != str(w["value"]):
                 return False
             if w["type"] == "in" and value not in w["value"]:
                 return False
+            # datetimes `YYYY-MM-DD HH:MM:SS` compare as text
+            if w["type"] == "greaterThanOrEquals" and (value is None or str(value) < str(w["value"])):
+                return False
         return True
+
+    def _pages(self, path: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.calls.extend([("GET", path)] * max(1, -(-len(rows) // ESPO_PAGE)))
+        return [copy.deepcopy(r) for r in rows]
 
     async def list_entities(self, entity_type: str, where: Any = None, select: Any = None, max_size: int = 50, **_: Any) -> dict[str, Any]:
         self.faults.check("espocrm", "list")
+        self.calls.append(("GET", entity_type))
         rows = [copy.deepcopy(r) for r in self.table(entity_type).values() if self._match(r, where)]
         return {"list": rows[:max_size], "total": len(rows)}
 
-    async def iter_entities(self, entity_type: str, where: Any = None, select: Any = None, **_: Any) -> AsyncIterator[dict[str, Any]]:
-        for r in sorted(self.table(entity_type).values(), key=lambda r: r["id"]):
-            if self._match(r, where):
-                yield copy.deepcopy(r)
+    async def iter_entities(
+        self, entity_type: str, where: Any = None, select: Any = None, order_by: str = "id", **_: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        self.faults.check("espocrm", "list")
+        rows = sorted((r for r in self.table(entity_type).values() if self._match(r, where)), key=lambda r: (str(r.get(order_by)), r["id"]))
+        for r in self._pages(entity_type, rows):
+            yield r
 
     async def iter_related(self, entity_type: str, entity_id: str, link: str, select: Any = None, **_: Any) -> AsyncIterator[dict[str, Any]]:
         assert (entity_type, link) == ("CBeteiligte", "bankverbindungen")
-        for r in sorted(self.table("CBankverbindungen").values(), key=lambda r: r["id"]):
-            if r.get("beteiligteId") == entity_id:
-                yield copy.deepcopy(r)
+        rows = sorted((r for r in self.table("CBankverbindungen").values() if r.get("beteiligteId") == entity_id), key=lambda r: r["id"])
+        for r in self._pages(f"{entity_type}/{entity_id}/{link}", rows):
+            yield r
 
 
 class FakeAdvoware:
