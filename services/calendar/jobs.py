@@ -6,7 +6,6 @@ Topics: `calendar.sync.all` (fan out to every mapped employee) and
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -76,20 +75,6 @@ class RequestRejected(Exception):
         self.message = message
 
 
-def check_bearer(headers: Mapping[str, Any], expected: str | None) -> None:
-    """Authorization like the Advoware proxy: `Bearer <token>`, compared in constant time.
-
-    Raises RequestRejected(503) when no token is configured, (401) when missing/wrong."""
-    if not expected:
-        raise RequestRejected(503, "calendar sync API disabled: ADVOWARE_PROXY_TOKEN is not configured")
-    lowered = {str(k).lower(): v for k, v in headers.items()}
-    raw = str(lowered.get("authorization") or "")
-    scheme, _, token = raw.partition(" ")
-    given = token.strip() if scheme.lower() == "bearer" else ""
-    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-        raise RequestRejected(401, "missing or wrong bearer token")
-
-
 def parse_request(body: Any, query: Mapping[str, Any], mapping: Mapping[str, str]) -> SyncRequest:
     """The request from the JSON body (or the query string: `?kuerzel=MM&full=true`)."""
     data: dict[str, Any] = {}
@@ -135,7 +120,6 @@ __all__ = [
     "SyncRequest",
     "TOPIC_SYNC_ALL",
     "TOPIC_SYNC_EMPLOYEE",
-    "check_bearer",
     "employee_jobs",
     "parse_job",
     "parse_request",

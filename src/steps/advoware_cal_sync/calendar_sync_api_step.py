@@ -1,8 +1,11 @@
 """`POST /advoware/calendar/sync` `{"kuerzel"?: "MM", "full"?: true}`: queue a calendar sync
 of one employee (`calendar.sync.employee`) or of all (`calendar.sync.all`); answers 202.
 
-Authenticated like the Advoware proxy: `Authorization: Bearer <ADVOWARE_PROXY_TOKEN>`
-(503 when no token is configured, 401 when missing/wrong; 404 unknown Kürzel; 400 bad body).
+Authenticated exactly like the Advoware proxy (services.proxy.advoware.authenticate): a named
+caller's token from ADVOWARE_PROXY_TOKENS (or ADVOWARE_PROXY_TOKEN) as `Authorization: Bearer`,
+compared in constant time; 503 when no caller is configured, 401 when missing/wrong (counted
+per client address: 429 with Retry-After past the limit); the caller's name is logged.
+404 unknown Kürzel; 400 bad body.
 The job is marked in the sync ledger before it is enqueued; when the ledger cannot be
 written the answer is 503 and nothing is queued.
 """
@@ -16,13 +19,15 @@ from services.calendar.jobs import (
     EmployeeSyncJob,
     RequestRejected,
     SyncAllJob,
-    check_bearer,
     parse_request,
 )
 from services.platform.container import get_ledger
 from services.platform.ledger import LedgerError, mark_and_enqueue
 from services.platform.models import SyncSource
 from services.platform.settings import get_settings
+from services.proxy.advoware import authenticate, limiter_for
+from services.proxy.auth import client_address
+from services.proxy.http import ProxyError
 from src.glue.http import json_response
 
 config = {
@@ -36,9 +41,13 @@ config = {
 
 async def handler(request, ctx):
     settings = get_settings()
-    token = settings.advoware.proxy_token
+    headers = request.headers or {}
     try:
-        check_bearer(request.headers or {}, token.get_secret_value() if token else None)
+        caller = await authenticate(headers, settings, limiter_for(settings), client_address(headers))
+    except ProxyError as exc:
+        ctx.logger.warn(f"calendar sync request refused: {exc.reason}", {"status": exc.status})
+        return json_response(exc.status, {"error": exc.reason}, exc.headers)
+    try:
         req = parse_request(request.body, request.query_params or {}, settings.calendar.mapping)
     except RequestRejected as exc:
         ctx.logger.warn(f"calendar sync request refused: {exc.message}", {"status": exc.status})
@@ -55,5 +64,5 @@ async def handler(request, ctx):
     except LedgerError as exc:
         ctx.logger.error(f"calendar sync request refused: the sync ledger is unavailable: {exc}", {"status": 503})
         return json_response(503, {"error": "sync ledger unavailable; nothing was queued, retry later"})
-    ctx.logger.info("calendar sync queued", queued)
+    ctx.logger.info("calendar sync queued", {**queued, "caller": caller})
     return json_response(202, {"queued": queued, "trace_id": ctx.trace_id})

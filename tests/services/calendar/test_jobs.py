@@ -4,6 +4,7 @@ handlers called directly with a mock context."""
 from __future__ import annotations
 
 import runpy
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ from services.calendar.jobs import (
     TOPIC_SYNC_EMPLOYEE,
     EmployeeSyncJob,
     RequestRejected,
-    check_bearer,
     employee_jobs,
     parse_job,
     parse_request,
@@ -25,18 +25,6 @@ from services.platform.settings import load_settings, reset_settings_cache
 
 STEPS = Path(__file__).resolve().parents[3] / "src" / "steps" / "advoware_cal_sync"
 MAPPING = {"MM": "mm@x", "AB": "ab@x"}
-
-
-def test_check_bearer():
-    with pytest.raises(RequestRejected) as e:
-        check_bearer({"authorization": "Bearer abc"}, None)
-    assert e.value.status == 503
-    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "abc"}, {"authorization": "Basic abc"}):
-        with pytest.raises(RequestRejected) as e:
-            check_bearer(headers, "abc")
-        assert e.value.status == 401
-    check_bearer({"Authorization": "Bearer abc"}, "abc")
-    check_bearer({"authorization": "bearer  abc "}, "abc")
 
 
 def test_parse_request():
@@ -140,3 +128,32 @@ async def test_employee_step_ignores_unmapped_and_invalid(sandbox_settings):
     ctx = mock_context()
     await mod["handler"]({"kuerzel": ""}, ctx)
     assert ctx.logger.messages("error")
+
+
+async def test_api_step_takes_the_proxy_callers_and_limits_failures(monkeypatch, redis_url):
+    """The calendar API authenticates like the Advoware proxy: named callers, failures limited per address."""
+    named = "calendar-tool-token-0123456789abcdefghij"
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("LEDGER_KEY_PREFIX", "calendar-jobs-test")
+    monkeypatch.setenv("APP_MODE", "sandbox")
+    monkeypatch.setenv("APP_ENV_FILE", "/nonexistent/.env")
+    monkeypatch.setenv("ADVOWARE_PROXY_TOKENS", f"kalender:{named}")
+    monkeypatch.setenv("ADVOWARE_PROXY_AUTH_FAILURE_LIMIT", "2")
+    monkeypatch.delenv("ADVOWARE_PROXY_TOKEN", raising=False)
+    reset_settings_cache()
+    try:
+        mod = step("calendar_sync_api_step.py")
+        ctx = mock_context("http")
+        resp = await mod["handler"](MockRequest(body={}, headers={"authorization": f"Bearer {named}"}), ctx)
+        assert resp.status == 202 and any((data or {}).get("caller") == "kalender" for _, _, data in ctx.logger.records)
+        address = f"198.51.100.{int(time.time()) % 250}"
+        statuses = []
+        for _ in range(3):
+            resp = await mod["handler"](MockRequest(body={}, headers={"authorization": "Bearer wrong", "x-forwarded-for": address}), mock_context("http"))
+            statuses.append(resp.status)
+        assert statuses == [401, 401, 429]
+        ctx = mock_context("http")
+        resp = await mod["handler"](MockRequest(body={}, headers={"authorization": f"Bearer {named}", "x-forwarded-for": address}), ctx)
+        assert resp.status == 429 and ctx.enqueued == []
+    finally:
+        reset_settings_cache()
