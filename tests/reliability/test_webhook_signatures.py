@@ -168,11 +168,15 @@ def test_webhook_token_must_be_url_safe_and_errors_do_not_show_it(token: str) ->
     assert token not in str(info.value)
 
 
-def test_short_webhook_token_warns_in_production(prod_env: dict[str, str], sa_file: Path) -> None:  # noqa: F811
-    short = load_settings({**prod_env, "ESPOCRM_WEBHOOK_TOKEN": "short-token"})
-    assert any("ESPOCRM_WEBHOOK_TOKEN" in w and "32" in w for w in short.warnings)
-    long = load_settings({**prod_env, "ESPOCRM_WEBHOOK_TOKEN": "a" * 32})
-    assert not any("ESPOCRM_WEBHOOK_TOKEN" in w for w in long.warnings)
+@pytest.mark.parametrize("name", ["ESPOCRM_WEBHOOK_TOKEN", "OPS_TOKEN"])
+def test_production_refuses_a_short_webhook_or_ops_token(name: str, prod_env: dict[str, str], sa_file: Path) -> None:  # noqa: F811
+    with pytest.raises(ConfigError) as info:
+        load_settings({**prod_env, name: "short-token-" + "x" * 19})  # 31 characters
+    assert f"{name} is shorter than 32 characters" in str(info.value) and "short-token" not in str(info.value)
+    long = load_settings({**prod_env, name: "a" * 32})
+    assert not any(name in w for w in long.warnings)
+    sandbox = load_settings({"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env", name: "short-token"})
+    assert sandbox.mode == "sandbox"
 
 
 def test_a_logged_webhook_url_does_not_show_the_token() -> None:

@@ -46,6 +46,8 @@ from services.platform.settings.sections import (
     EspoCRMSettings,
     GoogleSettings,
     LedgerSettings,
+    OpsSettings,
+    PartiesSettings,
     RuntimeSettings,
     Section,
     Settings,
@@ -210,10 +212,13 @@ def build_settings(env: Mapping[str, str]) -> Settings:
     calendar = loader.build(CalendarSettings, calendar_values)
     ledger = loader.build(LedgerSettings)
     deletes = loader.build(DeletionGuardSettings)
+    ops = loader.build(OpsSettings)
+    parties = loader.build(PartiesSettings)
     if not sandbox and google is not None and google.service_account_file is None and google.static_token is None:
         loader.errors.append("GOOGLE_SERVICE_ACCOUNT_FILE is required in production mode")
     if not sandbox:
         loader.errors += _production_problems(espocrm, advoware, xai, google)
+        loader.errors += _short_tokens(espocrm, runtime)
 
     if loader.errors:
         if not sandbox and _set(env, "APP_MODE").lower() in ("", "auto"):
@@ -235,9 +240,24 @@ def build_settings(env: Mapping[str, str]) -> Settings:
         simulators=sims,
         ledger=ledger,
         deletes=deletes or DeletionGuardSettings.model_validate({}),
+        ops=ops or OpsSettings.model_validate({}),
+        parties=parties or PartiesSettings.model_validate({}),
         ops_token=runtime.ops_token,
         warnings=(*_warnings(mode, espocrm, advoware, google, calendar, env), *guide_notes, *unknown_warning(env)),
     )
+
+
+def _short_tokens(espocrm: EspoCRMSettings | None, runtime: Any) -> list[str]:
+    """Production refuses a guessable webhook URL token or operators' token (under 32 characters)."""
+    tokens = {
+        "ESPOCRM_WEBHOOK_TOKEN": espocrm.webhook_token if espocrm is not None else None,
+        "OPS_TOKEN": getattr(runtime, "ops_token", None),
+    }
+    return [
+        f"{name} is shorter than {WEBHOOK_TOKEN_MIN_LENGTH} characters; production refuses it (e.g. `openssl rand -hex 32`)"
+        for name, token in tokens.items()
+        if token is not None and len(token.get_secret_value()) < WEBHOOK_TOKEN_MIN_LENGTH
+    ]
 
 
 def _production_problems(
@@ -303,10 +323,6 @@ def _warnings(
                         "request: prefer EspoCRM's signatures (webhook secrets), which also refuse replays")
     if prod and auth is WebhookAuthMode.SIGNATURE and espocrm.webhook_replay_seconds == 0:
         warnings.append("ESPOCRM_WEBHOOK_REPLAY_SECONDS=0: a replayed signed webhook is accepted again")
-    if prod and token is not None and len(token.get_secret_value()) < WEBHOOK_TOKEN_MIN_LENGTH:
-        warnings.append(
-            f"ESPOCRM_WEBHOOK_TOKEN is shorter than {WEBHOOK_TOKEN_MIN_LENGTH} characters (e.g. `openssl rand -hex 32`)"
-        )
     if not advoware.proxy_callers:
         warnings.append("ADVOWARE_PROXY_TOKENS and ADVOWARE_PROXY_TOKEN are unset: the Advoware proxy refuses every request")
     if prod and google.static_token is not None:
