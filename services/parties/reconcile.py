@@ -71,7 +71,8 @@ DEFAULT_FULL_EVERY = timedelta(days=7)
 DEFAULT_GUARD_BUDGET = 5
 """The deletion guard's default hourly budget (DELETE_GUARD_MAX_PER_HOUR)."""
 FULL_REQUEST_KEY = "beteiligte_sync:full_reconcile_requested"
-"""Redis key `python -m services.parties full-reconcile` sets; the cron's next run takes it."""
+"""Redis key `python -m services.parties full-reconcile` sets; the cron's next run that lists
+both sides entirely deletes it (one whose listing fails leaves it for the next)."""
 RETRY_STATUSES = (SyncStatus.FAILED.value, SyncStatus.PENDING_SYNC.value)
 
 
@@ -86,6 +87,7 @@ class ReconcileReport:
     requeued_stale: int = 0
     missing: int = 0
     full: bool = False
+    """Both sides were listed entirely (rule 4 done)."""
     bookmark: str | None = None
 
     _seen: set[tuple[str, str]] = field(default_factory=set)
@@ -315,10 +317,22 @@ async def reconcile(
     await sweep.advoware_changes(import_new=import_new)
     for kind in (PARTY, BANK):
         await sweep.espocrm_changes(kind)
-    if full or await sweep.full_due(full_every):
+    if (full or await sweep.full_due(full_every)) and await sweep.missing(guard_budget):
         sweep.report.full = True
-        if await sweep.missing(guard_budget):
-            await state.set(META_SCOPE, LAST_FULL_KEY, {"at": utc_iso(sweep.now)})
+        await state.set(META_SCOPE, LAST_FULL_KEY, {"at": utc_iso(sweep.now)})
     await sweep.rotation(stale_after, stale_slice)
     sweep.log.info("Beteiligte reconcile sweep done", **sweep.report.summary())
     return sweep.report
+
+
+async def request_full(redis: Any, now: datetime | None = None) -> None:
+    """Ask the cron's next run for a full reconcile (rule 4)."""
+    await redis.set(FULL_REQUEST_KEY, utc_iso(now or datetime.now(UTC)))
+
+
+async def full_requested(redis: Any) -> bool:
+    return bool(await redis.exists(FULL_REQUEST_KEY))
+
+
+async def full_request_done(redis: Any) -> None:
+    await redis.delete(FULL_REQUEST_KEY)

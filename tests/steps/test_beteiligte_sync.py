@@ -21,9 +21,11 @@ from iii_local.testing import MotiaTester
 from services.clients.advoware.api import AdvowareAPI
 from services.clients.espocrm import EspoCRMAPI
 from services.clients.espocrm_webhooks import php_json_encode, sign_body
+from services.parties.reconcile import full_requested, request_full
 from services.parties.state import KEPT_SCOPE, PARTY_SNAPSHOT_SCOPE
 from services.platform.container import advoware_from_settings, espocrm_from_settings
 from services.platform.ledger import SyncKind
+from services.platform.redis import get_redis
 from services.platform.settings import Settings, load_settings
 from simulators.sandbox import Simulators
 from tests.steps.conftest import WEBHOOK_ID, WEBHOOK_SECRET, stack_env
@@ -233,13 +235,19 @@ async def test_delete_in_espocrm_keeps_party_with_matters(
     assert await dead_for(stack, "vmh.beteiligte.delete", rec["id"]) == []
 
 
-async def test_delete_in_advoware_deletes_in_espocrm(stack: MotiaTester, sims: Simulators, espo: EspoCRMAPI, advo: AdvowareAPI) -> None:
+async def test_delete_in_advoware_deletes_in_espocrm(
+    stack: MotiaTester, sims: Simulators, espo: EspoCRMAPI, advo: AdvowareAPI, settings: Settings
+) -> None:
     rec, betnr = await new_party(stack, sims, espo)
     bank = await espo.create_entity(BANK, {"iban": IBAN, "bankName": "Testbank", "beteiligteId": rec["id"]})
     await settle(stack, sims)
     await advo.delete_party(betnr)
+    # a normal sweep lists neither side entirely (the rotation re-verifies it later): ask for a full one
+    redis = get_redis(settings.redis_url)
+    await request_full(redis)
     await trigger_cron_once(stack, CRON_ID, CRON_STEP)  # finds the party missing in Advoware
     await settle(stack, sims)
+    assert not await full_requested(redis)  # done: the request is gone
     ids = {r["id"] async for r in espo.iter_entities(PARTY, select="id")}
     assert rec["id"] not in ids
     assert bank["id"] not in {r["id"] async for r in espo.iter_entities(BANK, select="id")}

@@ -337,6 +337,21 @@ class DeletionGuardSettings(Section):
     """How many tombstones are kept (newest first)."""
 
 
+class PartiesSettings(Section):
+    """The party cron's reconcile (services.parties.reconcile): what each 10-minute run reads
+    besides the changes since its bookmarks."""
+
+    stale_slice: Annotated[int, p.integer(0, 100000)] = Field(20, validation_alias="RECONCILE_STALE_SLICE")
+    """Linked records (parties and bank accounts) re-verified per run, the stalest first:
+    every record is re-verified at least every max(stale_after, N / slice × 10 min) + 10 min
+    (5,000 records: about 42 h). Each costs its sync (about 8 calls with one bank account)."""
+    stale_after_hours: Annotated[float, p.number(exclusive=False)] = Field(24.0, validation_alias="RECONCILE_STALE_AFTER_HOURS")
+    """A record verified (or queued by the rotation) more recently than this is not re-verified."""
+    full_every_hours: Annotated[float, p.number(exclusive=False)] = Field(168.0, validation_alias="RECONCILE_FULL_EVERY_HOURS")
+    """A full reconcile (both sides' parties listed entirely) this long after the last one;
+    0: only when asked (`python -m services.parties full-reconcile`)."""
+
+
 class SimulatorSettings(Section):
     espocrm_port: Port = Field(SIM_DEFAULT_PORTS["espocrm"], validation_alias="SIM_ESPOCRM_PORT")
     advoware_port: Port = Field(SIM_DEFAULT_PORTS["advoware"], validation_alias="SIM_ADVOWARE_PORT")
@@ -365,6 +380,7 @@ class Settings(BaseModel):
     simulators: SimulatorSettings = Field(default_factory=lambda: SimulatorSettings.model_validate({}))
     ledger: LedgerSettings = Field(default_factory=lambda: LedgerSettings.model_validate({}))
     deletes: DeletionGuardSettings = Field(default_factory=lambda: DeletionGuardSettings.model_validate({}))
+    parties: PartiesSettings = Field(default_factory=lambda: PartiesSettings.model_validate({}))
     ops_token: SecretStr | None = None
     """Bearer token of the operator endpoints (GET /ops/ledger, POST /ops/ledger/replay); unset → 503."""
     warnings: tuple[str, ...] = ()
