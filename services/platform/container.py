@@ -63,10 +63,12 @@ def get_redis_client() -> Any:
 def ledger_from_settings(s: Settings, redis: Any) -> Any:
     """A sync ledger (services.platform.ledger.Ledger) on `redis`, configured from the settings."""
     from services.platform.ledger import Ledger
+    from services.platform.ledger.policies import with_concurrency
 
     g = s.ledger
     return Ledger(
         redis,
+        policies=with_concurrency(g.concurrency),
         prefix=g.key_prefix,
         backoff_scale=g.backoff_scale,
         time_box_scale=g.time_box_scale,

@@ -130,6 +130,22 @@ POLICIES: Mapping[SyncKind, SyncPolicy] = {
 
 _BY_TOPIC: dict[str, SyncKind] = {t: p.kind for p in POLICIES.values() for t in p.topics}
 
+MAX_CONCURRENCY = 256
+"""The most runs of one kind a worker may be configured to hold at once."""
+
+
+def with_concurrency(overrides: Mapping[str, int], policies: Mapping[SyncKind, SyncPolicy] = POLICIES) -> dict[SyncKind, SyncPolicy]:
+    """The policies with the configured concurrency (`LEDGER_CONCURRENCY`, kind value → runs at
+    once) in place of the defaults above; kinds not named keep theirs. ValueError for a kind
+    that does not exist or a limit outside 1..MAX_CONCURRENCY (the settings check both first)."""
+    out = dict(policies)
+    for name, limit in overrides.items():
+        kind = SyncKind(name)
+        if not 1 <= int(limit) <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency of {name} must be between 1 and {MAX_CONCURRENCY}, got {limit}")
+        out[kind] = replace(out[kind], concurrency=int(limit))
+    return out
+
 
 def kind_for_topic(topic: str) -> SyncKind:
     """The kind whose handler consumes `topic` (KeyError for a topic no kind owns)."""

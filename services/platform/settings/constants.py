@@ -55,6 +55,9 @@ WEBHOOK_REPLAY_DEFAULT_SECONDS = 600
 """How long an accepted signed webhook body is remembered (ESPOCRM_WEBHOOK_REPLAY_SECONDS):
 the same body again within it is a replay (409). EspoCRM retries a failed batch 10 minutes later."""
 
+ENGINE_QUEUE_CONCURRENCY_DEFAULT = 16
+"""The engine queue's concurrency per subscribed topic when III_QUEUE_CONCURRENCY is unset
+(iii-config.yaml and deploy/iii-config.production.yaml `${III_QUEUE_CONCURRENCY:16}`)."""
 DEFAULT_REST_HOST = "127.0.0.1"
 """The engine's REST bind when III_REST_HOST is unset (iii-config.yaml `${III_REST_HOST:127.0.0.1}`)."""
 PRODUCTION_URL_VARIABLES = (

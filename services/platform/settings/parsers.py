@@ -209,6 +209,28 @@ def key_prefix(value: str) -> str:
     return value
 
 
+def ledger_concurrency(value: str) -> dict[str, int]:
+    """`kind:n,...`: runs of a ledger kind a worker holds at once (kinds of
+    services.platform.ledger.policies.SyncKind, each at most once, n in 1..MAX_CONCURRENCY)."""
+    from services.platform.ledger.policies import MAX_CONCURRENCY, SyncKind
+
+    kinds = {k.value for k in SyncKind}
+    result: dict[str, int] = {}
+    for kind, number in _parse_pairs(value, what="kind:n"):
+        if kind not in kinds:
+            raise ValueError(f"unknown kind {kind!r} (kinds: {', '.join(sorted(kinds))})")
+        if kind in result:
+            raise ValueError(f"kind {kind!r} appears twice")
+        try:
+            limit = int(number)
+        except ValueError:
+            raise ValueError(f"{kind}: expected an integer, got {number!r}") from None
+        if not 1 <= limit <= MAX_CONCURRENCY:
+            raise ValueError(f"{kind}: must be between 1 and {MAX_CONCURRENCY}, got {limit}")
+        result[kind] = limit
+    return result
+
+
 def cron_expression(value: str) -> str:
     from services.platform.ledger.cron import validate_expression
 

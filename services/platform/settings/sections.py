@@ -28,6 +28,7 @@ from services.platform.settings.constants import (
     ADVOWARE_TOKEN_MIN_REFRESH_SECONDS,
     DEFAULT_REDIS_URL,
     DEFAULT_XAI_COLLECTION_RULES,
+    ENGINE_QUEUE_CONCURRENCY_DEFAULT,
     GOOGLE_CALENDAR_SCOPE,
     GOOGLE_PROD_CALENDAR_BASE_URL,
     GOOGLE_PROD_TOKEN_URL,
@@ -320,6 +321,24 @@ class LedgerSettings(Section):
     sweep_batch: Annotated[int, p.integer(1, 10000)] = Field(200, validation_alias="LEDGER_SWEEP_BATCH")
     sweep_max_batches: Annotated[int, p.integer(1, 1000)] = Field(10, validation_alias="LEDGER_SWEEP_MAX_BATCHES")
     """The sweeper re-enqueues at most sweep_batch × sweep_max_batches marks per run."""
+    concurrency: Annotated[dict[str, int], p.env_value(p.ledger_concurrency)] = Field(
+        default_factory=dict, validation_alias="LEDGER_CONCURRENCY"
+    )
+    """`kind:n,...`: runs of a kind one worker holds at once, in place of the defaults of
+    services/platform/ledger/policies.py (kinds not named keep theirs; reasoning in README)."""
+    engine_queue_concurrency: Annotated[int, p.integer(1, 1024)] = Field(
+        ENGINE_QUEUE_CONCURRENCY_DEFAULT, validation_alias="III_QUEUE_CONCURRENCY"
+    )
+    """The engine's queue runs at most this many jobs of one topic at once (the shipped configs
+    read the same variable): a kind configured above it would be capped by the engine."""
+
+    @model_validator(mode="after")
+    def _engine_does_not_cap(self) -> LedgerSettings:
+        over = sorted(k for k, n in self.concurrency.items() if n > self.engine_queue_concurrency)
+        if over:
+            raise ValueError(f"LEDGER_CONCURRENCY for {', '.join(over)} is above III_QUEUE_CONCURRENCY "
+                             f"({self.engine_queue_concurrency}), which would cap it: raise III_QUEUE_CONCURRENCY too")
+        return self
 
 
 class DeletionGuardSettings(Section):
