@@ -18,9 +18,11 @@ Its cost grows with what changed, not with the size of the firm. Rules (`reconci
    side, confirmed by a second read and passed through the deletion guard:
    services.parties.deletes), Advoware bank-account changes (they do not move the party's
    `GeaendertAm`; a party's cron sync lists its accounts and queues theirs) and changes a
-   lost webhook left behind. Every record is re-verified at least every
-   max(stale_after, N / stale_slice × interval) + interval: 5,000 linked records, 20 per
-   10-minute run → about 42 hours. State reads only, no API call.
+   lost webhook left behind. Parties go first among equally stale records: a party's sync
+   re-verifies its bank accounts too. Every record is re-verified at least every
+   max(stale_after, N / stale_slice × interval) + interval, N the linked parties: 5,000
+   parties, 20 per 10-minute run → about 42 hours. State reads only, no API call (the
+   queued syncs cost about 5-6 calls per party: services.parties.executor).
 4. Full reconcile, only when asked (`full=True`: `python -m services.parties
    full-reconcile`) or when `full_every` has passed since the last one: both sides'
    parties are listed entirely and a snapshot whose record is missing from a list is
@@ -243,7 +245,7 @@ class Sweep:
             at = parse_iso(entry.get("at")) if isinstance(entry, dict) else None
             if at is not None:
                 queued[f"{entry.get('topic')}:{entry.get('espoId')}"] = at
-        candidates: list[tuple[datetime, str, str]] = []
+        candidates: list[tuple[datetime, bool, str, str]] = []
         known: set[str] = set()
         for kind in (PARTY, BANK):
             for snap in await self.state.list(kind.snapshot_scope):
@@ -253,10 +255,10 @@ class Sweep:
                 key = f"{kind.topic}:{espo_id}"
                 known.add(key)
                 last = max(parse_iso(snap.get("verifiedAt")) or datetime.min.replace(tzinfo=UTC), queued.get(key) or datetime.min.replace(tzinfo=UTC))
-                if self.now - last >= stale_after:
-                    candidates.append((last, kind.topic, str(espo_id)))
+                if self.now - last >= stale_after:  # a party first: its sync re-verifies its bank accounts too
+                    candidates.append((last, kind is not PARTY, kind.topic, str(espo_id)))
         candidates.sort()
-        for _, topic, espo_id in candidates[:size]:
+        for _, _, topic, espo_id in candidates[:size]:
             if self.queue(topic, espo_id, "stale"):
                 self.report.requeued_stale += 1
             await self.state.set(ROTATION_SCOPE, f"{topic}:{espo_id}", {"topic": topic, "espoId": espo_id, "at": utc_iso(self.now)})

@@ -341,13 +341,14 @@ class FakeAdvoware:
 
     async def list_parties(self, changed_since: Any = None, *, page_size: int = 100, **_: Any) -> AsyncIterator[list[dict[str, Any]]]:
         self.faults.check("advoware", "list")
-        self.calls.append(("GET", party_path()))
         items = [copy.deepcopy(self.parties[n]) for n in sorted(self.parties)]
         if changed_since:
             since = parse_stamp(changed_since) if isinstance(changed_since, str) else changed_since
             items = [p for p in items if parse_stamp(p["GeaendertAm"]) >= since]
-        for i in range(0, len(items), page_size):
-            yield items[i : i + page_size]
+        for i in range(0, len(items) + 1, page_size):  # one call per page, the last one short
+            self.calls.append(("GET", party_path()))
+            if items[i : i + page_size]:
+                yield items[i : i + page_size]
 
     # bank accounts
     async def list_bank_accounts(self, betnr: int) -> list[dict[str, Any]]:
