@@ -356,6 +356,20 @@ class DeletionGuardSettings(Section):
     """How many tombstones are kept (newest first)."""
 
 
+class OpsSettings(Section):
+    """The operators' tools (services.ops): the drift audit's nightly schedule, its bounds, and
+    where its last report is kept."""
+
+    audit_cron: Annotated[str, p.env_value(p.cron_expression)] = Field("0 30 2 * * *", validation_alias="OPS_AUDIT_CRON")
+    """The nightly drift audit (6 fields, seconds first, UTC); it logs a summary and keeps the report."""
+    audit_max_calls: Annotated[int, p.integer(10, 1000000)] = Field(5000, validation_alias="OPS_AUDIT_MAX_CALLS")
+    """API calls one audit may make (all systems together); past it the report says what it did not check."""
+    audit_max_seconds: Annotated[float, p.number()] = Field(900.0, validation_alias="OPS_AUDIT_MAX_SECONDS")
+    """How long the cron's audit may run (an audit started over HTTP stops earlier, within the REST timeout)."""
+    key_prefix: Annotated[str, p.env_value(p.key_prefix)] = Field("ops", validation_alias="OPS_KEY_PREFIX")
+    """Redis keys `{prefix}:audit:last` (the last report) and `{prefix}:audit:history` (summaries)."""
+
+
 class PartiesSettings(Section):
     """The party cron's reconcile (services.parties.reconcile): what each 10-minute run reads
     besides the changes since its bookmarks."""
@@ -400,8 +414,9 @@ class Settings(BaseModel):
     ledger: LedgerSettings = Field(default_factory=lambda: LedgerSettings.model_validate({}))
     deletes: DeletionGuardSettings = Field(default_factory=lambda: DeletionGuardSettings.model_validate({}))
     parties: PartiesSettings = Field(default_factory=lambda: PartiesSettings.model_validate({}))
+    ops: OpsSettings = Field(default_factory=lambda: OpsSettings.model_validate({}))
     ops_token: SecretStr | None = None
-    """Bearer token of the operator endpoints (GET /ops/ledger, POST /ops/ledger/replay); unset → 503."""
+    """Bearer token of the operator endpoints (`/ops/...`, services.ops.api); unset → 503."""
     warnings: tuple[str, ...] = ()
     """Non-fatal remarks (e.g. webhooks unauthenticated): log them at start-up."""
 
@@ -448,4 +463,5 @@ class Settings(BaseModel):
             "ledger": {"key_prefix": self.ledger.key_prefix, "sweep_cron": self.ledger.sweep_cron,
                        "backoff_scale": self.ledger.backoff_scale, "grace_seconds": self.ledger.grace_seconds},
             "ops_api_enabled": self.ops_token is not None,
+            "ops_audit_cron": self.ops.audit_cron,
         }
