@@ -5,14 +5,19 @@ error mapping and retries. Knows nothing of Motia.
 `services.clients.errors`: connection trouble and timeouts become `ApiConnectionError`,
 error statuses become `ApiError` (subclass by status) with the server's reason
 (`X-Status-Reason`, or the body's `error`/`message`) and `Retry-After`.
-Retryable ones are retried by the client's `RetryPolicy`.
+Retryable ones are retried by the client's `RetryPolicy`. Inside `metered(CallMeter(limit))`
+every request is counted and the one past the limit refused (`CallBudgetSpent`): bounded runs
+such as the operators' drift audit (services.ops) stay within a call budget.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
 import aiohttp
@@ -53,6 +58,47 @@ def connection_errors(service: str, method: str, path: str) -> Iterator[None]:
         raise ApiConnectionError(service, f"{method} {path} timed out", timeout=True) from exc
     except aiohttp.ClientError as exc:
         raise ApiConnectionError(service, f"{method} {path}: {exc}") from exc
+
+
+class CallBudgetSpent(Exception):
+    """A bounded run's call budget (`CallMeter.limit`) is spent: the request was not sent.
+    Not an IntegrationError, so it is never retried."""
+
+
+@dataclass
+class CallMeter:
+    """Counts the HTTP requests sent inside `metered(meter)` (per client service, every
+    attempt, retries and token fetches included) and refuses the one past `limit`."""
+
+    limit: int | None = None
+    calls: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.total)
+
+    def spend(self, service: str) -> None:
+        if self.limit is not None and self.total >= self.limit:
+            raise CallBudgetSpent(f"call budget of {self.limit} spent")
+        self.calls[service] += 1
+
+
+_METER: ContextVar[CallMeter | None] = ContextVar("bitbylaw_call_meter", default=None)
+
+
+@contextlib.contextmanager
+def metered(meter: CallMeter) -> Iterator[CallMeter]:
+    """Count (and bound) every request the clients send in this context and the tasks it
+    starts (services.ops: the drift audit and the entity view are bounded in calls)."""
+    token = _METER.set(meter)
+    try:
+        yield meter
+    finally:
+        _METER.reset(token)
 
 
 class RequestParts(TypedDict, total=False):
@@ -136,7 +182,11 @@ class JsonHttpClient:
         self, method: str, path: str, headers: Mapping[str, str], parts: RequestParts
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send one request to `path` with exactly `headers` (the caller adds auth) and the
-        parts' params/body; connection trouble inside the block becomes ApiConnectionError."""
+        parts' params/body; connection trouble inside the block becomes ApiConnectionError.
+        Inside `metered(meter)` the request is counted first (CallBudgetSpent past its limit)."""
+        meter = _METER.get()
+        if meter is not None:
+            meter.spend(self.service)
         session = await self._get_session()
         with connection_errors(self.service, method, path):
             async with session.request(

@@ -4,6 +4,9 @@
 (`info/warn/error/debug(message, data=None)`) when a context is given, else through the
 stdlib logger `bitbylaw.<name>`. Structured fields go as `data`, redacted.
 
+Every line logged inside a queued run is also kept for that run's entity
+(services.platform.activity: the operators' "recent log lines and trace ids").
+
 `redact()` / `redact_mapping()` mask values whose key looks secret (contains key, secret,
 token, password, authorization, signature, cookie, credential, hmac) and credentials
 embedded in strings (`Bearer …`, `Basic …`, `user:password@` in URLs).
@@ -16,6 +19,8 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from services.platform import activity as _activity
 
 MASK = "***"
 
@@ -156,6 +161,7 @@ class ServiceLogger:
     def _emit(self, level: str, message: str, data: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> None:
         payload = self._payload(data, fields)
         message = redact_text(str(message))
+        _activity.note(level, message, payload)
         ctx_logger = getattr(self.ctx, "logger", None) if self.ctx is not None else None
         if ctx_logger is not None:
             method = getattr(ctx_logger, level, None)

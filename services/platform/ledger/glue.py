@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from services.clients.errors import IntegrationError, LockBusyError, is_retryable
+from services.platform import activity
 from services.platform.ledger.policies import SyncKind
 from services.platform.ledger.store import (
     BeginOutcome,
@@ -114,6 +115,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _log(ctx: Any, level: str, message: str, data: dict[str, Any]) -> None:
+    activity.note(level, message, data)
     logger = getattr(ctx, "logger", None)
     if logger is None:
         return
@@ -192,6 +194,28 @@ _DEFAULT: Any = object()
 
 
 async def run_marked(
+    ledger: Ledger,
+    kind: SyncKind,
+    entity_id: str,
+    event: Mapping[str, Any],
+    ctx: Any,
+    work: Work,
+    *,
+    on_dead: OnDead | None = _DEFAULT,
+) -> RunReport:
+    """Run one queued sync under the ledger (`_run_marked`), keeping the lines it logs as the
+    entity's recent activity (services.platform.activity, `{prefix}:log:{kind}:{entity_id}`,
+    with `ctx.trace_id`), written when the run ends however it ends."""
+    kind = SyncKind(kind)
+    trace_id = getattr(ctx, "trace_id", None)
+    with activity.collecting(f"{kind.value}:{entity_id}", trace_id if isinstance(trace_id, str) else None) as lines:
+        try:
+            return await _run_marked(ledger, kind, entity_id, event, ctx, work, on_dead=on_dead)
+        finally:
+            await activity.ActivityLog(ledger.redis, ledger.prefix).flush(lines)
+
+
+async def _run_marked(
     ledger: Ledger,
     kind: SyncKind,
     entity_id: str,
