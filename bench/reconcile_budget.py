@@ -19,9 +19,10 @@ sync, and the snapshots (services.parties.state) that say so. The reconciler
 Each scenario's baseline is the reconciler before issue #16 (`git show BASELINE:...`), run in
 the same process against a copy of the same state (`before_*`).
 
-Calendar: one employee with 200 appointments in the window and their Google events, synced
-once; then an idle run [goal: 0 writes; its reads: one Advoware window listing
-(TermineActiveSync from/to) and one Google listing with the stored syncToken].
+Calendar: one employee with 200 appointments and their Google events, synced once, 5 of them
+then moved far beyond the window (read once by FrNr, then parked); then an idle run [goal:
+0 writes; its reads: one Advoware window listing (TermineActiveSync from/to) and one Google
+listing with the stored syncToken; before: every pair outside the window read on every run].
 """
 
 from __future__ import annotations
@@ -164,18 +165,17 @@ async def post(url: str, body: Any) -> None:
             assert r.status < 400, await r.text()
 
 
-def baseline_module() -> ModuleType | None:
-    """services/parties/reconcile.py as it was at BASELINE, or None without the history."""
+def baseline_module(path: str) -> ModuleType | None:
+    """The module at `path` as it was at BASELINE, or None without the history."""
     try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE}:services/parties/reconcile.py"],
-                                capture_output=True, text=True, check=True).stdout
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE}:{path}"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    spec = importlib.util.spec_from_loader("reconcile_before_issue16", loader=None)
+    spec = importlib.util.spec_from_loader(path.replace("/", "_").removesuffix(".py") + "_before_issue16", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
-    exec(compile(source, f"{BASELINE}:services/parties/reconcile.py", "exec"), module.__dict__)  # noqa: S102 - our own history
+    exec(compile(source, f"{BASELINE}:{path}", "exec"), module.__dict__)  # noqa: S102 - our own history
     return module
 
 
@@ -201,7 +201,7 @@ async def parties_budget(sims: Simulators, settings: Any, logs: Logs, out: dict[
         await post(f"{sims.advoware.url}/_sim/seed", advo_seed)
         state = CountingState()
         state.data = copy.deepcopy(snaps)
-        before = baseline_module()
+        before = baseline_module("services/parties/reconcile.py")
         log = get_service_logger("bench")
         out.update(parties=PARTIES, bank_accounts=len(espo_seed["entities"]["CBankverbindungen"]))
         await advo.get_party(100000)  # the token, once
@@ -276,6 +276,18 @@ async def calendar_budget(sims: Simulators, settings: Any, logs: Logs, out: dict
 
         first = await employee().run()
         out.update(calendar_appointments=APPOINTMENTS, calendar_first_writes=first.write_count)
+        # 5 appointments moved far beyond the window: each is read once by its FrNr, then parked
+        moved = [{**t, "_day": cal.sync_future_days + 40} for t in termine[:5]]
+        await post(f"{sims.advoware.url}/_sim/seed", {"Termine": moved})
+        await employee().run()
+        before = baseline_module("services/calendar/sync.py")
+        if before is not None:
+            await logs.clear()
+            old_state = MemoryState()
+            old_state.data = copy.deepcopy(state.data)
+            await before.EmployeeSync("MM", CAL, advoware=advo, google=google, state=old_state, settings=cal, logger=log).run()
+            old_calls = await logs.calls()
+            out["before_calendar_idle_reads"] = sum(1 for system in ("google", "advoware") for c in old_calls[system] if c["method"] == "GET")
         await logs.clear()
         idle = await employee().run()
         calls = await logs.calls()
@@ -285,6 +297,7 @@ async def calendar_budget(sims: Simulators, settings: Any, logs: Logs, out: dict
         out.update(
             calendar_idle_writes=writes,
             calendar_idle_planned_writes=idle.write_count,
+            calendar_idle_reads=len(g_reads) + len(a_reads),
             calendar_idle_google_reads=len(g_reads),
             calendar_idle_advoware_reads=len(a_reads),
             calendar_idle_google_mode=idle.google_mode.value,

@@ -38,6 +38,7 @@ from typing import Any
 from services.calendar.advoware_mapping import CalendarItem, advoware_modified, belongs_to, item_from_advoware
 from services.calendar.google_mapping import (
     event_frnr,
+    google_hash,
     is_cancelled,
     is_syncable_event,
     item_from_google,
@@ -203,6 +204,29 @@ def verification_needed(
     if google_full:
         event_ids = {p.event_id for p in pairs.values() if p.event_id not in events}
     return frnrs, event_ids
+
+
+def parked_this_run(
+    pairs: Mapping[int, Pair], parked: Mapping[int, str], today: str, events: Mapping[str, Mapping[str, Any]], pending: Iterable[str]
+) -> set[int]:
+    """Paired appointments not to read this run: parked (found outside the listed window by a
+    read of their own) already `today`, and their Google event neither changed in `events`
+    (content other than the pair's fingerprint: our own write-backs do not count) nor
+    `pending`. They are read again the next day, when their event changes, or when the
+    window lists them; until then their pair is skipped (an Advoware change or deletion out
+    there is seen within a day)."""
+    waiting = set(pending)
+
+    def unchanged(pair: Pair) -> bool:
+        event = events.get(pair.event_id)
+        if event is None:
+            return pair.event_id not in waiting
+        try:
+            return not is_cancelled(event) and google_hash(event) == pair.g_hash
+        except (ValueError, TypeError, KeyError):
+            return False
+
+    return {frnr for frnr, day in parked.items() if day == today and frnr in pairs and unchanged(pairs[frnr])}
 
 
 def _google_item(plan: SyncPlan, event: Mapping[str, Any]) -> CalendarItem | None:
@@ -404,6 +428,7 @@ __all__ = [
     "SyncInput",
     "SyncPlan",
     "WRITE_KINDS",
+    "parked_this_run",
     "plan_sync",
     "verification_needed",
 ]

@@ -6,13 +6,15 @@ Reading: Advoware has no change feed, so the window (today in Berlin − past da
 + future days) is listed every run; Google is read incrementally with the stored sync
 token (none, `full=True`, or 410 → a full list of the window). Pairs whose appointment is
 not in the list are fetched one by one (`get_appointment`: 404 = certainly deleted,
-found = moved out of the window or reassigned); after a full Google list, paired events
-missing from it are fetched too. Deletes caused by a gone counterpart are confirmed by a
+found = moved out of the window or reassigned); one found out there is *parked* and read
+again once a day, or when Google reports a change of its event (plan.parked_this_run), so
+an idle run reads the window and the token's changes only and writes nothing. After a full
+Google list, paired events missing from it are fetched too. Deletes caused by a gone counterpart are confirmed by a
 second read and pass the deletion guard first (services.calendar.deletes).
 
 State per employee (scope `calendar_sync`, key = Kürzel): the Google sync token, the pairs
-`{FrNr: [eventId, advowareFingerprint, googleFingerprint]}` and the ids of events whose
-change could not be applied (re-read next run). Progress is saved also when a run fails,
+`{FrNr: [eventId, advowareFingerprint, googleFingerprint]}`, the ids of events whose
+change could not be applied (re-read next run) and the parked pairs `{FrNr: day read}`. Progress is saved also when a run fails,
 with the old sync token, so a retry neither repeats nor loses work. Status per employee
 (scope `calendar_sync_status`): last run, result, counts, error.
 """
@@ -22,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import time as _time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from enum import StrEnum
 from typing import Any, NotRequired, Protocol, TypedDict, TypeVar, Unpack
 
 from services.calendar.advoware_mapping import BERLIN, advoware_fields, advoware_hash
@@ -37,7 +37,8 @@ from services.calendar.google_mapping import (
     is_cancelled,
     is_syncable_event,
 )
-from services.calendar.plan import Action, ActionKind, Pair, SyncInput, SyncPlan, plan_sync, verification_needed
+from services.calendar.plan import Action, ActionKind, Pair, SyncInput, SyncPlan, parked_this_run, plan_sync, verification_needed
+from services.calendar.run_state import EmployeeState, GoogleReadMode, RunResult, SyncReport
 from services.clients.advoware.paths import TerminField as F
 from services.clients.errors import IntegrationError, NotFoundError, ValidationError, is_retryable
 from services.clients.google_calendar import SyncTokenExpired
@@ -50,22 +51,8 @@ STATUS_SCOPE = "calendar_sync_status"
 LOCK_STEP = "calendar_sync"
 LOCK_ENTITY_TYPE = "Mitarbeiter"
 READ_CONCURRENCY = 8
-STATE_VERSION = 1
 
 T = TypeVar("T")
-
-
-class RunResult(StrEnum):
-    OK = "ok"
-    PARTIAL = "partial"
-    """The run finished, but some items failed permanently (see `item_errors`)."""
-    FAILED = "failed"
-
-
-class GoogleReadMode(StrEnum):
-    INCREMENTAL = "incremental"
-    FULL = "full"
-    FULL_AFTER_410 = "full_after_410"
 
 
 class Logger(Protocol):
@@ -74,88 +61,6 @@ class Logger(Protocol):
     def warn(self, message: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None: ...
 
     def error(self, message: str, data: Mapping[str, Any] | None = None, **fields: Any) -> None: ...
-
-
-@dataclass
-class EmployeeState:
-    """What is remembered between runs for one employee."""
-
-    sync_token: str | None = None
-    pairs: dict[int, Pair] = field(default_factory=dict)
-    pending_events: set[str] = field(default_factory=set)
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "sync_token": self.sync_token,
-            "pairs": {str(frnr): p.to_state() for frnr, p in self.pairs.items()},
-            "pending_events": sorted(self.pending_events),
-        }
-
-    @classmethod
-    def from_state(cls, doc: Any) -> EmployeeState:
-        if not isinstance(doc, Mapping):
-            return cls()
-        pairs: dict[int, Pair] = {}
-        for frnr, value in (doc.get("pairs") or {}).items():
-            try:
-                pairs[int(frnr)] = Pair.from_state(frnr, value)
-            except (TypeError, ValueError):
-                continue
-        return cls(
-            sync_token=doc.get("sync_token") or None,
-            pairs=pairs,
-            pending_events={str(e) for e in doc.get("pending_events") or []},
-        )
-
-
-@dataclass
-class SyncReport:
-    kuerzel: str
-    calendar_id: str
-    google_mode: GoogleReadMode
-    window: tuple[date, date]
-    advoware_listed: int = 0
-    google_seen: int = 0
-    verified_appointments: int = 0
-    verified_events: int = 0
-    planned: dict[str, int] = field(default_factory=dict)
-    writes: dict[str, int] = field(default_factory=dict)
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
-    item_errors: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    pairs: int = 0
-    seconds: float = 0.0
-
-    @property
-    def write_count(self) -> int:
-        return sum(self.writes.values())
-
-    @property
-    def result(self) -> RunResult:
-        return RunResult.PARTIAL if self.item_errors else RunResult.OK
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kuerzel": self.kuerzel,
-            "calendar_id": self.calendar_id,
-            "result": self.result.value,
-            "google_mode": self.google_mode.value,
-            "window": [self.window[0].isoformat(), self.window[1].isoformat()],
-            "advoware_listed": self.advoware_listed,
-            "google_seen": self.google_seen,
-            "verified_appointments": self.verified_appointments,
-            "verified_events": self.verified_events,
-            "planned": self.planned,
-            "writes": self.writes,
-            "write_count": self.write_count,
-            "conflicts": self.conflicts[:50],
-            "conflict_count": len(self.conflicts),
-            "item_errors": self.item_errors[:50],
-            "notes": self.notes[:50],
-            "pairs": self.pairs,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def berlin_today(now: datetime | None = None) -> date:
@@ -204,7 +109,9 @@ class EmployeeSync:
         self.settings = options["settings"]
         self.log = options["logger"]
         self.full = options.get("full", False)
-        self.window = sync_window(self.settings, options.get("today") or berlin_today())
+        self.today = options.get("today") or berlin_today()
+        self.window = sync_window(self.settings, self.today)
+        self.parked: dict[int, str] = {}
         self.emp = EmployeeState()
         self.report = SyncReport(kuerzel, calendar_id, GoogleReadMode.INCREMENTAL, self.window)
         guard = options.get("guard") or LocalDeletionGuard()
@@ -254,6 +161,9 @@ class EmployeeSync:
 
         frnrs, event_ids = verification_needed(self.emp.pairs, appointments.keys(), events, google_full=google_full)
         event_ids |= {e for e in self.emp.pending_events if e not in events}
+        today = self.today.isoformat()
+        parked = parked_this_run(self.emp.pairs, self.emp.parked, today, events, self.emp.pending_events)
+        frnrs -= parked
         deleted: set[int] = set()
 
         async def fetch_appointment(frnr: int) -> None:
@@ -270,8 +180,10 @@ class EmployeeSync:
         await _gather_limited(sorted(event_ids), fetch_event)
         # An event fetched for verification may reference an appointment we have not seen yet.
         more, _ = verification_needed(self.emp.pairs, appointments.keys(), {e: events[e] for e in event_ids}, google_full=False)
+        more -= parked
         await _gather_limited(sorted(more - frnrs - deleted), fetch_appointment)
         self.report.verified_appointments = len(frnrs | more)
+        self.parked = {f: today for f in frnrs | more if f in appointments} | {f: self.emp.parked[f] for f in parked}
         self.report.verified_events = len(event_ids)
         inp = SyncInput(
             kuerzel=self.kuerzel,
@@ -428,6 +340,7 @@ class EmployeeSync:
             raise
         self.emp.sync_token = new_token
         self.emp.pending_events = pending
+        self.emp.parked = {f: day for f, day in self.parked.items() if f in self.emp.pairs}
         await self._save()
         self.report.seconds = _time.monotonic() - started
         return self.report
