@@ -34,6 +34,13 @@ TARGETS: list[tuple[str, str, str, float, str | None]] = [
     ("calendar_diff", "cpu_s", "<", 1.0, None),
     ("calendar_diff", "planned_writes", "==", 140.0, "expected_writes"),
     ("calendar_diff_idle", "planned_writes", "==", 0.0, None),
+    ("reconcile_budget", "idle_calls", "<", 10.0, "before_idle_calls"),
+    ("reconcile_budget", "changed_calls", "<", 10.0, "before_changed_calls"),
+    ("reconcile_budget", "changed_queued", "==", 6.0, None),
+    ("reconcile_budget", "echo_queued", "==", 0.0, None),
+    ("reconcile_budget", "rotation_queued", "==", 20.0, "before_rotation_queued"),
+    ("reconcile_budget", "calendar_idle_writes", "==", 0.0, None),
+    ("reconcile_budget", "calendar_idle_reads", "<", 3.0, "before_calendar_idle_reads"),
 ]
 
 
