@@ -14,11 +14,12 @@ the Motia FlowContext in production and iii_local.testing.mock_context() in test
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from services.clients.errors import IntegrationError, LockBusyError, is_retryable
 from services.platform import activity
@@ -193,29 +194,28 @@ async def _default_on_dead(kind: SyncKind) -> OnDead | None:
 _DEFAULT: Any = object()
 
 
+RunFunction = TypeVar("RunFunction", bound=Callable[..., Awaitable[RunReport]])
+
+
+def _keeps_activity(run: RunFunction) -> RunFunction:
+    """The lines a run logs are kept as its entity's recent activity (services.platform.activity,
+    `{prefix}:log:{kind}:{entity_id}`, with `ctx.trace_id`), written when the run ends however it ends."""
+
+    @functools.wraps(run)
+    async def keeping(ledger: Ledger, kind: SyncKind, entity_id: str, event: Mapping[str, Any], ctx: Any, work: Work,
+                      **options: Any) -> RunReport:
+        trace_id = getattr(ctx, "trace_id", None)
+        with activity.collecting(f"{SyncKind(kind).value}:{entity_id}", trace_id if isinstance(trace_id, str) else None) as lines:
+            try:
+                return await run(ledger, kind, entity_id, event, ctx, work, **options)
+            finally:
+                await activity.ActivityLog(ledger.redis, ledger.prefix).flush(lines)
+
+    return cast(RunFunction, keeping)
+
+
+@_keeps_activity
 async def run_marked(
-    ledger: Ledger,
-    kind: SyncKind,
-    entity_id: str,
-    event: Mapping[str, Any],
-    ctx: Any,
-    work: Work,
-    *,
-    on_dead: OnDead | None = _DEFAULT,
-) -> RunReport:
-    """Run one queued sync under the ledger (`_run_marked`), keeping the lines it logs as the
-    entity's recent activity (services.platform.activity, `{prefix}:log:{kind}:{entity_id}`,
-    with `ctx.trace_id`), written when the run ends however it ends."""
-    kind = SyncKind(kind)
-    trace_id = getattr(ctx, "trace_id", None)
-    with activity.collecting(f"{kind.value}:{entity_id}", trace_id if isinstance(trace_id, str) else None) as lines:
-        try:
-            return await _run_marked(ledger, kind, entity_id, event, ctx, work, on_dead=on_dead)
-        finally:
-            await activity.ActivityLog(ledger.redis, ledger.prefix).flush(lines)
-
-
-async def _run_marked(
     ledger: Ledger,
     kind: SyncKind,
     entity_id: str,
