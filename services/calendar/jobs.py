@@ -15,6 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from services.clients.errors import ValidationError
 from services.platform.models import SyncSource
+from services.platform.rejected import Rejected
 
 TOPIC_SYNC_ALL = "calendar.sync.all"
 TOPIC_SYNC_EMPLOYEE = "calendar.sync.employee"
@@ -68,11 +69,8 @@ def parse_job(model: type[_Job], data: Any) -> Any:
         raise ValidationError(f"invalid {model.__name__}: {exc.errors(include_url=False)}") from exc
 
 
-class RequestRejected(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class RequestRejected(Rejected):
+    """A calendar sync request refused: bad body (400), unknown Kürzel (404)."""
 
 
 def parse_request(body: Any, query: Mapping[str, Any], mapping: Mapping[str, str]) -> SyncRequest:

@@ -24,20 +24,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.platform.rejected import Rejected
+
 ENGINE_JSON_MARK = "application/json"
 """views.rs 251: `content_type.contains("application/json")` decides parsed vs streamed."""
 
 
 @dataclass
-class ProxyError(Exception):
-    """The proxy itself answers (nothing, or nothing more, goes to Advoware)."""
+class ProxyError(Rejected):
+    """The proxy itself answers (nothing, or nothing more, goes to Advoware), with `headers`
+    of its own (Retry-After, WWW-Authenticate)."""
 
-    status: int
-    reason: str
     headers: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.status}: {self.reason}"
 
 
 def header_value(headers: Mapping[str, Any] | None, name: str) -> str:

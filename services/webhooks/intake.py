@@ -53,6 +53,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from services.clients.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
+from services.platform.rejected import Rejected
 from services.platform.settings import Settings, WebhookAuthMode
 
 TOKEN_QUERY_PARAM = "token"
@@ -67,15 +68,8 @@ query string in its HTTP span (`url.query`, `url.full`: engine/src/modules/rest_
 dynamic_handler) and redacts this header in its debug log (views.rs SENSITIVE_HEADERS)."""
 
 
-@dataclass
-class WebhookRejected(Exception):
-    """The whole request is refused (nothing queued)."""
-
-    status: int
-    reason: str
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.reason}
+class WebhookRejected(Rejected):
+    """The whole webhook request is refused (nothing queued)."""
 
 
 @dataclass(frozen=True)

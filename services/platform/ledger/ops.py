@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from services.platform.ledger.policies import SyncKind
 from services.platform.ledger.store import Ledger, MarkResult
+from services.platform.rejected import Rejected
 
 MAX_LIMIT = 1000
 MAX_REPLAY_IDS = 1000
 
 
-@dataclass
-class OpsRejected(Exception):
-    status: int
-    message: str
+class OpsRejected(Rejected):
+    """An operators' request refused (no OPS_TOKEN, a wrong one, bad parameters)."""
 
-    def body(self) -> dict[str, Any]:
-        return {"error": self.message}
+    @property
+    def message(self) -> str:
+        """The reason, under the name src/glue/ops.py and services.ops read it by."""
+        return self.reason
 
 
 def authorize(headers: Mapping[str, Any] | None, expected: str | None) -> None:

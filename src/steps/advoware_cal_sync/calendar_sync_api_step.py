@@ -46,12 +46,12 @@ async def handler(request, ctx):
         caller = await authenticate(headers, settings, limiter_for(settings), client_address(headers))
     except ProxyError as exc:
         ctx.logger.warn(f"calendar sync request refused: {exc.reason}", {"status": exc.status})
-        return json_response(exc.status, {"error": exc.reason}, exc.headers)
+        return json_response(exc.status, exc.body(), exc.headers)
     try:
         req = parse_request(request.body, request.query_params or {}, settings.calendar.mapping)
     except RequestRejected as exc:
-        ctx.logger.warn(f"calendar sync request refused: {exc.message}", {"status": exc.status})
-        return json_response(exc.status, {"error": exc.message})
+        ctx.logger.warn(f"calendar sync request refused: {exc.reason}", {"status": exc.status})
+        return json_response(exc.status, exc.body())
     if req.kuerzel is not None:
         job = EmployeeSyncJob(kuerzel=req.kuerzel, full=req.full, source=SyncSource.MANUAL)
         event = {"topic": TOPIC_SYNC_EMPLOYEE, "data": job.to_queue()}

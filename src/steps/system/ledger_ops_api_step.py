@@ -20,7 +20,7 @@ async def handler(request, ctx):
         kind, dead, limit = parse_view_query(request.query_params)
         return json_response(200, await ledger_view(get_ledger(), kind=kind, dead=dead, limit=limit))
     except OpsRejected as exc:
-        ctx.logger.warn(f"ledger view refused: {exc.message}", {"status": exc.status})
+        ctx.logger.warn(f"ledger view refused: {exc.reason}", {"status": exc.status})
         return json_response(exc.status, exc.body())
     except LedgerError as exc:
         return json_response(503, {"error": str(exc)})

@@ -27,7 +27,7 @@ async def handler(request, ctx):
         kind, ids = parse_replay_body(request.body)
         replayed = await get_ledger().replay(kind, ids)
     except OpsRejected as exc:
-        ctx.logger.warn(f"ledger replay refused: {exc.message}", {"status": exc.status})
+        ctx.logger.warn(f"ledger replay refused: {exc.reason}", {"status": exc.status})
         return json_response(exc.status, exc.body())
     except LedgerError as exc:
         return json_response(503, {"error": str(exc)})
