@@ -17,7 +17,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-# The project's one command, `iii-cli` (pyproject.toml [project.scripts]): an editable install
+# The project's commands, `iii-cli` and `bitbylaw-ops` (pyproject.toml [project.scripts]; the one
+# pip call installs both, the first stands for them): an editable install
 # of this checkout, nothing else, built by the venv's own setuptools (hash-pinned in
 # requirements-dev.txt; no build isolation, so nothing unpinned is fetched).
 $(VENV)/bin/iii-cli: pyproject.toml $(STAMP)
