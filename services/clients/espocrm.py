@@ -18,10 +18,7 @@ from enum import Enum, StrEnum
 from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
-import aiohttp
-
-from services.clients.http import JsonHttpClient, RequestParts
-from services.clients.retry import DEFAULT_POLICY, RetryPolicy
+from services.clients.http import HttpOptions, JsonHttpClient, RequestParts
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -118,11 +115,9 @@ class EspoCRMAPI(JsonHttpClient):
         api_key: str,
         *,
         api_secret: str | None = None,
-        timeout: float = 30.0,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
-        session: aiohttp.ClientSession | None = None,
+        **http: Unpack[HttpOptions],
     ) -> None:
-        super().__init__(base_url, timeout=timeout, retry_policy=retry_policy, session=session)
+        super().__init__(base_url, **http)
         self.api_key = api_key
         self.api_secret = api_secret
 

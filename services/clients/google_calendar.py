@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 from urllib.parse import quote
 
 import aiohttp
@@ -38,7 +38,7 @@ from services.clients.errors import (
     NotFoundError,
     ValidationError,
 )
-from services.clients.http import JsonHttpClient
+from services.clients.http import HttpOptions, JsonHttpClient
 from services.clients.retry import DEFAULT_POLICY, RetryPolicy
 
 GOOGLE_CALENDAR_BASE_URL = "https://www.googleapis.com/calendar/v3"
@@ -249,11 +249,9 @@ class GoogleCalendarAPI(JsonHttpClient):
         base_url: str = GOOGLE_CALENDAR_BASE_URL,
         *,
         token_provider: TokenProvider,
-        timeout: float = 30.0,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
-        session: aiohttp.ClientSession | None = None,
+        **http: Unpack[HttpOptions],
     ) -> None:
-        super().__init__(base_url, timeout=timeout, retry_policy=retry_policy, session=session)
+        super().__init__(base_url, **http)
         self.token_provider = token_provider
 
     async def auth_headers(self) -> dict[str, str]:

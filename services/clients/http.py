@@ -129,6 +129,15 @@ async def error_from_response(service: str, resp: aiohttp.ClientResponse) -> Api
     )
 
 
+class HttpOptions(TypedDict, total=False):
+    """The transport options of every client, handed on to `JsonHttpClient` (its defaults:
+    30 s total timeout, DEFAULT_POLICY, a session of its own)."""
+
+    timeout: float
+    retry_policy: RetryPolicy
+    session: aiohttp.ClientSession | None
+
+
 class JsonHttpClient:
     """A small async JSON client around one lazily created aiohttp session."""
 

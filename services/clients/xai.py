@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import IO, Any, Union
+from typing import IO, Any, Union, Unpack
 
 import aiohttp
 from aiohttp import payload as aiohttp_payload
@@ -33,7 +33,7 @@ from services.clients.errors import (
     ValidationError,
     is_retryable,
 )
-from services.clients.http import JsonHttpClient, connection_errors, error_from_response
+from services.clients.http import HttpOptions, JsonHttpClient, connection_errors, error_from_response
 from services.clients.retry import RetryPolicy, retry_async
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,8 @@ class _UploadSource:
 class _BearerClient(JsonHttpClient):
     """A JsonHttpClient sending `Authorization: Bearer <key>`."""
 
-    def __init__(self, service: str, base_url: str, key: str, **kwargs: Any) -> None:
-        super().__init__(base_url, **kwargs)
+    def __init__(self, service: str, base_url: str, key: str, **http: Unpack[HttpOptions]) -> None:
+        super().__init__(base_url, **http)
         self.service = service
         self._key = key
 
@@ -190,7 +190,7 @@ class XAIAPI:
     ) -> None:
         if not api_key or not management_key:
             raise ConfigError("XAIAPI needs both the API key and the management key")
-        common: dict[str, Any] = {"timeout": timeout, "retry_policy": retry_policy, "session": session}
+        common = HttpOptions(timeout=timeout, retry_policy=retry_policy, session=session)
         self.files = _BearerClient("xai", api_base_url, api_key, **common)
         self.management = _BearerClient("xai-management", management_base_url, management_key, **common)
         self.retry_policy = retry_policy
