@@ -1,0 +1,133 @@
+"""The entity view and the audit's executor against the four simulators in this process (no
+engine, no worker): what they read, that they stay within their call budget, and that a system
+that fails is named instead of failing the answer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from iii_local.testing import MemoryState, mock_context
+from services.calendar.sync import STATE_SCOPE
+from services.ops.audit.executor import run_audit
+from services.ops.audit.model import Check
+from services.ops.entities import parse_ref
+from services.ops.resync import resync
+from services.ops.status import VIEW_MAX_CALLS, entity_status
+from services.ops.systems import Systems
+from services.platform.container import advoware_from_settings, espocrm_from_settings, google_calendar_from_settings, xai_from_settings
+from services.platform.deletion_guard import LocalDeletionGuard
+from services.platform.ledger import Ledger, SyncKind
+from services.platform.settings import load_settings
+from simulators.sandbox import Simulators, start_simulators
+
+RK = "Raeumungsklage"
+DOC = "CDokumente"
+
+
+@dataclass
+class World:
+    systems: Systems
+    sims: Simulators
+
+    async def sim(self, url: str, method: str, path: str, body: Any = None) -> Any:
+        async with aiohttp.ClientSession() as s:
+            async with s.request(method, url + path, json=body) as resp:
+                assert resp.status < 400, await resp.text()
+                return await resp.json()
+
+
+@pytest.fixture
+async def world(redis_url: str) -> AsyncIterator[World]:
+    base = {"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env", "REDIS_URL": redis_url}
+    sims = await start_simulators(load_settings(base), demo=False, use_configured_ports=False)
+    settings = load_settings({**base, **sims.env()})
+    redis = aioredis.Redis.from_url(redis_url)
+    systems = Systems(espocrm_from_settings(settings), xai_from_settings(settings), advoware_from_settings(settings),
+                      google_calendar_from_settings(settings), MemoryState(), Ledger(redis, prefix=f"opst{uuid.uuid4().hex[:6]}"),
+                      settings, LocalDeletionGuard())
+    yield World(systems, sims)
+    for client in (systems.espocrm, systems.xai, systems.advoware, systems.google):
+        await client.close()
+    await redis.aclose()
+    await sims.stop()
+
+
+async def synced_document(w: World) -> tuple[dict[str, Any], str, str]:
+    """An eviction case with its collection and a document whose file is in it, marked clean."""
+    s = w.systems
+    rk = await s.espocrm.create_entity(RK, {"name": "RK Ops", "status": "Offen"})
+    col = await s.xai.create_collection("RK Ops", {"espocrm_entity_type": RK, "espocrm_entity_id": rk["id"]})
+    cid = str(col["collection_id"])
+    await s.espocrm.update_entity(RK, rk["id"], {"xaiCollectionId": cid})
+    fid = await s.xai.upload_file("vertrag.txt", b"Vertrag", "text/plain")
+    await s.xai.add_to_collection(cid, fid, {"espocrm_document_id": "pending"})
+    att = await s.espocrm.upload_attachment("vertrag.txt", b"Vertrag", "text/plain", DOC, "file")
+    doc = await s.espocrm.create_entity(DOC, {"name": "vertrag.txt", "fileId": att["id"], "raeumungsklagenIds": [rk["id"]],
+                                              "xaiId": fid, "xaiCollections": [cid], "xaiSyncStatus": "clean", "fileStatus": "synced"})
+    await s.xai.remove_from_collection(cid, fid)
+    await s.xai.add_to_collection(cid, fid, {"espocrm_document_id": doc["id"]})
+    return doc, cid, fid
+
+
+async def test_the_document_view_reads_every_side_and_explains_a_missing_membership(world: World) -> None:
+    doc, cid, fid = await synced_document(world)
+    ref = parse_ref("document", doc["id"])
+    ok = await entity_status(world.systems, ref)
+    assert ok["found"] and ok["counterparts"]["plan"]["required"] == [cid]
+    assert ok["counterparts"]["xai"]["collections"][0]["present"] is True and ok["counterparts"]["xai"]["file"]["id"] == fid
+    assert ok["problems"] == [] and 0 < ok["calls"] <= VIEW_MAX_CALLS
+    await world.systems.xai.remove_from_collection(cid, fid)
+    broken = await entity_status(world.systems, ref)
+    assert broken["state"] == "attention" and any("lacks its file" in p for p in broken["problems"])
+
+    async with aiohttp.ClientSession() as s:  # xAI down: the view still answers, naming it
+        async with s.post(world.sims.xai.url + "/_sim/faults", json={"method": "*", "path": ".*", "status": 503}) as resp:
+            assert resp.status == 200
+    try:
+        down = await entity_status(world.systems, ref, max_calls=5)
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await (await s.delete(world.sims.xai.url + "/_sim/faults")).read()
+    assert down["found"] is True and "xai" in down["errors"] and down["calls"] <= 5
+
+
+async def test_the_audit_finds_what_disagrees_and_a_spent_budget_reports_instead_of_guessing(world: World) -> None:
+    doc, cid, fid = await synced_document(world)
+    stray = await world.systems.xai.create_collection("left over", {"espocrm_entity_type": RK, "espocrm_entity_id": "gone-rk"})
+    await world.systems.xai.remove_from_collection(cid, fid)
+    report = await run_audit(world.systems, max_calls=500, max_seconds=30, trigger="test", checks=[Check.COLLECTIONS, Check.DOCUMENTS])
+    assert report.complete, report.text()
+    by_type = {(f.type.value, f.entity.id if f.entity else None) for f in report.findings}
+    assert ("document_not_in_collection", doc["id"]) in by_type and ("collection_without_owner", "gone-rk") in by_type
+    assert report.calls and sum(report.calls.values()) == sum(c.calls for c in report.checks)
+
+    cut = await run_audit(world.systems, max_calls=2, max_seconds=30, trigger="test")
+    assert not cut.complete and cut.checks[0].note == "call budget of 2 spent" and sum(cut.calls.values()) == 2
+    assert cut.findings == [] and [c.value for c in cut.not_run] == ["documents", "parties", "bank_accounts", "calendar"]
+    assert "Incomplete: collections: call budget of 2 spent" in cut.text()
+    assert stray["collection_id"]
+
+
+async def test_the_calendar_check_reads_both_calendars_and_the_resync_marks_the_ledger(world: World) -> None:
+    s = world.systems
+    calendar_id = s.settings.calendar.mapping["MM"]
+    await world.sim(world.sims.google.url, "POST", "/_sim/seed", {"calendars": [{"id": calendar_id, "summary": "MM", "events": []}]})
+    await s.state.set(STATE_SCOPE, "MM", {"version": 1, "sync_token": None, "pairs": {"4711": ["evt-gone", "a", "g"]}, "pending_events": []})
+    report = await run_audit(s, max_calls=200, max_seconds=30, trigger="test", checks=[Check.CALENDAR])
+    [finding] = report.findings
+    assert finding.type.value == "calendar_pair_broken" and finding.details["frnr"] == 4711 and report.complete
+    ctx = mock_context()
+    body = await resync(s, parse_ref("employee", "MM"), ctx)
+    assert [(q["kind"], q["entity_id"]) for q in body["queued"]] == [("calendar_employee", "MM")]
+    assert ctx.topics() == ["calendar.sync.employee"] and ctx.enqueued[0]["data"]["full"] is True
+    assert await s.ledger.get(SyncKind.CALENDAR_EMPLOYEE, "MM") is not None
+    view = await entity_status(s, parse_ref("employee", "MM"))
+    assert view["state"] == "syncing" and view["counterparts"]["google"]["pairs"] == 1
+    assert any(a["message"].startswith("operator resync") for a in view["activity"])
