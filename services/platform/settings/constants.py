@@ -26,6 +26,9 @@ ADVOWARE_TOKEN_MIN_REFRESH_SECONDS = 30.0
 SANDBOX_PROXY_TOKEN = "sandbox-proxy-token-public-not-a-secret"
 """Sandbox only (loopback simulators): public, in the docs; production has no default."""
 SANDBOX_PROXY_ALLOWED_PREFIXES = "api/v1/advonet,GET:api/v1/Akten"
+SANDBOX_OPS_TOKEN = "sandbox-ops-token-public-not-a-secret"
+"""Sandbox only (loopback): the operators' API works out of the box (`bitbylaw-ops` reads it from the
+settings); public, in the docs; production has no default and refuses one under 32 characters."""
 
 # Simulators (sandbox)
 SIM_DEFAULT_PORTS = {"espocrm": 3201, "advoware": 3202, "xai": 3203, "google": 3204}

@@ -153,3 +153,12 @@ async def test_activity_keeps_a_runs_lines_redacted_bounded_and_newest_first(red
     [line] = await log.recent(["document:d2"])
     assert "abcdefgh12345678" not in line["message"] and "k-123" not in (line["fields"] or "")
     assert 0 < await redis.ttl(log.key("document:d2")) <= activity.TTL_SECONDS
+
+
+def test_the_sandbox_has_a_public_ops_token_and_production_none() -> None:
+    from services.platform.settings import load_settings
+
+    sandbox = load_settings({"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env"})
+    assert sandbox.ops_token is not None and sandbox.ops_token.get_secret_value() == "sandbox-ops-token-public-not-a-secret"
+    mine = load_settings({"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env", "OPS_TOKEN": "x" * 40})
+    assert mine.ops_token is not None and mine.ops_token.get_secret_value() == "x" * 40
