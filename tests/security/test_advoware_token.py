@@ -29,7 +29,7 @@ from services.clients.advoware.sealed import TokenSeal
 from services.clients.errors import AuthError
 from services.clients.retry import RetryPolicy
 from simulators.runner import RunningApp
-from tests.advoware_demo import API_KEY, APP_ID, DATABASE, KANZLEI, PASSWORD, USER, advoware_demo
+from tests.advoware_demo import API_KEY, advoware_demo, demo_client
 
 FAST = RetryPolicy(max_attempts=1)
 INTERVAL = 0.6
@@ -46,9 +46,8 @@ class Setup:
 
     def client(self) -> AdvowareAPI:
         """A client of the simulator caching its token under `cache_key`, with INTERVAL as its refresh rule."""
-        return AdvowareAPI(
-            self.sim.url + "/", self.sim.url + "/", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI, database=DATABASE,
-            user=USER, password=PASSWORD, redis=self.redis, token_cache_key=self.cache_key, retry_policy=FAST,
+        return demo_client(
+            self.sim.url + "/", self.sim.url + "/", redis=self.redis, token_cache_key=self.cache_key, retry_policy=FAST,
             min_token_refresh_seconds=INTERVAL,
         )
 

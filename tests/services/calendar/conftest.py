@@ -8,6 +8,7 @@ import pytest
 
 from services.clients.advoware.api import AdvowareAPI
 from services.clients.google_calendar import GoogleCalendarAPI, StaticTokenProvider
+from services.platform.container import advoware_login
 from services.platform.settings import load_settings
 from simulators import advoware as advoware_sim
 from simulators import google_calendar as google_sim
@@ -26,17 +27,7 @@ async def env() -> AsyncIterator[Env]:
     )
     token = s.google.static_token.get_secret_value()  # type: ignore[union-attr]
     g_app = await start_app(google_sim.create_app({token}, seed={"calendars": [{"id": CAL}]}), "127.0.0.1", 0)
-    advo = AdvowareAPI(
-        a_app.url + "/",
-        a_app.url + "/api/v1/Token",
-        app_id=a.app_id,
-        api_key_b64=a.api_key.get_secret_value(),
-        kanzlei=a.kanzlei,
-        database=a.database,
-        user=a.user,
-        password=a.password.get_secret_value(),
-        retry_policy=FAST,
-    )
+    advo = AdvowareAPI(a_app.url + "/", a_app.url + "/api/v1/Token", retry_policy=FAST, **advoware_login(s))
     google = GoogleCalendarAPI(g_app.url + "/calendar/v3", token_provider=StaticTokenProvider(token), retry_policy=FAST)
     yield Env(advo, google, a_app, g_app)
     await advo.close()

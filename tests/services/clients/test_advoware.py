@@ -19,8 +19,8 @@ from services.clients.advoware.responses import ResponseTooLargeError
 from services.clients.advoware.token import format_timestamp, hmac512_signature
 from services.clients.errors import ApiConnectionError, ApiError, AuthError, ConflictError, NotFoundError
 from services.clients.retry import RetryPolicy
-from simulators.runner import RunningApp
-from tests.advoware_demo import API_KEY, APP_ID, DATABASE, KANZLEI, PASSWORD, USER, advoware_demo
+from simulators.runner import RunningApp, free_port
+from tests.advoware_demo import API_KEY, KANZLEI, advoware_demo, demo_client
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, jitter=False)
 
@@ -75,20 +75,13 @@ def cache_key() -> str:
 
 def make_client(sim: RunningApp, redis: aioredis.Redis | None, cache_key: str, **over: Any) -> AdvowareAPI:
     kwargs: dict[str, Any] = dict(
-        app_id=APP_ID,
-        api_key_b64=API_KEY,
-        kanzlei=KANZLEI,
-        database=DATABASE,
-        user=USER,
-        password=PASSWORD,
         redis=redis,
         token_cache_key=cache_key,
         retry_policy=FAST,
         timeout=10.0,
         min_token_refresh_seconds=TOKEN_AGE,
     )
-    kwargs.update(over)
-    return AdvowareAPI(sim.url + "/", sim.url + "/", **kwargs)
+    return demo_client(sim.url + "/", sim.url + "/", **(kwargs | over))
 
 
 @pytest.fixture
@@ -166,13 +159,18 @@ async def test_concurrent_processes_share_one_fetch(sim, redis_client, cache_key
             await c.close()
 
 
-async def test_works_without_redis(sim, cache_key) -> None:
-    client = make_client(sim, None, cache_key)
+@pytest.mark.parametrize(("redis_state", "calls"), [("absent", 10), ("down", 5)])
+async def test_one_token_without_a_usable_redis(sim, cache_key, redis_state: str, calls: int) -> None:
+    """Without Redis, or with one that does not answer, the token is kept in memory: one fetch for all calls."""
+    redis = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5) if redis_state == "down" else None
+    client = make_client(sim, redis, cache_key)
     try:
-        await asyncio.gather(*(client.list_employees() for _ in range(10)))
+        await asyncio.gather(*(client.list_employees() for _ in range(calls)))
         assert await token_requests(sim) == 1
     finally:
         await client.close()
+        if redis is not None:
+            await redis.aclose()
 
 
 async def test_expired_tokens_refresh_exactly_once(api, sim, redis_client, cache_key) -> None:
@@ -393,19 +391,6 @@ async def test_matters_and_employees(api) -> None:
     assert {e["Kuerzel"] for e in await api.list_employees()} == {"MM", "AB", "CK"}
 
 
-async def test_redis_down_degrades_to_memory(sim, cache_key) -> None:
-    from simulators.runner import free_port
-
-    dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    client = make_client(sim, dead, cache_key)
-    try:
-        await asyncio.gather(*(client.list_employees() for _ in range(5)))
-        assert await token_requests(sim) == 1
-    finally:
-        await client.close()
-        await dead.aclose()
-
-
 def test_paths_helpers() -> None:
     from services.clients.advoware import paths as P
 
@@ -466,8 +451,7 @@ async def redirecting() -> AsyncIterator[tuple[str, list[str]]]:
 
 async def test_api_redirect_is_not_followed(redirecting: tuple[str, list[str]]) -> None:
     url, seen = redirecting
-    client = AdvowareAPI(url + "/", url + "/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI,
-                         database=DATABASE, user=USER, password=PASSWORD, retry_policy=FAST)
+    client = demo_client(url + "/", url + "/api/v1/Token", retry_policy=FAST)
     try:
         raw = await client.request("GET", "api/v1/advonet/Mitarbeiter")
         assert raw.status == 302 and b"INTERNAL" not in raw.body  # the answer as it came, for the proxy to judge
@@ -481,8 +465,7 @@ async def test_api_redirect_is_not_followed(redirecting: tuple[str, list[str]]) 
 
 async def test_token_and_discovery_redirects_are_not_followed(redirecting: tuple[str, list[str]]) -> None:
     url, seen = redirecting
-    client = AdvowareAPI(url + "/", url + "/moved/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI,
-                         database=DATABASE, user=USER, password=PASSWORD, retry_policy=FAST)
+    client = demo_client(url + "/", url + "/moved/api/v1/Token", retry_policy=FAST)
     try:
         with pytest.raises(ApiError) as info:
             await client.get_token()

@@ -17,9 +17,8 @@ from urllib.parse import parse_qs
 import aiohttp
 
 from services.clients.advoware import paths as P
-from services.clients.advoware.api import AdvowareAPI
 from services.clients.advoware.contract import Severity, check, run
-from tests.advoware_demo import API_KEY, APP_ID, DATABASE, KANZLEI, PASSWORD, USER, advoware_demo
+from tests.advoware_demo import advoware_demo, demo_client
 
 SAMPLE = Path(__file__).with_name("advoware_swagger.json")
 BANKS = "/api/v1/advonet/Beteiligte/{betNr}/Bankverbindungen"
@@ -124,8 +123,7 @@ async def test_the_table_lists_exactly_the_calls_the_client_makes() -> None:
     """Every public call of AdvowareAPI against the simulator; each request it sent must match
     one ENDPOINTS row (method, path, query names) and every row must have been used."""
     async with advoware_demo() as sim:
-        api = AdvowareAPI(f"{sim.url}/", f"{sim.url}/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI,
-                          database=DATABASE, user=USER, password=PASSWORD)
+        api = demo_client(f"{sim.url}/", f"{sim.url}/api/v1/Token")
         try:
             today = date.today()
             [first, *_] = await api.list_appointments("MM", today - timedelta(days=30), today + timedelta(days=30))

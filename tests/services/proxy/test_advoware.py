@@ -6,7 +6,6 @@ failed-authentication limit: test_auth.py; the scope rules: test_endpoint.py."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,9 +38,8 @@ from services.proxy.endpoint import MAX_ENDPOINT_LENGTH
 from simulators.advoware import create_app
 from simulators.runner import RunningApp, start_app
 from src.glue.proxy import send_answer
+from tests.advoware_demo import API_KEY, APP_ID, DATABASE, KANZLEI, PASSWORD, USER, demo_client
 
-API_KEY = base64.b64encode(b"proxy-test-secret").decode()
-APP_ID, KANZLEI, DATABASE, USER, PASSWORD = "proxy-app", "Kanzlei", "DB", "MM", "geheim"
 PROXY_TOKEN = "unit-proxy-token-0123456789abcdef0123456789"
 TERMINE = "api/v1/advonet/TermineActiveSync"
 BETEILIGTE = "api/v1/advonet/Beteiligte"
@@ -279,10 +277,7 @@ async def sim() -> AsyncIterator[RunningApp]:
 
 
 def client_for(url: str, *, timeout: float = 10.0) -> AdvowareAPI:
-    return AdvowareAPI(
-        url + "/", url + "/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI, database=DATABASE,
-        user=USER, password=PASSWORD, timeout=timeout, retry_policy=FAST,
-    )
+    return demo_client(url + "/", url + "/api/v1/Token", timeout=timeout, retry_policy=FAST)
 
 
 def settings_for(url: str, **advoware: Any) -> Settings:
@@ -633,10 +628,7 @@ def test_proxy_timeout_defaults() -> None:
 
 
 async def test_token_failure_is_502_without_leaking(sim: RunningApp) -> None:
-    client = AdvowareAPI(
-        sim.url + "/", sim.url + "/api/v1/Token", app_id=APP_ID, api_key_b64=API_KEY, kanzlei=KANZLEI,
-        database=DATABASE, user=USER, password="falsch", retry_policy=FAST,
-    )
+    client = demo_client(sim.url + "/", sim.url + "/api/v1/Token", password="falsch", retry_policy=FAST)
     try:
         result = await forward(client, ProxyMethod.GET, TERMINE, params=[("frnr", "1")])
         assert result.status == 502 and "token" in result.body["error"]
