@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -125,6 +126,16 @@ class PartySyncMachine(RuleBasedStateMachine):
     def _note(self, espo_id: str, side: str, field: str, value: Any) -> None:
         self.edits.setdefault(espo_id, {}).setdefault(field, []).append((side, value))
 
+    def _user_edit(self, espo_id: str, side: str, field: str, value: Any, current: M.Canonical, write: Callable[[], Any]) -> None:
+        """A user sets `field` to `value` on `side` (unless it has that value already): some
+        minutes later, written by `write()`, noted for the final check."""
+        if current[field] == value:
+            return
+        self.w.clock.tick(700)
+        write()
+        self._note(espo_id, side, field, value)
+        self.user_actions += 1
+
     # ------------------------------------------------------------------ rules
     @precondition(lambda self: len(self.initial) < 3)
     @rule(target=parties, first=st.sampled_from(["Max", "Erika"]))
@@ -160,12 +171,8 @@ class PartySyncMachine(RuleBasedStateMachine):
             return
         field = data.draw(FIELD_CHOICE)
         value = data.draw(EDIT_FIELDS[field])
-        if M.advoware_party_to_canonical(self.w.advo.parties[betnr])[field] == value:
-            return
-        self.w.clock.tick(700)
-        self.w.advo.user_update_party(betnr, {ADVO_NAME[field]: value})
-        self._note(espo_id, "advo", field, value)
-        self.user_actions += 1
+        self._user_edit(espo_id, "advo", field, value, M.advoware_party_to_canonical(self.w.advo.parties[betnr]),
+                        lambda: self.w.advo.user_update_party(betnr, {ADVO_NAME[field]: value}))
 
     @rule(espo_id=parties, side=st.sampled_from(["espo", "advo"]), roll=st.integers(0, 4))
     def delete(self, espo_id: str, side: str, roll: int) -> None:
@@ -203,12 +210,8 @@ class PartySyncMachine(RuleBasedStateMachine):
             return
         field = data.draw(BANK_FIELD_CHOICE)
         value = data.draw(BANK_EDIT_FIELDS[field])
-        if M.espo_bank_to_canonical(rec)[field] == value:
-            return
-        self.w.clock.tick(700)
-        self.w.espo.user_update(BANK, bank_id, {field: value})
-        self._note(bank_id, "espo", field, value)
-        self.user_actions += 1
+        self._user_edit(bank_id, "espo", field, value, M.espo_bank_to_canonical(rec),
+                        lambda: self.w.espo.user_update(BANK, bank_id, {field: value}))
 
     @rule(bank_id=banks, data=st.data())
     def edit_bank_in_advoware(self, bank_id: str, data: st.DataObject) -> None:
@@ -218,12 +221,8 @@ class PartySyncMachine(RuleBasedStateMachine):
         field = data.draw(BANK_FIELD_CHOICE)
         value = data.draw(BANK_EDIT_FIELDS[field])
         bank_no = int(rec["advowareId"])
-        if M.advoware_bank_to_canonical(self.w.advo.banks[bank_no])[field] == value:
-            return
-        self.w.clock.tick(700)
-        self.w.advo.user_update_bank(bank_no, {ADVO_BANK_NAME[field]: value})
-        self._note(bank_id, "advo", field, value)
-        self.user_actions += 1
+        self._user_edit(bank_id, "advo", field, value, M.advoware_bank_to_canonical(self.w.advo.banks[bank_no]),
+                        lambda: self.w.advo.user_update_bank(bank_no, {ADVO_BANK_NAME[field]: value}))
 
     @rule()
     def deliver_queue(self) -> None:
