@@ -162,12 +162,7 @@ class TokenProvider:
         """`get_session` and `retry_policy` are the owning client's, read at each fetch.
         `min_refresh_seconds`: a 401 drops only a token at least this old (see `invalidate`)."""
         self.token_url = token_url
-        self.app_id = login["app_id"]
-        self._api_key_b64 = login["api_key_b64"]
-        self.kanzlei = login["kanzlei"]
-        self.database = login["database"]
-        self.user = login["user"]
-        self._password = login["password"]
+        self._login = login
         self.role = role
         self.product = product
         self._get_session = get_session
@@ -177,7 +172,7 @@ class TokenProvider:
         self.lock_key = f"{cache_key}:lock"
         self.refresh_margin_seconds = refresh_margin_seconds
         self.min_refresh_seconds = min_refresh_seconds
-        self._seal = TokenSeal(base64.b64decode(self._api_key_b64), cache_key)
+        self._seal = TokenSeal(base64.b64decode(login["api_key_b64"]), cache_key)
         self._lock_ttl_ms = int(lock_ttl_seconds * 1000)
         self._lock_poll = lock_poll_seconds
         self._token: CachedToken | None = None
@@ -309,16 +304,17 @@ class TokenProvider:
         nonce = str(uuid.uuid4())
         stamp = format_timestamp()
         F = P.TokenField
+        login = self._login
         return {
-            F.APP_ID.value: self.app_id,
-            F.KANZLEI.value: self.kanzlei,
-            F.DATABASE.value: self.database,
-            F.USER.value: self.user,
+            F.APP_ID.value: login["app_id"],
+            F.KANZLEI.value: login["kanzlei"],
+            F.DATABASE.value: login["database"],
+            F.USER.value: login["user"],
             F.ROLE.value: self.role,
             F.PRODUCT.value: self.product,
-            F.PASSWORD.value: self._password,
+            F.PASSWORD.value: login["password"],
             F.NONCE.value: nonce,
-            F.SIGNATURE.value: hmac512_signature(self._api_key_b64, self.product, self.app_id, nonce, stamp),
+            F.SIGNATURE.value: hmac512_signature(login["api_key_b64"], self.product, login["app_id"], nonce, stamp),
             F.TIMESTAMP.value: stamp,
         }
 
