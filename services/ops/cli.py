@@ -7,8 +7,8 @@ only the worker can (the engine's state: journals, snapshots, calendar pairs).
     bitbylaw-ops resync TYPE ID [--incremental]   queue its syncs through the ledger
     bitbylaw-ops audit [--repair] [--json] [--last] [--check NAME ...]
                                                   run the drift audit now (or show the last report);
-                                                  --repair queues every repairable finding (exit 1
-                                                  while a finding needs hands, 0 otherwise)
+                                                  --repair queues every repairable finding; exit 0
+                                                  only when complete and nothing (else) needs hands
     bitbylaw-ops repair (ID ... | --all)          repair findings of the last report
     bitbylaw-ops ledger ls [--kind K] [--dead] [--limit N] [--json]
     bitbylaw-ops ledger replay [--kind K] [ID ...]
@@ -209,6 +209,8 @@ async def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
             if report.get("repairs"):
                 out.write(_repairs_text(report["repairs"]) + "\n")
         repairs = report.get("repairs")
+        if not report.get("complete"):
+            return 1
         if repairs is not None:
             return 1 if repairs.get("skipped") or repairs.get("failed") else 0
         return 1 if report.get("findings_total", len(report.get("findings") or [])) else 0
