@@ -131,3 +131,22 @@ async def test_the_calendar_check_reads_both_calendars_and_the_resync_marks_the_
     view = await entity_status(s, parse_ref("employee", "MM"))
     assert view["state"] == "syncing" and view["counterparts"]["google"]["pairs"] == 1
     assert any(a["message"].startswith("operator resync") for a in view["activity"])
+
+
+async def test_a_deleted_record_shows_its_tombstone_and_a_held_delete_is_a_problem(world: World) -> None:
+    from services.platform.deletion_guard import Deletion, System
+
+    guard = world.systems.guard
+    gone = Deletion(System.ESPOCRM, "CBeteiligte", "p-gone", "Advoware party 9 not found", record={"id": "p-gone", "name": "Alt"},
+                    context={"advowareId": 9})
+    assert (await guard.admit(gone)).allowed
+    view = await entity_status(world.systems, parse_ref("party", "p-gone"))
+    assert view["state"] == "not_found" and [t["entity_id"] for t in view["deletion_guard"]["tombstones"]] == ["p-gone"]
+    guard.max_per_hour = 0  # the next delete is held until an operator confirms
+    party = await world.systems.espocrm.create_entity("CBeteiligte", {"name": "Held", "lastName": "Held"})
+    held = Deletion(System.ADVOWARE, "Beteiligte", "77", "EspoCRM party gone", context={"espoId": party["id"]},
+                    retry={"topic": "vmh.beteiligte.delete", "data": {"entity_id": party["id"]}})
+    assert not (await guard.admit(held)).allowed
+    view = await entity_status(world.systems, parse_ref("party", party["id"]))
+    assert [e["key"] for e in view["deletion_guard"]["held"]] == ["advoware:Beteiligte:77"]
+    assert any("waits for an operator's confirm" in p for p in view["problems"])
