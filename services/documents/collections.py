@@ -4,7 +4,10 @@ Bidirectional reference: the collection carries `metadata = {espocrm_entity_type
 espocrm_entity_id, created_at}`, the entity carries `xaiCollectionId`. `plan_collection`
 decides (pure); `CollectionManager.ensure()` does it and returns the follow-up events
 (one `vmh.document.update` per linked document when the collection appeared or went away —
-the event storm that brings the documents into / out of it). Knows nothing of Motia.
+the event storm that brings the documents into / out of it). Right after it stored a new
+collection id (or none) in EspoCRM it renews the entity's change token
+(services.documents.links), so no document plans with the old id from memory. Knows nothing
+of Motia.
 
 - should have one, stored id exists in xAI → keep (nothing to do);
 - should have one, no stored id or the stored collection is gone → adopt a collection whose
@@ -16,6 +19,7 @@ the event storm that brings the documents into / out of it). Knows nothing of Mo
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +27,8 @@ from typing import Any
 
 from services.clients.errors import NotFoundError, ValidationError
 from services.documents.events import document_event
+from services.documents.journal import MemoryJournal, SyncJournal
+from services.documents.links import change_key
 from services.documents.plan import ENTITY_DOCUMENTS_LINK
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import LINKABLE_ENTITY_TYPES, EntityRecord, EntityType, SyncSource
@@ -110,11 +116,14 @@ class CollectionManager:
         xai: Any,
         xai_settings: Any,
         *,
+        changes: SyncJournal | None = None,
         ctx: Any = None,
     ) -> None:
         self.espocrm = espocrm
         self.xai = xai
         self.xai_settings = xai_settings
+        self.changes: SyncJournal = changes if changes is not None else MemoryJournal()
+        """Change tokens per entity (services.documents.links.CHANGES_SCOPE)."""
         self.log: ServiceLogger = get_service_logger("collection_manager", ctx)
 
     async def ensure(self, entity_type: EntityType | str, entity_id: str) -> CollectionResult:
@@ -145,6 +154,7 @@ class CollectionManager:
             assert plan.collection_id
             await self.xai.delete_collection(plan.collection_id)
             await self.espocrm.update_entity(etype.value, entity_id, {"xaiCollectionId": None})
+            await self._changed(etype, entity_id)
             self.log.info(f"{etype}:{entity_id} should no longer have a collection: deleted {plan.collection_id}", **ctx_fields)
             return CollectionResult(plan.action, plan.collection_id, await self._fan_out(etype, entity_id, "collection deleted"))
         if plan.action == CollectionAction.ADOPT:
@@ -159,6 +169,7 @@ class CollectionManager:
             cid = str(created["collection_id"])
             self.log.info(f"{etype}:{entity_id}: created collection {cid}", **{**ctx_fields, "collection_id": cid})
         await self.espocrm.update_entity(etype.value, entity_id, {"xaiCollectionId": cid})
+        await self._changed(etype, entity_id)
         return CollectionResult(plan.action, cid, await self._fan_out(etype, entity_id, f"collection {cid} ready"))
 
     async def _entity_gone(self, etype: EntityType, entity_id: str) -> CollectionResult:
@@ -169,6 +180,10 @@ class CollectionManager:
             await self.xai.delete_collection(str(col["collection_id"]))
             self.log.info(f"{etype}:{entity_id} is gone: deleted its collection {col['collection_id']}", entity_id=entity_id)
         return CollectionResult(CollectionAction.ENTITY_GONE)
+
+    async def _changed(self, etype: EntityType, entity_id: str) -> None:
+        """A new change token, after EspoCRM holds the new collection id (see the module docstring)."""
+        await self.changes.set(change_key(etype, entity_id), {"token": secrets.token_hex(8)})
 
     async def _fan_out(self, etype: EntityType, entity_id: str, reason: str) -> list[dict[str, Any]]:
         events = []

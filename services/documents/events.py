@@ -4,7 +4,9 @@ collection manager, the webhook `to_events` builders and the echo test.
 Rules: an update webhook that only changed attributes the sync itself writes
 (`OWN_WRITE_FIELDS`, ignoring EspoCRM's `BOOKKEEPING_FIELDS`) is our own write-back's echo
 and yields no event; create/link/cron events never are echoes. A link/unlink webhook yields
-two events: the entity's collection check and the document's sync.
+the document's sync only: that sync reads the entity and asks the collection manager itself
+when the entity lacks the collection its rule wants (WAIT_FOR_COLLECTIONS) or xAI no longer
+has it (404 on add), so a collection check per link would only repeat its reads.
 """
 
 from __future__ import annotations
@@ -107,19 +109,15 @@ def document_webhook_events(action: EntityAction) -> Any:
 
 
 def link_webhook_events(action: EntityAction) -> Any:
-    """`to_events` for the link/unlink webhook: the entity's collection check AND the
-    document's sync (event storm; whichever runs first, the other catches up)."""
+    """`to_events` for the link/unlink webhook: the document's sync (see the module docstring:
+    it asks for the entity's collection when one is missing or gone)."""
 
     def to_events(item: Any, webhook_id: str | None) -> list[dict[str, Any]]:
         return [
-            collection_event(
-                item.entityType, item.entityId, action=action, source=SyncSource.WEBHOOK, webhook_id=webhook_id,
-                related_entity_type=EntityType.DOKUMENTE, related_entity_id=item.documentId,
-            ),
             document_event(
                 item.documentId, EntityAction.UPDATE, source=SyncSource.WEBHOOK, webhook_id=webhook_id,
                 reason=f"{action} {item.entityType}:{item.entityId}",
-                related_entity_type=item.entityType, related_entity_id=item.entityId,
+                related_entity_type=item.entityType, related_entity_id=item.entityId, link_change=action.value,
             ),
         ]
 

@@ -2,34 +2,41 @@
 (services.documents.plan) through the EspoCRM and xAI clients, idempotently.
 
 It knows nothing of Motia: it takes the clients, an optional `SyncJournal`
-(services.documents.journal; Motia state in the step) and returns the follow-up events
-for the step to enqueue. Attachments are streamed to a temporary file and hashed on the
-way (`download_to_tempfile`, MD5 and SHA-256); an upload is journalled before EspoCRM hears
+(services.documents.journal; Motia state in the step), an optional link memory
+(services.documents.links) and returns the follow-up events for the step to enqueue.
+Attachments are streamed to a temporary file and hashed on the way
+(services.documents.files, MD5 and SHA-256); an upload is journalled before EspoCRM hears
 of it. `xaiSyncedHash` is written as the MD5 of the synced bytes (the guide's rule, see
 services.documents.plan); a record still holding a legacy SHA-256 there is migrated by
 `_migrate_hash` with one download and no upload.
+
+Calls (bench/call_budget.py counts them): a redundant event costs one read (`precheck`: the
+document, planned with the remembered linked entities); a sync reads the document, lists
+only the links its read names ids on, and writes back once: no `pending_sync` write first
+(the ledger brings a crashed run back, and the journal, written ahead of every xAI change,
+keeps its plan from calling the record up to date: services.documents.plan.xai_ahead), no
+read before the write-back (the PUT's answer shows a file replaced meanwhile, then one more
+write marks it unclean). Only when EspoCRM's `md5sum` does not name the synced bytes is the
+record read again first, since the sync then writes `md5sum` itself.
 """
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
-import os
-import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Any
 
 from services.clients.errors import (
     IntegrationError,
     NotFoundError,
-    ValidationError,
     is_retryable,
 )
 from services.documents.events import collection_event, is_own_write_echo
+from services.documents.files import DownloadedFile, download_to_tempfile, find_orphan_upload
 from services.documents.journal import UPLOAD_PENDING_KEY, MemoryJournal, SyncJournal
+from services.documents.links import change_key, change_token, contradicts, link_ids, linked_keys, recall, remember
 from services.documents.plan import (
     DOCUMENT_LINKS,
     LinkedEntity,
@@ -42,6 +49,7 @@ from services.documents.plan import (
     reusable_file_candidates,
     same_hash,
 )
+from services.documents.results import SyncOutcome, SyncResult, write_back
 from services.platform.deletion_guard import espocrm_doubt
 from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import (
@@ -49,11 +57,8 @@ from services.platform.models import (
     EntityAction,
     EntityRecord,
     EntityType,
-    FileStatus,
     SyncEvent,
     XAISyncStatus,
-    espo_datetime,
-    utc_now,
 )
 
 DOCUMENT_SYNC_LOCK_STEP = "document_sync"
@@ -62,74 +67,6 @@ around `handle` when `precheck` found real work."""
 
 DOCUMENT_FIELD_ID = "espocrm_document_id"
 """xAI document field naming the EspoCRM document (used to find files when a record is gone)."""
-
-MAX_FILE_BYTES = 50 * 1024 * 1024
-DOWNLOAD_CHUNK = 64 * 1024
-
-
-@dataclass
-class DownloadedFile:
-    path: str
-    size: int
-    md5: str
-    sha256: str
-
-    def remove(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-
-
-async def download_to_tempfile(espocrm: Any, attachment_id: str, max_bytes: int = MAX_FILE_BYTES) -> DownloadedFile:
-    """Stream an attachment into a temporary file, hashing (MD5, SHA-256) on the way.
-
-    Never holds more than one chunk in memory. Raises ValidationError (permanent) when
-    the file is larger than xAI accepts. The caller removes the file (`remove()`).
-    """
-    md5, sha = hashlib.md5(), hashlib.sha256()
-    size = 0
-    fd, path = tempfile.mkstemp(prefix="docsync-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            async for chunk in espocrm.download_attachment_stream(attachment_id, chunk_size=DOWNLOAD_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ValidationError(f"attachment {attachment_id} exceeds {max_bytes} bytes (xAI limit)")
-                md5.update(chunk)
-                sha.update(chunk)
-                fh.write(chunk)
-    except BaseException:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        raise
-    return DownloadedFile(path, size, md5.hexdigest(), sha.hexdigest())
-
-
-class SyncOutcome(StrEnum):
-    SKIPPED_ECHO = "skipped_echo"
-    UP_TO_DATE = "up_to_date"
-    MIGRATED = "migrated"  # a legacy SHA-256 xaiSyncedHash became the MD5, nothing uploaded
-    WAITING = "waiting_for_collections"
-    NO_SYNC = "no_sync"
-    SYNCED = "synced"
-    DELETED = "deleted"
-    GONE = "gone"  # the document no longer exists in EspoCRM
-    DELETE_HELD = "delete_held"  # a delete event EspoCRM's list did not confirm: nothing removed
-    FAILED = "failed"  # permanently: marked failed, not retried
-
-
-@dataclass
-class SyncResult:
-    outcome: SyncOutcome
-    events: list[dict[str, Any]] = field(default_factory=list)
-    """Follow-up events for the step to enqueue."""
-    uploaded: bool = False
-    file_id: str | None = None
-    collections: list[str] = field(default_factory=list)
-    detail: str = ""
 
 
 class DocumentSyncService:
@@ -142,12 +79,18 @@ class DocumentSyncService:
         xai_settings: Any,
         *,
         journal: SyncJournal | None = None,
+        links: SyncJournal | None = None,
+        changes: SyncJournal | None = None,
         ctx: Any = None,
     ) -> None:
         self.espocrm = espocrm
         self.xai = xai
         self.xai_settings = xai_settings
         self.journal: SyncJournal = journal if journal is not None else MemoryJournal()
+        self.links: SyncJournal = links if links is not None else MemoryJournal()
+        """The link memory (services.documents.links), written under the lock only."""
+        self.changes: SyncJournal = changes if changes is not None else MemoryJournal()
+        """The collection manager's change tokens per entity (services.documents.links)."""
         self.log: ServiceLogger = get_service_logger("document_sync", ctx)
 
     # -- reading ------------------------------------------------------------------------
@@ -158,9 +101,13 @@ class DocumentSyncService:
         except NotFoundError:
             return None
 
-    async def load_linked_entities(self, doc_id: str) -> list[LinkedEntity]:
+    async def load_linked_entities(self, doc_id: str, doc: DocumentRecord | None = None) -> list[LinkedEntity]:
+        """The linked entities, one related list per link; a link on which `doc` (the read)
+        names no ids is not listed (services.documents.links)."""
         out: list[LinkedEntity] = []
         for link, entity_type in DOCUMENT_LINKS:
+            if doc is not None and link_ids(doc, link) == []:
+                continue
             async for raw in self.espocrm.iter_related(EntityType.DOKUMENTE.value, doc_id, link):
                 rec = EntityRecord.model_validate(raw)
                 out.append(
@@ -173,12 +120,23 @@ class DocumentSyncService:
                 )
         return out
 
-    async def _plan(self, doc_id: str) -> tuple[DocumentRecord | None, list[LinkedEntity], SyncPlan | None]:
+    async def _plan(self, doc_id: str) -> tuple[DocumentRecord | None, SyncPlan | None]:
+        """Read the document, its linked entities and its journal entry (under the lock) and
+        plan; the entities go to the link memory when the read names every link's ids."""
         doc = await self.load_document(doc_id)
         if doc is None:
-            return None, [], None
-        linked = await self.load_linked_entities(doc_id)
-        return doc, linked, plan_document_sync(doc, linked)
+            return None, None
+        keys = linked_keys(doc)
+        tokens = await self._tokens(keys or ())  # before the entities: services.documents.links
+        linked = await self.load_linked_entities(doc_id, doc)
+        if keys is not None and {(e.entity_type.value, e.entity_id) for e in linked} == keys:
+            await self.links.set(doc_id, remember(linked, tokens))
+        elif keys is not None:
+            await self.links.delete(doc_id)  # linked between the two reads: nothing to remember
+        return doc, plan_document_sync(doc, linked, await self.journal.get(doc_id))
+
+    async def _tokens(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        return {k: change_token(await self.changes.get(change_key(*k))) for k in keys}
 
     # -- entry points -------------------------------------------------------------------
 
@@ -191,27 +149,36 @@ class DocumentSyncService:
         return await self.sync_document(event.entity_id)
 
     async def precheck(self, event: SyncEvent) -> SyncResult | None:
-        """The cheap answer that needs no lock, or None when the event needs real work (then
-        the caller takes the entity lock and calls `handle`): an echo of our own write, a
-        document that is gone, up to date or waiting for its collections (neither writes
-        anything). The common case for redundant events, so an unchanged document never
-        takes the lock."""
+        """The cheap answer without the lock, or None when the event needs a full look (then
+        the caller takes the entity lock and calls `handle`, which reads everything again):
+        an echo of our own write (no call), or - one read of the document - a document that
+        is gone or, planned with the remembered linked entities (services.documents.links:
+        same link ids, no collection changed since), up to date. Writes nothing. Without a
+        memory (a new document) or against it (a link it lacks, an unlink of one it has) it
+        reads nothing: the locked run reads once."""
         if event.action == EntityAction.DELETE:
             return None
         if is_own_write_echo(event):
             return SyncResult(SyncOutcome.SKIPPED_ECHO, detail="update only touched sync fields")
-        doc, linked, plan = await self._plan(event.entity_id)
-        if doc is None or plan is None:
+        memory = await self.links.get(event.entity_id)
+        if memory is None or contradicts(event, memory):
+            return None
+        doc = await self.load_document(event.entity_id)
+        if doc is None:
             return SyncResult(SyncOutcome.GONE, detail="document not found")
-        if plan.decision in (SyncDecision.UP_TO_DATE, SyncDecision.WAIT_FOR_COLLECTIONS):
-            return await self._execute(doc, plan)
-        return None
+        found = recall(doc, memory)
+        if found is None or await self._tokens(found[1]) != found[1]:
+            return None
+        plan = plan_document_sync(doc, found[0], await self.journal.get(doc.id))
+        if plan.decision != SyncDecision.UP_TO_DATE:
+            return None
+        return SyncResult(SyncOutcome.UP_TO_DATE, collections=plan.required, file_id=doc.xaiId, detail="unchanged, links as remembered")
 
     async def sync_document(self, doc_id: str) -> SyncResult:
         """Plan and apply one document's sync. The caller holds the entity lock
         `document_sync:CDokumente:{id}` (src/glue/locking.py); the plan is made here, after the
         lock was taken, because things may have changed while the caller waited."""
-        doc, linked, plan = await self._plan(doc_id)
+        doc, plan = await self._plan(doc_id)
         if doc is None or plan is None:
             return SyncResult(SyncOutcome.GONE, detail="document not found")
         try:
@@ -293,36 +260,12 @@ class DocumentSyncService:
         self.log.info(f"Document {doc.id}: xaiSyncedHash migrated to MD5 (no upload)", document_id=doc.id, file_id=doc.xaiId)
         return SyncResult(SyncOutcome.MIGRATED, file_id=doc.xaiId, collections=plan.required, detail="legacy SHA-256 replaced by the MD5")
 
-    async def _find_orphan_upload(self, filename: str, size: int, started_at: float, sha256: str) -> str | None:
-        """The file an interrupted run uploaded: same name and size, created after it started,
-        and - read back from xAI - the same SHA-256.
-
-        Only called after a crash inside the upload window (an `upload_pending` journal entry),
-        so walking the file list (and reading a candidate back) is rare. Name, size and time
-        alone are not enough: an earlier version of the same document with the same size,
-        uploaded seconds before (xAI's `created_at` has whole seconds), matches them too."""
-        async for f in self.xai.list_files():
-            created = f.get("created_at")
-            try:
-                created_ts = float(created) if created is not None else 0.0
-            except (TypeError, ValueError):
-                created_ts = 0.0
-            if f.get("filename") == filename and int(f.get("bytes") or -1) == size and created_ts >= started_at - 5:
-                digest = hashlib.sha256()
-                async for chunk in self.xai.iter_file_content(str(f["id"])):
-                    digest.update(chunk)
-                if digest.hexdigest() == sha256:
-                    return str(f["id"])
-        return None
-
     async def _sync(
         self, doc: DocumentRecord, plan: SyncPlan, journal: dict[str, Any] | None, *, downloaded: DownloadedFile | None = None
     ) -> SyncResult:
         """Upload when needed, fix the memberships, write back (`xaiSyncedHash` = the MD5).
         `downloaded`: the file already fetched (and hashed) by the caller, who removes it."""
         assert doc.fileId, "plan_document_sync guarantees a file"
-        if doc.xaiSyncStatus != XAISyncStatus.PENDING_SYNC:
-            await self.espocrm.update_entity(EntityType.DOKUMENTE.value, doc.id, {"xaiSyncStatus": XAISyncStatus.PENDING_SYNC})
         given = downloaded
         try:
             sha: str | None
@@ -350,8 +293,8 @@ class DocumentSyncService:
                 if pending and pending.get("sha256") == sha:
                     assert sha is not None
                     # A run died between xAI accepting an upload and the journal entry.
-                    file_id = await self._find_orphan_upload(
-                        filename, downloaded.size, float(pending.get("started_at") or 0), sha
+                    file_id = await find_orphan_upload(
+                        self.xai, filename, downloaded.size, float(pending.get("started_at") or 0), sha
                     )
                     if file_id:
                         self.log.warn(f"Document {doc.id}: adopted upload {file_id} of a run that died", document_id=doc.id, file_id=file_id)
@@ -370,6 +313,11 @@ class DocumentSyncService:
             if downloaded is not None and downloaded is not given:
                 downloaded.remove()
 
+        # Write ahead: every collection the file may be in once the adds ran (plan.xai_ahead).
+        may_be_in = sorted(set((journal or {}).get("collections") or []) | set(plan.required))
+        if journal is None or sorted(journal.get("collections") or []) != may_be_in:
+            journal = {**(journal or {}), "collections": may_be_in}
+            await self.journal.set(doc.id, journal)
         fields = {DOCUMENT_FIELD_ID: doc.id, "espocrm_document_name": doc.name or "", "md5": md5, **({"sha256": sha} if sha else {})}
         gone: list[str] = []
         for cid in plan.required:
@@ -384,10 +332,9 @@ class DocumentSyncService:
 
         if gone:
             # A stored collection id points at a deleted collection: let the manager recreate it.
-            linked = await self.load_linked_entities(doc.id)
             events = [
                 collection_event(e.entity_type, e.entity_id, reason=f"collection {e.collection_id} is gone")
-                for e in linked
+                for e in plan.linked
                 if e.collection_id in gone
             ]
             await self.espocrm.update_entity(
@@ -398,31 +345,12 @@ class DocumentSyncService:
             self.log.warn(f"Document {doc.id}: collections gone, asked the collection manager", document_id=doc.id, gone=gone)
             return SyncResult(SyncOutcome.WAITING, events=events, uploaded=uploaded, file_id=file_id, collections=in_collections)
 
-        # The file may have been replaced while we worked: then do not claim this content is synced.
-        current = await self.load_document(doc.id)
-        if current is None:
-            return SyncResult(SyncOutcome.GONE, uploaded=uploaded, file_id=file_id, detail="document deleted during sync")
-        update: dict[str, Any] = {
-            "xaiId": file_id,
-            "xaiCollections": in_collections,
-            "xaiSyncedHash": md5,
-            "xaiSyncError": None,
-            "xaiLastSync": espo_datetime(utc_now()),
-        }
-        if current.fileId == doc.fileId and (not current.md5sum or same_hash(current.md5sum, doc.md5sum) or same_hash(current.md5sum, md5)):
-            update.update({"fileStatus": FileStatus.SYNCED, "xaiSyncStatus": XAISyncStatus.CLEAN})
-            if not same_hash(current.md5sum, md5):
-                update["md5sum"] = md5  # EspoCRM had none (or an older one): the bytes' MD5
-            if sha and not same_hash(current.sha256, sha):
-                update["sha256"] = sha
-        else:
-            update["xaiSyncStatus"] = XAISyncStatus.UNCLEAN  # the file changed meanwhile
-        await self.espocrm.update_entity(EntityType.DOKUMENTE.value, doc.id, update)
-        self.log.info(
-            f"Document {doc.id}: synced to {len(in_collections)} collection(s)",
-            document_id=doc.id, file_id=file_id, uploaded=uploaded, collections=in_collections,
-        )
-        return SyncResult(SyncOutcome.SYNCED, uploaded=uploaded, file_id=file_id, collections=in_collections)
+        result = await write_back(self.espocrm, doc, file_id, in_collections, md5, sha, uploaded)
+        if result.outcome == SyncOutcome.SYNCED:
+            log = self.log.warn if result.detail else self.log.info
+            log(f"Document {doc.id}: synced to {len(in_collections)} collection(s) {result.detail}".rstrip(),
+                document_id=doc.id, file_id=file_id, uploaded=uploaded, collections=in_collections)
+        return result
 
     async def _mark_failed(self, doc: DocumentRecord, exc: BaseException, plan: SyncPlan | None) -> None:
         message = failure_message(exc)
@@ -474,6 +402,7 @@ class DocumentSyncService:
         for cid, fid in sorted(pairs):
             await self.xai.remove_from_collection(cid, fid)
         await self.journal.delete(doc_id)
+        await self.links.delete(doc_id)
         self.log.info(f"Document {doc_id} deleted: removed from {len(pairs)} collection(s), file kept", document_id=doc_id)
         return SyncResult(SyncOutcome.DELETED, collections=sorted({c for c, _ in pairs}))
 

@@ -22,6 +22,11 @@ Rules (`plan_document_sync`):
 - content synced (`fileStatus` synced, status clean, an `xaiId`, `md5sum == xaiSyncedHash`,
   both set) and recorded collections == required → UP_TO_DATE (no download, no write). A file
   change that updates `md5sum` while `fileStatus` stays synced is therefore a change;
+- never UP_TO_DATE while the journal (services.documents.journal: the collections xAI may
+  hold the file in, written before xAI changes) is ahead of EspoCRM's record (`xai_ahead`:
+  other collections for `xaiId`, or another file in any): a run stopped between xAI and its
+  write-back. This is what a `pending_sync` status written before the work used to say, at
+  the price of one more call;
 - clean and in the right collections but `xaiSyncedHash` is a legacy SHA-256 → MIGRATE_HASH:
   the executor proves the MD5 (one download of the EspoCRM file, hashed both ways: its
   SHA-256 equal to the legacy hash proves `xaiId` holds these bytes) and rewrites
@@ -37,7 +42,7 @@ collection they may be in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -92,6 +97,8 @@ class SyncPlan:
     needs_download: bool = True
     """False when EspoCRM's hash fields prove the synced content is current."""
     reason: str = ""
+    linked: list[LinkedEntity] = field(default_factory=list)
+    """The linked entities the plan was made from."""
 
 
 LEGACY_HASH_LENGTH = 64
@@ -135,9 +142,34 @@ def needs_hash_migration(doc: DocumentRecord) -> bool:
     )
 
 
-def plan_document_sync(doc: DocumentRecord, linked: Iterable[LinkedEntity]) -> SyncPlan:
-    """Decide what syncing `doc` means, given the entities it is linked to."""
+def xai_ahead(doc: DocumentRecord, journal: Mapping[str, Any] | None) -> bool:
+    """The journal says xAI may hold memberships EspoCRM's record does not tell: another file
+    in some collection, or `xaiId` in other collections than `xaiCollections` (no journal:
+    nothing known). A file in no collection (an upload whose run stopped) is harmless."""
+    j = journal or {}
+    collections = set(j.get("collections") or [])
+    if j.get("file_id") and j["file_id"] != doc.xaiId:
+        return bool(collections)
+    return "collections" in j and collections != set(doc.xaiCollections)
+
+
+def plan_document_sync(doc: DocumentRecord, linked: Iterable[LinkedEntity], journal: Mapping[str, Any] | None = None) -> SyncPlan:
+    """Decide what syncing `doc` means, given the entities it is linked to and its journal
+    entry (what xAI holds, as far as the sync wrote it down)."""
     linked = list(linked)
+    plan = _decide(doc, linked)
+    if plan.decision == SyncDecision.UP_TO_DATE and xai_ahead(doc, journal):
+        required = plan.required
+        if not required or not doc.fileId:
+            plan = SyncPlan(SyncDecision.NO_SYNC, reason="xAI ahead of EspoCRM (a run stopped before its write-back)")
+        else:
+            plan = SyncPlan(SyncDecision.SYNC, required=required, needs_download=False,
+                            reason="xAI ahead of EspoCRM (a run stopped before its write-back)")
+    plan.linked = linked
+    return plan
+
+
+def _decide(doc: DocumentRecord, linked: list[LinkedEntity]) -> SyncPlan:
     missing = [e for e in linked if e.should_have_collection and not e.collection_id]
     required = sorted({e.collection_id for e in linked if e.should_have_collection and e.collection_id})
     current = set(doc.xaiCollections)

@@ -61,7 +61,8 @@ def entity_obsolete_collection_where(field_name: str, value: str) -> list[dict[s
 
 def unsynced_documents_where(pending_before: str) -> list[dict[str, Any]]:
     """Documents not clean: file new/changed (unless no_sync), unclean/failed, or
-    pending_sync for longer than a lock can live (a worker died)."""
+    pending_sync for longer than a lock can live (the sync no longer writes it; one set by
+    hand or left by an older version)."""
     return [{"type": "or", "value": [
         {"type": "and", "value": [
             {"type": "in", "attribute": "fileStatus", "value": [FileStatus.NEW.value, FileStatus.CHANGED.value]},

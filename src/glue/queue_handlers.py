@@ -20,6 +20,7 @@ from services.clients.errors import ValidationError
 from services.documents.events import DOCUMENT_TOPICS, TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
 from services.documents.executor import DOCUMENT_SYNC_LOCK_STEP, DocumentSyncService, SyncResult
 from services.documents.journal import StateJournal
+from services.documents.links import CHANGES_SCOPE, LINKS_SCOPE
 from services.parties.events import BANK_LOCK_STEP, PARTY_LOCK_STEP, TOPIC_BANK, TOPIC_PARTY, topic
 from services.parties.executor import BeteiligteSync
 from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_xai
@@ -66,9 +67,9 @@ async def _run_sync_event(
 
 
 async def run_document_sync(service: DocumentSyncService, event: SyncEvent, *, redis: Any = None, wait: float | None = None) -> SyncResult:
-    """One document event: the cheap check without the lock first (an unchanged document
-    never takes it), else `handle` under `document_sync:CDokumente:{id}` (sync_lock; busy →
-    LockBusyError)."""
+    """One document event: the cheap check without the lock first (an echo costs nothing, an
+    unchanged document one read and never takes the lock), else `handle` under
+    `document_sync:CDokumente:{id}` (sync_lock; busy → LockBusyError), which reads anew."""
     quick = await service.precheck(event)
     if quick is not None:
         return quick
@@ -82,7 +83,10 @@ async def handle_document_event(data: Any, ctx: Any, *, ledger: Any = None) -> R
     settings = get_settings()
 
     async def sync(current: SyncEvent) -> list[dict[str, Any]]:
-        service = DocumentSyncService(get_espocrm(), get_xai(), settings.xai, journal=StateJournal(ctx.state), ctx=ctx)
+        service = DocumentSyncService(
+            get_espocrm(), get_xai(), settings.xai, journal=StateJournal(ctx.state), links=StateJournal(ctx.state, LINKS_SCOPE),
+            changes=StateJournal(ctx.state, CHANGES_SCOPE), ctx=ctx,
+        )
         result = await run_document_sync(service, current)
         ctx.logger.info(
             f"document {current.entity_id}: {result.outcome}",
@@ -105,7 +109,7 @@ async def handle_collection_event(data: Any, ctx: Any, *, ledger: Any = None) ->
     settings = get_settings()
 
     async def sync(current: SyncEvent) -> list[dict[str, Any]]:
-        manager = CollectionManager(get_espocrm(), get_xai(), settings.xai, ctx=ctx)
+        manager = CollectionManager(get_espocrm(), get_xai(), settings.xai, changes=StateJournal(ctx.state, CHANGES_SCOPE), ctx=ctx)
         async with sync_lock(COLLECTION_LOCK_STEP, current.entity_type, current.entity_id, logger=manager.log):
             result = await manager.ensure(current.entity_type, current.entity_id)
         ctx.logger.info(

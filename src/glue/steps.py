@@ -18,7 +18,6 @@ from motia import cron, http, queue
 from pydantic import BaseModel
 
 from services.documents.events import (
-    TOPIC_COLLECTION_ENSURE,
     TOPIC_DOCUMENT_UPDATE,
     document_webhook_events,
     link_item_key,
@@ -96,15 +95,15 @@ def document_webhook_step(action: EntityAction, topic: str) -> tuple[dict[str, A
 
 
 def link_webhook_step(action: EntityAction) -> tuple[dict[str, Any], Handler]:
-    """`POST /vmh/webhook/entity/{link,unlink}`: per item the entity's collection check AND the
-    document's sync (services.documents.events.link_webhook_events)."""
+    """`POST /vmh/webhook/entity/{link,unlink}`: per item the document's sync, which asks for
+    the entity's collection itself (services.documents.events.link_webhook_events)."""
     path = f"/vmh/webhook/entity/{action.value}"
     config = step_config(
         f"VMH Entity {action.value.title()} Webhook",
-        f"Receives CDokumente.{action.value} webhooks: collection check + document sync",
+        f"Receives CDokumente.{action.value} webhooks: document sync",
         "vmh-documents",
         [http("POST", path)],
-        [TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE],
+        [TOPIC_DOCUMENT_UPDATE],
     )
     return config, webhook_handler({path: link_webhook_events(action)}, model=LinkWebhookItem, key=link_item_key)
 

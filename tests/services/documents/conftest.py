@@ -23,7 +23,7 @@ async def world(redis_url: str) -> AsyncIterator[World]:
     xai_run = await start_app(xai_app, "127.0.0.1", 0)
     espo = EspoCRMAPI(f"{espo_run.url}/api/v1", API_KEY, retry_policy=FAST)
     xai = XAIAPI(xai_run.url, xai_run.url, XKEY, XMGMT, retry_policy=FAST)
-    yield World(espo, xai, get_redis(redis_url), espo_run, xai_run, xai_app)
+    yield World(espo, xai, get_redis(redis_url), espo_run, xai_run, xai_app, espo_app)
     await espo.close()
     await xai.close()
     await espo_run.stop()

@@ -154,3 +154,27 @@ def test_collections_to_clean_removes_old_versions_everywhere() -> None:
     assert ("c2", "new") in pairs and ("c3", "new") in pairs and ("c1", "new") not in pairs
     for cid in ("c1", "c2", "c3"):
         assert (cid, "old") in pairs and (cid, "older") in pairs
+
+
+@pytest.mark.parametrize(
+    ("record", "linked", "journal", "decision"),
+    [
+        (clean(), IN_C1, {"file_id": "f1", "collections": ["c1"]}, SyncDecision.UP_TO_DATE),  # the journal agrees
+        (clean(), IN_C1, None, SyncDecision.UP_TO_DATE),  # nothing written down: EspoCRM's record decides
+        (clean(), IN_C1, {"file_id": "f1", "collections": ["c1", "c2"]}, SyncDecision.SYNC),  # stopped after adding to c2
+        (clean(), IN_C1, {"collections": ["c1", "c2"]}, SyncDecision.SYNC),  # written ahead without a file id
+        (clean(), IN_C1, {"file_id": "f2", "collections": ["c1"]}, SyncDecision.SYNC),  # another file in c1
+        (clean(), IN_C1, {"file_id": "f2", "collections": []}, SyncDecision.UP_TO_DATE),  # an upload in no collection
+        (doc(xaiSyncStatus="no_sync"), [], {"file_id": "f1", "collections": ["c1"]}, SyncDecision.NO_SYNC),
+        (doc(xaiSyncStatus="no_sync"), [], {"file_id": "f1", "collections": []}, SyncDecision.UP_TO_DATE),
+    ],
+)
+def test_never_up_to_date_while_the_journal_is_ahead_of_espocrm(
+    record: DocumentRecord, linked: list[LinkedEntity], journal: Any, decision: SyncDecision
+) -> None:
+    """What `pending_sync` written before the work used to tell: a run stopped between xAI and
+    its write-back (services.documents.plan.xai_ahead)."""
+    plan = plan_document_sync(record, linked, journal)
+    assert plan.decision == decision, plan
+    if decision == SyncDecision.SYNC:
+        assert not plan.needs_download and plan.required == ["c1"]  # the content is synced: no download

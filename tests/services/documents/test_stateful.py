@@ -1,13 +1,18 @@
 """Property-based (hypothesis, stateful) test of the document sync with in-memory fakes.
 
 Random sequences of: creating Raeumungsklagen (open with a collection, open still waiting
-for one, closed), giving a waiting one its collection, creating documents linked to them
+for one, closed), giving a waiting one its collection, replacing an entity's collection (the
+manager after xAI lost it), creating documents linked to them
 (or to nothing), replacing a document's file (EspoCRM sets `fileStatus` changed, or - the
 guide's missed case - leaves it `synced` and only `md5sum` changes; its hook may keep
 `sha256` stale), turning a record back into the format before the MD5 rule (`xaiSyncedHash`
 = the SHA-256 of its xAI file, journal without `md5`), linking and unlinking, deleting a
-document, and running the sync - once, twice, or with a simulated crash between xAI
-accepting an upload and the journal / EspoCRM hearing of it. Invariants:
+document, and running the sync - once, twice, with a simulated crash between xAI
+accepting an upload and the journal / EspoCRM hearing of it, or as the queue handler does
+for an event (`precheck` first, planning with the link memory, then `handle`; the manager's
+work by hand renews the entity's change token as CollectionManager does). Each machine runs
+twice: with EspoCRM's read carrying the link ids (link-multiple fields) and without.
+Invariants:
 - no content is ever uploaded twice (every upload carries new content), so neither a
   migration nor a sync of a legacy record uploads again what xAI has;
 - after a sync that reports the document synced, migrated or up to date, and the document
@@ -16,6 +21,8 @@ accepting an upload and the journal / EspoCRM hearing of it. Invariants:
 - a hash migration makes no xAI call that writes;
 - a second sync of an unchanged clean document makes no write (EspoCRM or xAI), once its
   hash is the MD5 (a legacy record's first sync is its migration);
+- an event answered by `precheck` writes nothing and reads once, and a document it calls up
+  to date is in exactly its required collections (the memory is never stale);
 - a deleted document has no file in any collection once its delete is handled;
 - at the end, with every waiting entity given its collection, one sync of each document
   makes it clean (or no_sync) with exact memberships, and one more sync writes nothing.
@@ -34,7 +41,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -51,6 +58,7 @@ from hypothesis.stateful import (
 from services.clients.errors import NotFoundError
 from services.documents.executor import DocumentSyncService, SyncOutcome
 from services.documents.journal import MemoryJournal
+from services.platform.models import SyncEvent
 
 DOC, RK = "CDokumente", "Raeumungsklage"
 DOC_FIELD = "espocrm_document_id"  # the xAI document field the sync tags files with (its contract)
@@ -70,7 +78,9 @@ class FakeEspo:
     `with_sha`, `sha256`) from its bytes and `fileStatus` to `changed` - unless `keep_status`,
     the case where only the hash tells of the change."""
 
-    def __init__(self) -> None:
+    def __init__(self, link_ids: bool = False) -> None:
+        self.link_ids = link_ids
+        self.reads = 0
         self.docs: dict[str, dict[str, Any]] = {}
         self.rks: dict[str, dict[str, Any]] = {}
         self.links: dict[str, set[str]] = {}  # doc id → rk ids
@@ -83,10 +93,16 @@ class FakeEspo:
         return f"{prefix}{next(self._ids)}"
 
     async def get_entity(self, entity_type: str, entity_id: str) -> dict[str, Any]:
+        """A record; with `link_ids` a document's read carries `{link}Ids` of its three links
+        (EspoCRM loads link-multiple fields into a read)."""
+        self.reads += 1
         table = self.docs if entity_type == DOC else self.rks
         if entity_id not in table:
             raise NotFoundError("espocrm", 404, f"{entity_type} {entity_id} not found")
-        return dict(table[entity_id])
+        out = dict(table[entity_id])
+        if self.link_ids and entity_type == DOC:
+            out.update({"raeumungsklagenIds": sorted(self.links.get(entity_id, set())), "beteiligteIds": [], "accountsIds": []})
+        return out
 
     async def list_entities(self, entity_type: str, *, where: Any = None, **_: Any) -> dict[str, Any]:
         """EspoCRM's list, filtered by `id` only (the delete's second read)."""
@@ -97,6 +113,7 @@ class FakeEspo:
 
     async def iter_related(self, entity_type: str, entity_id: str, link: str) -> AsyncIterator[dict[str, Any]]:
         assert entity_type == DOC
+        self.reads += 1
         if link == "raeumungsklagen":
             for rk in sorted(self.links.get(entity_id, set())):
                 if rk in self.rks:
@@ -206,12 +223,15 @@ class Rules:
 class DocumentSyncMachine(RuleBasedStateMachine):
     rks = Bundle("rks")
     docs = Bundle("docs")
+    link_ids = False
 
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.espo, self.xai = FakeEspo(), FakeXAI()
+        self.espo, self.xai = FakeEspo(self.link_ids), FakeXAI()
         self.journal = MemoryJournal()  # survives "crashes", like Motia state
+        self.links = MemoryJournal()  # the link memory, Motia state too
+        self.changes = MemoryJournal()  # the collection manager's change tokens
         self.contents = itertools.count(1)
         self.deleted: set[str] = set()
         self.file_ids: dict[str, set[str]] = {}  # doc id → every xAI file that ever held it
@@ -223,7 +243,7 @@ class DocumentSyncMachine(RuleBasedStateMachine):
         self.loop.close()
 
     def service(self) -> DocumentSyncService:
-        return DocumentSyncService(self.espo, self.xai, Rules(), journal=self.journal)
+        return DocumentSyncService(self.espo, self.xai, Rules(), journal=self.journal, links=self.links, changes=self.changes)
 
     def new_content(self, doc_id: str) -> bytes:
         # unique per version, sizes vary
@@ -278,12 +298,27 @@ class DocumentSyncMachine(RuleBasedStateMachine):
         self.espo.rks[rk] = {"id": rk, "status": "Abgeschlossen" if kind == "closed" else "Offen", "xaiCollectionId": cid}
         return rk
 
+    def changed(self, rk: str) -> None:
+        """What the manager does after storing a collection id: a new change token (key `{type}:{id}`)."""
+        self.run(self.changes.set(f"{RK}:{rk}", {"token": self.espo.new_id("token")}))
+
     @rule(rk=rks)
     def give_collection(self, rk: str) -> None:
         """The collection manager's work, done by hand."""
         rec = self.espo.rks[rk]
         if rec["status"] == "Offen" and not rec.get("xaiCollectionId"):
             rec["xaiCollectionId"] = self.xai.new_collection()
+            self.changed(rk)
+
+    @rule(rk=rks)
+    def replace_collection(self, rk: str) -> None:
+        """xAI lost the entity's collection and the manager made a new one (its documents'
+        remembered collection id is stale now)."""
+        rec = self.espo.rks[rk]
+        if rec.get("xaiCollectionId"):
+            self.xai.collections.pop(rec["xaiCollectionId"], None)
+            rec["xaiCollectionId"] = self.xai.new_collection()
+            self.changed(rk)
 
     # ------------------------------------------------------------------ documents
     @rule(target=docs, rk=st.one_of(st.none(), rks))
@@ -346,6 +381,31 @@ class DocumentSyncMachine(RuleBasedStateMachine):
         if twice:
             self.sync_unchanged(doc)
 
+    @rule(doc=docs, news=st.sampled_from([None, "link", "unlink"]), rk=rks)
+    def handle_event(self, doc: str, news: str | None = None, rk: str = "") -> None:
+        """A queued event as the handler runs it: `precheck`, else `handle` (the lock is the
+        glue's); `news`: a link/unlink webhook's event about `rk` (maybe an old one). An answer
+        from `precheck` reads once and writes nothing."""
+        if doc not in self.espo.docs:
+            return
+        event_data: dict[str, Any] = {"entity_type": DOC, "entity_id": doc, "action": "update", "source": "webhook", "changed_fields": ["name"]}
+        if news:
+            event_data = {**event_data, "changed_fields": [], "link_change": news, "related_entity_type": RK, "related_entity_id": rk}
+        ev = SyncEvent.from_queue(event_data)
+        writes, reads = (len(self.espo.writes), self.xai.writes), self.espo.reads
+        res = self.run(self.service().precheck(ev))
+        if res is not None:
+            assert res.outcome == SyncOutcome.UP_TO_DATE and self.link_ids, res
+            assert (len(self.espo.writes), self.xai.writes) == writes and self.espo.reads == reads + 1
+            self.check_clean(doc)
+            event("precheck up to date")
+            return
+        res = self.run(self.service().handle(ev))
+        self.note_files(doc)
+        if res.outcome in (SyncOutcome.SYNCED, SyncOutcome.UP_TO_DATE, SyncOutcome.MIGRATED):
+            self.check_clean(doc)
+        event(f"handled={res.outcome}")
+
     def sync_unchanged(self, doc: str) -> None:
         """Syncing a clean, unchanged document again makes no write at all."""
         d = self.espo.docs[doc]
@@ -397,6 +457,10 @@ class DocumentSyncMachine(RuleBasedStateMachine):
                 for fid in self.file_ids.get(doc, set()):
                     assert not self.xai.holders(fid), (doc, fid)
             self.sync_unchanged(doc)
+            if self.link_ids:  # now remembered: a redundant event is answered by one read
+                reads = self.espo.reads
+                res = self.run(self.service().precheck(SyncEvent.from_queue({"entity_type": DOC, "entity_id": doc, "action": "update"})))
+                assert res is not None and res.outcome == SyncOutcome.UP_TO_DATE and self.espo.reads == reads + 1, res
         self.no_content_uploaded_twice()
         event(f"docs={len(self.espo.docs)} deleted={len(self.deleted)}")
 
@@ -417,67 +481,113 @@ SETTINGS = settings(
 )
 
 
+class CheckedMachineWithLinkIds(CheckedMachine):
+    link_ids = True
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., DocumentSyncMachine]]:
+    """Machines driven by hand (the cases hypothesis found, replayed without a hypothesis run),
+    torn down after the test."""
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda *_: None)
+    made: list[DocumentSyncMachine] = []
+
+    def make(cls: type[DocumentSyncMachine] = DocumentSyncMachine) -> DocumentSyncMachine:
+        made.append(cls())
+        return made[-1]
+
+    yield make
+    for m in made:
+        m.teardown()
+
+
 TestDocumentSyncStateful = CheckedMachine.TestCase
 TestDocumentSyncStateful.settings = SETTINGS
+TestDocumentSyncStatefulWithLinkIds = CheckedMachineWithLinkIds.TestCase
+TestDocumentSyncStatefulWithLinkIds.settings = SETTINGS
 
 
-def test_crash_after_upload_does_not_adopt_an_earlier_same_size_version(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_after_upload_does_not_adopt_an_earlier_same_size_version(machine: Any) -> None:
     """The case hypothesis found: an earlier version of the document with the same name and
     size, uploaded seconds before, must not be adopted as the orphan of a crashed upload."""
-    monkeypatch.setattr(sys.modules[__name__], "event", lambda *_: None)  # no hypothesis run here
-    m = DocumentSyncMachine()
-    try:
-        rk = m.new_rk("open")
-        doc = m.new_doc(rk)
-        m.sync(doc)
-        m.espo.set_file(doc, b"B" * len(m.espo.attachments[m.espo.docs[doc]["fileId"]]))
-        m.sync_with_crash(doc, "after_upload")
-        m.sync(doc)
-        assert m.espo.docs[doc]["xaiSyncStatus"] == "clean"
-        m.check_clean(doc)
-        m.teardown_check()
-    finally:
-        m.teardown()
+    m = machine()
+    rk = m.new_rk("open")
+    doc = m.new_doc(rk)
+    m.sync(doc)
+    m.espo.set_file(doc, b"B" * len(m.espo.attachments[m.espo.docs[doc]["fileId"]]))
+    m.sync_with_crash(doc, "after_upload")
+    m.sync(doc)
+    assert m.espo.docs[doc]["xaiSyncStatus"] == "clean"
+    m.check_clean(doc)
+    m.teardown_check()
 
 
 @pytest.mark.parametrize(("legacy_first", "journal_lost"), [(True, False), (False, False), (True, True)])
 def test_legacy_record_whose_file_changed_in_place_is_synced_not_migrated(
-    monkeypatch: pytest.MonkeyPatch, legacy_first: bool, journal_lost: bool
+    machine: Any, legacy_first: bool, journal_lost: bool
 ) -> None:
     """The guide's missed case on a record from before the MD5 rule: the file is replaced,
     `md5sum` changes, `fileStatus` stays synced and the stale `sha256` still equals the legacy
     `xaiSyncedHash`. The migration's download must notice and sync the new bytes (once),
     with or without the journal (Motia state may have been lost)."""
-    monkeypatch.setattr(sys.modules[__name__], "event", lambda *_: None)  # no hypothesis run here
-    m = DocumentSyncMachine()
-    try:
-        doc = m.new_doc(m.new_rk("open"))
-        m.sync(doc)
-        steps = [lambda: m.back_to_legacy_hash(doc), lambda: m.change_file(doc, keep_status=True, with_sha=False)]
-        for step in steps if legacy_first else reversed(steps):
-            step()
-        if journal_lost:
-            m.journal.data.clear()
-        uploads = len(m.xai.uploads)
-        res = m.sync(doc)
-        assert res.outcome == SyncOutcome.SYNCED and res.uploaded and len(m.xai.uploads) == uploads + 1
-        m.check_clean(doc)
-        m.teardown_check()
-    finally:
-        m.teardown()
+    m = machine()
+    doc = m.new_doc(m.new_rk("open"))
+    m.sync(doc)
+    steps = [lambda: m.back_to_legacy_hash(doc), lambda: m.change_file(doc, keep_status=True, with_sha=False)]
+    for step in steps if legacy_first else reversed(steps):
+        step()
+    if journal_lost:
+        m.journal.data.clear()
+    uploads = len(m.xai.uploads)
+    res = m.sync(doc)
+    assert res.outcome == SyncOutcome.SYNCED and res.uploaded and len(m.xai.uploads) == uploads + 1
+    m.check_clean(doc)
+    m.teardown_check()
 
 
-def test_legacy_record_migrates_without_upload_or_xai_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys.modules[__name__], "event", lambda *_: None)  # no hypothesis run here
-    m = DocumentSyncMachine()
-    try:
-        doc = m.new_doc(m.new_rk("open"))
-        m.sync(doc)
-        m.back_to_legacy_hash(doc)
-        assert len(m.espo.docs[doc]["xaiSyncedHash"]) == 64 and "md5" not in m.journal.data[doc]
-        uploads = len(m.xai.uploads)
-        assert m.sync(doc).outcome == SyncOutcome.MIGRATED  # sync() asserts: clean on the MD5, no xAI write
-        assert len(m.xai.uploads) == uploads and m.journal.data[doc]["md5"] == m.espo.docs[doc]["md5sum"]
-        m.sync_unchanged(doc)
-    finally:
-        m.teardown()
+def test_legacy_record_migrates_without_upload_or_xai_write(machine: Any) -> None:
+    m = machine()
+    doc = m.new_doc(m.new_rk("open"))
+    m.sync(doc)
+    m.back_to_legacy_hash(doc)
+    assert len(m.espo.docs[doc]["xaiSyncedHash"]) == 64 and "md5" not in m.journal.data[doc]
+    uploads = len(m.xai.uploads)
+    assert m.sync(doc).outcome == SyncOutcome.MIGRATED  # sync() asserts: clean on the MD5, no xAI write
+    assert len(m.xai.uploads) == uploads and m.journal.data[doc]["md5"] == m.espo.docs[doc]["md5sum"]
+    m.sync_unchanged(doc)
+
+
+def test_replaced_collection_is_not_answered_from_the_link_memory(machine: Any) -> None:
+    """The sequence the memory must survive (hypothesis finds its mutant only after ~1,000
+    examples): a document remembered in its entity's collection, the manager replaces that
+    collection, then an event. The renewed change token makes it move, not answer from memory."""
+    m = machine(CheckedMachineWithLinkIds)
+    rk = m.new_rk("open")
+    doc = m.new_doc(rk)
+    m.sync(doc)
+    m.handle_event(doc)  # answered from memory: one read, no write
+    old = m.espo.rks[rk]["xaiCollectionId"]
+    m.replace_collection(rk)
+    m.handle_event(doc)  # asserts exact memberships when it reports up to date or synced
+    assert m.xai.holders(m.espo.docs[doc]["xaiId"]) == {m.espo.rks[rk]["xaiCollectionId"]} != {old}
+    m.teardown_check()
+
+
+@pytest.mark.parametrize("first_linked", [False, True])
+def test_run_stopped_before_its_write_back_then_unlinked_leaves_no_membership(machine: Any, first_linked: bool) -> None:
+    """The case hypothesis found once `pending_sync` was no longer written before the work: a
+    run adds the file to a collection and dies before EspoCRM hears of it; the link goes away.
+    EspoCRM's record alone looks up to date (no_sync without collections, or clean in its
+    first collection only); the journal, written ahead, says xAI holds more."""
+    m = machine(CheckedMachineWithLinkIds)
+    first = m.new_rk("open")
+    doc = m.new_doc(first if first_linked else None)
+    m.sync(doc)
+    rk = m.new_rk("open")
+    m.link(doc, rk)
+    m.sync_with_crash(doc, "before_write_back")
+    assert m.xai.holders(m.journal.data[doc]["file_id"]) >= {m.espo.rks[rk]["xaiCollectionId"]}
+    m.unlink(doc, rk)
+    m.handle_event(doc)
+    m.teardown_check()  # no file of the document left in the unlinked collection
+    assert m.espo.rks[rk]["xaiCollectionId"] not in m.xai.holders(m.espo.docs[doc].get("xaiId") or "")

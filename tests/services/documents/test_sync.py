@@ -95,9 +95,9 @@ def test_webhook_events() -> None:
     data = SyncEvent.from_queue(ev["data"])
     assert data.changed_fields == ["name", "xaiSyncStatus"] and data.webhook_id == "hook" and not is_own_write_echo(data)
     link = LinkWebhookItem.model_validate({"entityType": "Account", "entityId": "a1", "documentId": "d1"})
-    col, docu = link_webhook_events(EntityAction.LINK)(link, None)
-    assert col["topic"] == "vmh.collection.ensure" and col["data"]["entity_id"] == "a1" and col["data"]["action"] == "link"
+    [docu] = link_webhook_events(EntityAction.LINK)(link, None)  # the sync asks for a missing collection itself
     assert docu["topic"] == "vmh.document.update" and docu["data"]["entity_id"] == "d1"
+    assert docu["data"]["related_entity_id"] == "a1" and docu["data"]["link_change"] == "link" and not docu["data"].get("full")
 
 
 # --------------------------------------------------------------------------- against simulators

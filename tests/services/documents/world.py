@@ -24,16 +24,36 @@ RK = EntityType.RAEUMUNGSKLAGE
 
 
 class World:
-    def __init__(self, espo: EspoCRMAPI, xai: XAIAPI, redis: Any, espo_run: RunningApp, xai_run: RunningApp, xai_app: Any) -> None:
+    def __init__(
+        self, espo: EspoCRMAPI, xai: XAIAPI, redis: Any, espo_run: RunningApp, xai_run: RunningApp, xai_app: Any, espo_app: Any = None
+    ) -> None:
         self.espo, self.xai, self.redis = espo, xai, redis
-        self.espo_run, self.xai_run, self.xai_app = espo_run, xai_run, xai_app
+        self.espo_run, self.xai_run, self.xai_app, self.espo_app = espo_run, xai_run, xai_app, espo_app
         self.journal = MemoryJournal()
+        self.links = MemoryJournal()  # the link memory, kept across services like Motia state
+        self.changes = MemoryJournal()  # the collection manager's change tokens
 
     def service(self, **kw: Any) -> DocumentSyncService:
-        return DocumentSyncService(self.espo, self.xai, RULES, journal=self.journal, **kw)
+        return DocumentSyncService(self.espo, self.xai, RULES, journal=self.journal, links=self.links, changes=self.changes, **kw)
+
+    def clear_calls(self) -> None:
+        from simulators.base import STATE_KEY
+
+        for app in (self.espo_app, self.xai_app):
+            app[STATE_KEY].requests.clear()
+
+    def calls(self) -> tuple[list[str], list[str]]:
+        """`METHOD path` of every API call the EspoCRM and the xAI simulator logged since
+        `clear_calls` (the simulators' request logs, not the clients')."""
+        from simulators.base import STATE_KEY
+
+        return tuple(  # type: ignore[return-value]
+            [f"{r.method} {r.path}" for r in app[STATE_KEY].requests if not r.path.startswith("/_sim")]
+            for app in (self.espo_app, self.xai_app)
+        )
 
     def manager(self) -> CollectionManager:
-        return CollectionManager(self.espo, self.xai, RULES)
+        return CollectionManager(self.espo, self.xai, RULES, changes=self.changes)
 
     def xai_requests(self) -> list[Any]:
         from simulators.base import STATE_KEY

@@ -1,8 +1,8 @@
 """POST /vmh/webhook/entity/unlink: a document was unlinked to/from an entity.
 
 Body: EspoCRM array of `{entityType, entityId, documentId}` (LinkWebhookItem). Each item
-queues vmh.collection.ensure for the entity AND vmh.document.update for the document
-(event storm: whichever runs first, the other catches up).
+queues vmh.document.update for the document; its sync asks for the entity's collection
+(vmh.collection.ensure) when that is missing or gone (services.documents.events).
 """
 
 from services.platform.models import EntityAction
