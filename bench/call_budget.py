@@ -8,15 +8,36 @@ until no webhook is in flight and the queues are idle, so the echoes of our own 
 and every follow-up event are in the count. The bench's own setup calls (creating the
 record it then watches) are subtracted by name; the rows say what was counted.
 
-Scenarios (issue #16's goals in brackets):
+Scenarios (issue #16's goals in brackets; before → after the work on it):
 - new_document: a document created linked to one entity that has a collection, until every
-  event it caused is handled [≤ 10 calls: read, links, owner, download, upload, add to
-  collection, one write-back].
+  event it caused is handled [≤ 10 calls] 16 → 6 (7 when the link webhook lands during the run).
 - redundant_update: a manual `vmh.document.update` for a clean, unchanged document [≤ 1
-  EspoCRM call, 0 xAI calls].
-- echo: EspoCRM's update webhook for an attribute only the sync writes [0 calls].
-- link / unlink: one more document linked to (unlinked from) an entity with N documents
-  [calls independent of N].
+  EspoCRM call, 0 xAI calls] 4 → 1.
+- echo: EspoCRM's update webhook for an attribute only the sync writes [0 calls] 0 → 0.
+- link / unlink: one more document linked to (unlinked from) an entity with 1 and with N
+  documents [calls independent of N] 16 / 12 → 6 / 3, the same for both sizes.
+
+The minimum for a new document is 6, when EspoCRM's read of the document carries its link
+ids (EspoCRM loads link-multiple fields into a read; the simulator's CDokumente has them):
+1. GET the document (it names its linked entities: `raeumungsklagenIds`, ...);
+2. GET the one link with ids (`CDokumente/{id}/raeumungsklagen`): the entity's
+   `xaiCollectionId` and the fields of its collection rule, which no earlier call has;
+3. GET the attachment (the bytes to upload and their MD5);
+4. POST the file to xAI; 5. add it to the collection;
+6. PUT the result back (`xaiId`, `xaiCollections`, `xaiSyncedHash`, clean) - once: no
+   `pending_sync` write before the work (the journal in Motia state, written ahead of every
+   xAI change, tells a stopped run instead), no read before the write (the PUT's answer shows
+   a file replaced meanwhile).
+Nothing else is needed: the create and link webhooks are one ledger mark (one run) when both
+arrive before it starts; one arriving during the run makes the ledger run the mark again,
+and that run must read the document (the mark keeps only the latest payload, so it may stand
+for a change too): 7. The write-back's echo is dropped at intake (0); the link webhook asks
+for no collection check of its own (the document's sync asks when the collection is missing
+or gone). Where the CRM's read has no link ids (no link-multiple fields), step 2 lists all
+three links: 8. Link: the same 6 (the file is not in xAI yet); unlink: read, remove from the
+collection, write back = 3. A redundant event: one read, planned with the linked entities
+remembered from the last full read (services.documents.links), which stays valid until the
+links or an entity's collection change.
 """
 
 from __future__ import annotations
@@ -83,7 +104,9 @@ async def wait_clean(h: Harness, doc_ids: list[str], timeout: float = 120) -> No
             if set(doc_ids) <= clean:
                 return
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{set(doc_ids) - clean} not clean after {timeout}s")
+                async with s.get(f"{h.sims.espocrm.url}/_sim/entities/CDokumente") as r:
+                    stuck = [d for d in await r.json() if d["id"] in set(doc_ids) - clean]
+                raise TimeoutError(f"not clean after {timeout}s: {stuck}")
             await asyncio.sleep(0.1)
 
 
@@ -92,6 +115,39 @@ def figures(prefix: str, calls: dict[str, list[str]], minus: dict[str, int] | No
     espo = len(calls["espocrm"]) - minus.get("espocrm", 0)
     xai = len(calls["xai"]) - minus.get("xai", 0)
     return {f"{prefix}_espocrm_calls": espo, f"{prefix}_xai_calls": xai, f"{prefix}_calls": espo + xai}
+
+
+async def link_unlink(h: Harness, count: Counter, size: int) -> dict[str, Any]:
+    """Link one more document to a new entity (with a collection) that already has `size`
+    documents, then unlink it: `link_{size}_*`, `unlink_{size}_*` (the bench's POST/DELETE of
+    the link subtracted)."""
+    assert h.espo
+    rk = await h.rk_with_collection()
+    ids = []
+    for i in range(size):
+        a = await h.espo.upload_attachment(f"n{i}.txt", f"n{i} {uuid.uuid4()}".encode(), "text/plain", "CDokumente", "file")
+        d = await h.espo.create_entity("CDokumente", {"name": f"n{i}.txt", "fileId": a["id"], "raeumungsklagenIds": [rk]})
+        ids.append(d["id"])
+    await wait_clean(h, ids)
+    await settle(h)
+    a = await h.espo.upload_attachment("late.txt", f"late {uuid.uuid4()}".encode(), "text/plain", "CDokumente", "file")
+    late = await h.espo.create_entity("CDokumente", {"name": "late.txt", "fileId": a["id"]})
+    await settle(h)
+    out: dict[str, Any] = {}
+    await count.reset()
+    await h.espo.link_entities("Raeumungsklage", rk, "dokumente", late["id"])
+    await wait_clean(h, [late["id"]])
+    await settle(h)
+    calls = await count.calls()
+    out.update(figures(f"link_{size}", calls, {"espocrm": 1}))
+    out[f"link_{size}_trace"] = "; ".join(calls["espocrm"][1:] + calls["xai"])
+    await count.reset()
+    await h.espo.unlink_entities("Raeumungsklage", rk, "dokumente", late["id"])
+    await settle(h)
+    calls = await count.calls()
+    out.update(figures(f"unlink_{size}", calls, {"espocrm": 1}))
+    out[f"unlink_{size}_trace"] = "; ".join(calls["espocrm"][1:] + calls["xai"])
+    return out
 
 
 async def main(linked_documents: int = 20) -> None:
@@ -128,27 +184,9 @@ async def main(linked_documents: int = 20) -> None:
         calls = await count.calls()
         out.update(figures("echo", calls, {"espocrm": 1}))
 
-        # link / unlink with N documents already linked to the entity.
-        ids = []
-        for i in range(linked_documents):
-            a = await h.espo.upload_attachment(f"n{i}.txt", f"n{i} {uuid.uuid4()}".encode(), "text/plain", "CDokumente", "file")
-            d = await h.espo.create_entity("CDokumente", {"name": f"n{i}.txt", "fileId": a["id"], "raeumungsklagenIds": [rk]})
-            ids.append(d["id"])
-        await wait_clean(h, ids)
-        await settle(h)
-        a = await h.espo.upload_attachment("late.txt", b"late", "text/plain", "CDokumente", "file")
-        late = await h.espo.create_entity("CDokumente", {"name": "late.txt", "fileId": a["id"]})
-        await settle(h)
-        await count.reset()
-        await h.espo.link_entities("Raeumungsklage", rk, "dokumente", late["id"])
-        await wait_clean(h, [late["id"]])
-        await settle(h)
-        out.update(figures("link", await count.calls(), {"espocrm": 1}))
-        await count.reset()
-        await h.espo.unlink_entities("Raeumungsklage", rk, "dokumente", late["id"])
-        await settle(h)
-        out.update(figures("unlink", await count.calls(), {"espocrm": 1}))
-        out["linked_documents"] = linked_documents + 2
+        # link / unlink with 1 and with N documents already linked to an entity.
+        for size in (1, linked_documents):
+            out.update(await link_unlink(h, count, size))
         out["targets"] = "new_document <= 10; redundant_update espocrm <= 1, xai 0; echo 0; link/unlink independent of linked_documents"
         emit("call_budget", out)
     finally:
