@@ -2,7 +2,7 @@
 systems the services read (clients, `ctx.state`, ledger, deletion guard), and the one mapping
 of failures to answers (services.ops.api documents the endpoints).
 
-400 bad input, 401 no or a wrong token, 404 nothing to act on, 503 OPS_TOKEN unset or Redis
+400 bad input, 401 no or a wrong token (429 past the failure limit, `check_token`), 404 nothing to act on, 503 OPS_TOKEN unset or Redis
 unreachable; a failing external system is reported inside a 200 answer by the services.
 """
 
@@ -23,7 +23,10 @@ from services.platform.deletion_guard import get_deletion_guard
 from services.platform.ledger import LedgerError
 from services.platform.ledger.ops import OpsRejected, authorize
 from services.platform.settings import get_settings
+from services.proxy.auth import AuthFailureLimiter, client_address
 from src.glue.http import json_response
+
+OPS_FAILURE_KEY_PREFIX = "ops:authfail:"
 
 
 def systems(ctx: Any) -> Systems:
@@ -35,11 +38,32 @@ def report_store() -> ReportStore:
     return ReportStore(get_redis_client(), get_settings().ops.key_prefix)
 
 
+async def check_token(headers: Any) -> None:
+    """OPS_TOKEN as `Authorization: Bearer` (services.platform.ledger.ops.authorize), with the
+    Advoware proxy's limit on failures: past ADVOWARE_PROXY_AUTH_FAILURE_LIMIT wrong tokens from
+    one client address within the window, every request from it is refused 429 until the window
+    ends (counted in Redis under `ops:authfail:{address}`), before the token is compared."""
+    settings = get_settings()
+    limiter = AuthFailureLimiter(
+        get_redis_client(), limit=settings.advoware.proxy_auth_failure_limit,
+        window_seconds=settings.advoware.proxy_auth_failure_window_seconds, key_prefix=OPS_FAILURE_KEY_PREFIX,
+    )
+    address = client_address(headers)
+    wait = await limiter.retry_after(address)
+    if wait:
+        raise OpsRejected(429, f"too many failed authentications from this address; retry in {wait} s")
+    try:
+        authorize(headers, settings.ops_token.get_secret_value() if settings.ops_token else None)
+    except OpsRejected as exc:
+        if exc.status == 401:
+            await limiter.record_failure(address)
+        raise
+
+
 async def answer(request: Any, ctx: Any, what: str, work: Callable[[], Awaitable[tuple[int, Any]]]) -> Any:
     """Authorize, run `work` (→ status, body) and map its failures (module docstring)."""
-    token = get_settings().ops_token
     try:
-        authorize(request.headers, token.get_secret_value() if token else None)
+        await check_token(request.headers)
         status, body = await work()
     except OpsRejected as exc:
         ctx.logger.warn(f"ops {what} refused: {exc.message}", {"status": exc.status})

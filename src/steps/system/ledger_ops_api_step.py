@@ -5,18 +5,17 @@ from motia import http
 
 from services.platform.container import get_ledger
 from services.platform.ledger import LedgerError
-from services.platform.ledger.ops import OpsRejected, authorize, ledger_view, parse_view_query
-from services.platform.settings import get_settings
+from services.platform.ledger.ops import OpsRejected, ledger_view, parse_view_query
 from src.glue.http import json_response
+from src.glue.ops import check_token
 from src.glue.steps import step_config
 
 config = step_config("Ledger Ops View", "Operators: the sync ledger's marks (pending, retrying, dead) per kind", "system", [http("GET", "/ops/ledger")], [])
 
 
 async def handler(request, ctx):
-    token = get_settings().ops_token
     try:
-        authorize(request.headers, token.get_secret_value() if token else None)
+        await check_token(request.headers)
         kind, dead, limit = parse_view_query(request.query_params)
         return json_response(200, await ledger_view(get_ledger(), kind=kind, dead=dead, limit=limit))
     except OpsRejected as exc:

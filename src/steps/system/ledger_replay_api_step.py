@@ -6,10 +6,10 @@ from motia import http
 
 from services.platform.container import get_ledger
 from services.platform.ledger import LedgerError, enqueue_marked
-from services.platform.ledger.ops import OpsRejected, authorize, parse_replay_body, replay_summary
+from services.platform.ledger.ops import OpsRejected, parse_replay_body, replay_summary
 from services.platform.ledger.policies import all_topics
-from services.platform.settings import get_settings
 from src.glue.http import json_response
+from src.glue.ops import check_token
 
 config = {
     "name": "Ledger Ops Replay",
@@ -21,9 +21,8 @@ config = {
 
 
 async def handler(request, ctx):
-    token = get_settings().ops_token
     try:
-        authorize(request.headers, token.get_secret_value() if token else None)
+        await check_token(request.headers)
         kind, ids = parse_replay_body(request.body)
         replayed = await get_ledger().replay(kind, ids)
     except OpsRejected as exc:
