@@ -33,9 +33,16 @@ STEPS = ROOT / "src" / "steps" / "vmh"
 
 
 class Harness:
-    """Redis + simulators + engine/worker over src/steps/vmh, webhooks open (unsigned)."""
+    """Redis + simulators + engine/worker over src/steps/vmh, webhooks open (unsigned).
 
-    def __init__(self) -> None:
+    `queue_defaults` go to the stand-in's builtin queue adapter (e.g. its `concurrency`),
+    `env` to the worker (e.g. LEDGER_CONCURRENCY), `steps` is the folder of steps it runs."""
+
+    def __init__(self, *, queue_defaults: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 steps: Path = STEPS) -> None:
+        self.steps = steps
+        self.queue_defaults = {"backoff_ms": 200, **(queue_defaults or {})}
+        self.extra_env = dict(env or {})
         self.redis_proc: subprocess.Popen[bytes] | None = None
         self.tester: MotiaTester | None = None
         self.sims: Simulators | None = None
@@ -56,8 +63,8 @@ class Harness:
         )
         self._cleanup.callback(self._stop_redis, self.redis_proc)
         env = {"APP_MODE": "sandbox", "APP_ENV_FILE": "/nonexistent/.env", "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-               "OTEL_LOGS_FLUSH_INTERVAL_MS": "200"}
-        self.tester = MotiaTester(STEPS, queue_defaults={"backoff_ms": 200}, rest_timeout_ms=30000)
+               "OTEL_LOGS_FLUSH_INTERVAL_MS": "200", **self.extra_env}
+        self.tester = MotiaTester(self.steps, queue_defaults=self.queue_defaults, rest_timeout_ms=30000)
         self.settings = load_settings(dict(env))
         self.sims = await start_simulators(self.settings, demo=False, engine_url=self.tester.base_url,
                                            use_configured_ports=False, webhook_retry_interval=0.5)

@@ -41,7 +41,19 @@ TARGETS: list[tuple[str, str, str, float, str | None]] = [
     ("reconcile_budget", "rotation_queued", "==", 20.0, "before_rotation_queued"),
     ("reconcile_budget", "calendar_idle_writes", "==", 0.0, None),
     ("reconcile_budget", "calendar_idle_reads", "<", 3.0, "before_calendar_idle_reads"),
+    # Throughput with production-like latencies: each kind against the bound that latency, its
+    # concurrency and xAI's rate limit imply (bench/throughput.py's docstring has the formula).
+    ("throughput", "documents_ratio_to_bound", ">=", 0.8, None),
+    ("throughput", "documents_per_s", ">=", 0.0, "documents_bound_per_s"),
+    ("throughput", "documents_throttled_ratio_to_bound", ">=", 0.8, None),
+    ("throughput", "documents_throttled_per_s", ">=", 0.0, "documents_throttled_bound_per_s"),
+    ("throughput", "parties_ratio_to_bound", ">=", 0.8, None),
+    ("throughput", "parties_per_s", ">=", 0.0, "parties_bound_per_s"),
+    ("throughput", "failures", "==", 0.0, None),
 ]
+
+TIMEOUTS = {"throughput.py": 1800}
+"""Seconds a benchmark may run (default 600): the throughput bench syncs 3,500 records at real latencies."""
 
 
 NOTES = [
@@ -91,7 +103,8 @@ def main() -> int:
     for script in scripts:
         print(f"--- {script.name}", flush=True)
         t0 = time.time()
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=HERE.parent)
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUTS.get(script.name, 600),
+                              cwd=HERE.parent)
         sys.stdout.write(proc.stdout[-3000:])
         if proc.returncode != 0:
             sys.stdout.write(proc.stderr[-3000:])
