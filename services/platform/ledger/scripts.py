@@ -63,13 +63,21 @@ for i = 1, n do
       out[#out+1] = {seq, 'revived'}
     else
       if sticky ~= '' then
+        -- A sticky flag the pending payload had is added to the newer one as a last key
+        -- ("flag":true wins over an earlier "flag":false, as in every JSON reader we use),
+        -- never by re-encoding: cjson would turn an empty list into {} and change numbers.
         local old = cjson.decode(redis.call('HGET', mk, 'data'))
         local new = cjson.decode(data)
-        local changed = false
         for flag in string.gmatch(sticky, '[^,]+') do
-          if old[flag] == true and new[flag] ~= true then new[flag] = true; changed = true end
+          if old[flag] == true and new[flag] ~= true then
+            local body = string.match(data, '^%s*(.-)%s*$')
+            if string.match(body, '^{%s*}$') then
+              data = '{"' .. flag .. '":true}'
+            else
+              data = string.sub(body, 1, -2) .. ',"' .. flag .. '":true}'
+            end
+          end
         end
-        if changed then data = cjson.encode(new) end
       end
       redis.call('HSET', mk, 'seq', seq, 'topic', topic, 'data', data, 'updated_at', now)
       local claim = redis.call('HGET', mk, 'claim')

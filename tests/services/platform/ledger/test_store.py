@@ -334,6 +334,20 @@ async def test_sticky_full_flag_survives_a_newer_incremental_request(ledger: Led
     assert (await ledger.get(kind, "AB")).data["full"] is True  # type: ignore[union-attr]
 
 
+async def test_a_sticky_merge_keeps_the_rest_of_the_payload_as_it_was(ledger: Ledger) -> None:
+    """The merge adds the flag without re-encoding: an empty list stays a list (Lua's cjson would
+    write {}), big numbers and nested values keep their form."""
+    kind, topic = SyncKind.CALENDAR_EMPLOYEE, "calendar.sync.employee"
+    await ledger.mark(kind, "CK", topic, {"kuerzel": "CK", "full": True})
+    newer = {"kuerzel": "CK", "full": False, "changed_fields": [], "n": 12345678901234567, "nested": {"a": []}}
+    await ledger.mark(kind, "CK", topic, newer)
+    info = await ledger.get(kind, "CK")
+    assert info is not None and info.data == {**newer, "full": True}
+    await ledger.mark(kind, "EM", topic, {"full": True})
+    await ledger.mark(kind, "EM", topic, {})
+    assert (await ledger.get(kind, "EM")).data == {"full": True}  # type: ignore[union-attr]
+
+
 async def test_entity_ids_that_would_break_keys_are_refused(ledger: Ledger) -> None:
     for bad in ("", "a b", "x\n"):
         with pytest.raises(ValueError):
