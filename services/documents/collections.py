@@ -26,11 +26,11 @@ from enum import StrEnum
 from typing import Any
 
 from services.clients.errors import NotFoundError, ValidationError
+from services.documents.base import DocumentServiceBase
 from services.documents.events import document_event
-from services.documents.journal import MemoryJournal, SyncJournal
+from services.documents.journal import SyncJournal
 from services.documents.links import change_key
 from services.documents.plan import ENTITY_DOCUMENTS_LINK
-from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import LINKABLE_ENTITY_TYPES, EntityRecord, EntityType, SyncSource
 
 COLLECTION_LOCK_STEP = "collection_create"
@@ -106,7 +106,7 @@ class CollectionResult:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-class CollectionManager:
+class CollectionManager(DocumentServiceBase):
     """Creates, adopts and deletes entity collections (idempotent; the caller holds the entity
     lock `collection_create:{type}:{id}`, src/glue/locking.py)."""
 
@@ -119,12 +119,7 @@ class CollectionManager:
         changes: SyncJournal | None = None,
         ctx: Any = None,
     ) -> None:
-        self.espocrm = espocrm
-        self.xai = xai
-        self.xai_settings = xai_settings
-        self.changes: SyncJournal = changes if changes is not None else MemoryJournal()
-        """Change tokens per entity (services.documents.links.CHANGES_SCOPE)."""
-        self.log: ServiceLogger = get_service_logger("collection_manager", ctx)
+        super().__init__(espocrm, xai, xai_settings, changes=changes, ctx=ctx, logger_name="collection_manager")
 
     async def ensure(self, entity_type: EntityType | str, entity_id: str) -> CollectionResult:
         etype = EntityType(str(entity_type))

@@ -33,6 +33,7 @@ from services.clients.errors import (
     NotFoundError,
     is_retryable,
 )
+from services.documents.base import DocumentServiceBase
 from services.documents.events import collection_event, is_own_write_echo
 from services.documents.files import DownloadedFile, download_to_tempfile, find_orphan_upload
 from services.documents.journal import UPLOAD_PENDING_KEY, MemoryJournal, SyncJournal
@@ -51,7 +52,6 @@ from services.documents.plan import (
 )
 from services.documents.results import SyncOutcome, SyncResult, write_back
 from services.platform.deletion_guard import espocrm_doubt
-from services.platform.logging import ServiceLogger, get_service_logger
 from services.platform.models import (
     DocumentRecord,
     EntityAction,
@@ -69,7 +69,7 @@ DOCUMENT_FIELD_ID = "espocrm_document_id"
 """xAI document field naming the EspoCRM document (used to find files when a record is gone)."""
 
 
-class DocumentSyncService:
+class DocumentSyncService(DocumentServiceBase):
     """Syncs one CDokumente record to xAI (idempotent; see the module docstring)."""
 
     def __init__(
@@ -83,15 +83,10 @@ class DocumentSyncService:
         changes: SyncJournal | None = None,
         ctx: Any = None,
     ) -> None:
-        self.espocrm = espocrm
-        self.xai = xai
-        self.xai_settings = xai_settings
+        super().__init__(espocrm, xai, xai_settings, changes=changes, ctx=ctx, logger_name="document_sync")
         self.journal: SyncJournal = journal if journal is not None else MemoryJournal()
         self.links: SyncJournal = links if links is not None else MemoryJournal()
         """The link memory (services.documents.links), written under the lock only."""
-        self.changes: SyncJournal = changes if changes is not None else MemoryJournal()
-        """The collection manager's change tokens per entity (services.documents.links)."""
-        self.log: ServiceLogger = get_service_logger("document_sync", ctx)
 
     # -- reading ------------------------------------------------------------------------
 
