@@ -181,9 +181,16 @@ class DocumentSyncService(DocumentServiceBase):
         except IntegrationError as exc:
             if isinstance(exc, NotFoundError) and await self.load_document(doc_id) is None:
                 return SyncResult(SyncOutcome.GONE, detail="document deleted during sync")
-            await self._mark_failed(doc, exc, plan)
             if is_retryable(exc):
+                # The ledger retries (a 429 included); only when it gives up does its dead hook
+                # mark the document failed (services.platform.ledger.hooks). Writing `failed` now
+                # would show a passing outage as a failure and cost an EspoCRM call per attempt.
+                self.log.warn(
+                    f"Document {doc.id}: xAI sync interrupted, will retry: {failure_message(exc)}",
+                    document_id=doc.id, error_type=type(exc).__name__,
+                )
                 raise
+            await self._mark_failed(doc, exc, plan)
             return SyncResult(SyncOutcome.FAILED, detail=failure_message(exc))
         except Exception as exc:  # a bug or an unknown library error: record it, let the queue retry
             await self._mark_failed(doc, exc, plan)

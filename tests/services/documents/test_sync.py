@@ -143,7 +143,8 @@ async def test_crash_between_upload_and_write_back_does_not_upload_twice(world: 
     with pytest.raises(ApiConnectionError):
         await world.service().sync_document(doc_id)
     d = await world.espo.get_entity("CDokumente", doc_id)
-    assert d["xaiSyncStatus"] == "failed" and "connection reset" in d["xaiSyncError"]
+    # a retryable failure is not written as `failed` (the ledger's dead hook does that when it gives up)
+    assert d.get("xaiSyncStatus") != "failed" and not d.get("xaiSyncError")
     assert world.uploads() == 1
     res = await resync_without_upload(world, doc_id)  # the queue's retry
     assert [x["file_metadata"]["file_id"] async for x in world.xai.list_documents(cid)] == [res.file_id]
