@@ -199,3 +199,9 @@ async def test_a_dead_sync_is_seen_in_the_ledger_and_replayed_from_the_page(
     await settle_ledger(stack)
     await go(page, stack, f"entity/document/{doc['id']}", "entity")
     assert await page.locator('[data-testid="state"]').get_attribute("data-state") == "in_sync"
+
+    await page.click('[data-testid="resync"]')  # "resync now": through the ledger, logged as the operator's
+    await page.locator("#toast", has_text=f"document {doc['id']}").wait_for(timeout=WAIT)
+    await settle_ledger(stack)
+    await page.click('[data-testid="reload"]')
+    await page.locator('[data-testid="activity"] tr', has_text="operator resync").first.wait_for(timeout=WAIT)
