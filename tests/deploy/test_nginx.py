@@ -31,7 +31,7 @@ from iii_local.testing import MotiaTester
 from services.clients.espocrm_webhooks import php_json_encode
 from simulators.sandbox import Simulators
 from tests.deploy.nginx_front import LOCATIONS_CONF, ROOT, SERVER_CONF, NginxFront
-from tests.e2e import WEBHOOK_ID, WEBHOOK_SECRET, stack_env
+from tests.e2e import OPS_TOKEN, WEBHOOK_ID, WEBHOOK_SECRET, stack_env
 
 ENDPOINT = "/vmh/webhook/document/update"
 TOPIC = "vmh.document.update"
@@ -187,6 +187,25 @@ async def test_operator_api_is_not_public_and_other_paths_pass(stack: MotiaTeste
             assert resp.status == 200, await resp.text()
             assert (await resp.json())["status"]
     assert (await stack.get("/_console/status")).status == 200  # the engine itself still has it
+
+
+OPS_PATHS = [("GET", "/ops"), ("GET", "/ops/"), ("GET", "/ops/assets/app.js"), ("GET", "/ops/ledger"), ("GET", "/ops/audit"),
+             ("GET", "/ops/search?q=x"), ("GET", "/ops/entities/document/x1"), ("POST", "/ops/audit/run"),
+             ("POST", "/ops/audit/repair"), ("POST", "/ops/ledger/replay"), ("POST", "/ops/entities/document/x1/resync")]
+
+
+async def test_operators_page_and_api_are_not_forwarded(stack: MotiaTester, front: NginxFront) -> None:
+    """/ops (page and API, with the right token too) answers 404 at nginx; on the engine's loopback port it is there."""
+    headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    async with aiohttp.ClientSession() as session:
+        for method, path in OPS_PATHS:
+            async with session.request(method, front.url + path, headers=headers, json={}, ssl=front.ssl_context(),
+                                       allow_redirects=False) as resp:
+                assert resp.status == 404, (method, path, resp.status)
+                body = await resp.text()
+                assert "bitbylaw" not in body and "error" not in body, (path, body[:200])  # nginx's own page, not ours
+    assert (await stack.get("/ops/")).status == 200
+    assert (await stack.get("/ops/ledger", headers=headers)).status == 200
 
 
 def test_access_log_format_never_records_the_query_string() -> None:
