@@ -205,3 +205,47 @@ async def test_a_dead_sync_is_seen_in_the_ledger_and_replayed_from_the_page(
     await settle_ledger(stack)
     await page.click('[data-testid="reload"]')
     await page.locator('[data-testid="activity"] tr', has_text="operator resync").first.wait_for(timeout=WAIT)
+
+
+async def test_a_worker_killed_during_a_sync_is_seen_and_its_sync_taken_over(
+    page: Any, stack: MotiaTester, sims_reset: Simulators, espo: EspoCRMAPI, xai: Xai, http: Any, ops_shots: Path  # noqa: F811
+) -> None:
+    """The document's repair (resync now) hangs in xAI and its worker is SIGKILLed meanwhile: the
+    ledger shows the run and how long its claim lasts, then the sweeper hands it to the restarted
+    worker ("took over a run whose worker died") and the document ends in sync."""
+    rk = await new_rk(espo)
+    doc, _, clean = await synced_document(stack, espo, b"Kuendigung " * 30, raeumungsklagenIds=[rk["id"]])
+    cid, fid = clean["xaiCollections"][0], clean["xaiId"]
+    async with xai.http.delete(f"{xai.url}/v1/collections/{cid}/documents/{fid}", headers=xai.mgmt) as resp:
+        assert resp.status == 200, await resp.text()
+    fault = {"method": "POST", "path": f"^/v1/collections/{cid}/documents/", "latency_ms": 8000, "times": 1}
+    async with http.post(sims_reset.xai.url + "/_sim/faults", json=fault) as resp:
+        assert resp.status == 200, await resp.text()
+
+    await sign_in(page, stack)
+    await shown(page, "search")
+    await go(page, stack, f"entity/document/{doc['id']}", "entity")
+    await page.click('[data-testid="resync"]')
+    auth = {"Authorization": f"Bearer {OPS_TOKEN}"}
+
+    async def running() -> bool:
+        marks = (await stack.get(f"/ops/entities/document/{doc['id']}", headers=auth)).json()["ledger"]
+        return any(m["in_flight"] for m in marks)
+
+    await wait_until(running, 20, "the resync running")
+    await stack.kill_worker()
+
+    await go(page, stack, "ledger", "ledger")
+    row = page.locator('[data-testid="ledger-marks"] tbody tr', has_text=doc["id"])
+    assert "claim until" in await row.inner_text()  # a dead worker's run: the claim runs out, then the sweeper hands it on
+    await page.screenshot(path=str(ops_shots / "ops-page-worker-killed.png"), full_page=True)
+
+    async def taken_over() -> bool:
+        v = (await stack.get(f"/ops/entities/document/{doc['id']}", headers=auth)).json()
+        return v["state"] == "in_sync" and any("worker died" in a["message"] for a in v["activity"])
+
+    await wait_until(taken_over, 60, "the run taken over and the document in sync")
+    assert fid in await xai.documents(cid)
+    await go(page, stack, f"entity/document/{doc['id']}", "entity")
+    assert await page.locator('[data-testid="state"]').get_attribute("data-state") == "in_sync"
+    await page.locator('[data-testid="activity"] tr', has_text="took over a run whose worker died").first.wait_for(timeout=WAIT)

@@ -69,11 +69,18 @@ function problems(v) {
   return out;
 }
 
+/** When a mark is due: a running one's claim lasts until `due_at`; if its worker died, the
+ * sweeper hands it to a live worker then ("took over a run whose worker died" in its activity). */
+function due(m) {
+  if (m.state === "dead") return `gave up ${when(m.died_at)}`;
+  return m.in_flight ? `running; claim until ${when(m.due_at)}` : when(m.due_at);
+}
+
 /** The ledger's marks: state, attempts, last error, when due. */
 export function ledgerMarks(marks, extra) {
   const rows = marks.map((m) => [
-    m.kind, pill(m.state, m.state === "dead" ? "bad" : m.in_flight ? "busy" : "warn"), h("code", { text: m.entity_id }),
-    m.attempts, m.last_error || "", m.in_flight ? "running" : when(m.due_at), when(m.updated_at),
+    m.kind, pill(m.in_flight ? "running" : m.state, m.state === "dead" ? "bad" : m.in_flight ? "busy" : "warn"), h("code", { text: m.entity_id }),
+    m.attempts, m.last_error || "", due(m), when(m.updated_at),
     ...(extra ? [extra(m)] : []),
   ]);
   const head = ["kind", "mark", "entity", "attempts", "last error", "due", "updated"];
