@@ -48,6 +48,7 @@ from iii_local.iii_cli.ports import EXIT_PORTS_TAKEN, Port, taken, taken_message
 from scripts.run_worker import die_with_parent  # noqa: E402
 from services.clients.errors import ConfigError  # noqa: E402
 from services.platform.settings import load_settings  # noqa: E402
+from services.platform.settings.constants import SANDBOX_OPS_TOKEN  # noqa: E402
 
 
 def tied_to(parent: int) -> Callable[[], None]:
@@ -161,6 +162,14 @@ def catch_up(rest: str, engine: subprocess.Popen[bytes], timeout: float = 60.0) 
     print(f"  demo data  synced once ({len(jobs.get('jobs', [])) if isinstance(jobs, dict) else 0} reconcilers fired)")
 
 
+def ops_token_hint(settings: Any) -> str:
+    """The sandbox's public ops token by name, never a token of one's own (a secret)."""
+    token = settings.ops_token.get_secret_value() if settings.ops_token else None
+    if token is None:
+        return "unset: OPS_TOKEN in .env"
+    return SANDBOX_OPS_TOKEN + "   (the public sandbox default)" if token == SANDBOX_OPS_TOKEN else "OPS_TOKEN from .env"
+
+
 def banner(settings: object, rest: str) -> None:
     s = settings  # type: ignore[assignment]
     mode = "SANDBOX (simulators with demo data)" if s.is_sandbox else "PRODUCTION (real systems)"  # type: ignore[attr-defined]
@@ -177,6 +186,7 @@ def banner(settings: object, rest: str) -> None:
         "                     POST /vmh/webhook/beteiligte/..., /vmh/webhook/bankverbindungen/...",
         " Advoware proxy      GET|POST|PUT|DELETE /advoware/proxy?endpoint=...",
         " Calendar sync       POST /advoware/calendar/sync",
+        f" Operators' page     {rest}/ops/   (sign in with OPS_TOKEN; also .venv/bin/bitbylaw-ops)",
     ]
     if s.is_sandbox:  # type: ignore[attr-defined]
         sim = s.simulators  # type: ignore[attr-defined]
@@ -187,6 +197,7 @@ def banner(settings: object, rest: str) -> None:
             f"   Advoware http://127.0.0.1:{sim.advoware_port}/",
             f"   xAI      http://127.0.0.1:{sim.xai_port}/v1",
             f"   Google   http://127.0.0.1:{sim.google_port}/calendar/v3",
+            f" Ops token (/ops/, bitbylaw-ops): {ops_token_hint(s)}",
             "",
             " The demo data was synced once at start (documents → xAI, parties → Advoware,",
             " appointments ↔ Google). Try it — EspoCRM posts its webhooks to us, watch with",
