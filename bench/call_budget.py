@@ -187,6 +187,8 @@ async def main(linked_documents: int = 20) -> None:
         # link / unlink with 1 and with N documents already linked to an entity.
         for size in (1, linked_documents):
             out.update(await link_unlink(h, count, size))
+        for what in ("link", "unlink"):  # calls added by the documents already linked: 0 is the goal
+            out[f"{what}_growth_calls"] = out[f"{what}_{linked_documents}_calls"] - out[f"{what}_1_calls"]
         out["targets"] = "new_document <= 10; redundant_update espocrm <= 1, xai 0; echo 0; link/unlink independent of linked_documents"
         emit("call_budget", out)
     finally:
