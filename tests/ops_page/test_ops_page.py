@@ -249,3 +249,21 @@ async def test_a_worker_killed_during_a_sync_is_seen_and_its_sync_taken_over(
     await go(page, stack, f"entity/document/{doc['id']}", "entity")
     assert await page.locator('[data-testid="state"]').get_attribute("data-state") == "in_sync"
     await page.locator('[data-testid="activity"] tr', has_text="took over a run whose worker died").first.wait_for(timeout=WAIT)
+
+
+async def test_data_is_shown_as_text_never_run(page: Any, stack: MotiaTester, espo: EspoCRMAPI) -> None:  # noqa: F811
+    """A record whose name is markup (EspoCRM holds what its users type) is shown as those characters."""
+    name = f'<img src=x onerror="window.pwned=1"><b>RK {uuid.uuid4().hex[:6]}</b>'
+    rk = await espo.create_entity("Raeumungsklage", {"name": name, "status": "Offen"})
+    await sign_in(page, stack)
+    await shown(page, "search")
+    await page.fill('[data-testid="search-input"]', rk["id"])
+    await page.press('[data-testid="search-input"]', "Enter")
+    hit = page.locator('[data-testid="search-results"] a', has_text="onerror")
+    await hit.wait_for(timeout=WAIT)
+    assert await hit.inner_text() == name
+    await hit.click()
+    await shown(page, "entity")
+    assert name in await page.locator("h2").first.inner_text()
+    assert await page.locator("#view img").count() == 0 and "<b>" in await page.locator("h2").first.inner_text()
+    assert await page.evaluate("() => window.pwned") is None
