@@ -32,7 +32,7 @@ async def handler(request, ctx):
             ops = get_settings().ops
             body = await run_and_keep(systems(ctx), report_store(), ctx, trigger="http", max_calls=ops.audit_max_calls,
                                       max_seconds=min(ops.audit_max_seconds, HTTP_AUDIT_SECONDS), checks=checks, repair=repair)
-            ctx.logger.info(f"ops audit (http): {body['findings']} finding(s), complete={body['complete']}",
+            ctx.logger.info(f"ops audit (http): {body['findings_total']} finding(s), complete={body['complete']}",
                             {"report_id": body["id"], "by_type": body["by_type"], "calls": body["calls"]})
             return 200, body
         if path == REPAIR:
