@@ -20,7 +20,6 @@ from common import emit, session  # noqa: E402
 
 from iii_local.testing import MotiaTester  # noqa: E402
 
-
 WRITE = {"X-Console-Request": "1"}
 """The console API takes writes only with this header (and JSON): iii_local/console_guard.py."""
 

@@ -11,17 +11,36 @@ import asyncio
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from iii_local.testing import MotiaTester
 from services.platform.container import ledger_from_settings
 from services.platform.ledger import Ledger, MarkInfo, SyncKind
-from services.platform.redis import get_redis
 from services.platform.settings import load_settings
+
+_clients: dict[tuple[int, str], aioredis.Redis] = {}
+
+
+def _test_redis(url: str) -> aioredis.Redis:
+    """The tests' own client, which reconnects: the session's Redis is restarted on purpose
+    (tests/reliability/test_document_pipeline_faults.py), and a pooled connection from before
+    would fail the next test's first command."""
+    key = (id(asyncio.get_running_loop()), url)
+    if key not in _clients:
+        _clients[key] = aioredis.Redis.from_url(
+            url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 5), retry_on_error=[RedisConnectionError, RedisTimeoutError]
+        )
+    return _clients[key]
 
 
 def stack_ledger(stack: MotiaTester) -> Ledger:
     """The ledger the stack's worker uses (same Redis, same prefix)."""
     settings = load_settings(dict(stack.env))
-    return ledger_from_settings(settings, get_redis(settings.redis_url))  # type: ignore[no-any-return]
+    return ledger_from_settings(settings, _test_redis(settings.redis_url))  # type: ignore[no-any-return]
 
 
 async def live_marks(stack: MotiaTester) -> int:
@@ -53,7 +72,7 @@ async def dead_mark(stack: MotiaTester, kind: SyncKind, entity_id: str) -> MarkI
 async def release_cron_slots(stack: MotiaTester, step: str) -> int:
     """Forget which slots of a cron step already ran (`cron:{step}:*`), so a manual trigger
     right after a scheduled run is not taken for a second engine firing the same slot."""
-    redis: Any = get_redis(load_settings(dict(stack.env)).redis_url)
+    redis: Any = _test_redis(load_settings(dict(stack.env)).redis_url)
     keys = [k async for k in redis.scan_iter(match=f"cron:{step}:*")]
     return int(await redis.delete(*keys)) if keys else 0
 
