@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -229,5 +230,6 @@ async def test_the_nightly_audit_keeps_its_report(stack: MotiaTester) -> None:
     assert [c["check"] for c in report["checks"]] == ["collections", "documents", "parties", "bank_accounts", "calendar"]
     logs = await stack.logs(wait_for="ops audit (cron)")
     assert any("ops audit (cron)" in r["message"] for r in logs)
+    assert any(re.match(r"ops audit \(cron\): \d+ finding\(s\)", r["message"]) for r in logs), "the cron logs a count, not the list"
     code, out = await ops(stack, "audit", "--last")
     assert code in (0, 1) and "Drift audit of" in out and "(cron)" in out, out

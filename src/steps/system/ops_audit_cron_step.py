@@ -25,5 +25,5 @@ async def handler(_input, ctx):
     body = await run_and_keep(systems(ctx), report_store(), ctx, trigger="cron", max_calls=SETTINGS.audit_max_calls,
                               max_seconds=SETTINGS.audit_max_seconds)
     level = ctx.logger.warn if body["findings"] or not body["complete"] else ctx.logger.info
-    level(f"ops audit (cron): {body['findings']} finding(s), {body['repairable']} repairable, complete={body['complete']}",
+    level(f"ops audit (cron): {body['findings_total']} finding(s), {body['repairable']} repairable, complete={body['complete']}",
           {"report_id": body["id"], "by_type": body["by_type"], "calls": body["calls"], "incomplete": body["incomplete_checks"]})
