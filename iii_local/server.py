@@ -107,13 +107,12 @@ class LocalEngine:
     async def _start_console(self) -> None:
         """The console page on local_engine.console_host:console_port (0 turns it off).
 
-        Exposed beyond loopback without console_token → ConsoleConfigError (the engine does not
-        start). A taken port only costs the page: it is logged and the engine runs on.
+        Its exposure was checked by `start()` before anything bound (`check_exposure`). A taken
+        port only costs the page: it is logged and the engine runs on.
         """
         lc = self.config.local
         if lc.console_port <= 0:
             return
-        check_exposure(lc.console_host, lc.console_token)
         console = ConsoleServer(host=lc.console_host, port=lc.console_port, token=lc.console_token, routes=console_routes(self),
                                 session_ttl=lc.console_session_ttl_s, cookie_secure=lc.console_cookie_secure)
         try:
