@@ -115,12 +115,13 @@ class DocumentSyncService(DocumentServiceBase):
                 )
         return out
 
-    async def _plan(self, doc_id: str) -> tuple[DocumentRecord | None, SyncPlan | None]:
+    async def _plan(self, doc_id: str) -> tuple[DocumentRecord | None, SyncPlan | None, dict[str, Any] | None]:
         """Read the document, its linked entities and its journal entry (under the lock) and
-        plan; the entities go to the link memory when the read names every link's ids."""
+        plan; the entities go to the link memory when the read names every link's ids.
+        Returns the journal entry too: nothing else writes it while the lock is held."""
         doc = await self.load_document(doc_id)
         if doc is None:
-            return None, None
+            return None, None, None
         keys = linked_keys(doc)
         tokens = await self._tokens(keys or ())  # before the entities: services.documents.links
         linked = await self.load_linked_entities(doc_id, doc)
@@ -128,7 +129,8 @@ class DocumentSyncService(DocumentServiceBase):
             await self.links.set(doc_id, remember(linked, tokens))
         elif keys is not None:
             await self.links.delete(doc_id)  # linked between the two reads: nothing to remember
-        return doc, plan_document_sync(doc, linked, await self.journal.get(doc_id))
+        journal = await self.journal.get(doc_id)
+        return doc, plan_document_sync(doc, linked, journal), journal
 
     async def _tokens(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
         return {k: change_token(await self.changes.get(change_key(*k))) for k in keys}
@@ -173,11 +175,11 @@ class DocumentSyncService(DocumentServiceBase):
         """Plan and apply one document's sync. The caller holds the entity lock
         `document_sync:CDokumente:{id}` (src/glue/locking.py); the plan is made here, after the
         lock was taken, because things may have changed while the caller waited."""
-        doc, plan = await self._plan(doc_id)
+        doc, plan, journal = await self._plan(doc_id)
         if doc is None or plan is None:
             return SyncResult(SyncOutcome.GONE, detail="document not found")
         try:
-            return await self._execute(doc, plan)
+            return await self._execute(doc, plan, journal)
         except IntegrationError as exc:
             if isinstance(exc, NotFoundError) and await self.load_document(doc_id) is None:
                 return SyncResult(SyncOutcome.GONE, detail="document deleted during sync")
@@ -196,7 +198,7 @@ class DocumentSyncService(DocumentServiceBase):
             await self._mark_failed(doc, exc, plan)
             raise
 
-    async def _execute(self, doc: DocumentRecord, plan: SyncPlan) -> SyncResult:
+    async def _execute(self, doc: DocumentRecord, plan: SyncPlan, journal: dict[str, Any] | None) -> SyncResult:
         if plan.decision == SyncDecision.UP_TO_DATE:
             return SyncResult(SyncOutcome.UP_TO_DATE, collections=plan.required, file_id=doc.xaiId, detail=plan.reason)
         if plan.decision == SyncDecision.WAIT_FOR_COLLECTIONS:
@@ -206,7 +208,6 @@ class DocumentSyncService(DocumentServiceBase):
                 for e in plan.missing
             ]
             return SyncResult(SyncOutcome.WAITING, events=events, detail=plan.reason)
-        journal = await self.journal.get(doc.id)
         if plan.decision == SyncDecision.NO_SYNC:
             file_ids = {doc.xaiId, (journal or {}).get("file_id")} - {None, ""}
             known = set(plan.remove_from) | set((journal or {}).get("collections") or [])
