@@ -181,8 +181,10 @@ def _print_logs(recs: list[dict[str, Any]]) -> None:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """The last `n` lines (of `source` "worker" or "engine" only, when given), then new ones with `follow`."""
+    params = {"limit": str(args.n)}
     source = getattr(args, "source", None)
-    params = {"limit": str(10_000 if source else args.n)}
+    if source:
+        params["source"] = source
     if args.level:
         params["level"] = args.level
     if args.trace:
@@ -190,13 +192,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if args.step:
         params["step"] = args.step
     data = _call(args, "GET", "/_console/logs?" + urllib.parse.urlencode(params))
-    _print_logs([r for r in data["logs"] if source in (None, r.get("source"))][-args.n:])
+    _print_logs(data["logs"])
     last = data["last_seq"]
+    params["limit"] = "10000"  # following: every new line (the API's maximum), not only the last n
     while args.follow:
         time.sleep(0.5)
         params["after"] = str(last)
         data = _call(args, "GET", "/_console/logs?" + urllib.parse.urlencode(params))
-        _print_logs([r for r in data["logs"] if source in (None, r.get("source"))])
+        _print_logs(data["logs"])
         last = data["last_seq"]
     return 0
 

@@ -1,7 +1,7 @@
 """The operator API under `/_console/` on the REST port (what `iii-cli` and the console use).
 
 JSON endpoints: functions/triggers/workers, cron list and manual trigger, state browse and
-edit, logs (by trace, level, step; `after` for follow-mode polling), traces, queue stats,
+edit, logs (by trace, level, step, source; `after` for follow-mode polling), traces, queue stats,
 the dead letters the builtin queue keeps under `queue:{topic}:dlq` (a listing: the real
 engine redrives nothing, so neither does this API), enqueue, and an idle check for tests.
 
@@ -131,7 +131,8 @@ def console_routes(le: LocalEngine) -> list[web.RouteDef]:
             limit = min(int(q.get("limit", "500")), 10_000)
         except ValueError:
             return _bad("after and limit must be integers")
-        recs = engine.telemetry.query_logs(trace_id=q.get("trace") or None, level=q.get("level"), after_seq=after, limit=limit, step=q.get("step") or None)
+        recs = engine.telemetry.query_logs(trace_id=q.get("trace") or None, level=q.get("level"), after_seq=after, limit=limit, step=q.get("step") or None,
+                                              source=q.get("source") or None)
         return {"logs": [r.to_dict() for r in recs], "last_seq": recs[-1].seq if recs else after}
 
     async def traces(request: web.Request) -> Any:

@@ -312,13 +312,16 @@ class TelemetryStore:
     def unsubscribe(self, q: asyncio.Queue[LogRecord]) -> None:
         self._listeners.discard(q)
 
-    def query_logs(self, *, trace_id: str | None = None, level: str | None = None, after_seq: int = 0, limit: int = 500, step: str | None = None) -> list[LogRecord]:
+    def query_logs(self, *, trace_id: str | None = None, level: str | None = None, after_seq: int = 0, limit: int = 500, step: str | None = None,
+                   source: str | None = None) -> list[LogRecord]:
+        """The last `limit` records after `after_seq` that match every filter given (`source`: "worker" or "engine")."""
         min_level = LEVELS.get((level or "debug").lower(), 10)
-        source: Iterable[LogRecord] = self.traces.get(trace_id, {}).get("logs", []) if trace_id else self.logs
+        records: Iterable[LogRecord] = self.traces.get(trace_id, {}).get("logs", []) if trace_id else self.logs
         out = [
             r
-            for r in source
+            for r in records
             if r.seq > after_seq and LEVELS.get(r.level, 20) >= min_level and (step is None or step == r.step)
+            and (source is None or source == r.source)
         ]
         return out[-limit:]
 

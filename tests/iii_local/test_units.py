@@ -16,7 +16,7 @@ from iii_local.jobs import Job
 from iii_local.rest import Router, http_response_from_result
 from iii_local.state import StateError, apply_ops
 from iii_local.store import SqliteStore
-from iii_local.telemetry import TelemetryStore, decode_frame, format_log_line, trace_id_of
+from iii_local.telemetry import LogRecord, TelemetryStore, decode_frame, format_log_line, trace_id_of
 
 
 def test_expand_env_defaults_and_missing() -> None:
@@ -149,6 +149,9 @@ def test_telemetry_store_bounds_and_queries() -> None:
     assert len(t.logs) == 5
     assert len(t.traces) == 2
     assert [r.message for r in t.query_logs(after_seq=6)] == ["m6", "m7"]
+    t.add_log(LogRecord(time=0.0, level="info", message="from the worker"))
+    assert [r.message for r in t.query_logs(source="worker", limit=1)] == ["from the worker"]
+    assert [r.message for r in t.query_logs(source="engine", limit=1)] == ["m7"]  # the newest engine line, not the worker's
     assert trace_id_of("00-" + "e" * 32 + "-" + "f" * 16 + "-01") == "e" * 32
     assert trace_id_of("garbage") is None
 
