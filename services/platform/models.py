@@ -237,14 +237,9 @@ StrList = Annotated[list[str], BeforeValidator(_to_str_list)]
 # --------------------------------------------------------------------------- webhook input
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_ID_RE = re.compile(ID_PATTERN)
 
 EntityId = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
 """An EspoCRM record id: 1-64 characters of [A-Za-z0-9_-]."""
-
-
-def is_valid_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(_ID_RE.match(value))
 
 
 class WebhookItem(BaseModel):
