@@ -44,7 +44,7 @@ from services.clients.errors import ApiConnectionError, ApiError, IntegrationErr
 from services.clients.retry import NO_RETRY
 from services.platform.logging import get_service_logger
 from services.platform.settings.values import AppMode
-from services.proxy.auth import DISABLED_REASON, AuthFailureLimiter, client_address, identify_caller
+from services.proxy.auth import DISABLED_REASON, FAILURE_KEY_PREFIX, AuthFailureLimiter, client_address, identify_caller
 from services.proxy.endpoint import (
     ENDPOINT_PARAM,
     EndpointForbidden,
@@ -192,7 +192,8 @@ def limiter_for(settings: Any) -> AuthFailureLimiter:
 
     advo = settings.advoware
     return AuthFailureLimiter(
-        get_redis_client(), limit=advo.proxy_auth_failure_limit, window_seconds=advo.proxy_auth_failure_window_seconds
+        get_redis_client(), limit=advo.proxy_auth_failure_limit, window_seconds=advo.proxy_auth_failure_window_seconds,
+        key_prefix=FAILURE_KEY_PREFIX,
     )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.platform.auth import header_value
 from services.platform.rejected import Rejected
 
 ENGINE_JSON_MARK = "application/json"
@@ -36,16 +37,6 @@ class ProxyError(Rejected):
     of its own (Retry-After, WWW-Authenticate)."""
 
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def header_value(headers: Mapping[str, Any] | None, name: str) -> str:
-    """The value of header `name` (lower-case; matched case-insensitively; the first of a list), else ""."""
-    for key, value in (headers or {}).items():
-        if str(key).lower() == name:
-            if isinstance(value, (list, tuple)):
-                value = value[0] if value else ""
-            return str(value)
-    return ""
 
 
 def engine_parsed_json(headers: Mapping[str, Any] | None) -> bool:

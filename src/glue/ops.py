@@ -18,12 +18,12 @@ from services.ops.audit.store import ReportStore
 from services.ops.entities import BadReference
 from services.ops.resync import NotResyncable
 from services.ops.systems import Systems
+from services.platform.auth import AuthFailureLimiter, client_address
 from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_redis_client, get_xai
 from services.platform.deletion_guard import get_deletion_guard
 from services.platform.ledger import LedgerError
 from services.platform.ledger.ops import OpsRejected, authorize
 from services.platform.settings import get_settings
-from services.proxy.auth import AuthFailureLimiter, client_address
 from src.glue.http import json_response
 
 OPS_FAILURE_KEY_PREFIX = "ops:authfail:"

@@ -1,16 +1,16 @@
 """The operators' view of the ledger, shared by the HTTP steps (GET /ops/ledger,
 POST /ops/ledger/replay) and the CLI (`python -m services.platform.ledger`). Framework-free.
 
-Authorization: `Authorization: Bearer <OPS_TOKEN>`, compared in constant time; no token
+Authorization: `Authorization: Bearer <OPS_TOKEN>`, compared in constant time (services.platform.auth); no token
 configured → 503 (the endpoints are off), missing/wrong → 401. The token is never logged.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from services.platform.auth import bearer_token, token_matches
 from services.platform.ledger.policies import SyncKind
 from services.platform.ledger.store import Ledger, MarkResult
 from services.platform.rejected import Rejected
@@ -32,13 +32,7 @@ def authorize(headers: Mapping[str, Any] | None, expected: str | None) -> None:
     """Raise OpsRejected(503) when no OPS_TOKEN is configured, (401) without the right bearer token."""
     if not expected:
         raise OpsRejected(503, "operator API disabled: OPS_TOKEN is not configured")
-    lowered = {str(k).lower(): v for k, v in (headers or {}).items()}
-    raw = lowered.get("authorization") or ""
-    if isinstance(raw, list):
-        raw = raw[0] if raw else ""
-    scheme, _, token = str(raw).partition(" ")
-    given = token.strip() if scheme.lower() == "bearer" else ""
-    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+    if not token_matches(bearer_token(headers), expected):
         raise OpsRejected(401, "missing or wrong bearer token")
 
 
