@@ -42,14 +42,6 @@ REDIS_PATIENCE_SECONDS = 15.0
 restart) before it gives up and raises, leaving the event to the engine's own retry."""
 
 
-class LoggerLike(Protocol):
-    def info(self, message: str, data: Any = None) -> None: ...
-
-    def warn(self, message: str, data: Any = None) -> None: ...
-
-    def error(self, message: str, data: Any = None) -> None: ...
-
-
 class ContextLike(Protocol):
     logger: Any
 
