@@ -41,8 +41,6 @@ def _bad(message: str, status: int = 400) -> web.Response:
     return _json({"error": message}, status)
 
 
-_body = read_json_object
-
 
 def console_routes(le: LocalEngine) -> list[web.RouteDef]:
     engine = le.engine
@@ -91,7 +89,7 @@ def console_routes(le: LocalEngine) -> list[web.RouteDef]:
         return {"jobs": [j.public() for j in le.cron.jobs.values()]} if le.cron else {"jobs": []}
 
     async def cron_trigger(request: web.Request) -> Any:
-        data = await _body(request)
+        data = await read_json_object(request)
         fid = data.get("function_id")
         if not isinstance(fid, str) or not fid:
             return _bad("function_id is required")
@@ -115,7 +113,7 @@ def console_routes(le: LocalEngine) -> list[web.RouteDef]:
         return {"value": value}
 
     async def state_set(request: web.Request) -> Any:
-        data = await _body(request)
+        data = await read_json_object(request)
         if "value" not in data:
             return _bad("body needs 'value'")
         return await le.state.set({"scope": request.match_info["scope"], "key": request.match_info["key"], "value": data["value"]})
@@ -169,7 +167,7 @@ def console_routes(le: LocalEngine) -> list[web.RouteDef]:
         return {"messages": msgs, "last_seq": le.queue.last_message_seq if le.queue else 0}
 
     async def enqueue(request: web.Request) -> Any:
-        data = await _body(request)
+        data = await read_json_object(request)
         topic = data.get("topic")
         if not isinstance(topic, str) or not topic or le.queue is None:
             return _bad("topic is required")

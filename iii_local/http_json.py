@@ -33,17 +33,14 @@ class InvalidJson(ValueError):
     """Not JSON as serde_json reads it (the message says why)."""
 
 
-_Invalid = InvalidJson
-
-
 def _reject_constant(name: str) -> Any:
-    raise _Invalid(f"{name} is not JSON")
+    raise InvalidJson(f"{name} is not JSON")
 
 
 def _parse_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
-        raise _Invalid("number out of range")
+        raise InvalidJson("number out of range")
     return value
 
 
@@ -57,23 +54,23 @@ def _parse_int(text: str) -> int | float:
 
 
 def _normalize(value: Any, depth: int) -> Any:
-    """Sorted keys, depth and surrogate checks (raises _Invalid)."""
+    """Sorted keys, depth and surrogate checks (raises InvalidJson)."""
     if isinstance(value, str):
         if _SURROGATE.search(value):
-            raise _Invalid("lone surrogate")
+            raise InvalidJson("lone surrogate")
         return value
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
-            raise _Invalid("recursion limit exceeded")
+            raise InvalidJson("recursion limit exceeded")
         out = {}
         for key in sorted(value):
             if _SURROGATE.search(key):
-                raise _Invalid("lone surrogate")
+                raise InvalidJson("lone surrogate")
             out[key] = _normalize(value[key], depth + 1)
         return out
     if isinstance(value, list):
         if depth >= MAX_DEPTH:
-            raise _Invalid("recursion limit exceeded")
+            raise InvalidJson("recursion limit exceeded")
         return [_normalize(v, depth + 1) for v in value]
     return value
 
