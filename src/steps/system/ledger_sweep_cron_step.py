@@ -6,27 +6,20 @@ One run per slot across engines (services.platform.ledger.cron); even two concur
 hand out the same mark (services.platform.ledger.Ledger.due_batch leases atomically).
 """
 
-from motia import cron
-
-from services.platform.container import get_ledger, get_redis_client
+from services.platform.container import get_ledger
 from services.platform.ledger import sweep
-from services.platform.ledger.cron import run_once_per_slot
 from services.platform.ledger.policies import all_topics
 from services.platform.settings import get_settings
+from src.glue.steps import cron_config, once_per_slot
 
 STEP = "ledger_sweep_cron"
 SETTINGS = get_settings().ledger
 
-config = {
-    "name": "Ledger Sweeper",
-    "description": "Re-enqueue due sync ledger marks (lost events, retries, runs of dead workers)",
-    "flows": ["system"],
-    "triggers": [cron(SETTINGS.sweep_cron)],
-    "enqueues": sorted(all_topics()),
-}
+config = cron_config(SETTINGS.sweep_cron, name="Ledger Sweeper",
+                     description="Re-enqueue due sync ledger marks (lost events, retries, runs of dead workers)",
+                     flow="system", enqueues=sorted(all_topics()))
 
 
+@once_per_slot(STEP, SETTINGS.sweep_cron)
 async def handler(_input, ctx):
-    if not await run_once_per_slot(get_redis_client(), STEP, SETTINGS.sweep_cron, ctx):
-        return
     await sweep(get_ledger(), ctx, batch=SETTINGS.sweep_batch, max_batches=SETTINGS.sweep_max_batches)
