@@ -43,7 +43,6 @@ EspoCRM's encoding of it, which only matches when key order survived.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from services.clients.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
+from services.platform.auth import token_matches
 from services.platform.rejected import Rejected
 from services.platform.settings import Settings, WebhookAuthMode
 
@@ -132,8 +132,7 @@ def authenticate(
         return Credentials()
     if espo.webhook_token is not None:
         given = _given_token(query, h)
-        expected = espo.webhook_token.get_secret_value().encode("utf-8")
-        if given is None or not hmac.compare_digest(given.encode("utf-8"), expected):
+        if not token_matches(given, espo.webhook_token.get_secret_value()):
             raise WebhookRejected(401, f"missing or invalid webhook token (?{TOKEN_QUERY_PARAM}= in the webhook URL)")
     if not espo.webhook_secrets:
         return Credentials()
