@@ -187,10 +187,6 @@ class RedisLock:
             value = value.decode("utf-8", "replace")
         return bool(value == self.owner)
 
-    async def ttl_ms(self) -> int:
-        """Milliseconds left (-2: no key, -1: no expiry) - for checks and diagnostics."""
-        return int(await self.redis.pttl(self.key))
-
 
 async def _keep_extending(lock: RedisLock, interval: float, logger: Any, *, until: float | None = None, lease: float | None = None) -> None:
     """Every `interval` seconds push the lock's expiry to a full TTL (or `lease`) from now;
