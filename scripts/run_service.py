@@ -52,8 +52,9 @@ from services.platform.settings.constants import SANDBOX_OPS_TOKEN  # noqa: E402
 
 
 def tied_to(parent: int) -> Callable[[], None]:
-    """A Popen `preexec_fn`: the child gets SIGTERM when `parent` (this launcher) dies, and
-    exits at once if it already has (the parent died between fork and prctl)."""
+    """A Popen `preexec_fn` (or, called at once, the launcher tying itself to make): the process
+    gets SIGTERM when `parent` dies, and exits at once if it already has (the parent died
+    between fork and prctl)."""
 
     def setup() -> None:
         die_with_parent(signal.SIGTERM)
@@ -222,10 +223,7 @@ def main() -> int:
     parser.add_argument("--config", default=str(ROOT / "iii-config.yaml"))
     args = parser.parse_args()
     if os.environ.get("MAKELEVEL"):  # started by make: stop with it (see the module docstring)
-        parent = os.getppid()
-        die_with_parent(signal.SIGTERM)
-        if os.getppid() != parent:
-            return 1
+        tied_to(os.getppid())()
     os.chdir(ROOT)
     load_dotenv(ROOT / ".env")
     try:
