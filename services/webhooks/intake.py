@@ -52,7 +52,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from services.clients.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
-from services.platform.auth import token_matches
+from services.platform.auth import header_value, token_matches
 from services.platform.rejected import Rejected
 from services.platform.settings import Settings, WebhookAuthMode
 
@@ -208,8 +208,9 @@ def split_batch(
 def engine_streams_raw_body(request: Any) -> bool:
     """Whether the engine streams this request's bytes into the request channel (row H2):
     only when it gave no parsed `body` and the content type is not JSON (row H1: then the
-    channel stays open and empty until the handler returns; never read it)."""
+    channel stays open and empty until the handler returns; never read it). The engine's test is
+    case-sensitive (views.rs 251 at iii/v0.8.3: `content_type.contains("application/json")`),
+    so `Application/JSON` is streamed and read here."""
     if getattr(request, "body", None) is not None:
         return False
-    content_type = _lower(getattr(request, "headers", None) or {}).get("content-type", "")
-    return "application/json" not in content_type.lower()
+    return "application/json" not in header_value(getattr(request, "headers", None), "content-type")

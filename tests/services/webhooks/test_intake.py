@@ -121,6 +121,8 @@ async def test_raw_bytes_are_read_only_when_the_engine_streams_them() -> None:
     # Invalid JSON under a JSON content type: the engine gives body=null and still holds the channel (H1).
     assert not engine_streams_raw_body(MockRequest(body=None, headers={"content-type": "application/json; charset=utf-8"}))
     assert engine_streams_raw_body(MockRequest(body=None, headers={"Content-Type": "application/octet-stream"}))
+    # The engine's JSON test is case-sensitive: a mixed-case JSON type is streamed like any other.
+    assert engine_streams_raw_body(MockRequest(body=None, headers={"Content-Type": "Application/JSON"}))
     raw = json.dumps([{"id": "r1", "name": "n"}]).encode()
     req = MockRequest(body=None, raw_body=raw, headers={"Content-Type": "application/octet-stream", "Signature": sign_body("hook", "secret", raw)})
     ctx = mock_context("http")
