@@ -156,3 +156,7 @@ def test_a_worker_secret_in_iii_url_never_reaches_the_output() -> None:
 def test_without_a_secret_the_output_is_not_piped() -> None:
     assert run_worker.url_secrets("ws://127.0.0.1:49134") == []
     assert run_worker.url_secrets("ws://worker:a%2Fb@h:1") == [b"a%2Fb", b"a/b"]
+    keeper = run_worker.Keeper([sys.executable, "-c", "pass"], {**os.environ, "III_URL": "ws://127.0.0.1:49134"})
+    proc = keeper.spawn()
+    proc.wait(10)
+    assert proc.stdout is None and proc.stderr is None and keeper.copiers == [], "the worker's output went through the wrapper"
