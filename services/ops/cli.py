@@ -31,10 +31,13 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from services.ops.audit.model import Check
+from services.platform.ledger.policies import SyncKind
+
 DEFAULT_PORT = "3111"
 TIMEOUT_SECONDS = 90.0
-KINDS = ("document", "collection", "party", "bank_account", "calendar_all", "calendar_employee")
-CHECKS = ("collections", "documents", "parties", "bank_accounts", "calendar")
+KINDS = tuple(k.value for k in SyncKind)
+CHECKS = tuple(c.value for c in Check)
 
 
 class Refused(Exception):
