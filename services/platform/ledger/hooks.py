@@ -19,6 +19,7 @@ from typing import Any
 from services.platform.ledger.glue import OnDead
 from services.platform.ledger.policies import SyncKind
 from services.platform.ledger.store import Claim
+from services.platform.models import EntityType, SyncStatus, XAISyncStatus
 
 MAX_ERROR_LENGTH = 2000
 
@@ -27,16 +28,16 @@ async def document_dead(claim: Claim, error: str, ctx: Any) -> None:
     from services.platform.container import get_espocrm
 
     await get_espocrm().update_entity(
-        "CDokumente", claim.entity_id, {"xaiSyncStatus": "failed", "xaiSyncError": error[:MAX_ERROR_LENGTH]}
+        EntityType.DOKUMENTE.value, claim.entity_id, {"xaiSyncStatus": XAISyncStatus.FAILED, "xaiSyncError": error[:MAX_ERROR_LENGTH]}
     )
 
 
-def _sync_status_dead(entity_type: str) -> OnDead:
+def _sync_status_dead(entity_type: EntityType) -> OnDead:
     async def hook(claim: Claim, error: str, ctx: Any) -> None:
         from services.platform.container import get_espocrm
 
         await get_espocrm().update_entity(
-            entity_type, claim.entity_id, {"syncStatus": "failed", "syncError": error[:MAX_ERROR_LENGTH]}
+            entity_type.value, claim.entity_id, {"syncStatus": SyncStatus.FAILED, "syncError": error[:MAX_ERROR_LENGTH]}
         )
 
     return hook
@@ -57,7 +58,7 @@ async def calendar_employee_dead(claim: Claim, error: str, ctx: Any) -> None:
 
 ON_DEAD: Mapping[SyncKind, OnDead] = {
     SyncKind.DOCUMENT: document_dead,
-    SyncKind.PARTY: _sync_status_dead("CBeteiligte"),
-    SyncKind.BANK_ACCOUNT: _sync_status_dead("CBankverbindungen"),
+    SyncKind.PARTY: _sync_status_dead(EntityType.BETEILIGTE),
+    SyncKind.BANK_ACCOUNT: _sync_status_dead(EntityType.BANKVERBINDUNGEN),
     SyncKind.CALENDAR_EMPLOYEE: calendar_employee_dead,
 }
