@@ -171,7 +171,7 @@ def ops_token_hint(settings: Any) -> str:
     return SANDBOX_OPS_TOKEN + "   (the public sandbox default)" if token == SANDBOX_OPS_TOKEN else "OPS_TOKEN from .env"
 
 
-def banner(settings: object, rest: str) -> None:
+def banner(settings: object, rest: str, console_port: int) -> None:
     s = settings  # type: ignore[assignment]
     mode = "SANDBOX (simulators with demo data)" if s.is_sandbox else "PRODUCTION (real systems)"  # type: ignore[attr-defined]
     lines = [
@@ -180,7 +180,7 @@ def banner(settings: object, rest: str) -> None:
         "=" * 78,
         f" Engine REST API     {rest}",
         f" Registered steps    {rest}/_console/functions   (.venv/bin/iii-cli flow list)",
-        f" Console             http://127.0.0.1:{os.environ.get('III_CONSOLE_PORT', '3113')}   (flows, traces, queues, cron, state)",
+        f" Console             http://127.0.0.1:{console_port}   (flows, traces, queues, cron, state)",
         " Logs                .venv/bin/iii-cli logs -f   (worker only: iii-cli worker logs)",
         " Queues / DLQ        .venv/bin/iii-cli queue ls | dlq ls",
         " Webhooks            POST /vmh/webhook/document/create|update|delete, /vmh/webhook/entity/link|unlink",
@@ -281,7 +281,7 @@ def main() -> int:
         rest = f"http://127.0.0.1:{rest_port}"
         if settings.is_sandbox:
             catch_up(rest, engine)
-        banner(settings, rest)
+        banner(settings, rest, engine_config.local.console_port)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         dead = [p for p in procs if p.poll() is not None]

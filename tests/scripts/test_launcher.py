@@ -153,6 +153,7 @@ def test_make_run_sandbox_starts_serves_and_stops_on_ctrl_c(ports: dict[str, int
         assert proc.poll() is None and time.monotonic() < deadline, out.read_text(errors="replace")[-3000:]
         time.sleep(0.2)
     assert "mode: SANDBOX" in out.read_text()
+    assert f"Console             http://127.0.0.1:{ports['console']} " in out.read_text(), "the banner names another console port"
     wait_up(proc, ports, out)
     request = urllib.request.Request(f"http://127.0.0.1:{ports['espo']}/api/v1/CDokumente?maxSize=5", headers={"X-Api-Key": "sandbox-espocrm-key"})
     with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - loopback
