@@ -44,14 +44,14 @@ def _sync_status_dead(entity_type: EntityType) -> OnDead:
 
 
 async def calendar_employee_dead(claim: Claim, error: str, ctx: Any) -> None:
-    from services.calendar.sync import STATUS_SCOPE
+    from services.calendar.sync import STATUS_SCOPE, RunResult
 
     state = getattr(ctx, "state", None)
     if state is None:
         return
     previous = await state.get(STATUS_SCOPE, claim.entity_id)
     record = dict(previous) if isinstance(previous, Mapping) else {"kuerzel": claim.entity_id}
-    record.update({"result": "failed", "dead": True, "error": error[:MAX_ERROR_LENGTH],
+    record.update({"result": RunResult.FAILED.value, "dead": True, "error": error[:MAX_ERROR_LENGTH],
                    "dead_at": datetime.now(UTC).isoformat()})
     await state.set(STATUS_SCOPE, claim.entity_id, record)
 
