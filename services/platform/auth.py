@@ -42,13 +42,23 @@ _MEMORY_LIMIT = 10_000
 """In-process fallback: at most this many addresses are remembered."""
 
 
+def _first(value: Any) -> str:
+    """A header's value as text: the first of a repeated header's list."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else ""
+    return str(value)
+
+
+def lower_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """The headers by lower-case name, each the first value of a list."""
+    return {str(key).lower(): _first(value) for key, value in (headers or {}).items()}
+
+
 def header_value(headers: Mapping[str, Any] | None, name: str) -> str:
     """The value of header `name` (lower-case; matched case-insensitively; the first of a list), else ""."""
     for key, value in (headers or {}).items():
         if str(key).lower() == name:
-            if isinstance(value, (list, tuple)):
-                value = value[0] if value else ""
-            return str(value)
+            return _first(value)
     return ""
 
 

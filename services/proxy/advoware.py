@@ -42,9 +42,10 @@ from typing import Any
 
 from services.clients.errors import ApiConnectionError, ApiError, IntegrationError, ValidationError
 from services.clients.retry import NO_RETRY
+from services.platform.auth import AuthFailureLimiter, client_address, lower_headers
 from services.platform.logging import get_service_logger
 from services.platform.settings.values import AppMode
-from services.proxy.auth import DISABLED_REASON, FAILURE_KEY_PREFIX, AuthFailureLimiter, client_address, identify_caller
+from services.proxy.auth import DISABLED_REASON, FAILURE_KEY_PREFIX, identify_caller
 from services.proxy.endpoint import (
     ENDPOINT_PARAM,
     EndpointForbidden,
@@ -113,15 +114,6 @@ __all__ = [
 # --- pure decisions ---------------------------------------------------------------------
 
 
-def _lower_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (headers or {}).items():
-        if isinstance(v, (list, tuple)):
-            v = v[0] if v else ""
-        out[str(k).lower()] = str(v)
-    return out
-
-
 def _connection_listed(headers: Mapping[str, str]) -> set[str]:
     """Header names the sender declared hop-by-hop in `Connection`."""
     return {name.strip().lower() for name in headers.get("connection", "").split(",") if name.strip()}
@@ -134,7 +126,7 @@ def _safe_value(value: str) -> bool:
 def filter_request_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
     """The caller headers forwarded to Advoware: only FORWARDED_REQUEST_HEADERS, never a
     hop-by-hop or auth header (nor one named in `Connection`), never a value with CR/LF."""
-    lowered = _lower_headers(headers)
+    lowered = lower_headers(headers)
     dropped = HOP_BY_HOP_HEADERS | AUTH_HEADERS | _connection_listed(lowered)
     return {
         k: v
@@ -146,7 +138,7 @@ def filter_request_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
 def filter_response_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
     """Advoware's response headers handed to the caller (FORWARDED_RESPONSE_HEADERS only),
     with canonical capitalisation (`Content-Type`)."""
-    lowered = _lower_headers(headers)
+    lowered = lower_headers(headers)
     dropped = HOP_BY_HOP_HEADERS | AUTH_HEADERS | _connection_listed(lowered)
     return {
         "-".join(part.capitalize() for part in k.split("-")): v

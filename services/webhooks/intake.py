@@ -52,7 +52,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from services.clients.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
-from services.platform.auth import header_value, token_matches
+from services.platform.auth import header_value, lower_headers, token_matches
 from services.platform.rejected import Rejected
 from services.platform.settings import Settings, WebhookAuthMode
 
@@ -90,13 +90,6 @@ class Batch:
     duplicates: int = 0
 
 
-def _lower(headers: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in headers.items():
-        out[str(k).lower()] = v if isinstance(v, str) else (v[0] if isinstance(v, list) and v else str(v))
-    return out
-
-
 def _given_token(query: Mapping[str, Any] | None, h: Mapping[str, str]) -> str | None:
     """The token the request carries: the URL's `token` parameter, else nginx's header.
 
@@ -126,7 +119,7 @@ def authenticate(
     over EspoCRM's encoding of the engine-parsed body. Raises WebhookRejected(401) when a
     configured credential is missing or wrong.
     """
-    h = _lower(headers)
+    h = lower_headers(headers)
     espo = settings.espocrm
     if settings.webhook_auth_mode == WebhookAuthMode.OPEN:
         return Credentials()
