@@ -29,10 +29,11 @@ from typing import Any, TextIO
 
 from services.platform.deletion_guard.guard import DeletionGuard, find_tombstone
 from services.platform.deletion_guard.restore import restore
+from services.platform.models import espo_datetime
 
 
 def _when(ts: Any) -> str:
-    return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+    return espo_datetime(datetime.fromtimestamp(float(ts), tz=UTC)) if ts else "-"
 
 
 def _parser() -> argparse.ArgumentParser:

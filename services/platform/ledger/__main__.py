@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from services.platform.ledger.policies import SyncKind
+from services.platform.models import espo_datetime
 
 
 def _when(ts: float | None) -> str:
     if not ts:
         return "-"
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return espo_datetime(datetime.fromtimestamp(ts, tz=UTC))
 
 
 def _parser() -> argparse.ArgumentParser:
