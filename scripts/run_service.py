@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from dotenv import load_dotenv  # noqa: E402
 
 from iii_local.config import EngineConfigError, load_config  # noqa: E402
-from iii_local.iii_cli.ports import EXIT_PORTS_TAKEN, Port, taken, taken_message  # noqa: E402
+from iii_local.iii_cli.ports import EXIT_PORTS_TAKEN, Port, engine_ports, taken, taken_message  # noqa: E402
 from scripts.run_worker import die_with_parent  # noqa: E402
 from services.clients.errors import ConfigError  # noqa: E402
 from services.platform.settings import load_settings  # noqa: E402
@@ -71,10 +71,7 @@ def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
 
 def ports_to_bind(settings: Any, engine_config: Any, redis_url: str) -> tuple[list[Port], list[Port]]:
     """(ports whose being taken stops the start, ports that only cost a feature: the console)."""
-    fatal = []
-    if engine_config.rest:
-        fatal.append(Port(engine_config.rest.port, "engine REST", "III_REST_PORT", engine_config.rest.host))
-    fatal.append(Port(engine_config.port, "engine worker port", "III_WORKER_PORT", engine_config.host))
+    fatal = engine_ports(engine_config)
     if settings.is_sandbox:
         sims = settings.simulators
         for name, port in (("EspoCRM", sims.espocrm_port), ("Advoware", sims.advoware_port), ("xAI", sims.xai_port), ("Google", sims.google_port)):

@@ -44,7 +44,7 @@ from typing import Any
 
 from iii_local import cli
 from iii_local.config import EngineConfigError, load_config
-from iii_local.iii_cli.ports import EXIT_PORTS_TAKEN, Port, taken, taken_message
+from iii_local.iii_cli.ports import EXIT_PORTS_TAKEN, engine_ports, taken, taken_message
 from iii_local.iii_cli.state_keys import StateCommand
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,10 +84,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except EngineConfigError:
         return cli.cmd_run(argparse.Namespace(config=args.config))  # which names the problem, exit 2
-    ports = [Port(config.port, "engine worker port", "III_WORKER_PORT", config.host)]
-    if config.rest:
-        ports.insert(0, Port(config.rest.port, "engine REST", "III_REST_PORT", config.rest.host))
-    found = taken(ports)
+    found = taken(engine_ports(config))
     if found:
         print(taken_message(found, who="another engine"), file=sys.stderr)
         return EXIT_PORTS_TAKEN

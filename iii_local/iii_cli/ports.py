@@ -19,6 +19,10 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iii_local.config import EngineConfig
 
 LISTEN = "0A"
 EXIT_PORTS_TAKEN = 3
@@ -41,6 +45,12 @@ class Holder:
 
     pid: int | None
     command: str
+
+
+def engine_ports(config: EngineConfig) -> list[Port]:
+    """The ports the engine binds before it can serve: its REST port (when configured), its worker port."""
+    ports = [Port(config.rest.port, "engine REST", "III_REST_PORT", config.rest.host)] if config.rest else []
+    return [*ports, Port(config.port, "engine worker port", "III_WORKER_PORT", config.host)]
 
 
 def is_free(port: Port) -> bool:
