@@ -16,9 +16,11 @@ therefore run the worker through this wrapper, in development, tests and product
   `OTEL_BSP_SCHEDULE_DELAY`), instead of one frame per log record.
 - The worker is restarted whenever it exits, after 1 s, doubling to 30 s, back to 1 s once a
   run lasted 60 s; each restart logs one line with the exit code to stderr.
-- SIGTERM/SIGINT are passed to the worker; the wrapper waits for it (10 s, then SIGKILL) and
-  exits. The worker stays in the wrapper's process group, so the ExecModule's `killpg`
-  reaches both.
+- SIGTERM/SIGINT to the wrapper reach the worker as SIGINT (motia winds down on
+  KeyboardInterrupt); the wrapper waits for it (10 s, then SIGKILL) and exits. The worker
+  stays in the wrapper's process group, so the ExecModule's `killpg` reaches both: its SIGTERM
+  also reaches the worker directly, which then ends at once (motia 1.0.2rc1 and iii-sdk 0.8.3
+  install no SIGTERM handler).
 - When `III_URL` carries a worker secret (`ws://worker:SECRET@host:port`, the stand-in's
   worker port beyond loopback), the worker's stdout and stderr pass through the wrapper with
   the secret replaced by `***`: iii-sdk 0.8.3 logs the URL it connects to at INFO.
