@@ -36,7 +36,7 @@ from services.ops.audit.model import Check
 from services.ops.audit.repair import MAX_REPAIRS
 from services.ops.audit.store import HISTORY
 from services.ops.search import DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY
-from services.platform.ledger.ops import OpsRejected, authorize
+from services.platform.ledger.ops import OpsRejected
 
 HTTP_AUDIT_SECONDS = 20.0
 """An audit started over HTTP stops after this (below the engine's default REST timeout of 30 s,
@@ -130,4 +130,4 @@ def parse_repair(body: Any) -> list[str] | None:
     return list(dict.fromkeys(ids))
 
 
-__all__ = ["HTTP_AUDIT_SECONDS", "OpsRejected", "authorize", "parse_history", "parse_repair", "parse_resync", "parse_run", "parse_search"]
+__all__ = ["HTTP_AUDIT_SECONDS", "OpsRejected", "parse_history", "parse_repair", "parse_resync", "parse_run", "parse_search"]
