@@ -9,8 +9,8 @@ length shows in the timing). The token itself never reaches a log line.
 
 Failed authentication (`AuthFailureLimiter`): at most `limit` failures per client address and
 `window_seconds` (a fixed window in Redis, `INCR` + `EXPIRE NX`, shared by every worker, under
-the caller's `key_prefix`); past it, every request from that address is answered 429 with
-`Retry-After` until the window ends, before any token is compared. The address
+the caller's `key_prefix`); past it, every request from that address is refused 429 until the
+window ends, before any token is compared (`admit`: the one place that applies the limit). The address
 (`client_address`) is the last `X-Forwarded-For` entry, which nginx's
 `$proxy_add_x_forwarded_for` sets to the peer it saw and a client cannot forge through it;
 without one (a caller on the engine's own port, which production binds to loopback) it is
@@ -26,8 +26,10 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from services.platform.rejected import Rejected
 
 try:
     from redis.exceptions import RedisError
@@ -35,9 +37,11 @@ except ImportError:  # pragma: no cover
     RedisError = OSError  # type: ignore[misc,assignment]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DIRECT_ADDRESS = "direct"
 """The client address of a request without a usable X-Forwarded-For."""
+TOO_MANY_REASON = "too many failed authentications from this address; retry in {wait} s"
 _MEMORY_LIMIT = 10_000
 """In-process fallback: at most this many addresses are remembered."""
 
@@ -104,6 +108,19 @@ class AuthFailureLimiter:
 
     def _key(self, address: str) -> str:
         return self.key_prefix + address
+
+    async def admit(self, address: str, verify: Callable[[], T], too_many: Callable[[int, str], Rejected]) -> T:
+        """`verify()`'s result, unless `address` is past the limit (then `too_many(wait, reason)`
+        is raised before `verify` runs); a 401 `Rejected` from `verify` counts as a failure."""
+        wait = await self.retry_after(address)
+        if wait:
+            raise too_many(wait, TOO_MANY_REASON.format(wait=wait))
+        try:
+            return verify()
+        except Rejected as exc:
+            if exc.status == 401:
+                await self.record_failure(address)
+            raise
 
     async def retry_after(self, address: str) -> int:
         """Seconds until `address` may try again (0: it may now)."""

@@ -280,15 +280,8 @@ async def authenticate(headers: Mapping[str, Any] | None, settings: Any, limiter
         raise ProxyError(503, DISABLED_REASON)
     if getattr(settings, "mode", None) is AppMode.PRODUCTION and not advo.proxy_allowed_prefixes:
         raise ProxyError(503, "the Advoware proxy is not scoped: production requires ADVOWARE_PROXY_ALLOWED_PREFIXES")
-    wait = await limiter.retry_after(address)
-    if wait:
-        raise ProxyError(429, f"too many failed authentications from this address; retry in {wait} s", {"Retry-After": str(wait)})
-    try:
-        return identify_caller(headers, callers)
-    except ProxyError as exc:
-        if exc.status == 401:
-            await limiter.record_failure(address)
-        raise
+    return await limiter.admit(address, lambda: identify_caller(headers, callers),
+                               lambda wait, reason: ProxyError(429, reason, {"Retry-After": str(wait)}))
 
 
 async def proxy_request(

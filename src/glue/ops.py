@@ -48,16 +48,8 @@ async def check_token(headers: Any) -> None:
         get_redis_client(), limit=settings.advoware.proxy_auth_failure_limit,
         window_seconds=settings.advoware.proxy_auth_failure_window_seconds, key_prefix=OPS_FAILURE_KEY_PREFIX,
     )
-    address = client_address(headers)
-    wait = await limiter.retry_after(address)
-    if wait:
-        raise OpsRejected(429, f"too many failed authentications from this address; retry in {wait} s")
-    try:
-        authorize(headers, settings.ops_token.get_secret_value() if settings.ops_token else None)
-    except OpsRejected as exc:
-        if exc.status == 401:
-            await limiter.record_failure(address)
-        raise
+    expected = settings.ops_token.get_secret_value() if settings.ops_token else None
+    await limiter.admit(client_address(headers), lambda: authorize(headers, expected), lambda _wait, reason: OpsRejected(429, reason))
 
 
 async def answer(request: Any, ctx: Any, what: str, work: Callable[[], Awaitable[tuple[int, Any]]]) -> Any:
