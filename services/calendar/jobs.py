@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -62,7 +62,10 @@ class SyncRequest(BaseModel):
     full: bool = False
 
 
-def parse_job(model: type[_Job], data: Any) -> Any:
+J = TypeVar("J", bound=_Job)
+
+
+def parse_job(model: type[J], data: Any) -> J:
     try:
         return model.model_validate(data if data is not None else {})
     except PydanticValidationError as exc:
