@@ -21,9 +21,9 @@ from motia import ApiResponse
 from services.proxy.http import body_bytes
 
 
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> ApiResponse:
+def json_response(status: int, body: Any) -> ApiResponse:
     """An ApiResponse with a JSON content type (status survives the real engine's result path)."""
-    return ApiResponse(status=status, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+    return ApiResponse(status=status, body=body, headers={"Content-Type": "application/json"})
 
 
 async def send_answer(request: Any, status: int, headers: Mapping[str, str], body: Any, log: Any = None,

@@ -21,12 +21,12 @@ from services.calendar.jobs import (
     SyncAllJob,
     parse_request,
 )
+from services.platform.auth import client_address
 from services.platform.container import get_ledger
 from services.platform.ledger import LedgerError, mark_and_enqueue
 from services.platform.models import SyncSource
 from services.platform.settings import get_settings
 from services.proxy.advoware import authenticate, limiter_for
-from services.proxy.auth import client_address
 from services.proxy.http import ProxyError
 from src.glue.http import json_response
 
@@ -46,7 +46,9 @@ async def handler(request, ctx):
         caller = await authenticate(headers, settings, limiter_for(settings), client_address(headers))
     except ProxyError as exc:
         ctx.logger.warn(f"calendar sync request refused: {exc.reason}", {"status": exc.status})
-        return json_response(exc.status, exc.body(), exc.headers)
+        # No Retry-After/WWW-Authenticate: the real engine drops a returned result's headers (row
+        # H3); the 429's reason says when to retry.
+        return json_response(exc.status, exc.body())
     try:
         req = parse_request(request.body, request.query_params or {}, settings.calendar.mapping)
     except RequestRejected as exc:
