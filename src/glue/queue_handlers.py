@@ -18,9 +18,10 @@ from typing import Any
 from services.calendar.jobs import TOPIC_SYNC_ALL, TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob, SyncAllJob, employee_jobs, parse_job
 from services.clients.errors import ValidationError
 from services.documents.events import DOCUMENT_TOPICS, TOPIC_COLLECTION_ENSURE, TOPIC_DOCUMENT_UPDATE
-from services.documents.executor import DOCUMENT_SYNC_LOCK_STEP, DocumentSyncService, SyncResult
+from services.documents.executor import DOCUMENT_SYNC_LOCK_STEP, DocumentSyncService
 from services.documents.journal import StateJournal
 from services.documents.links import CHANGES_SCOPE, LINKS_SCOPE
+from services.documents.results import SyncResult
 from services.parties.events import BANK_LOCK_STEP, PARTY_LOCK_STEP, TOPIC_BANK, TOPIC_PARTY, topic
 from services.parties.executor import BeteiligteSync
 from services.platform.container import get_advoware, get_espocrm, get_google_calendar, get_ledger, get_xai
