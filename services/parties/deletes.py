@@ -28,6 +28,7 @@ and never deletes the Advoware record, which may be back by then.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -47,24 +48,22 @@ ADVOWARE_BANK = Tombstoned.ADVOWARE_BANK.value
 CONFIRMED = "delete confirmed by an operator"
 
 
+@dataclass
 class Deletes:
-    def __init__(
-        self,
-        espocrm: Any,
-        advoware: Any,
-        state: StateStore,
-        logger: ServiceLogger,
-        now: Callable[[], datetime],
-        guard: DeletionGuard,
-    ) -> None:
-        self.espocrm = espocrm
-        self.advoware = advoware
-        self.state = state
-        self.logger = logger
-        self.now = now
-        self.guard = guard
-        self.parties = Snapshots(state, PARTY.snapshot_scope, indexed=False, now=now)
-        self.banks = Snapshots(state, BANK.snapshot_scope, indexed=True, now=now)
+    """The delete paths of one `BeteiligteSync` (its clients, state, logger and clock)."""
+
+    espocrm: Any
+    advoware: Any
+    state: StateStore
+    logger: ServiceLogger
+    now: Callable[[], datetime]
+    guard: DeletionGuard
+    parties: Snapshots = field(init=False)
+    banks: Snapshots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parties = Snapshots(self.state, PARTY.snapshot_scope, indexed=False, now=self.now)
+        self.banks = Snapshots(self.state, BANK.snapshot_scope, indexed=True, now=self.now)
 
     def held(self, espo_id: str, advoware_id: int | None, reason: str) -> SyncResult:
         """A delete that did not happen (see the module docstring), warned about."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from services.platform.deletion_guard.model import HOUR_SECONDS, Deletion, Gate, Verdict, dumps, now_seconds
@@ -90,24 +91,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@dataclass
 class RedisDeletionGuard:
     """The guard on Redis (keys `{prefix}:window|tripped|held|approved|tombstones`)."""
 
-    def __init__(
-        self,
-        redis: Any,
-        *,
-        max_per_hour: int = DEFAULT_MAX_PER_HOUR,
-        prefix: str = DEFAULT_PREFIX,
-        keep: int = DEFAULT_KEEP,
-        clock: Callable[[], float] = now_seconds,
-    ) -> None:
-        self.redis = redis
-        self.max_per_hour = max_per_hour
-        self.prefix = prefix
-        self.keep = keep
-        self.clock = clock
-        self.keys = {name: f"{prefix}:{name}" for name in ("window", "tripped", "held", "approved", "tombstones")}
+    redis: Any
+    _: KW_ONLY
+    max_per_hour: int = DEFAULT_MAX_PER_HOUR
+    prefix: str = DEFAULT_PREFIX
+    keep: int = DEFAULT_KEEP
+    clock: Callable[[], float] = now_seconds
+    keys: dict[str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.keys = {name: f"{self.prefix}:{name}" for name in ("window", "tripped", "held", "approved", "tombstones")}
 
     async def admit(self, deletion: Deletion) -> Gate:
         at = self.clock()
