@@ -23,11 +23,12 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from services.calendar.google_mapping import FRNR_PROPERTY, google_hash, is_cancelled, is_syncable_event, item_from_google
+from services.calendar.google_mapping import FRNR_PROPERTY, google_hash, is_syncable_event, item_from_google
 from services.calendar.jobs import TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob
 from services.calendar.plan import Action, Pair
 from services.clients.advoware.paths import TerminField as F
 from services.clients.errors import NotFoundError
+from services.clients.google_calendar import is_cancelled
 from services.platform.deletion_guard import DeleteHeld, Deletion, DeletionGuard, System, Tombstoned, gated_delete
 from services.platform.models import SyncSource
 

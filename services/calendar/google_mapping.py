@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,29 +36,12 @@ from services.calendar.advoware_mapping import (
     to_berlin,
 )
 from services.clients.advoware import paths as P
+from services.clients.google_calendar import EventType, Visibility, private_property
 
 FRNR_PROPERTY = "advowareFrNr"
 """Private extended property of a Google event holding the Advoware FrNr."""
 _LAST_SECOND = time(23, 59, 59)
 _WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
-
-
-class Visibility(StrEnum):
-    DEFAULT = "default"
-    PUBLIC = "public"
-    PRIVATE = "private"
-    CONFIDENTIAL = "confidential"
-
-
-class EventStatus(StrEnum):
-    CONFIRMED = "confirmed"
-    TENTATIVE = "tentative"
-    CANCELLED = "cancelled"
-
-
-class GoogleEventType(StrEnum):
-    DEFAULT = "default"
-
 
 
 def parse_google_timestamp(value: str | None) -> datetime | None:
@@ -78,7 +60,7 @@ def parse_google_timestamp(value: str | None) -> datetime | None:
 
 def event_frnr(event: Mapping[str, Any]) -> int | None:
     """The Advoware FrNr kept in the event's private extended property, or None."""
-    raw = ((event.get("extendedProperties") or {}).get("private") or {}).get(FRNR_PROPERTY)
+    raw = private_property(event, FRNR_PROPERTY)
     if raw is None:
         return None
     try:
@@ -87,17 +69,13 @@ def event_frnr(event: Mapping[str, Any]) -> int | None:
         return None
 
 
-def is_cancelled(event: Mapping[str, Any]) -> bool:
-    return event.get("status") == EventStatus.CANCELLED
-
-
 def is_syncable_event(event: Mapping[str, Any]) -> bool:
     """Events the sync handles: plain events and series masters (not single-occurrence
     exceptions of a series, not out-of-office/focus-time/birthday entries)."""
     if event.get("recurringEventId"):
         return False
     kind = event.get("eventType")
-    return kind in (None, GoogleEventType.DEFAULT)
+    return kind in (None, EventType.DEFAULT)
 
 
 def _google_when(obj: Any, default_tz: str) -> datetime | date | None:

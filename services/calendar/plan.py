@@ -39,12 +39,12 @@ from services.calendar.advoware_mapping import CalendarItem, advoware_modified, 
 from services.calendar.google_mapping import (
     event_frnr,
     google_hash,
-    is_cancelled,
     is_syncable_event,
     item_from_google,
     parse_google_timestamp,
 )
 from services.clients.advoware.paths import TerminField as F
+from services.clients.google_calendar import is_cancelled
 from services.platform.settings import ConflictRule
 
 

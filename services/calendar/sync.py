@@ -34,14 +34,13 @@ from services.calendar.google_mapping import (
     frnr_property,
     google_body,
     google_hash,
-    is_cancelled,
     is_syncable_event,
 )
 from services.calendar.plan import Action, ActionKind, Pair, SyncInput, SyncPlan, parked_this_run, plan_sync, verification_needed
 from services.calendar.run_state import EmployeeState, GoogleReadMode, RunResult, SyncReport
 from services.clients.advoware.paths import TerminField as F
 from services.clients.errors import IntegrationError, NotFoundError, ValidationError, is_retryable
-from services.clients.google_calendar import SyncTokenExpired
+from services.clients.google_calendar import EventStatus, SyncTokenExpired, is_cancelled
 from services.platform.deletion_guard import DeletionGuard, LocalDeletionGuard
 from services.platform.settings import CalendarSettings
 from services.platform.state import ReadWriteState
@@ -174,7 +173,7 @@ class EmployeeSync:
 
         async def fetch_event(event_id: str) -> None:
             event = await self.google.get_event(self.calendar_id, event_id)
-            events[event_id] = event if event is not None else {"id": event_id, "status": "cancelled"}
+            events[event_id] = event if event is not None else {"id": event_id, "status": EventStatus.CANCELLED.value}
 
         await _gather_limited(sorted(frnrs), fetch_appointment)
         await _gather_limited(sorted(event_ids), fetch_event)

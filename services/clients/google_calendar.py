@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol, Unpack
 from urllib.parse import quote
 
@@ -50,7 +51,28 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _credentials_from_info: Callable[..., service_account.Credentials] = service_account.Credentials.from_service_account_info
 _jwt_encode: Callable[[Signer, Mapping[str, Any]], bytes] = google_jwt.encode
 DEFAULT_PAGE_SIZE = 250
-EVENT_STATUS_CANCELLED = "cancelled"
+
+
+class EventStatus(StrEnum):
+    """`status` of an event; a deleted one stays listed as CANCELLED."""
+
+    CONFIRMED = "confirmed"
+    TENTATIVE = "tentative"
+    CANCELLED = "cancelled"
+
+
+class Visibility(StrEnum):
+    DEFAULT = "default"
+    PUBLIC = "public"
+    PRIVATE = "private"
+    CONFIDENTIAL = "confidential"
+
+
+class EventType(StrEnum):
+    """`eventType`; the others are out-of-office, focus time, birthdays and the like."""
+
+    DEFAULT = "default"
+
 
 # Parameters Google refuses next to a syncToken.
 _SYNC_INCOMPATIBLE = ("time_min", "time_max", "updated_min", "private_ext", "q", "order_by")
@@ -231,7 +253,7 @@ def _rfc3339(value: datetime | str) -> str:
 
 def is_cancelled(event: Mapping[str, Any]) -> bool:
     """Whether an event from a list is a deletion."""
-    return event.get("status") == EVENT_STATUS_CANCELLED
+    return event.get("status") == EventStatus.CANCELLED
 
 
 def private_property(event: Mapping[str, Any], key: str) -> str | None:
@@ -419,11 +441,14 @@ __all__ = [
     "EventsPage",
     "GOOGLE_CALENDAR_BASE_URL",
     "GOOGLE_TOKEN_URL",
+    "EventStatus",
+    "EventType",
     "GoogleCalendarAPI",
     "ServiceAccountTokenProvider",
     "StaticTokenProvider",
     "SyncTokenExpired",
     "TokenProvider",
+    "Visibility",
     "is_cancelled",
     "private_property",
 ]

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.calendar.google_mapping import event_frnr, is_cancelled
+from services.calendar.google_mapping import event_frnr
 from services.calendar.jobs import TOPIC_SYNC_EMPLOYEE, EmployeeSyncJob
 from services.calendar.plan import Pair
+from services.clients.google_calendar import is_cancelled
 from services.ops.audit.model import Finding, FindingType, Repair, RepairAction
 from services.ops.entities import EntityRef, OpsEntityType
 from services.platform.models import SyncSource

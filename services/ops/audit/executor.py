@@ -29,10 +29,10 @@ from datetime import time as dtime
 from typing import Any
 
 from services.calendar.advoware_mapping import BERLIN
-from services.calendar.google_mapping import is_cancelled
 from services.calendar.sync import STATE_SCOPE, EmployeeState, berlin_today, sync_window
 from services.clients.advoware.paths import TerminField
 from services.clients.errors import IntegrationError, NotFoundError
+from services.clients.google_calendar import is_cancelled
 from services.clients.http import CallBudgetSpent, CallMeter, metered
 from services.documents.plan import ENTITY_DOCUMENTS_LINK
 from services.ops.audit import calendar as cal
