@@ -35,7 +35,6 @@ service's (src/glue/locking.py), so none is taken here.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import os
@@ -49,7 +48,6 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     consumes,
     invariant,
     rule,
@@ -59,6 +57,7 @@ from services.clients.errors import NotFoundError
 from services.documents.executor import DocumentSyncService, SyncOutcome
 from services.documents.journal import MemoryJournal
 from services.platform.models import SyncEvent
+from tests.state_machines import AsyncMachine, CheckedAtTeardown
 
 DOC, RK = "CDokumente", "Raeumungsklage"
 DOC_FIELD = "espocrm_document_id"  # the xAI document field the sync tags files with (its contract)
@@ -220,14 +219,13 @@ class Rules:
 # --------------------------------------------------------------------------- machine
 
 
-class DocumentSyncMachine(RuleBasedStateMachine):
+class DocumentSyncMachine(AsyncMachine):
     rks = Bundle("rks")
     docs = Bundle("docs")
     link_ids = False
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
         self.espo, self.xai = FakeEspo(self.link_ids), FakeXAI()
         self.journal = MemoryJournal()  # survives "crashes", like Motia state
         self.links = MemoryJournal()  # the link memory, Motia state too
@@ -235,12 +233,6 @@ class DocumentSyncMachine(RuleBasedStateMachine):
         self.contents = itertools.count(1)
         self.deleted: set[str] = set()
         self.file_ids: dict[str, set[str]] = {}  # doc id → every xAI file that ever held it
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    def teardown(self) -> None:
-        self.loop.close()
 
     def service(self) -> DocumentSyncService:
         return DocumentSyncService(self.espo, self.xai, Rules(), journal=self.journal, links=self.links, changes=self.changes)
@@ -465,12 +457,8 @@ class DocumentSyncMachine(RuleBasedStateMachine):
         event(f"docs={len(self.espo.docs)} deleted={len(self.deleted)}")
 
 
-class CheckedMachine(DocumentSyncMachine):
-    def teardown(self) -> None:
-        try:
-            self.teardown_check()
-        finally:
-            super().teardown()
+class CheckedMachine(CheckedAtTeardown, DocumentSyncMachine):
+    """The machine hypothesis runs: every run ends with `teardown_check`."""
 
 
 SETTINGS = settings(

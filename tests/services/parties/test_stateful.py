@@ -14,7 +14,6 @@ queue and one cron sweep have run with the faults gone - with:
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,13 +21,14 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import Bundle, invariant, precondition, rule
 
 from services.parties import mapping as M
 from services.parties.events import TOPIC_PARTY
 from services.parties.reconcile import reconcile
 from services.parties.state import PARTY_SNAPSHOT_SCOPE
 from tests.services.parties.fakes import World
+from tests.state_machines import AsyncMachine, CheckedAtTeardown
 
 PARTY = "CBeteiligte"
 BANK = "CBankverbindungen"
@@ -54,13 +54,12 @@ FAULT_OPS = st.sampled_from(
 )
 
 
-class PartySyncMachine(RuleBasedStateMachine):
+class PartySyncMachine(AsyncMachine):
     parties = Bundle("parties")
     banks = Bundle("banks")
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
         self.w = World(quiet=True)
         self.n = 0
         self.user_actions = 0
@@ -71,12 +70,6 @@ class PartySyncMachine(RuleBasedStateMachine):
         self.deleted: set[str] = set()
         self.bank_party: dict[str, str] = {}  # bank espo id → party espo id
         self.bad_banks: set[str] = set()
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    def teardown(self) -> None:
-        self.loop.close()
 
     # ------------------------------------------------------------------ helpers
     def _betnr(self, espo_id: str) -> int | None:
@@ -299,12 +292,9 @@ class PartySyncMachine(RuleBasedStateMachine):
         bound = 6 * (self.user_actions + self.faults) + 10
         assert w.writes() <= bound, (w.writes(), bound)
 
-class CheckedMachine(PartySyncMachine):
-    def teardown(self) -> None:
-        try:
-            self.teardown_check()
-        finally:
-            super().teardown()
+
+class CheckedMachine(CheckedAtTeardown, PartySyncMachine):
+    """The machine hypothesis runs: every run ends with `teardown_check`."""
 
 
 TestPartySyncStateful = CheckedMachine.TestCase
