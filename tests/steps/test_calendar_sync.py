@@ -103,9 +103,10 @@ def marker() -> str:
 
 
 async def synced_mm_event(stack, sims, google: GoogleCalendarAPI, m: str, seed: dict[str, Any]) -> dict[str, Any]:
-    """Seed one appointment of MM (its Text carries the test's marker `m`), sync MM, and return the one Google event with `m`."""
+    """Seed one appointment of MM (its Text carries the test's marker `m`), sync MM (which must succeed), and return the one Google event with `m`."""
     await seed_termine(sims, seed)
-    await sync(stack, "MM")
+    status = await sync(stack, "MM")
+    assert status["result"] == "ok", status
     [ev] = await event_with(google, "MM", m)
     return ev
 
@@ -150,13 +151,7 @@ async def test_advoware_to_google_create_update_delete(stack, sims, clients):
     advo, google = clients
     m = marker()
     frnr = own_frnr(700000)
-    await seed_termine(
-        sims,
-        termin(frnr, 3, "09:30:00", "11:00:00", f"Mandant {m}", Ort="Raum 2", Notiz="Akte"),
-    )
-    status = await sync(stack, "MM")
-    assert status["result"] == "ok"
-    [ev] = await event_with(google, "MM", m)
+    ev = await synced_mm_event(stack, sims, google, m, termin(frnr, 3, "09:30:00", "11:00:00", f"Mandant {m}", Ort="Raum 2", Notiz="Akte"))
     assert event_frnr(ev) == frnr
     assert ev["location"] == "Raum 2" and ev["description"] == "Akte"
     assert ev["start"]["dateTime"].startswith(f"{day(3)}T09:30:00") and ev["start"]["timeZone"] == "Europe/Berlin"
@@ -183,15 +178,15 @@ async def test_advoware_to_google_create_update_delete(stack, sims, clients):
 async def test_moved_out_of_window_is_not_a_deletion(stack, sims, clients):
     advo, google = clients
     m = marker()
-    frnr = own_frnr(710000)
-    ev = await synced_mm_event(stack, sims, google, m, termin(frnr, 5, "08:00:00", "09:00:00", f"Frist {m}"))
+    seed = termin(own_frnr(710000), 5, "08:00:00", "09:00:00", f"Frist {m}")
+    ev = await synced_mm_event(stack, sims, google, m, seed)
     # moved a year ahead: no longer in the window's list, but it still exists
-    await seed_termine(sims, termin(frnr, 400, "08:00:00", "09:00:00", f"Frist {m}"))
+    await seed_termine(sims, {**seed, "_day": 400})
     await sync(stack, "MM")
     kept = await google.get_event(CALENDARS["MM"], ev["id"])
     assert kept["status"] != "cancelled"
     assert kept["start"]["dateTime"].startswith(day(400))
-    await advo.get_appointment(frnr)  # still there
+    await advo.get_appointment(seed["FrNr"])  # still there
 
 
 # --- Google → Advoware --------------------------------------------------------------------
@@ -293,9 +288,10 @@ async def test_conflict_newest_wins(stack, sims, clients):
     advo, google = clients
     m = marker()
     frnr = own_frnr(730000)
-    ev = await synced_mm_event(stack, sims, google, m, termin(frnr, 7, "15:00:00", "16:00:00", f"Vergleich {m}"))
+    seed = termin(frnr, 7, "15:00:00", "16:00:00", f"Vergleich {m}")
+    ev = await synced_mm_event(stack, sims, google, m, seed)
     # both sides change; Google's change is the newer one
-    await seed_termine(sims, termin(frnr, 7, "15:00:00", "16:00:00", f"Vergleich {m} Advoware"))
+    await seed_termine(sims, {**seed, "Text": f"Vergleich {m} Advoware"})
     await asyncio.sleep(0.05)
     await google.patch_event(CALENDARS["MM"], ev["id"], {"summary": f"Vergleich {m} Google"})
     status = await sync(stack, "MM")
@@ -308,7 +304,7 @@ async def test_conflict_newest_wins(stack, sims, clients):
     # Advoware newer this time
     await google.patch_event(CALENDARS["MM"], ev["id"], {"summary": f"Vergleich {m} G2"})
     await asyncio.sleep(0.05)
-    await seed_termine(sims, termin(frnr, 7, "15:00:00", "16:00:00", f"Vergleich {m} A2"))
+    await seed_termine(sims, {**seed, "Text": f"Vergleich {m} A2"})
     status = await sync(stack, "MM")
     assert [c for c in status["conflicts"] if c["frnr"] == frnr and c["winner"] == "advoware"], status
     assert (await google.get_event(CALENDARS["MM"], ev["id"]))["summary"] == f"Vergleich {m} A2"
