@@ -30,7 +30,7 @@ from iii_local.cron_expr import CronExpressionError, CronSchedule
 from iii_local.engine import NO_TIMEOUT, Engine, InvocationError, TriggerEntry, new_traceparent
 from iii_local.telemetry import InvocationRecord, span_id_of, trace_id_of
 
-__all__ = ["CronExpressionError", "CronSchedule", "CronModule", "CronJob", "KvCronLock", "RedisCronLock", "rfc3339"]
+__all__ = ["CronExpressionError", "CronSchedule", "CronModule", "CronJob", "LastRun", "KvCronLock", "RedisCronLock", "rfc3339"]
 
 LOCK_TTL_MS = 30_000  # redis_adapter.rs 24, kv_adapter.rs 19
 LOCK_PREFIX = "cron_lock:"  # redis_adapter.rs 27
@@ -121,34 +121,43 @@ def rfc3339(ns: int) -> str:
     return f"{base}{frac}+00:00"
 
 
+@dataclass(frozen=True)
+class LastRun:
+    """How a job's latest finished fire went; the next one to finish replaces it whole, so
+    the time, result, error and duration shown always belong to the same run."""
+
+    fired_at: float
+    result: str  # ok | skipped | error
+    error: str | None
+    duration_ms: float
+
+
 @dataclass
 class CronJob:
     trigger: TriggerEntry
     schedule: CronSchedule
     next_fire: float | None = None
-    last_fire: float | None = None
-    last_result: str | None = None
-    last_error: str | None = None
-    last_duration_ms: float | None = None
+    last: LastRun | None = None
     runs: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
+        last = self.last
         return {
             "function_id": self.trigger.function_id,
             "trigger_id": self.trigger.id,
             "expression": self.schedule.expression,
             "next_fire": self.next_fire,
-            "last_fire": self.last_fire,
-            "last_result": self.last_result,
-            "last_error": self.last_error,
-            "last_duration_ms": self.last_duration_ms,
+            "last_fire": last.fired_at if last else None,
+            "last_result": last.result if last else None,
+            "last_error": last.error if last else None,
+            "last_duration_ms": last.duration_ms if last else None,
             "runs": self.runs,
         }
 
 
 class CronModule:
-    trigger_types = ("cron",)
+    trigger_types: tuple[str, ...] = ("cron",)
 
     def __init__(self, engine: Engine, *, redis_url: str | None = None) -> None:
         self.engine = engine
@@ -241,25 +250,23 @@ class CronModule:
             InvocationRecord(trace_id=trace_id_of(traceparent) or "", function_id=job.trigger.function_id, kind="cron", span_id=span_id_of(traceparent),
                              start=now, detail={"expression": job.schedule.expression, "manual": manual})
         )
-        job.last_fire = now
         job.runs += 1
+        result = "ok"
+        error: str | None = None
         try:
             if await self._condition_holds(job, payload, traceparent):
                 await self.engine.invoke(job.trigger.function_id, payload, traceparent=traceparent, timeout=NO_TIMEOUT)
-                job.last_result = "ok"
-                job.last_error = None
             else:
-                job.last_result = "skipped"
+                result = "skipped"
             record.outcome = "ok"
         except InvocationError as exc:
-            job.last_result = "error"
-            job.last_error = exc.message
+            result, error = "error", exc.message
             record.outcome = "error"
             record.error = exc.message
             self.engine.telemetry.engine_log("error", f"Cron job execution failed: {exc.message}", trace_id=record.trace_id, step=job.trigger.function_id)
         record.end = time.time()
-        job.last_duration_ms = round((record.end - now) * 1000, 3)
-        return {"function_id": job.trigger.function_id, "result": job.last_result, "error": job.last_error, "trace_id": record.trace_id}
+        job.last = LastRun(fired_at=now, result=result, error=error, duration_ms=round((record.end - now) * 1000, 3))
+        return {"function_id": job.trigger.function_id, "result": result, "error": error, "trace_id": record.trace_id}
 
     async def _condition_holds(self, job: CronJob, payload: dict[str, Any], traceparent: str) -> bool:
         """condition.rs: true unless the condition function answers exactly `false`; its error raises."""

@@ -67,6 +67,41 @@ def test_cron_six_and_seven_fields_and_weekday_numbering() -> None:
             CronSchedule.parse(bad)
 
 
+async def test_cron_job_lists_its_latest_finished_run_whole() -> None:
+    """The console's last time, result, error and duration belong to one run: a skipped run
+    after a failed one does not keep the failure's error."""
+    from typing import Any, cast
+
+    from iii_local.cron import CronJob, CronModule
+    from iii_local.engine import CallContext, Engine, InvocationError, WorkerConnection
+
+    engine = Engine(TelemetryStore())
+    conditions = [True, False]
+
+    async def condition(data: Any, ctx: CallContext) -> bool:
+        return conditions.pop(0)
+
+    async def handler(data: Any, ctx: CallContext) -> None:
+        raise InvocationError("handler_error", "boom")
+
+    engine.builtins.update({"steps::Nightly::condition": condition, "steps::Nightly::trigger::0": handler})
+    trigger = TriggerEntry(id="t1", trigger_type="cron", function_id="steps::Nightly::trigger::0",
+                           config={"expression": "0 0 3 * * *", "_condition_path": "steps::Nightly::condition"},
+                           worker=cast(WorkerConnection, None))
+    job = CronJob(trigger=trigger, schedule=CronSchedule.parse("0 0 3 * * *"))
+    never = job.public()
+    assert (never["last_fire"], never["last_result"], never["last_error"], never["last_duration_ms"], never["runs"]) == (None, None, None, None, 0)
+    cron = CronModule(engine)
+    assert (await cron.fire(job, manual=True))["error"] == "boom"
+    failed = job.public()
+    assert (failed["last_result"], failed["last_error"], failed["runs"]) == ("error", "boom", 1)
+    assert failed["last_fire"] is not None and failed["last_duration_ms"] is not None
+    assert (await cron.fire(job, manual=True))["result"] == "skipped"
+    skipped = job.public()
+    assert (skipped["last_result"], skipped["last_error"], skipped["runs"]) == ("skipped", None, 2)
+    assert skipped["last_fire"] >= failed["last_fire"]
+
+
 def test_state_update_ops() -> None:
     """builtins/kv.rs 451-545: `path` is one literal key, merge only at the root."""
     v = apply_ops(None, [{"type": "set", "path": "a.b", "value": 1}, {"type": "increment", "path": "n", "by": 2}])
