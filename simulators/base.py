@@ -26,7 +26,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -219,12 +219,7 @@ def _admin_routes(state: SimulatorState, on_reset: Callable[[bool], None], on_se
     async def list_requests(request: web.Request) -> web.Response:
         path_re = re.compile(request.query.get("path", ".*"))
         method = request.query.get("method", "*").upper()
-        out = [
-            {"method": r.method, "path": r.path, "query": r.query, "status": r.status, "ts": r.ts, "headers": r.headers,
-             "latency_ms": r.latency_ms, "bytes": r.bytes}
-            for r in state.requests
-            if path_re.search(r.path) and method in ("*", r.method)
-        ]
+        out = [asdict(r) for r in state.requests if path_re.search(r.path) and method in ("*", r.method)]
         return web.json_response(out)
 
     async def clear_requests(request: web.Request) -> web.Response:
