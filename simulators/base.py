@@ -201,7 +201,7 @@ def _admin_routes(state: SimulatorState, on_reset: Callable[[bool], None], on_se
             spec = await request.json()
             rule = state.add_fault(spec)
         except (ValueError, TypeError, re.error) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            return json_error(400, str(exc))
         return web.json_response({"id": rule.id})
 
     async def list_faults(request: web.Request) -> web.Response:
@@ -242,7 +242,7 @@ def _admin_routes(state: SimulatorState, on_reset: Callable[[bool], None], on_se
             doc = await request.json()
             on_seed(doc)
         except (ValueError, TypeError, KeyError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            return json_error(400, str(exc))
         return web.json_response({"seeded": True})
 
     return [

@@ -132,15 +132,6 @@ ERROR_MESSAGE_FIELD = "Message"
 """ASP.NET error bodies: `{"Message": "...", "ModelState": {...}?}`."""
 
 
-class AdvowareErrorText(StrEnum):
-    """Fragments of German error texts seen in real responses [C]."""
-
-    WRONG_PASSWORD = "Falscher Name oder falsches Kennwort"
-    NOT_LOGGED_IN = "ist nicht angemeldet"
-    NOT_REGISTERED = "ist nicht registriert"
-    NOT_ENABLED = "freigeschaltet"
-
-
 # --- Appointments (TermineActiveSync) ----------------------------------------------
 
 
