@@ -300,7 +300,8 @@ async def _one(run: _Run, check: CheckRun) -> None:
 async def run_audit(systems: Systems, *, max_calls: int, max_seconds: float, trigger: str,
                     checks: Iterable[Check] | None = None) -> AuditReport:
     """One audit (rules: module docstring and the finding modules); never raises for a system."""
-    wanted = [c for c in Check if checks is None or c in set(checks)]
+    chosen = None if checks is None else set(checks)
+    wanted = [c for c in Check if chosen is None or c in chosen]
     started = time.time()
     report = AuditReport(id=f"{int(started)}-{secrets.token_hex(3)}", started_at=started, trigger=trigger,
                          max_calls=max_calls, max_seconds=max_seconds, wanted=wanted)

@@ -102,8 +102,10 @@ async def test_the_audit_finds_what_disagrees_and_a_spent_budget_reports_instead
     doc, cid, fid = await synced_document(world)
     stray = await world.systems.xai.create_collection("left over", {"espocrm_entity_type": RK, "espocrm_entity_id": "gone-rk"})
     await world.systems.xai.remove_from_collection(cid, fid)
-    report = await run_audit(world.systems, max_calls=500, max_seconds=30, trigger="test", checks=[Check.COLLECTIONS, Check.DOCUMENTS])
+    asked = (c for c in [Check.COLLECTIONS, Check.DOCUMENTS])  # any iterable, read once
+    report = await run_audit(world.systems, max_calls=500, max_seconds=30, trigger="test", checks=asked)
     assert report.complete, report.text()
+    assert [c.check for c in report.checks] == [Check.COLLECTIONS, Check.DOCUMENTS]
     by_type = {(f.type.value, f.entity.id if f.entity else None) for f in report.findings}
     assert ("document_not_in_collection", doc["id"]) in by_type and ("collection_without_owner", "gone-rk") in by_type
     assert report.calls and sum(report.calls.values()) == sum(c.calls for c in report.checks)
