@@ -38,7 +38,7 @@ from services.documents.plan import ENTITY_DOCUMENTS_LINK
 from services.ops.audit import calendar as cal
 from services.ops.audit import collections as col
 from services.ops.audit import parties as par
-from services.ops.audit.model import AuditReport, Check, CheckRun, Finding
+from services.ops.audit.model import AuditReport, Check, CheckRun, Finding, FindingType
 from services.ops.systems import Systems
 from services.ops.view import describe
 from services.parties.plan import PARTY_FK, int_or_none
@@ -162,7 +162,7 @@ async def _check_parties(run: _Run, check: CheckRun) -> None:
         except NotFoundError:
             gone.add(betnr)
     first = par.party_findings(espo, advo, gone=gone, busy=busy)
-    differing = {f.entity.id for f in first if f.entity and f.type.value == "party_differs"}
+    differing = {f.entity.id for f in first if f.entity and f.type is FindingType.PARTY_DIFFERS}
     snapshots: dict[str, Any] = {}
     by_id = {str(p["id"]): p for p in espo}
     for espo_id in sorted(differing):
@@ -207,7 +207,7 @@ async def _check_bank_accounts(run: _Run, check: CheckRun) -> None:
         except NotFoundError:
             continue  # the party is gone in Advoware: its own finding says so
     first = par.bank_findings(banks, party_betnr, accounts, busy=busy)
-    differing = sorted({f.entity.id for f in first if f.entity and f.type.value == "bank_account_differs"})
+    differing = sorted({f.entity.id for f in first if f.entity and f.type is FindingType.BANK_ACCOUNT_DIFFERS})
     snapshots: dict[str, Any] = {}
     by_id = {str(b["id"]): b for b in banks}
     for espo_id in differing:
