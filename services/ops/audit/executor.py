@@ -210,6 +210,7 @@ async def _check_bank_accounts(run: _Run, check: CheckRun) -> None:
     differing = sorted({f.entity.id for f in first if f.entity and f.type is FindingType.BANK_ACCOUNT_DIFFERS})
     snapshots: dict[str, Any] = {}
     by_id = {str(b["id"]): b for b in banks}
+    parents: set[int] = set()
     for espo_id in differing:
         try:
             by_id[espo_id] = await s.espocrm.get_entity(EntityType.BANKVERBINDUNGEN.value, espo_id)
@@ -218,8 +219,10 @@ async def _check_bank_accounts(run: _Run, check: CheckRun) -> None:
             continue
         parent = party_betnr.get(str(by_id[espo_id].get(PARTY_FK) or ""))
         if parent is not None:
-            accounts[parent] = await s.advoware.list_bank_accounts(parent)
+            parents.add(parent)
         snapshots[espo_id] = await s.state.get(BANK_SNAPSHOT_SCOPE, espo_id)
+    for parent in sorted(parents):  # one list per party, however many of its accounts differ
+        accounts[parent] = await s.advoware.list_bank_accounts(parent)
     run.findings += par.bank_findings(list(by_id.values()), party_betnr, accounts, busy=busy,
                                       snapshots={k: v for k, v in snapshots.items() if isinstance(v, dict)})
     check.skipped_busy = sum(1 for b in banks if str(b["id"]) in busy)

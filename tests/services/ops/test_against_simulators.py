@@ -152,3 +152,30 @@ async def test_a_deleted_record_shows_its_tombstone_and_a_held_delete_is_a_probl
     view = await entity_status(world.systems, parse_ref("party", party["id"]))
     assert [e["key"] for e in view["deletion_guard"]["held"]] == ["advoware:Beteiligte:77"]
     assert any("waits for an operator's confirm" in p for p in view["problems"])
+
+
+async def test_differing_bank_accounts_are_read_again_with_one_list_per_party(world: World) -> None:
+    s = world.systems
+    party = await s.espocrm.create_entity("CBeteiligte", {"name": "Konten", "lastName": "Konten"})
+    betnr = int((await s.advoware.create_party({"Name": "Konten", "ExterneId": party["id"]}))["BetNr"])
+    await s.espocrm.update_entity("CBeteiligte", party["id"], {"advowareId": betnr})
+    banks = []
+    for iban in ("DE89370400440532013000", "DE02120300000000202051"):
+        account = await s.advoware.create_bank_account(betnr, {"IBAN": iban, "Bank": "Bank", "Kontoinhaber": "Anna"})
+        banks.append(await s.espocrm.create_entity("CBankverbindungen", {
+            "name": iban, "beteiligteId": party["id"], "advowareId": account["Id"], "iban": iban, "bankName": "Bank",
+            "kontoinhaber": "Anna", "syncStatus": "clean"}))
+        await s.advoware.update_bank_account(betnr, int(account["Id"]), {"Kontoinhaber": "Bert"})
+    listed: list[int] = []
+    list_bank_accounts = s.advoware.list_bank_accounts
+
+    async def counted(nr: int) -> Any:
+        listed.append(nr)
+        return await list_bank_accounts(nr)
+
+    s.advoware.list_bank_accounts = counted
+    report = await run_audit(s, max_calls=200, max_seconds=30, trigger="test", checks=[Check.BANK_ACCOUNTS])
+    assert report.complete, report.text()
+    assert sorted((f.type.value, f.entity.id if f.entity else None) for f in report.findings) == sorted(
+        ("bank_account_differs", b["id"]) for b in banks)
+    assert listed == [betnr, betnr]  # once to compare, once again before reporting: not once per differing account
