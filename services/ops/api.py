@@ -36,41 +36,11 @@ from services.ops.audit.model import Check
 from services.ops.audit.repair import MAX_REPAIRS
 from services.ops.audit.store import HISTORY
 from services.ops.search import DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY
-from services.platform.ledger.ops import OpsRejected
+from services.platform.ledger.ops import OpsRejected, int_param, json_object, query_value
 
 HTTP_AUDIT_SECONDS = 20.0
 """An audit started over HTTP stops after this (below the engine's default REST timeout of 30 s,
 III_REST_TIMEOUT_MS); the nightly cron has OPS_AUDIT_MAX_SECONDS."""
-
-
-def _one(value: Any) -> Any:
-    if isinstance(value, list):
-        return value[0] if value else None
-    return value
-
-
-def _int(value: Any, name: str, low: int, high: int, default: int) -> int:
-    value = _one(value)
-    if value in (None, ""):
-        return default
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise OpsRejected(400, f"{name} must be an integer, got {str(value)[:40]!r}") from None
-    if not low <= number <= high:
-        raise OpsRejected(400, f"{name} must be between {low} and {high}")
-    return number
-
-
-def _object(body: Any, allowed: set[str], shape: str) -> Mapping[str, Any]:
-    if body in (None, "", b""):
-        return {}
-    if not isinstance(body, Mapping):
-        raise OpsRejected(400, f"body must be a JSON object {shape}")
-    unknown = set(body) - allowed
-    if unknown:
-        raise OpsRejected(400, f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
-    return body
 
 
 def _bool(value: Any, name: str, default: bool) -> bool:
@@ -83,26 +53,26 @@ def _bool(value: Any, name: str, default: bool) -> bool:
 
 def parse_search(query: Mapping[str, Any] | None) -> tuple[str, int]:
     """`?q=...&limit=...` → (q, limit)."""
-    q = str(_one((query or {}).get("q")) or "").strip()
+    q = str(query_value((query or {}).get("q")) or "").strip()
     if not q:
         raise OpsRejected(400, "q is required: an id or a name")
     if len(q) > MAX_QUERY or any(ord(c) < 32 for c in q):
         raise OpsRejected(400, f"q must be at most {MAX_QUERY} printable characters")
-    return q, _int((query or {}).get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
+    return q, int_param((query or {}).get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
 
 
 def parse_resync(body: Any) -> bool:
     """`{"full"?: bool}` → full (default True)."""
-    return _bool(_object(body, {"full"}, '{"full"?}').get("full"), "full", True)
+    return _bool(json_object(body, {"full"}, '{"full"?}').get("full"), "full", True)
 
 
 def parse_history(query: Mapping[str, Any] | None) -> int:
-    return _int((query or {}).get("history"), "history", 0, HISTORY, 10)
+    return int_param((query or {}).get("history"), "history", 0, HISTORY, 10)
 
 
 def parse_run(body: Any) -> tuple[list[Check] | None, bool]:
     """`{"checks"?: [...], "repair"?: bool}` → (checks or None for all, repair)."""
-    data = _object(body, {"checks", "repair"}, '{"checks"?, "repair"?}')
+    data = json_object(body, {"checks", "repair"}, '{"checks"?, "repair"?}')
     raw = data.get("checks")
     checks: list[Check] | None = None
     if raw is not None:
@@ -117,7 +87,7 @@ def parse_run(body: Any) -> tuple[list[Check] | None, bool]:
 
 def parse_repair(body: Any) -> list[str] | None:
     """`{"ids": [...]}` → the ids; `{"all": true}` → None (every repairable finding)."""
-    data = _object(body, {"ids", "all"}, '{"ids": [...]} or {"all": true}')
+    data = json_object(body, {"ids", "all"}, '{"ids": [...]} or {"all": true}')
     ids, everything = data.get("ids"), _bool(data.get("all"), "all", False)
     if everything and ids is None:
         return None

@@ -3,6 +3,9 @@ POST /ops/ledger/replay) and the CLI (`python -m services.platform.ledger`). Fra
 
 Authorization: `Authorization: Bearer <OPS_TOKEN>`, compared in constant time (services.platform.auth); no token
 configured → 503 (the endpoints are off), missing/wrong → 401. The token is never logged.
+
+Input: `query_value`, `int_param` and `json_object` read every /ops endpoint's query and JSON body
+(these and services.ops.api); bad input → OpsRejected(400).
 """
 
 from __future__ import annotations
@@ -36,14 +39,41 @@ def authorize(headers: Mapping[str, Any] | None, expected: str | None) -> None:
         raise OpsRejected(401, "missing or wrong bearer token")
 
 
-def _one(value: Any) -> Any:
+def query_value(value: Any) -> Any:
+    """A query parameter's value: the first of a repeated one."""
     if isinstance(value, list):
         return value[0] if value else None
     return value
 
 
+def int_param(value: Any, name: str, low: int, high: int, default: int) -> int:
+    """A query parameter as an integer in [low, high] (`default` when absent); OpsRejected(400) otherwise."""
+    value = query_value(value)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise OpsRejected(400, f"{name} must be an integer, got {str(value)[:40]!r}") from None
+    if not low <= number <= high:
+        raise OpsRejected(400, f"{name} must be between {low} and {high}")
+    return number
+
+
+def json_object(body: Any, allowed: set[str], shape: str) -> Mapping[str, Any]:
+    """A JSON body as an object with only `allowed` fields ({} when empty); OpsRejected(400) otherwise."""
+    if body in (None, "", b""):
+        return {}
+    if not isinstance(body, Mapping):
+        raise OpsRejected(400, f"body must be a JSON object {shape}")
+    unknown = set(body) - allowed
+    if unknown:
+        raise OpsRejected(400, f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+    return body
+
+
 def parse_kind(value: Any) -> SyncKind | None:
-    value = _one(value)
+    value = query_value(value)
     if value in (None, ""):
         return None
     try:
@@ -56,26 +86,14 @@ def parse_kind(value: Any) -> SyncKind | None:
 def parse_view_query(query: Mapping[str, Any] | None) -> tuple[SyncKind | None, bool, int]:
     """`?kind=document&dead=1&limit=100` → (kind, dead, limit)."""
     q = query or {}
-    dead = str(_one(q.get("dead")) or "").strip().lower() in ("1", "true", "yes")
-    raw_limit = _one(q.get("limit"))
-    try:
-        limit = int(raw_limit) if raw_limit not in (None, "") else 100
-    except ValueError:
-        raise OpsRejected(400, f"limit must be an integer, got {raw_limit!r}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise OpsRejected(400, f"limit must be between 1 and {MAX_LIMIT}")
+    dead = str(query_value(q.get("dead")) or "").strip().lower() in ("1", "true", "yes")
+    limit = int_param(q.get("limit"), "limit", 1, MAX_LIMIT, 100)
     return parse_kind(q.get("kind")), dead, limit
 
 
 def parse_replay_body(body: Any) -> tuple[SyncKind | None, list[str] | None]:
     """`{"kind"?: "document", "ids"?: ["..."]}` → (kind, ids); no ids = every dead mark."""
-    if body in (None, "", b""):
-        return None, None
-    if not isinstance(body, Mapping):
-        raise OpsRejected(400, "body must be a JSON object {\"kind\"?, \"ids\"?}")
-    unknown = set(body) - {"kind", "ids"}
-    if unknown:
-        raise OpsRejected(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    body = json_object(body, {"kind", "ids"}, '{"kind"?, "ids"?}')
     ids = body.get("ids")
     if ids is not None:
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
