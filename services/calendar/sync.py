@@ -70,6 +70,12 @@ def sync_window(settings: CalendarSettings, today: date) -> tuple[date, date]:
     return today - timedelta(days=settings.sync_past_days), today + timedelta(days=settings.sync_future_days)
 
 
+def google_range(window: tuple[date, date]) -> tuple[datetime, datetime]:
+    """The window's Berlin days as Google's `time_min`, `time_max` (its last day included)."""
+    start, end = window
+    return datetime.combine(start, time(0, 0), tzinfo=BERLIN), datetime.combine(end + timedelta(days=1), time(0, 0), tzinfo=BERLIN)
+
+
 async def _gather_limited(items: Iterable[T], fn: Callable[[T], Awaitable[Any]], limit: int = READ_CONCURRENCY) -> None:
     sem = asyncio.Semaphore(limit)
 
@@ -134,13 +140,8 @@ class EmployeeSync:
                 self.report.google_mode = GoogleReadMode.FULL_AFTER_410
         else:
             self.report.google_mode = GoogleReadMode.FULL
-        start, end = self.window
-        items, new_token = await self.google.list_all(
-            self.calendar_id,
-            time_min=datetime.combine(start, time(0, 0), tzinfo=BERLIN),
-            time_max=datetime.combine(end + timedelta(days=1), time(0, 0), tzinfo=BERLIN),
-            show_deleted=False,
-        )
+        time_min, time_max = google_range(self.window)
+        items, new_token = await self.google.list_all(self.calendar_id, time_min=time_min, time_max=time_max, show_deleted=False)
         return {str(e["id"]): e for e in items if e.get("id") and not is_cancelled(e)}, new_token, True
 
     async def _read(self) -> tuple[SyncInput, str | None]:
@@ -397,6 +398,7 @@ __all__ = [
     "STATUS_SCOPE",
     "SyncReport",
     "berlin_today",
+    "google_range",
     "run_employee_sync",
     "sync_window",
 ]

@@ -24,12 +24,9 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import time as dtime
 from typing import Any
 
-from services.calendar.advoware_mapping import BERLIN
-from services.calendar.sync import STATE_SCOPE, EmployeeState, berlin_today, sync_window
+from services.calendar.sync import STATE_SCOPE, EmployeeState, berlin_today, google_range, sync_window
 from services.clients.advoware.paths import TerminField
 from services.clients.errors import IntegrationError, NotFoundError
 from services.clients.google_calendar import is_cancelled
@@ -232,7 +229,8 @@ async def _check_bank_accounts(run: _Run, check: CheckRun) -> None:
 async def _check_calendar(run: _Run, check: CheckRun) -> None:
     s = run.systems
     busy = run.busy.get(SyncKind.CALENDAR_EMPLOYEE, set())
-    start, end = sync_window(s.settings.calendar, berlin_today())
+    window = sync_window(s.settings.calendar, berlin_today())
+    time_min, time_max = google_range(window)
     pairs_seen = 0
     employees = 0
     for kuerzel, calendar_id in sorted(s.settings.calendar.mapping.items()):
@@ -245,12 +243,11 @@ async def _check_calendar(run: _Run, check: CheckRun) -> None:
             continue
         pairs_seen += len(pairs)
         appointments: dict[int, dict[str, Any]] = {}
-        for rec in await s.advoware.list_appointments(kuerzel, start, end):
+        for rec in await s.advoware.list_appointments(kuerzel, *window):
             frnr = int_or_none(rec.get(TerminField.FRNR.value))
             if frnr is not None:
                 appointments[frnr] = rec
-        items, _ = await s.google.list_all(calendar_id, time_min=datetime.combine(start, dtime(0, 0), tzinfo=BERLIN),
-                                           time_max=datetime.combine(end + timedelta(days=1), dtime(0, 0), tzinfo=BERLIN), show_deleted=False)
+        items, _ = await s.google.list_all(calendar_id, time_min=time_min, time_max=time_max, show_deleted=False)
         events: dict[str, dict[str, Any] | None] = {str(e["id"]): e for e in items if e.get("id") and not is_cancelled(e)}
         gone: set[int] = set()
         for frnr, pair in sorted(pairs.items()):
