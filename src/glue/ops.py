@@ -58,7 +58,7 @@ async def answer(request: Any, ctx: Any, what: str, work: Callable[[], Awaitable
         await check_token(request.headers)
         status, body = await work()
     except OpsRejected as exc:
-        ctx.logger.warn(f"ops {what} refused: {exc.message}", {"status": exc.status})
+        ctx.logger.warn(f"ops {what} refused: {exc.reason}", {"status": exc.status})
         return json_response(exc.status, exc.body())
     except BadReference as exc:
         return json_response(400, {"error": str(exc)})

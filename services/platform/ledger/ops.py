@@ -25,11 +25,6 @@ MAX_REPLAY_IDS = 1000
 class OpsRejected(Rejected):
     """An operators' request refused (no OPS_TOKEN, a wrong one, bad parameters)."""
 
-    @property
-    def message(self) -> str:
-        """The reason, under the name src/glue/ops.py and services.ops read it by."""
-        return self.reason
-
 
 def authorize(headers: Mapping[str, Any] | None, expected: str | None) -> None:
     """Raise OpsRejected(503) when no OPS_TOKEN is configured, (401) without the right bearer token."""

@@ -77,7 +77,7 @@ async def test_the_store_keeps_the_last_report_its_history_and_the_repairs(redis
 def test_search_input_is_checked(query: dict[str, str], error: str) -> None:
     with pytest.raises(OpsRejected) as caught:
         parse_search(query)
-    assert caught.value.status == 400 and error in caught.value.message
+    assert caught.value.status == 400 and error in caught.value.reason
 
 
 def test_bodies_are_checked() -> None:
