@@ -3,9 +3,10 @@ are thin; the page at /ops/ and the `bitbylaw-ops` command are its clients). Fra
 
 Every endpoint needs `Authorization: Bearer <OPS_TOKEN>` (compared in constant time,
 services.platform.ledger.ops.authorize): no OPS_TOKEN configured → 503 (the API is off), a
-missing or wrong token → 401. There is no open mode, on loopback or elsewhere. Bad input → 400
-`{"error": "<reason>"}`; Redis (ledger, reports) unreachable → 503 `{"error"}`; a system the
-answer reads from that fails is named in the answer's `errors` instead (200).
+missing or wrong token → 401; past ADVOWARE_PROXY_AUTH_FAILURE_LIMIT wrong tokens from one client
+address, 429 until the window ends (src/glue/ops.check_token). There is no open mode, on loopback
+or elsewhere. Bad input → 400 `{"error": "<reason>"}`; Redis (ledger, reports) unreachable → 503
+`{"error"}`; a system the answer reads from that fails is named in the answer's `errors` instead (200).
 
 | method | path | takes | answers |
 | --- | --- | --- | --- |
