@@ -39,6 +39,7 @@ from services.documents.collections import META_ENTITY_ID, META_ENTITY_TYPE
 from services.documents.events import collection_event, document_event
 from services.documents.executor import DOCUMENT_FIELD_ID
 from services.ops.audit.model import Finding, FindingType, Repair, RepairAction
+from services.ops.audit.repair import record_correction
 from services.ops.entities import EntityRef, OpsEntityType, ref_for_espocrm
 from services.platform.models import LINKABLE_ENTITY_TYPES, EntityAction, EntityType, SyncSource, XAISyncStatus
 
@@ -70,6 +71,12 @@ class Owner:
 def _ensure(owner_type: EntityType, owner_id: str, why: str) -> Repair:
     return Repair(RepairAction.RESYNC, f"queue the collection check of {owner_type.value} {owner_id} (vmh.collection.ensure)",
                   (collection_event(owner_type, owner_id, source=SOURCE, reason=f"ops audit: {why}"),))
+
+
+def _record_and_resync(doc_id: str, description: str, why: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Repair:
+    return Repair(RepairAction.RECORD_AND_RESYNC, description,
+                  (document_event(doc_id, EntityAction.UPDATE, source=SOURCE, reason=f"ops audit: {why}"),),
+                  record_correction(doc_id, add=add, remove=remove))
 
 
 def _meta(collection: Mapping[str, Any]) -> tuple[str, str]:
@@ -189,8 +196,6 @@ def membership_findings(owner: Owner, collection_id: str, linked_docs: Iterable[
         if not _is_clean(doc) or str(doc["xaiId"]) in files:
             continue
         recorded = _recorded(doc)
-        record = {"entity_type": EntityType.DOKUMENTE.value, "entity_id": doc_id, "field": "xaiCollections",
-                  "add": [], "remove": [collection_id] if collection_id in recorded else []}
         says = f"its record lists {recorded}" if recorded else "its record lists no collection"
         out.append(Finding(
             FindingType.DOCUMENT_NOT_IN_COLLECTION, _doc_label(doc_id, doc),
@@ -200,9 +205,9 @@ def membership_findings(owner: Owner, collection_id: str, linked_docs: Iterable[
             f"{collection_id}:{doc['xaiId']}", EntityRef(OpsEntityType.DOCUMENT, doc_id),
             {"collection_id": collection_id, "owner": owner.ref.as_json(), "xaiId": doc["xaiId"], "xaiCollections": recorded,
              "in_xai": sorted(files)[:20]},
-            Repair(RepairAction.RECORD_AND_RESYNC,
-                   f"drop {collection_id} from the document's xaiCollections, then queue its sync, which adds file {doc['xaiId']} again",
-                   (document_event(doc_id, EntityAction.UPDATE, source=SOURCE, reason=f"ops audit: not in {collection_id}"),), record)))
+            _record_and_resync(doc_id, f"drop {collection_id} from the document's xaiCollections, then queue its sync, "
+                               f"which adds file {doc['xaiId']} again", f"not in {collection_id}",
+                               remove=[collection_id] if collection_id in recorded else [])))
     strays: list[Mapping[str, Any]] = []
     for x in xai_docs:
         doc_id = _doc_field(x)
@@ -263,11 +268,9 @@ def stray_findings(owner: Owner, collection_id: str, strays: Iterable[Mapping[st
                 f"xAI collection {collection_id} holds its file {file_id}, but the document is not linked to {owner.label}.",
                 "it was unlinked and the sync did not take it out (a lost webhook, or its record did not list the collection)",
                 f"{collection_id}:{file_id}", ref, {**details, "xaiCollections": recorded},
-                Repair(RepairAction.RECORD_AND_RESYNC,
-                       f"add {collection_id} to the document's xaiCollections, then queue its sync, which removes the file from it",
-                       (document_event(doc_id, EntityAction.UPDATE, source=SOURCE, reason=f"ops audit: unlinked from {collection_id}"),),
-                       {"entity_type": EntityType.DOKUMENTE.value, "entity_id": doc_id, "field": "xaiCollections",
-                        "add": [] if collection_id in recorded else [collection_id], "remove": []})))
+                _record_and_resync(doc_id, f"add {collection_id} to the document's xaiCollections, then queue its sync, "
+                                   "which removes the file from it", f"unlinked from {collection_id}",
+                                   add=[] if collection_id in recorded else [collection_id])))
         else:
             out.append(_older_version(owner, collection_id, doc_id, found, file_id))
     return out

@@ -50,6 +50,12 @@ class RepairOutcome:
         return {"finding_id": self.finding_id, "status": self.status.value, "detail": self.detail, "marks": self.marks}
 
 
+def record_correction(doc_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict[str, Any]:
+    """The `record` of a RECORD_AND_RESYNC repair: these collections added to / removed from the
+    document's `xaiCollections` (what `correct_record` applies)."""
+    return {"entity_type": EntityType.DOKUMENTE.value, "entity_id": doc_id, "field": RECORD_FIELD, "add": list(add), "remove": list(remove)}
+
+
 async def correct_record(espocrm: Any, record: Mapping[str, Any]) -> str | None:
     """Apply a RECORD_AND_RESYNC correction (module docstring); returns what changed, or None."""
     if record.get("entity_type") != EntityType.DOKUMENTE.value or record.get("field") != RECORD_FIELD:
@@ -109,4 +115,4 @@ async def repair_findings(findings: Iterable[Finding], *, espocrm: Any, ledger: 
     return list(outcomes.values())
 
 
-__all__ = ["MAX_REPAIRS", "RepairOutcome", "RepairStatus", "correct_record", "repair_findings"]
+__all__ = ["MAX_REPAIRS", "RECORD_FIELD", "RepairOutcome", "RepairStatus", "correct_record", "record_correction", "repair_findings"]

@@ -144,6 +144,7 @@ def test_file_of_an_unlinked_document_is_added_to_its_record_and_its_sync_queued
     assert types(found) == ["file_without_document"]
     r = found[0].repair
     assert r and r.action is RepairAction.RECORD_AND_RESYNC and r.record and r.record["add"] == ["col-1"]
+    assert r.record == {"entity_type": "CDokumente", "entity_id": "d4", "field": "xaiCollections", "add": ["col-1"], "remove": []}
     assert r.events[0]["topic"] == "vmh.document.update"
 
 
