@@ -16,8 +16,11 @@ import redis.asyncio as aioredis
 from iii_local.testing import MemoryState, mock_context
 from services.calendar.sync import STATE_SCOPE
 from services.ops.audit.executor import run_audit
-from services.ops.audit.model import Check
-from services.ops.entities import parse_ref
+from services.ops.audit.model import Check, Finding, FindingType, Repair, RepairAction
+from services.ops.audit.repair import record_correction, repair_findings
+from services.ops.audit.runs import repair_last, run_and_keep
+from services.ops.audit.store import ReportStore
+from services.ops.entities import EntityRef, OpsEntityType, parse_ref
 from services.ops.resync import resync
 from services.ops.status import VIEW_MAX_CALLS, entity_status
 from services.ops.systems import Systems
@@ -179,3 +182,38 @@ async def test_differing_bank_accounts_are_read_again_with_one_list_per_party(wo
     assert sorted((f.type.value, f.entity.id if f.entity else None) for f in report.findings) == sorted(
         ("bank_account_differs", b["id"]) for b in banks)
     assert listed == [betnr, betnr]  # once to compare, once again before reporting: not once per differing account
+
+
+async def test_a_repair_corrects_the_record_then_queues_the_sync_through_the_ledger_and_is_kept(world: World) -> None:
+    s = world.systems
+    doc, cid, fid = await synced_document(world)
+    await s.xai.remove_from_collection(cid, fid)
+    store, ctx = ReportStore(s.ledger.redis, s.ledger.prefix), mock_context()
+    body = await run_and_keep(s, store, ctx, trigger="test", max_calls=500, max_seconds=30, checks=[Check.COLLECTIONS, Check.DOCUMENTS])
+    [finding] = [f for f in body["findings"] if f["type"] == "document_not_in_collection"]
+    done = await repair_last(s, store, ctx, [finding["id"], "no-such-id"])
+    assert (done["queued"], done["unknown"], done["skipped"], done["failed"]) == (1, 1, 0, 0)
+    assert (await s.espocrm.get_entity(DOC, doc["id"]))["xaiCollections"] == []  # the record first, then the sync
+    assert ctx.topics() == ["vmh.document.update"] and await s.ledger.get(SyncKind.DOCUMENT, doc["id"]) is not None
+    [repaired] = [f["repaired"] for f in (await store.last() or {})["findings"] if f["id"] == finding["id"]]
+    assert repaired["status"] == "queued" and repaired["marks"][0]["entity_id"] == doc["id"]
+    lines = await s.activity.recent([f"document:{doc['id']}"])
+    assert any("document_not_in_collection" in line["message"] for line in lines)
+
+
+async def test_repairs_mark_each_entity_once_and_a_failed_correction_queues_nothing(world: World) -> None:
+    s = world.systems
+    ref = EntityRef(OpsEntityType.DOCUMENT, "d-repair")
+    resync = Repair(RepairAction.RESYNC, "queue its sync", ({"topic": "vmh.document.update", "data": {
+        "entity_type": DOC, "entity_id": "d-repair", "action": "update", "source": "manual"}},))
+    wrong = record_correction("d-other") | {"field": "name"}  # only xaiCollections may be corrected
+    findings = [Finding(FindingType.FILE_WITHOUT_DOCUMENT, "a", "", "", "k1", ref, repair=resync),
+                Finding(FindingType.DOCUMENT_NOT_IN_COLLECTION, "b", "", "", "k2", ref, repair=resync),
+                Finding(FindingType.DOCUMENT_NOT_IN_COLLECTION, "c", "", "", "k3", ref,
+                        repair=Repair(RepairAction.RECORD_AND_RESYNC, "fix", resync.events, wrong)),
+                Finding(FindingType.COLLECTION_WITHOUT_OWNER, "d", "", "not ours", "k4", hint="delete it by hand")]
+    ctx = mock_context()
+    outcomes = await repair_findings(findings, espocrm=s.espocrm, ledger=s.ledger, ctx=ctx)
+    assert [o.status.value for o in outcomes] == ["queued", "queued", "failed", "skipped"]
+    assert outcomes[0].marks == outcomes[1].marks and len(outcomes[0].marks) == 1 and outcomes[2].marks == []
+    assert ctx.topics() == ["vmh.document.update"] and "delete it by hand" in outcomes[3].detail
