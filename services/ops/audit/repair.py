@@ -25,7 +25,7 @@ from services.clients.errors import IntegrationError, NotFoundError
 from services.ops.audit.model import Finding
 from services.ops.view import describe
 from services.platform.activity import ActivityLog
-from services.platform.ledger import Ledger, mark_and_enqueue
+from services.platform.ledger import Ledger, SyncKind, mark_and_enqueue
 from services.platform.models import EntityType
 
 MAX_REPAIRS = 1000
@@ -79,7 +79,8 @@ async def repair_findings(findings: Iterable[Finding], *, espocrm: Any, ledger: 
     """Queue the repairs of `findings` (rules: module docstring). Raises LedgerError when Redis
     cannot record the marks (nothing was enqueued then)."""
     outcomes: dict[str, RepairOutcome] = {}
-    queued: list[tuple[Finding, list[dict[str, Any]]]] = []
+    queued: list[tuple[Finding, list[tuple[SyncKind, str]]]] = []
+    unique: dict[tuple[SyncKind, str], dict[str, Any]] = {}
     for f in findings:
         if f.repair is None:
             outcomes[f.id] = RepairOutcome(f.id, RepairStatus.SKIPPED, f"no automatic repair: {f.hint or f.why}")
@@ -93,24 +94,18 @@ async def repair_findings(findings: Iterable[Finding], *, espocrm: Any, ledger: 
                 continue
             detail = f"{changed}; {detail}" if changed else detail
         outcomes[f.id] = RepairOutcome(f.id, RepairStatus.QUEUED, detail)
-        queued.append((f, list(f.repair.events)))
-    unique: dict[tuple[str, str], dict[str, Any]] = {}
-    for _, events in queued:
-        for event in events:
-            kind, key = ledger.describe(event)
-            unique[(kind.value, key)] = event
-    marks = await mark_and_enqueue(ledger, ctx, list(unique.values())) if unique else []
-    by_key = {(m.kind.value, m.entity_id): {"kind": m.kind.value, "entity_id": m.entity_id, "seq": m.seq, "outcome": m.outcome.value}
+        keys = [ledger.describe(event) for event in f.repair.events]
+        unique.update(zip(keys, f.repair.events, strict=True))
+        queued.append((f, list(dict.fromkeys(keys))))
+    marks = await mark_and_enqueue(ledger, ctx, list(unique.values()))
+    by_key = {(m.kind, m.entity_id): {"kind": m.kind.value, "entity_id": m.entity_id, "seq": m.seq, "outcome": m.outcome.value}
               for m in marks}
-    for f, events in queued:
+    for f, keys in queued:
         outcome = outcomes[f.id]
-        for event in events:
-            kind, key = ledger.describe(event)
-            if (kind.value, key) in by_key:
-                outcome.marks.append(by_key[(kind.value, key)])
+        outcome.marks = [by_key[k] for k in keys if k in by_key]
         if activity is not None:
-            for kind_value, key in {(m["kind"], m["entity_id"]) for m in outcome.marks}:
-                await activity.add(f"{kind_value}:{key}", "info", f"{why}: {f.type.value}: {outcome.detail}",
+            for mark in outcome.marks:
+                await activity.add(f"{mark['kind']}:{mark['entity_id']}", "info", f"{why}: {f.type.value}: {outcome.detail}",
                                    {"finding_id": f.id}, trace_id=getattr(ctx, "trace_id", None))
     return list(outcomes.values())
 
