@@ -47,8 +47,8 @@ async function signIn(event) {
     return;
   }
   $("token").value = "";
-  if (!location.hash || location.hash === "#/") location.hash = "#/search";
-  route();
+  if (!location.hash || location.hash === "#/") location.hash = "#/search"; // its hashchange draws the view
+  else route();
 }
 
 function parseHash() {
