@@ -10,7 +10,7 @@ Order of checks (nothing leaves before all have passed):
 1. No caller configured (ADVOWARE_PROXY_TOKENS / ADVOWARE_PROXY_TOKEN) → 503 (never open);
    production without an allow-list → 503 (the settings refuse to start that way anyway).
 2. The client address failed authentication too often → 429 with `Retry-After`
-   (services.proxy.auth: `AuthFailureLimiter`).
+   (services.platform.auth: `AuthFailureLimiter`, under services.proxy.auth's `FAILURE_KEY_PREFIX`).
 3. `Authorization: Bearer <token>` missing or no caller's → 401 (constant-time compare over
    every caller's token; the failure is counted); else the caller's name goes into the logs.
 4. `endpoint` fails `validate_endpoint` → 400 with the reason; outside the scope (always-denied

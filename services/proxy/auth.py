@@ -20,11 +20,10 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from services.platform.auth import DIRECT_ADDRESS, AuthFailureLimiter, bearer_token, client_address, token_digest
+from services.platform.auth import bearer_token, token_digest
 from services.proxy.http import ProxyError
 
-__all__ = ["CHALLENGE", "DIRECT_ADDRESS", "DISABLED_REASON", "FAILURE_KEY_PREFIX", "AuthFailureLimiter", "client_address",
-           "identify_caller"]
+__all__ = ["CHALLENGE", "DISABLED_REASON", "FAILURE_KEY_PREFIX", "identify_caller"]
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="advoware-proxy"'}
 FAILURE_KEY_PREFIX = "advoware:proxy:authfail:"

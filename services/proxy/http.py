@@ -14,7 +14,7 @@ Request body (engine/src/modules/rest_api/views.rs 246-289 at iii/v0.8.3):
 - A declared Content-Length above the limit is refused with 413 before anything is read.
 
 Answer: `body_bytes` is what goes into the response channel; writing it (status, headers,
-bytes, close: views.rs 380-465) is the step glue's, src/glue/proxy.py `send_answer`.
+bytes, close: views.rs 380-465) is the step glue's, src/glue/http.py `send_answer`.
 """
 
 from __future__ import annotations

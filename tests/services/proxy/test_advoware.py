@@ -1,7 +1,8 @@
 """services.proxy.advoware: endpoint validation (attack corpus), header filtering, and
 forwarding against the Advoware simulator and a fake upstream; the whole request path with a
 mock context (caller check, scope, body limits, security headers). Caller tokens and the
-failed-authentication limit: test_auth.py; the scope rules: test_endpoint.py."""
+proxy's 429: test_auth.py (the limiter itself: tests/services/platform/test_auth.py); the scope
+rules: test_endpoint.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from iii_local.testing import MockRequest, mock_context
 from services.clients.advoware.api import AdvowareAPI
 from services.clients.retry import RetryPolicy
+from services.platform.auth import AuthFailureLimiter
 from services.platform.settings import Settings, load_settings
 from services.proxy.advoware import (
     SECURITY_HEADERS,
@@ -33,11 +35,10 @@ from services.proxy.advoware import (
     read_body,
     validate_endpoint,
 )
-from services.proxy.auth import AuthFailureLimiter
 from services.proxy.endpoint import MAX_ENDPOINT_LENGTH
 from simulators.advoware import create_app
 from simulators.runner import RunningApp, start_app
-from src.glue.proxy import send_answer
+from src.glue.http import send_answer
 from tests.advoware_demo import API_KEY, APP_ID, DATABASE, KANZLEI, PASSWORD, USER, demo_client
 
 PROXY_TOKEN = "unit-proxy-token-0123456789abcdef0123456789"
