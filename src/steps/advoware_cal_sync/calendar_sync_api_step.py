@@ -4,7 +4,8 @@ of one employee (`calendar.sync.employee`) or of all (`calendar.sync.all`); answ
 Authenticated exactly like the Advoware proxy (services.proxy.advoware.authenticate): a named
 caller's token from ADVOWARE_PROXY_TOKENS (or ADVOWARE_PROXY_TOKEN) as `Authorization: Bearer`,
 compared in constant time; 503 when no caller is configured, 401 when missing/wrong (counted
-per client address: 429 with Retry-After past the limit); the caller's name is logged.
+per client address: 429 past the limit, its reason naming the seconds to wait; no Retry-After,
+the real engine drops a returned result's headers, row H3); the caller's name is logged.
 404 unknown Kürzel; 400 bad body.
 The job is marked in the sync ledger before it is enqueued; when the ledger cannot be
 written the answer is 503 and nothing is queued.
