@@ -52,9 +52,10 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from services.clients.espocrm_webhooks import MAX_BATCH_SIZE, php_json_encode, verify_signature
-from services.platform.auth import header_value, lower_headers, token_matches
+from services.platform.auth import lower_headers, token_matches
 from services.platform.rejected import Rejected
 from services.platform.settings import Settings, WebhookAuthMode
+from services.proxy.http import engine_parsed_json
 
 TOKEN_QUERY_PARAM = "token"
 """`ESPOCRM_WEBHOOK_TOKEN` travels in the webhook URL (`.../vmh/webhook/document/create?token=...`).
@@ -201,9 +202,9 @@ def split_batch(
 def engine_streams_raw_body(request: Any) -> bool:
     """Whether the engine streams this request's bytes into the request channel (row H2):
     only when it gave no parsed `body` and the content type is not JSON (row H1: then the
-    channel stays open and empty until the handler returns; never read it). The engine's test is
-    case-sensitive (views.rs 251 at iii/v0.8.3: `content_type.contains("application/json")`),
-    so `Application/JSON` is streamed and read here."""
+    channel stays open and empty until the handler returns; never read it). The engine's test
+    (services.proxy.http.engine_parsed_json, views.rs 251 at iii/v0.8.3) is case-sensitive, so
+    `Application/JSON` is streamed and read here."""
     if getattr(request, "body", None) is not None:
         return False
-    return "application/json" not in header_value(getattr(request, "headers", None), "content-type")
+    return not engine_parsed_json(getattr(request, "headers", None))
