@@ -76,7 +76,7 @@ async function route() {
   document.body.dataset.shown = ""; // set once the view is drawn (the browser tests wait for it)
   try {
     if (name === "entity" && parts.length === 3) await renderEntity(view, parts[1], parts[2], current);
-    else if (name === "ledger") await renderLedger(view, current);
+    else if (name === "ledger") await renderLedger(view, params.get("dead") === "1", current);
     else if (name === "audit") await renderAudit(view, current);
     else await renderSearch(view, params.get("q") || "", current);
   } catch (err) {

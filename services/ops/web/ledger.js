@@ -24,12 +24,12 @@ async function replay(body) {
   toast(`Replayed ${r.replayed} mark(s), ${r.enqueued} enqueued`);
 }
 
-export async function renderLedger(view, current) {
-  const dead = location.hash.includes("dead=1");
+/** The ledger's live marks, or its dead ones (`#/ledger?dead=1`). */
+export async function renderLedger(view, dead, current) {
   replace(view, h("p", { class: "quiet", text: "reading the ledger…" }));
   const data = await get(url("/ops/ledger", { dead: dead ? 1 : "", limit: 200 }));
   if (!current()) return;
-  const again = () => renderLedger(view, current);
+  const again = () => renderLedger(view, dead, current);
   const stats = Object.entries(data.stats || {}).map(([kind, s]) => [h("code", { text: kind }), s.pending, s.retrying,
     h("span", { class: s.dead ? "bad-text" : "", text: String(s.dead) }), s.due_now,
     action("Replay dead", async () => { await replay({ kind }); await again(); }, { disabled: !s.dead, testid: `replay-${kind}` })]);
