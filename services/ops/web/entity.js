@@ -18,16 +18,17 @@ function entityPath(type, id) {
 
 export async function renderEntity(view, type, id, current) {
   replace(view, h("p", { class: "quiet", text: `reading ${type} ${id} from every system…` }));
+  await load(view, type, id, current);
+}
+
+/** Read the view and draw it (unless the page has moved on meanwhile). */
+async function load(view, type, id, current) {
   const v = await get(entityPath(type, id));
-  if (!current()) return;
-  draw(view, v, current);
+  if (current()) draw(view, v, current);
 }
 
 function draw(view, v, current) {
-  const reload = async () => {
-    const again = await get(v.entity.path);
-    if (current()) draw(view, again, current);
-  };
+  const reload = () => load(view, v.entity.type, v.entity.id, current);
   const resync = action("Resync now", async () => {
     const r = await post(v.actions.resync.path, {});
     const queued = (r.queued || []).map((q) => `${q.kind} ${q.entity_id} (${q.outcome})`).join(", ");
