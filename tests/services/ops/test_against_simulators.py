@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from iii_local.testing import MemoryState, mock_context
 from services.calendar.sync import STATE_SCOPE
+from services.documents.events import document_event
 from services.ops.audit.executor import run_audit
 from services.ops.audit.model import Check, Finding, FindingType, Repair, RepairAction
 from services.ops.audit.repair import record_correction, repair_findings
@@ -217,3 +218,29 @@ async def test_repairs_mark_each_entity_once_and_a_failed_correction_queues_noth
     assert [o.status.value for o in outcomes] == ["queued", "queued", "failed", "skipped"]
     assert outcomes[0].marks == outcomes[1].marks and len(outcomes[0].marks) == 1 and outcomes[2].marks == []
     assert ctx.topics() == ["vmh.document.update"] and "delete it by hand" in outcomes[3].detail
+
+
+async def test_a_failing_system_leaves_only_its_checks_incomplete_and_a_spent_time_budget_stops_the_audit(world: World) -> None:
+    await world.sim(world.sims.xai.url, "POST", "/_sim/faults", {"method": "*", "path": ".*", "status": 403})  # not retried
+    try:
+        report = await run_audit(world.systems, max_calls=200, max_seconds=30, trigger="test",
+                                 checks=[Check.COLLECTIONS, Check.DOCUMENTS, Check.PARTIES])
+    finally:
+        await world.sim(world.sims.xai.url, "DELETE", "/_sim/faults")
+    notes = {c.check: (c.complete, c.note or "") for c in report.checks}
+    assert notes[Check.COLLECTIONS][0] is False and notes[Check.COLLECTIONS][1].startswith("stopped: ")
+    assert notes[Check.DOCUMENTS] == (False, "needs the collections check, which did not finish")
+    assert notes[Check.PARTIES] == (True, "") and not report.complete
+
+    late = await run_audit(world.systems, max_calls=200, max_seconds=0, trigger="test")
+    assert [(c.check, c.note) for c in late.checks] == [(Check.COLLECTIONS, "time budget spent")]
+    assert len(late.not_run) == len(Check) - 1 and sum(late.calls.values()) == 0
+
+
+async def test_an_entity_whose_sync_is_pending_is_left_out_and_counted(world: World) -> None:
+    doc, cid, fid = await synced_document(world)
+    await world.systems.xai.remove_from_collection(cid, fid)
+    await world.systems.ledger.mark_events([document_event(doc["id"])])
+    report = await run_audit(world.systems, max_calls=500, max_seconds=30, trigger="test", checks=[Check.COLLECTIONS, Check.DOCUMENTS])
+    assert report.complete and not [f for f in report.findings if f.entity and f.entity.id == doc["id"]]
+    assert [c.skipped_busy for c in report.checks] == [0, 1] and "1 left out (a sync is pending)" in report.text()
