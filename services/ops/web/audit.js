@@ -17,9 +17,15 @@ const HEADINGS = {
   calendar_pair_broken: "Broken calendar pairs",
 };
 
+const OUTCOMES = ["queued", "skipped", "failed", "unknown"];
+
 function outcomeText(r) {
-  const parts = { queued: "queued", skipped: "skipped", failed: "failed", unknown: "unknown" };
-  return Object.keys(parts).filter((k) => r[k]).map((k) => `${r[k]} ${parts[k]}`).join(", ") || "nothing to do";
+  return OUTCOMES.filter((k) => r[k]).map((k) => `${r[k]} ${k}`).join(", ") || "nothing to do";
+}
+
+/** `{kind: n}` → "n kind, m other". */
+function counts(byKind) {
+  return Object.entries(byKind || {}).map(([k, n]) => `${n} ${k}`).join(", ");
 }
 
 async function repair(body) {
@@ -57,13 +63,13 @@ function findings(report, again) {
 
 function checks(report) {
   const rows = (report.checks || []).map((c) => [c.check, c.complete ? pill("complete", "good") : pill("incomplete", "bad"),
-    Object.entries(c.examined || {}).map(([k, n]) => `${n} ${k}`).join(", "), c.skipped_busy || 0, c.calls, `${c.seconds} s`, c.note || ""]);
+    counts(c.examined), c.skipped_busy || 0, c.calls, `${c.seconds} s`, c.note || ""]);
   return grid(["check", "", "examined", "left out (sync pending)", "calls", "took", "note"], rows, { testid: "checks" });
 }
 
 function history(items) {
   const rows = items.map((s) => [when(s.started_at), s.trigger, s.complete ? "complete" : "incomplete", s.findings, s.repairable, s.calls,
-    Object.entries(s.by_type || {}).map(([k, n]) => `${n} ${k}`).join(", ")]);
+    counts(s.by_type)]);
   return grid(["started", "by", "", "findings", "repairable", "calls", "by type"], rows, { testid: "history", empty: "no audit yet" });
 }
 
