@@ -24,7 +24,6 @@ from enum import StrEnum
 from typing import Any, Protocol, Unpack
 from urllib.parse import quote
 
-import aiohttp
 from google.auth import jwt as google_jwt
 from google.auth.crypt import Signer
 from google.oauth2 import service_account
@@ -40,7 +39,6 @@ from services.clients.errors import (
     ValidationError,
 )
 from services.clients.http import HttpOptions, JsonHttpClient
-from services.clients.retry import DEFAULT_POLICY, RetryPolicy
 
 GOOGLE_CALENDAR_BASE_URL = "https://www.googleapis.com/calendar/v3"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
@@ -142,11 +140,9 @@ class ServiceAccountTokenProvider:
         subject: str | None = None,
         token_url: str | None = None,
         *,
-        session: aiohttp.ClientSession | None = None,
-        timeout: float = 30.0,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
         refresh_margin: float = 60.0,
         lifetime: int = 3600,
+        **http: Unpack[HttpOptions],
     ) -> None:
         for required in ("client_email", "private_key"):
             if required not in service_account_info:
@@ -171,7 +167,7 @@ class ServiceAccountTokenProvider:
         self.lifetime = min(lifetime, 3600)
         url = URL(self.token_url)
         self._path = url.raw_path_qs.lstrip("/")
-        self._http = JsonHttpClient(str(url.origin()), timeout=timeout, retry_policy=retry_policy, session=session)
+        self._http = JsonHttpClient(str(url.origin()), **http)
         self._http.service = "google-oauth"
         self._token: str | None = None
         self._expires_at = 0.0
