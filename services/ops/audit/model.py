@@ -196,8 +196,8 @@ class AuditReport:
             "not_run": [c.value for c in self.not_run], "checks_wanted": [c.value for c in self.wanted],
         }
 
-    def text(self) -> str:
-        """The report in words."""
+    def text(self, max_findings: int | None = None) -> str:
+        """The report in words (the first `max_findings` findings one by one, all of them counted)."""
         took = max(0.0, self.finished_at - self.started_at)
         head = (f"Drift audit of {_when(self.started_at)} ({self.trigger}): {len(self.findings)} finding(s), "
                 f"{sum(self.calls.values())} API call(s) of {self.max_calls}, {took:.1f} s.")
@@ -212,9 +212,11 @@ class AuditReport:
                 lines.append(f"- {n} {FINDING_WORDS[FindingType(t)]}")
         if not self.findings:
             lines.append("Nothing disagrees" + (" in what was checked." if not self.complete else "."))
-        for i, f in enumerate(self.findings, 1):
+        for i, f in enumerate(self.findings[:max_findings], 1):
             fix = f"Repair: {f.repair.description}" if f.repair else f"By hand: {f.hint or 'see why'}"
             lines.append(f"{i}. [{f.id}] {f.subject}: {f.summary} Why: {f.why} {fix}")
+        if max_findings is not None and len(self.findings) > max_findings:
+            lines.append(f"... and {len(self.findings) - max_findings} more finding(s), counted above but not listed.")
         for c in self.checks:
             seen = ", ".join(f"{v} {k}" for k, v in c.examined.items())
             busy = f", {c.skipped_busy} left out (a sync is pending)" if c.skipped_busy else ""
@@ -222,11 +224,13 @@ class AuditReport:
                          f"{c.calls} call(s), {c.seconds:.1f} s)")
         return "\n".join(lines)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, max_findings: int | None = None) -> dict[str, Any]:
+        """The whole report; with `max_findings`, only the first ones (listed and in `text`), `findings_total` counts all."""
         return {
             **self.summary(), "max_calls": self.max_calls, "max_seconds": self.max_seconds, "calls_by_service": self.calls,
             "counts": self.counts(), "checks": [c.as_json() for c in self.checks],
-            "findings": [f.as_json() for f in self.findings], "text": self.text(),
+            "findings": [f.as_json() for f in self.findings[:max_findings]], "findings_total": len(self.findings),
+            "text": self.text(max_findings),
         }
 
 

@@ -2,7 +2,7 @@
 the last HISTORY reports, and per report the repairs queued from it.
 
 Keys (prefix OPS_KEY_PREFIX, default `ops`): `{prefix}:audit:last` (JSON of the last report,
-at most MAX_STORED_FINDINGS findings; `findings_total` counts all), `{prefix}:audit:history`
+at most MAX_STORED_FINDINGS findings, listed and in its `text`; `findings_total` counts all), `{prefix}:audit:history`
 (list of summaries, newest first), `{prefix}:audit:repairs:{report id}` (hash: finding id →
 JSON of the queued repair, expiring with REPAIRS_TTL_SECONDS).
 """
@@ -35,9 +35,7 @@ class ReportStore:
 
     async def save(self, report: AuditReport) -> dict[str, Any]:
         """Keep `report` as the last one (and its summary in the history); returns the stored JSON."""
-        body = report.as_json()
-        body["findings_total"] = len(body["findings"])
-        body["findings"] = body["findings"][:MAX_STORED_FINDINGS]
+        body = report.as_json(MAX_STORED_FINDINGS)
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(self._key("last"), json.dumps(body, ensure_ascii=False, default=str))
         pipe.lpush(self._key("history"), json.dumps(report.summary(), ensure_ascii=False))

@@ -4,6 +4,7 @@ entity references, the call meter and the per-entity activity ring."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 
 from services.clients.http import CallBudgetSpent, CallMeter, JsonHttpClient, metered
 from services.ops.api import parse_repair, parse_resync, parse_run, parse_search
+from services.ops.audit import store as store_module
 from services.ops.audit.collections import Owner, membership_findings
 from services.ops.audit.model import AuditReport, Check, CheckRun, Finding
 from services.ops.audit.store import ReportStore
@@ -70,6 +72,15 @@ async def test_the_store_keeps_the_last_report_its_history_and_the_repairs(redis
     assert last is not None and last["id"] == "r2" and last["findings_total"] == 1 and last["complete"] is True
     assert last["findings"][0]["repaired"] == {"status": "queued"}
     assert [h["id"] for h in await store.history()] == ["r2"]
+
+
+async def test_the_store_keeps_at_most_max_stored_findings_listed_and_in_words(redis: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "MAX_STORED_FINDINGS", 1)
+    first = a_finding()
+    report = AuditReport("r3", 1.0, "cron", 10, 5.0, finished_at=2.0, findings=[first, dataclasses.replace(first, key="other")])
+    body = await ReportStore(redis, prefix="opstest").save(report)
+    assert body["findings_total"] == 2 and [f["id"] for f in body["findings"]] == [first.id]
+    assert "- 2 document(s)" in body["text"] and "2. [" not in body["text"] and "1 more finding(s)" in body["text"]
 
 
 @pytest.mark.parametrize(("query", "error"), [({}, "q is required"), ({"q": "  "}, "q is required"), ({"q": "x" * 201}, "at most"),
