@@ -7,12 +7,14 @@ xAI simulator. A change that adds calls fails here.
   no call at all; a change of another field is no echo and is looked at (one read);
 - a new document linked to one entity with a collection, end to end with every event it
   causes (create and link webhooks, the echoes of the write-back): at most 7 calls, the
-  minimum of bench/call_budget.py (6) plus the one read a second webhook may cost;
+  minimum of bench/call_budget.py (6) plus the one read a second webhook may cost (one read
+  per run of the document's sync, the runs counted in the ledger's activity lines);
 - linking or unlinking a document costs the same whether the entity has 1 or 3 documents.
 
 The session stack is shared, so calls are attributed by the ids in their paths (the
 document, its attachment, the entity, the collection, the xAI file) and uploads by the
-document's unique file name.
+document's unique file name. A call that names none of them (a list or a search) is not seen
+here: tests/services/documents/test_calls.py counts every call the sync makes, in process.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import pytest
 
 from iii_local.testing import MotiaTester
 from services.clients.espocrm import EspoCRMAPI
+from services.platform.activity import ActivityLog
 from simulators.sandbox import Simulators
 from tests.steps import test_document_sync as documents
+from tests.steps.ledger_helpers import stack_ledger
 from tests.steps.test_document_sync import DOC, RK, Xai, ensure_collection, new_document, new_rk, settle, synced_document, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -73,6 +77,14 @@ async def webhook_reported(sims: Simulators, http: aiohttp.ClientSession, since:
     )
 
 
+async def document_runs(stack: MotiaTester, doc_id: str) -> int:
+    """Runs of the document's sync that completed (the ledger's `done` or `moved` line in the
+    document's recent activity, services.platform.activity), whatever the sync did."""
+    ledger = stack_ledger(stack)
+    lines = await ActivityLog(ledger.redis, ledger.prefix).recent([f"document:{doc_id}"])
+    return sum(1 for line in lines if line["message"] in (f"ledger: document {doc_id}: done", f"ledger: document {doc_id}: moved"))
+
+
 async def rk_with_collection(stack: MotiaTester, espo: EspoCRMAPI) -> tuple[dict[str, Any], str]:
     rk = await new_rk(espo)
     await ensure_collection(stack, espo, rk)
@@ -117,6 +129,7 @@ async def test_new_document_end_to_end_budget(stack: MotiaTester, sims: Simulato
     uploads = len(await xai.files_named(filename))
     reads = espo_calls.count(f"GET /api/v1/{DOC}/{doc['id']}")
     assert uploads == 1 and reads in (1, 2), espo_calls  # a second webhook during the run costs one read
+    assert reads == await document_runs(stack, doc["id"]), espo_calls  # that read, and no other: one per run
     assert sorted(espo_calls) == sorted(
         [f"GET /api/v1/{DOC}/{doc['id']}"] * reads
         + [f"GET /api/v1/{DOC}/{doc['id']}/raeumungsklagen", f"GET /api/v1/Attachment/file/{doc['fileId']}", f"PUT /api/v1/{DOC}/{doc['id']}"]
