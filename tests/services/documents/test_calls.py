@@ -165,13 +165,16 @@ async def test_file_replaced_during_the_sync_is_not_claimed_synced(world: World)
 
 
 async def test_without_espocrms_md5sum_the_record_is_read_before_the_sync_writes_it(world: World) -> None:
-    rk, _ = await world.rk_with_collection()
+    rk, cid = await world.rk_with_collection()
     doc_id = await world.new_doc(b"no md5 here", raeumungsklagenIds=[rk])
-    await world.espo.update_entity(DOC, doc_id, {"md5sum": None})  # a CRM whose hook fills none
+    att = (await world.espo.update_entity(DOC, doc_id, {"md5sum": None}))["fileId"]  # a CRM whose hook fills none
     world.clear_calls()
-    assert (await world.service().sync_document(doc_id)).outcome == SyncOutcome.SYNCED
-    espo, _ = world.calls()
+    res = await world.service().sync_document(doc_id)
+    assert res.outcome == SyncOutcome.SYNCED
+    espo, xai = world.calls()
     assert espo[-2:] == [f"GET /api/v1/{DOC}/{doc_id}", f"PUT /api/v1/{DOC}/{doc_id}"]
+    assert espo[:-2] == [f"GET /api/v1/{DOC}/{doc_id}", f"GET /api/v1/{DOC}/{doc_id}/raeumungsklagen", f"GET /api/v1/Attachment/file/{att}"]
+    assert xai == ["POST /v1/files", f"POST /v1/collections/{cid}/documents/{res.file_id}"]  # that read is the only extra call
     assert (await world.espo.get_entity(DOC, doc_id))["md5sum"] == hashlib.md5(b"no md5 here").hexdigest()
 
 
