@@ -9,9 +9,9 @@ import hashlib
 import uuid
 from typing import Any
 
-from services.documents.executor import SyncOutcome
 from services.documents.links import change_key, contradicts, recall, remember
 from services.documents.plan import LinkedEntity
+from services.documents.results import SyncOutcome
 from services.platform.models import DocumentRecord, EntityAction, EntityType, SyncEvent, SyncSource
 from tests.services.documents.world import RK, World
 

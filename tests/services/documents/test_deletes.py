@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from services.clients.errors import ApiError
-from services.documents.executor import SyncOutcome
+from services.documents.results import SyncOutcome
 from services.platform.models import EntityAction, EntityType, SyncEvent, SyncSource
 from tests.services.documents.world import World
 

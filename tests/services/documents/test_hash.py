@@ -8,8 +8,8 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
-from services.documents.executor import SyncOutcome
 from services.documents.reconcile import iter_reconcile_events
+from services.documents.results import SyncOutcome
 from services.platform.models import utc_now
 from tests.services.documents.world import RULES, World
 

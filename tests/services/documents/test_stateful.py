@@ -54,8 +54,9 @@ from hypothesis.stateful import (
 )
 
 from services.clients.errors import NotFoundError
-from services.documents.executor import DocumentSyncService, SyncOutcome
+from services.documents.executor import DocumentSyncService
 from services.documents.journal import MemoryJournal
+from services.documents.results import SyncOutcome
 from services.platform.models import SyncEvent
 from tests.state_machines import AsyncMachine, CheckedAtTeardown
 

@@ -21,8 +21,9 @@ from services.documents.collections import (
     plan_collection,
 )
 from services.documents.events import document_webhook_events, is_own_write_echo, link_webhook_events
-from services.documents.executor import SyncOutcome, download_to_tempfile
+from services.documents.files import download_to_tempfile
 from services.documents.reconcile import iter_reconcile_events, unsynced_documents_where
+from services.documents.results import SyncOutcome
 from services.platform.locks import RedisLock, lock_key
 from services.platform.models import (
     EntityAction,
