@@ -45,6 +45,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -140,10 +141,7 @@ def figures(prefix: str, items: int, elapsed: float, concurrency: int, during: d
         f"{prefix}_bound_latency_per_s": bound_latency,
     }
     if rate is not None and "xai" in answered:
-        per_key: dict[str, int] = {}
-        for r in answered["xai"]:
-            per_key[xai_key_of(r)] = per_key.get(xai_key_of(r), 0) + 1
-        busiest = max(per_key.values(), default=0) / items
+        busiest = max(Counter(xai_key_of(r) for r in answered["xai"]).values(), default=0) / items
         bound_rate = rate / busiest if busiest else float("inf")
         bound = min(bound_latency, bound_rate)
         out[f"{prefix}_xai_rate_limit_per_s"] = rate
