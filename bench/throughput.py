@@ -224,7 +224,7 @@ def seed_documents(h: Harness, count: int, kib: int, entities: list[str]) -> lis
 def seed_parties(h: Harness, count: int) -> list[dict[str, Any]]:
     assert h.sims
     espo = state_of(h.sims.espocrm_app)
-    parties = []
+    parties: list[dict[str, Any]] = []
     for n in range(count):
         last = f"Bench{n:05d}"
         parties.append({"id": generate_id(), "firstName": "Max", "lastName": last, "name": f"Max {last}",
