@@ -20,7 +20,8 @@ without a file id looks for the orphaned upload in xAI instead of uploading twic
 
 
 class SyncJournal(Protocol):
-    """Where the sync remembers an upload before EspoCRM knows of it (crash safety)."""
+    """Dict entries by key in one store: the upload journal (crash safety, JOURNAL_SCOPE), and
+    the link memory and collection change tokens of services.documents.links."""
 
     async def get(self, doc_id: str) -> dict[str, Any] | None: ...
 
