@@ -28,17 +28,20 @@ function counts(byKind) {
   return Object.entries(byKind || {}).map(([k, n]) => `${n} ${k}`).join(", ");
 }
 
-async function repair(body) {
-  const r = await post("/ops/audit/repair", body);
-  const detail = (r.outcomes || []).filter((o) => o.status !== "queued").map((o) => o.detail).filter(Boolean);
-  toast(`Repairs: ${outcomeText(r)}${detail.length ? ". " + detail.join("; ") : ""}`, r.failed ? "bad" : "");
-  return r;
+/** A button's work: queue the repairs `body` names, say what became of them, then `again` (draw the audit anew). */
+function repairing(body, again) {
+  return async () => {
+    const r = await post("/ops/audit/repair", body);
+    const detail = (r.outcomes || []).filter((o) => o.status !== "queued").map((o) => o.detail).filter(Boolean);
+    toast(`Repairs: ${outcomeText(r)}${detail.length ? ". " + detail.join("; ") : ""}`, r.failed ? "bad" : "");
+    await again();
+  };
 }
 
 function finding(f, again) {
   const done = f.repaired;
   const button = f.repair
-    ? action(done ? "Repair again" : "Repair", async () => { await repair({ ids: [f.id] }); await again(); },
+    ? action(done ? "Repair again" : "Repair", repairing({ ids: [f.id] }, again),
       { busy: "queueing…", testid: "repair", class: done ? "act" : "act main" })
     : null;
   return h("article", { class: "finding", data: { testid: "finding", type: f.type, id: f.id, entity: f.entity ? f.entity.id : "" } },
@@ -85,7 +88,7 @@ export async function renderAudit(view, current) {
     toast(`Audit done: ${r.findings_total ?? (r.findings || []).length} finding(s)${r.complete ? "" : " (incomplete)"}`);
     await again();
   }, { busy: "auditing… (up to 20 s)", testid: "run-audit", class: "act main" });
-  const all = action(`Repair all (${open})`, async () => { await repair({ all: true }); await again(); },
+  const all = action(`Repair all (${open})`, repairing({ all: true }, again),
     { busy: "queueing…", testid: "repair-all", disabled: !open });
   const head = h("div", { class: "headline" }, h("h2", { text: "Drift audit" }), h("span", { class: "spacer" }), run, all);
   if (!report) {

@@ -19,9 +19,13 @@ function markEntity(m) {
   return null;
 }
 
-async function replay(body) {
-  const r = await post("/ops/ledger/replay", body);
-  toast(`Replayed ${r.replayed} mark(s), ${r.enqueued} enqueued`);
+/** A button's work: replay the dead marks `body` names, say how many, then `again` (draw the ledger anew). */
+function replaying(body, again) {
+  return async () => {
+    const r = await post("/ops/ledger/replay", body);
+    toast(`Replayed ${r.replayed} mark(s), ${r.enqueued} enqueued`);
+    await again();
+  };
 }
 
 /** The ledger's live marks, or its dead ones (`#/ledger?dead=1`). */
@@ -32,17 +36,17 @@ export async function renderLedger(view, dead, current) {
   const again = () => renderLedger(view, dead, current);
   const stats = Object.entries(data.stats || {}).map(([kind, s]) => [h("code", { text: kind }), s.pending, s.retrying,
     h("span", { class: s.dead ? "bad-text" : "", text: String(s.dead) }), s.due_now,
-    action("Replay dead", async () => { await replay({ kind }); await again(); }, { disabled: !s.dead, testid: `replay-${kind}` })]);
+    action("Replay dead", replaying({ kind }, again), { disabled: !s.dead, testid: `replay-${kind}` })]);
   const marks = ledgerMarks(data.marks || [], (m) => {
     const ent = markEntity(m);
     return h("span", { class: "row-actions" }, ent ? entityLink(ent, "view") : null, " ",
-      m.state === "dead" ? action("Replay", async () => { await replay({ kind: m.kind, ids: [m.entity_id] }); await again(); },
+      m.state === "dead" ? action("Replay", replaying({ kind: m.kind, ids: [m.entity_id] }, again),
         { testid: "replay-one" }) : null);
   });
   replace(view,
     h("div", { class: "headline" }, h("h2", { text: "The sync ledger" }), h("span", { class: "spacer" }),
       action("Read again", again, { busy: "reading…" }),
-      action("Replay every dead mark", async () => { await replay({}); await again(); }, { class: "act main", testid: "replay-all" })),
+      action("Replay every dead mark", replaying({}, again), { class: "act main", testid: "replay-all" })),
     h("p", { class: "quiet", text: "Every accepted webhook, follow-up and repair is a mark here until its sync is done. "
       + "Retrying marks wait for their backoff; dead ones gave up and wait for a replay (or a resync of the entity)." }),
     panel("Per kind", grid(["kind", "pending", "retrying", "dead", "due now", ""], stats, { testid: "ledger-stats" })),
