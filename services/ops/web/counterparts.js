@@ -77,19 +77,23 @@ function employee(c) {
   ];
 }
 
-const BY_TYPE = { document: document_, account: owner, eviction_case: owner, party: advoware, bank_account: advoware, employee };
-const SHOWN = {
-  document: ["xai", "plan", "links", "journal"], account: ["xai", "documents"], eviction_case: ["xai", "documents"],
-  party: ["advoware", "fields", "snapshot", "bank_accounts", "xai"], bank_account: ["party", "advoware", "fields", "snapshot"],
-  employee: ["google", "last_run"],
+const OWNER = { draw: owner, shown: ["xai", "documents"] };
+/** Per entity type: what draws its counterparts, and which of them it draws. */
+const BY_TYPE = {
+  document: { draw: document_, shown: ["xai", "plan", "links", "journal"] },
+  account: OWNER,
+  eviction_case: OWNER,
+  party: { draw: advoware, shown: ["advoware", "fields", "snapshot", "bank_accounts", "xai"] },
+  bank_account: { draw: advoware, shown: ["party", "advoware", "fields", "snapshot"] },
+  employee: { draw: employee, shown: ["google", "last_run"] },
 };
 
 /** The counterpart panels of view `v` (anything not drawn on purpose is shown as JSON). */
 export function counterparts(v) {
   const c = v.counterparts || {};
   if (!Object.keys(c).length) return [];
-  const draw = BY_TYPE[v.entity.type];
-  const shown = new Set(draw ? SHOWN[v.entity.type] : []);
+  const kind = BY_TYPE[v.entity.type];
+  const shown = new Set(kind ? kind.shown : []);
   const rest = Object.entries(c).filter(([k]) => !shown.has(k));
-  return [draw ? draw(c) : null, rest.map(([k, value]) => panel(k, dump(value)))];
+  return [kind ? kind.draw(c) : null, rest.map(([k, value]) => panel(k, dump(value)))];
 }
