@@ -12,9 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yarl
+from motia import ApiResponse
 
-from iii_local.testing import MotiaTester, Response
-from services.ops.page import ASSETS, PAGE, WEB, asset, page, redirect_to_page
+from iii_local.testing import MockRequest, MotiaTester, Response, mock_context
+from services.ops.page import ASSETS, ASSETS_PREFIX, PAGE, PAGE_PATH, WEB, asset, page, redirect_to_page
+from src.steps.system.ops_page_api_step import handler
 
 HTML_SCRIPTS = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S | re.I)
 WRITES_HTML = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function\(|setAttribute\(\s*[\"']on")
@@ -87,8 +89,16 @@ def test_every_file_of_the_page_is_allow_listed_and_no_script_writes_html() -> N
             assert all(i in ASSETS for i in imports), (name, imports)  # a module the route would not serve
 
 
-def test_without_a_response_channel_the_answers_are_motia_responses() -> None:
+async def test_without_a_response_channel_the_answers_are_motia_responses() -> None:
+    """The step called without the engine's response channel (send_answer's fallback) returns the answer it would write."""
     assert page().status == 200 and page().headers["Content-Type"].startswith("text/html")
     assert asset("../page.py").status == 404 and asset("app.js").status == 200
     assert redirect_to_page().headers["Location"] == "/ops/"
     assert Path(WEB / PAGE).read_bytes() == page().body
+    for route, params, expected in ((PAGE_PATH, {}, page()), (ASSETS_PREFIX + ":name", {"name": "app.js"}, asset("app.js")),
+                                    ("/ops", {}, redirect_to_page())):
+        ctx = mock_context("http")
+        ctx.trigger.path = route
+        r = await handler(MockRequest(method="GET", path_params=params), ctx)
+        assert isinstance(r, ApiResponse), (route, r)
+        assert (r.status, r.headers, r.body) == (expected.status, expected.headers, expected.body), route
