@@ -190,6 +190,7 @@ async def test_a_dead_sync_is_seen_in_the_ledger_and_replayed_from_the_page(
     await go(page, stack, "ledger?dead=1", "ledger")
     dead = page.locator('[data-testid="ledger-marks"] tbody tr', has_text=doc["id"])
     assert "file type not accepted" in await dead.inner_text()
+    assert await dead.get_by_role("link", name="view").get_attribute("href") == f"#/entity/document/{doc['id']}"
     stats = page.locator('[data-testid="ledger-stats"] tbody tr', has_text="document")
     assert int((await stats.inner_text()).split("\t")[3]) >= 1
     await page.screenshot(path=str(ops_shots / "ops-page-ledger.png"), full_page=True)
